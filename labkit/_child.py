@@ -1,0 +1,306 @@
+"""The main loop of one node process (processes runtime).
+
+Theory of operation. The parent starts this function in a fresh process (forkserver on
+Linux, spawn on macOS) with the node's spec, the pickled node factory and the read end of a
+pipe whose write end only the parent holds. The process:
+
+1. binds its inbox (a PULL socket on an ipc path in the cluster's private 0700 directory),
+   connects a PUSH socket to every peer's inbox and one to the parent's client inbox, and a
+   DEALER to the parent's control socket; says hello and waits for the network state;
+2. then loops: poll inbox, control and the watchdog pipe; apply control first (so a
+   partition the parent has announced covers every message that arrives after it); pass each
+   arriving message through the receiver's copy of the ``NetworkModel`` (drop, delay,
+   duplicate, reorder; a delayed copy is checked against partitions again when it is due);
+   run due timers; then write the journal lines of this round with one ``os.write`` and only
+   then hand outgoing messages to ZeroMQ -- so a SIGKILL can lose a round's sends, but the
+   journal never shows a delivery whose send it lacks.
+
+The process ends when the watchdog pipe reports EOF (the parent died, however it died), on
+SIGKILL from the parent (``kill``/``close``), or after a handler crash has been journaled.
+It ignores SIGINT, so interrupting a notebook cell does not stop the cluster.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+MAX_BATCH = 256
+EXIT_CRASHED = 3
+EXIT_INTERNAL = 4
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    try:
+        _Node(spec, factory_blob, watch).run()
+    except SystemExit:
+        raise
+    except BaseException:  # a bug in labkit itself: say so in the journal, then go
+        _emergency_journal(spec, traceback.format_exc())
+        os._exit(EXIT_INTERNAL)
+
+
+def _emergency_journal(spec: dict, tb: str) -> None:
+    path = os.path.join(spec["dir"], f"j-{spec['id']}-{spec['incarnation']}.jsonl")
+    t = (time.monotonic() - spec["t0"]) * 1000.0
+    line = _dumps({"t": round(t, 3), "kind": "crash", "node": spec["id"], "error": "labkit runtime error",
+                   "cause": "the labkit node runtime", "traceback": tb,
+                   "incarnation": spec["incarnation"], "seed": spec["seed"]}) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(fd, line.encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class _Node:
+    """The node process: sockets, poll loop, and the Host a Context needs."""
+
+    def __init__(self, spec: dict, factory_blob: bytes, watch: Any) -> None:
+        import zmq
+
+        from .context import Context, node_rng
+        from .journal import Event
+        from .message import decode
+        from .network import NetworkModel
+        from .runtime import is_client_id
+        from .storage import FileBackedData, Storage
+
+        self.zmq = zmq
+        self.decode = decode
+        self.Event = Event
+        self.is_client_id = is_client_id
+        self.spec = spec
+        self.id: str = spec["id"]
+        self.seed: int = spec["seed"]
+        self.t0: float = spec["t0"]
+        self.launched_at: float = spec["launched_at"]
+        self.nodes: tuple[str, ...] = tuple(spec["nodes"])
+        self._node_set = frozenset(self.nodes)
+        self.watch = watch
+        d = spec["dir"]
+        self.heap: list[list] = []
+        self.seq = 0
+        self.jbuf: list[str] = []
+        self.out: list[tuple[str, str]] = []
+        self.has_crashed = False
+        self.jid = _dumps(self.id)
+        self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
+                           os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+        zc = self.zc = zmq.Context(io_threads=1)
+        self.inbox = zc.socket(zmq.PULL)
+        path = os.path.join(d, f"{self.id}.in")
+        if os.path.exists(path):
+            os.unlink(path)  # left by a killed earlier incarnation
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.bind("ipc://" + path)
+        self.socks: dict[str, Any] = {}
+        for peer in self.nodes:
+            if peer != self.id:
+                self.socks[peer] = self._push(os.path.join(d, f"{peer}.in"))
+        self.client_sock = self._push(os.path.join(d, "client.in"))
+        self.control = zc.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.IDENTITY, f"{self.id}/{spec['incarnation']}".encode())
+        self.control.connect("ipc://" + os.path.join(d, "control"))
+
+        self.net = NetworkModel(self.nodes)
+        self.net_rng = node_rng(self.seed, self.id, spec["incarnation"], "network")
+        self._handshake()
+
+        import dill
+        factory = dill.loads(factory_blob)
+        store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"))
+        self.ctx = Context(self, self.id, factory(), tuple(n for n in self.nodes if n != self.id),
+                           incarnation=spec["incarnation"], storage=Storage(self.id, store.data, store.write),
+                           offset_ms=spec["offset_ms"], rate=spec["rate"])
+
+    def _push(self, path: str) -> Any:
+        s = self.zc.socket(self.zmq.PUSH)
+        s.setsockopt(self.zmq.LINGER, 0)
+        s.setsockopt(self.zmq.RECONNECT_IVL, 10)
+        s.setsockopt(self.zmq.SNDHWM, 10000)
+        s.connect("ipc://" + path)
+        return s
+
+    def _handshake(self) -> None:
+        zmq = self.zmq
+        self.control.send(_dumps({"op": "hello", "pid": os.getpid()}).encode())
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.watch.fileno(), zmq.POLLIN)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = dict(poller.poll(1000))
+            if self.watch.fileno() in ready:
+                os._exit(0)
+            if self.control in ready:
+                cmd = json.loads(self.control.recv())
+                if cmd.get("op") == "go":
+                    self.net.load_state(cmd["net"])
+                    return
+        os._exit(0)  # the parent never answered: it is gone or stuck
+
+    # -- Host interface ---------------------------------------------------------------------
+    def now(self) -> float:
+        return (time.monotonic() - self.t0) * 1000.0
+
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
+        self.seq += 1
+        entry = [t, self.seq, fn, args]
+        heapq.heappush(self.heap, entry)
+        return entry
+
+    def cancel(self, entry: list) -> None:
+        entry[2] = None
+
+    def transmit(self, ctx: Any, mid: str, dst: str, wire: str) -> None:
+        self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"send","node":{self.jid},{wire[1:]}\n')
+        self.out.append((dst, wire))
+
+    def record(self, ev: Any) -> None:
+        self.jbuf.append(_dumps(ev.to_dict()) + "\n")
+
+    def is_destination(self, name: str) -> bool:
+        return name in self._node_set or self.is_client_id(name)
+
+    def crashed(self, ctx: Any, ev: Any) -> None:
+        self.has_crashed = True
+
+    # -- messages ---------------------------------------------------------------------------
+    def _journal_msg(self, kind: str, wire: str, rule: str | None = None) -> None:
+        tail = wire[1:] if rule is None else f'"rule":{_dumps(rule)},{wire[1:]}'
+        self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"{kind}","node":{self.jid},{tail}\n')
+
+    def _arrive(self, frame: bytes) -> None:
+        try:
+            wire = frame.decode()
+            msg = self.decode(wire)
+            if msg.dst != self.id:
+                raise ValueError(f"addressed to {msg.dst!r}, not {self.id!r}")
+        except (ValueError, UnicodeDecodeError) as e:
+            self.ctx.count("malformed_frames")
+            self.record(self.Event(self.now(), "malformed", self.id, None,
+                                   {"error": str(e)[:200], "bytes": len(frame)}))
+            return
+        src = msg.src
+        if src not in self._node_set:  # clients sit outside the network model
+            self._deliver(wire, msg)
+            return
+        if msg.sent_at < self.launched_at:
+            self._journal_msg("drop", wire, "node down")
+            return
+        delays, rule = self.net.route(src, self.id, self.net_rng)
+        if rule is not None:
+            self._journal_msg("drop", wire, rule)
+            return
+        now = self.now()
+        for i, d in enumerate(delays):
+            if d <= 0 and i == 0:
+                self._deliver(wire, msg)
+            else:
+                self.call_at(now + d, self._deliver_later, src, wire)
+
+    def _deliver_later(self, src: str, wire: str) -> None:
+        rule = self.net.blocked(src, self.id)
+        if rule is not None:
+            self._journal_msg("drop", wire, rule)
+            return
+        self._deliver(wire, self.decode(wire))
+
+    def _deliver(self, wire: str, msg: Any) -> None:
+        self._journal_msg("deliver", wire)
+        self.ctx._deliver(msg)
+
+    def _control(self, raw: bytes) -> None:
+        cmd = json.loads(raw)
+        op = cmd.get("op")
+        if op == "net":
+            self.net.load_state(cmd["net"])
+        elif op == "clock":
+            self.ctx._set_clock(cmd["offset_ms"], cmd["rate"])
+        self.control.send(_dumps({"op": "ack", "v": cmd.get("v")}).encode())
+
+    def _flush(self) -> None:
+        if self.jbuf:
+            os.write(self.jfd, "".join(self.jbuf).encode())
+            self.jbuf.clear()
+        if self.out:
+            Again = self.zmq.Again
+            NOBLOCK = self.zmq.NOBLOCK
+            for dst, wire in self.out:
+                sock = self.socks.get(dst) or self.client_sock
+                try:
+                    sock.send(wire.encode(), NOBLOCK)
+                except Again:
+                    self._journal_msg("drop", wire, "queue full")
+            self.out.clear()
+            if self.jbuf:
+                os.write(self.jfd, "".join(self.jbuf).encode())
+                self.jbuf.clear()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        zmq = self.zmq
+        poller = zmq.Poller()
+        inbox, control = self.inbox, self.control
+        watch_fd = self.watch.fileno()
+        poller.register(control, zmq.POLLIN)
+        poller.register(inbox, zmq.POLLIN)
+        poller.register(watch_fd, zmq.POLLIN)
+        heap = self.heap
+        NOBLOCK, Again = zmq.NOBLOCK, zmq.Again
+        self.ctx._start()
+        self._flush()
+        while not self.has_crashed:
+            if heap:
+                wait = heap[0][0] - self.now()
+                timeout = 0 if wait <= 0 else int(wait) + 1
+            else:
+                timeout = None
+            ready = dict(poller.poll(timeout))
+            if watch_fd in ready:
+                os._exit(0)
+            if control in ready:
+                while True:
+                    try:
+                        self._control(control.recv(NOBLOCK))
+                    except Again:
+                        break
+            if inbox in ready:
+                for _ in range(MAX_BATCH):
+                    try:
+                        frame = inbox.recv(NOBLOCK)
+                    except Again:
+                        break
+                    self._arrive(frame)
+                    if self.has_crashed:
+                        break
+            now = self.now()
+            while heap and heap[0][0] <= now and not self.has_crashed:
+                entry = heapq.heappop(heap)
+                if entry[2] is not None:
+                    entry[2](*entry[3])
+            self._flush()
+        self._flush()
+        os._exit(EXIT_CRASHED)

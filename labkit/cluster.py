@@ -1,0 +1,432 @@
+"""``labkit.Cluster``: start nodes, talk to them, break them, read what happened.
+
+One front end, two runtimes. ``Cluster(MyNode, n=3)`` starts three real OS processes
+talking over ZeroMQ; ``runtime="sim"`` runs the same class in the deterministic simulator.
+Every call here means the same in both: fault calls change the one ``NetworkModel`` (or a
+node's state) and write a journal event; ``run_for`` lets the cluster run (wall-clock
+seconds, or virtual seconds in the simulator); ``request`` makes the notebook a client.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
+from .journal import Event, Journal
+from .message import Message, check_body
+from .nemesis import FAULTS, Schedule, plan
+from .network import Link, NetworkModel
+from .node import Node
+from .runtime import RuntimeBase, is_client_id
+
+RUNTIMES = ("processes", "sim")
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node as the cluster sees it."""
+
+    state: str          # "up" | "down" | "paused" | "crashed"
+    incarnation: int
+    pid: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.state} (incarnation {self.incarnation})"
+
+
+def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
+    """Normalise the ``nodes`` argument into ``{node id: zero-argument factory}``."""
+    def factory(x: Any, where: str) -> Callable[[], Node]:
+        if isinstance(x, type):
+            if not issubclass(x, Node):
+                raise TypeError(f"{where}: {x.__name__} must subclass labkit.Node")
+            return x
+        if isinstance(x, Node):
+            return _Template(x)
+        raise TypeError(f"{where}: expected a labkit.Node subclass or instance, got {x!r}")
+
+    if isinstance(nodes, Mapping):
+        if n is not None:
+            raise TypeError("give n only with a single node class; a dict already names the nodes")
+        out = {}
+        for k, v in nodes.items():
+            if not isinstance(k, str) or not k or is_client_id(k) or k == "*" or not k.isprintable() \
+                    or "/" in k or " " in k:
+                raise ValueError(f"bad node id {k!r}: use short names like 'n1' or 'db' "
+                                 f"('client', 'c0', 'c1', ... are reserved for clients)")
+            out[k] = factory(v, f"node {k!r}")
+        if not out:
+            raise ValueError("a cluster needs at least one node")
+        return out
+    if isinstance(nodes, (list, tuple)):
+        if n is not None and n != len(nodes):
+            raise TypeError(f"n={n} but {len(nodes)} nodes were given; leave n out")
+        if not nodes:
+            raise ValueError("a cluster needs at least one node")
+        return {f"n{i}": factory(v, f"nodes[{i - 1}]") for i, v in enumerate(nodes, 1)}
+    n = 3 if n is None else n
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 64:
+        raise ValueError(f"n must be a whole number from 1 to 64, got {n!r}")
+    f = factory(nodes, "Cluster(...)")
+    return {f"n{i}": f for i in range(1, n + 1)}
+
+
+class _Template:
+    """A node given as an instance: every incarnation starts from a copy of it."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def __call__(self) -> Node:
+        return copy.deepcopy(self.node)
+
+
+class Cluster:
+    """A cluster of nodes running ``nodes`` (a Node class, a list, or a dict id -> class/instance).
+
+    Use it as a context manager, or call ``close()`` (idempotent) when done.
+    """
+
+    def __init__(self, nodes: Any, n: int | None = None, *, runtime: str = "processes",
+                 seed: int | None = None, **options: Any) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        if seed is None:
+            seed = random.SystemRandom().randrange(1, 2**31)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        factories = _factories(nodes, n)
+        self.seed: int = seed
+        self.ids: tuple[str, ...] = tuple(factories)
+        self.net = NetworkModel(self.ids)
+        self._events: list[Event] = []
+        self._closed = False
+        self._nemesis: Any = None
+        rt_class: type[RuntimeBase]
+        if runtime == "sim":
+            from .sim import SimRuntime as rt_class
+        else:
+            from .processes import ProcessRuntime as rt_class
+        self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events, **options)
+        self.journal = Journal(self._events, refresh=self._rt_sync, seed=seed)
+        try:
+            self._rt.start()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing --------------------------------------------------------------------------
+    @property
+    def runtime(self) -> str:
+        return self._rt.name
+
+    @property
+    def now(self) -> float:
+        """Cluster time in ms since start (virtual in the simulator)."""
+        return self._rt.now()
+
+    def _rt_sync(self) -> None:
+        if not self._closed:
+            self._rt.sync()
+
+    def _live(self) -> RuntimeBase:
+        if self._closed:
+            raise ClusterClosed("this cluster is closed; start a new one with labkit.Cluster(...)")
+        return self._rt
+
+    def _rec(self, node: str):
+        rt = self._live()
+        if node not in rt.records:
+            raise UnknownNode(f"unknown node {node!r}; nodes are {list(self.ids)}")
+        return rt.records[node]
+
+    def _record(self, kind: str, node: str = "cluster", **data: Any) -> None:
+        self._rt.record(Event(self._rt.now(), kind, node, None, data))
+
+    # -- running ---------------------------------------------------------------------------
+    def run_for(self, seconds: float) -> "Cluster":
+        """Let the cluster run for ``seconds`` (virtual seconds in the simulator). Blocks.
+
+        Interrupting the cell stops the wait, not the cluster."""
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f"run_for takes seconds >= 0, got {seconds!r}")
+        self._live().run_for(float(seconds))
+        return self
+
+    def request(self, node: str, type: str, timeout: float = 1000.0, client: str = "client",
+                **body: Any) -> Message:
+        """Send ``{type, **body}`` to ``node`` as a client and return the reply message.
+
+        ``timeout`` is in ms. Raises ``RequestTimeout`` or ``NodeCrashed``."""
+        self._rec(node)
+        if not is_client_id(client):
+            raise ValueError(f"client ids are 'client' or c0, c1, ...; got {client!r}")
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"request timeout is in ms and must be > 0, got {timeout!r}")
+        check_body(client, type, body)
+        ev = self._rt.request(node, type, float(timeout), body, client)
+        d = ev.data
+        return Message(d["src"], d["dst"], d["type"], d["id"], d["body"], d.get("re"), d.get("at", 0.0))
+
+    # -- node faults -----------------------------------------------------------------------
+    def kill(self, node: str) -> bool:
+        """Kill ``node`` (SIGKILL): volatile state is lost, ``ctx.storage`` is kept.
+        Returns False if it was already down."""
+        rec = self._rec(node)
+        if rec.state in ("down", "crashed"):
+            return False
+        self._rt.kill(rec)
+        rec.state = "down"
+        self._record("kill", node, incarnation=rec.incarnation)
+        return True
+
+    def restart(self, node: str) -> None:
+        """Start a new incarnation of ``node`` with its durable storage (kills it first if up)."""
+        rec = self._rec(node)
+        if rec.state in ("up", "paused"):
+            self.kill(node)
+        rec.incarnation += 1
+        self._record("restart", node, incarnation=rec.incarnation)
+        self._rt.restart(rec)
+
+    def pause(self, node: str) -> None:
+        """Freeze ``node`` (SIGSTOP): it neither handles messages nor fires timers until resumed."""
+        rec = self._rec(node)
+        if rec.state != "up":
+            raise LabkitError(f"cannot pause {node}: it is {rec.state}")
+        self._rt.pause(rec)
+        rec.state = "paused"
+        self._record("pause", node)
+
+    def resume(self, node: str) -> bool:
+        """Unfreeze a paused node; it then handles its backlog. False if it was not paused."""
+        rec = self._rec(node)
+        if rec.state != "paused":
+            return False
+        rec.state = "up"
+        self._record("resume", node)
+        self._rt.resume(rec)
+        return True
+
+    def skew(self, node: str, offset_ms: float = 0.0, rate: float = 1.0) -> None:
+        """Make ``node``'s clock read ``true_time * rate + offset_ms``. ``skew(node)`` resets it.
+        Timers run on the node's clock too: a fast clock fires them early."""
+        rec = self._rec(node)
+        if not isinstance(rate, (int, float)) or rate <= 0:
+            raise ValueError(f"clock rate must be > 0, got {rate!r}")
+        rec.offset_ms, rec.rate = float(offset_ms), float(rate)
+        self._record("skew", node, offset_ms=float(offset_ms), rate=float(rate))
+        self._rt.set_clock(rec)
+
+    # -- network faults --------------------------------------------------------------------
+    def _net_changed(self, kind: str, **data: Any) -> None:
+        self._record(kind, **data)
+        self._rt.net_changed()
+
+    def partition(self, *groups: Iterable[str]) -> list[list[str]]:
+        """Split the cluster: nodes in different groups can't talk. Unnamed nodes form one
+        more group, so ``partition(["n1"])`` cuts n1 off. Returns the groups."""
+        self._live()
+        out = self.net.partition(*groups)
+        self._net_changed("partition", groups=out)
+        return out
+
+    def isolate(self, node: str) -> list[list[str]]:
+        """Cut ``node`` off from every other node."""
+        return self.partition([node])
+
+    def cut(self, a: str, b: str, one_way: bool = False) -> None:
+        """Cut the link a -> b, and b -> a unless ``one_way``. ``"*"`` means every node."""
+        self._live()
+        self.net.cut(a, b, one_way)
+        self._net_changed("cut", a=a, b=b, one_way=one_way)
+
+    def heal(self) -> None:
+        """Remove every partition and cut (link settings stay; see ``clear_links``)."""
+        self._live()
+        self.net.heal()
+        self._net_changed("heal")
+
+    def set_link(self, src: str = "*", dst: str = "*", **settings: Any) -> Link:
+        """Set delay / jitter / distribution / drop / duplicate / reorder on links src -> dst
+        (``"*"`` = every node). Returns the resulting settings of one matching link."""
+        self._live()
+        link = self.net.set_link(src, dst, **settings)
+        self._net_changed("link", src=src, dst=dst, **settings)
+        return link
+
+    def clear_links(self) -> None:
+        """Remove every link setting: all links perfect again."""
+        self._live()
+        self.net.clear_links()
+        self._net_changed("clear_links")
+
+    # -- nemesis ---------------------------------------------------------------------------
+    def nemesis(self, schedule: Schedule | Sequence[str] | str | None = ("partition", "kill"), *,
+                seed: int | None = None, every: float | tuple[float, float] | None = None,
+                duration: float | tuple[float, float] | None = None) -> Schedule | None:
+        """Start a seeded fault schedule (e.g. ``nemesis(["partition", "kill"], every=2)``);
+        it acts while the cluster runs. ``nemesis(None)`` stops it and undoes the current fault.
+        The same schedule and seed replay the same faults."""
+        self._live()
+        if self._nemesis is not None:
+            self._stop_nemesis()
+        if schedule is None:
+            return None
+        if not isinstance(schedule, Schedule):
+            kw: dict[str, Any] = {"faults": schedule}
+            if every is not None:
+                kw["every"] = every
+            if duration is not None:
+                kw["duration"] = duration
+            schedule = Schedule(**kw)
+        elif every is not None or duration is not None:
+            raise TypeError("give every/duration inside the Schedule, not beside it")
+        seed = self.seed if seed is None else seed
+        ops = plan(schedule, self.ids, seed)
+        run = _NemesisRun(self, schedule, seed, ops, self._rt.now())
+        self._nemesis = run
+        self._record("nemesis", op="start", faults=list(schedule.faults), seed=seed)
+        run.arm()
+        return schedule
+
+    def _stop_nemesis(self) -> None:
+        run, self._nemesis = self._nemesis, None
+        run.stop()
+        if run.undo is not None:
+            run.apply(run.undo)
+        self._record("nemesis", op="stop")
+
+    # -- looking ---------------------------------------------------------------------------
+    def status(self) -> dict[str, NodeStatus]:
+        """``{node: NodeStatus(state, incarnation, pid)}``."""
+        rt = self._live()
+        rt.sync()
+        return {n: NodeStatus(r.state, r.incarnation, r.pid) for n, r in rt.records.items()}
+
+    def counters(self, node: str | None = None) -> dict:
+        """Named counters (``ctx.count``) and reported status (``ctx.report``) per node."""
+        rt = self._live()
+        rt.sync()
+        nodes = [node] if node is not None else list(self.ids)
+        out = {}
+        for n in nodes:
+            c, s = rt.counters(self._rec(n))
+            out[n] = {"counters": c, "status": s}
+        return out[node] if node is not None else out
+
+    @property
+    def crashes(self) -> list[Event]:
+        """Crash events so far (each has the traceback)."""
+        self._rt_sync()
+        return list(self._rt.crashes)
+
+    def logs(self, node: str | None = None, last: int = 20) -> str:
+        """The last ``last`` log lines, one per line."""
+        j = self.journal.filter(kind="log", node=node)
+        return "\n".join(f"{e.t:9.1f} ms  {e.node:>4}  {e.get('text')}" for e in j.events[-last:])
+
+    def summary(self) -> str:
+        if self._closed:
+            return f"Cluster({self.runtime}, seed={self.seed}): closed; {self.journal.summary()}"
+        st = self.status()
+        nodes = ", ".join(f"{n} {s.state}" + (f"#{s.incarnation}" if s.incarnation > 1 else "")
+                          for n, s in st.items())
+        return (f"Cluster({self.runtime}, {len(self.ids)} nodes, seed={self.seed}, t={self.now / 1000:.2f} s): "
+                f"{nodes}; network {self.net.describe()}")
+
+    def __repr__(self) -> str:
+        return f"<{self.summary()}>"
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every node and free every resource. Safe to call twice. The journal stays."""
+        if self._closed:
+            return
+        try:
+            if self._nemesis is not None:
+                self._nemesis.stop()
+                self._nemesis = None
+            self._rt.sync()
+            self._record("close")
+        finally:
+            self._closed = True
+            self._rt.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # last resort; close() is the contract
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+
+class _NemesisRun:
+    """Feeds a nemesis plan to the runtime one operation at a time."""
+
+    def __init__(self, cluster: Cluster, schedule: Schedule, seed: int, ops, t0: float) -> None:
+        self.cluster, self.schedule, self.seed, self.ops, self.t0 = cluster, schedule, seed, ops, t0
+        self.undo: dict | None = None
+        self.handle: Any = None
+        self.stopped = False
+
+    def arm(self) -> None:
+        t, op = next(self.ops)
+        self.handle = self.cluster._rt.call_at(self.t0 + t * 1000.0, self.fire, op)
+
+    def fire(self, op: dict) -> None:
+        if self.stopped:
+            return
+        self.apply(op)
+        self.undo = None if op["op"] in ("heal", "restart", "resume", "clear_links") or \
+            (op["op"] == "skew" and not op["offset_ms"]) else self._undo_of(op)
+        self.arm()
+
+    @staticmethod
+    def _undo_of(op: dict) -> dict:
+        return {"partition": {"op": "heal"}, "kill": {"op": "restart", "node": op.get("node")},
+                "pause": {"op": "resume", "node": op.get("node")},
+                "set_link": {"op": "clear_links"},
+                "skew": {"op": "skew", "node": op.get("node"), "offset_ms": 0.0}}[op["op"]]
+
+    def apply(self, op: dict) -> None:
+        c = self.cluster
+        args = {k: v for k, v in op.items() if k not in ("op", "fault")}
+        c._record("nemesis", op=op["op"], fault=op.get("fault"), **args)
+        kind = op["op"]
+        if kind == "partition":
+            c.partition(*args["groups"])
+        elif kind == "set_link":
+            c.set_link(**args)
+        elif kind == "skew":
+            c.skew(args["node"], args["offset_ms"])
+        elif kind == "kill":
+            c.kill(args["node"])
+        elif kind == "restart":
+            if c._rec(args["node"]).state in ("down", "crashed"):
+                c.restart(args["node"])
+        elif kind == "resume":
+            c.resume(args["node"])
+        elif kind == "pause":
+            if c._rec(args["node"]).state == "up":
+                c.pause(args["node"])
+        else:
+            getattr(c, kind)()
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.handle is not None:
+            self.cluster._rt.cancel(self.handle)

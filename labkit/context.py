@@ -1,0 +1,329 @@
+"""The context: everything a node may do, the same in both runtimes.
+
+Theory of operation. A ``Context`` wraps one incarnation of one node. The runtime hands it
+inputs (``_start``, ``_deliver``, ``_fire``) and gives it a *host* for effects: the clock
+(``now``), a scheduler (``call_at``/``cancel``), the network (``transmit``), the journal
+(``record``) and crash reporting (``crashed``). The simulator's host is an event heap in
+virtual time; the processes runtime's host is a poll loop in a node process. Everything
+else -- ids, timers, RPC bookkeeping, coroutine stepping, counters, crash capture -- lives
+here once, so the two runtimes cannot drift apart.
+
+Coroutine handlers are driven by hand, not by asyncio: a handler coroutine may await only
+``ctx.rpc`` and ``ctx.sleep``; each await yields a small request object, and the context
+resumes the coroutine when the reply arrives, the timeout fires or the sleep ends. That
+keeps the simulator deterministic and needs no event loop in the node process.
+"""
+from __future__ import annotations
+
+import inspect
+import random
+import traceback
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .errors import MessageError, RpcTimeout, UnknownNode
+from .journal import Event
+from .message import Message, check_body, encode
+from .storage import Storage
+
+if TYPE_CHECKING:
+    from .node import Node
+
+STATS_INTERVAL_MS = 200.0
+
+
+class Host(Protocol):
+    """What a runtime provides to a context."""
+
+    seed: int
+
+    def now(self) -> float: ...                                          # cluster time, ms
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> Any: ...
+    def cancel(self, handle: Any) -> None: ...
+    def transmit(self, ctx: "Context", msg_id: str, dst: str, wire: str) -> None: ...
+    def record(self, event: Event) -> None: ...
+    def is_destination(self, name: str) -> bool: ...
+    def crashed(self, ctx: "Context", event: Event) -> None: ...
+
+
+class _Await:
+    """What a coroutine handler yields: an RPC waiting for its reply, or a sleep."""
+
+    __slots__ = ("kind", "msg_id", "dst", "type", "ms")
+
+    def __init__(self, kind: str, msg_id: str | None, dst: str | None, type: str | None, ms: float):
+        self.kind, self.msg_id, self.dst, self.type, self.ms = kind, msg_id, dst, type, ms
+
+    def __await__(self):
+        return (yield self)
+
+    def __repr__(self) -> str:
+        if self.kind == "rpc":
+            return f"<rpc {self.type!r} to {self.dst} id={self.msg_id} timeout={self.ms}ms>"
+        return f"<sleep {self.ms}ms>"
+
+
+def node_rng(seed: int, node: str, incarnation: int, purpose: str = "node") -> random.Random:
+    """The seeded generator for one node incarnation (stable across runs and machines)."""
+    return random.Random(f"{seed}/{node}/{incarnation}/{purpose}")
+
+
+class Context:
+    """The ``ctx`` handed to every handler. Times are milliseconds."""
+
+    def __init__(self, host: Host, node_id: str, node: "Node", peers: tuple[str, ...], *,
+                 incarnation: int, storage: Storage, offset_ms: float = 0.0, rate: float = 1.0) -> None:
+        self._host = host
+        self._node = node
+        self._seq = 0
+        self._timers: dict[str, Any] = {}
+        self._rpcs: dict[str, tuple[Any, Any]] = {}   # msg id -> (coroutine, timeout handle)
+        self._expired: set[str] = set()
+        self._counters: dict[str, float] = {}
+        self._status: dict[str, Any] = {}
+        self._stats_pending = False
+        self._offset = offset_ms
+        self._rate = rate
+        self.dead = False
+        #: This node's id, e.g. ``"n1"``.
+        self.id: str = node_id
+        #: The other nodes of the cluster.
+        self.peers: tuple[str, ...] = peers
+        #: 1 for the first run of this node, +1 at each restart.
+        self.incarnation: int = incarnation
+        #: The cluster's seed.
+        self.seed: int = host.seed
+        #: A random generator seeded by (cluster seed, node, incarnation). Use it, not ``random``.
+        self.rng: random.Random = node_rng(host.seed, node_id, incarnation)
+        self._timer_rng = node_rng(host.seed, node_id, incarnation, "timers")
+        #: Durable key/value storage; survives kill and restart (JSON values).
+        self.storage: Storage = storage
+
+    # -- time ------------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """This node's clock in ms (true time, skewed by ``cluster.skew``)."""
+        return self._host.now() * self._rate + self._offset
+
+    def _set_clock(self, offset_ms: float, rate: float) -> None:
+        self._offset, self._rate = offset_ms, rate
+
+    # -- messages --------------------------------------------------------------------------
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self.id}.{self.incarnation}.{self._seq}"
+
+    def send(self, dst: str, type: str, **body: Any) -> str:
+        """Send a message; returns its id. Delivery is up to the network."""
+        return self._send(dst, type, None, body)
+
+    def _send(self, dst: str, type: str, re: str | None, body: dict) -> str:
+        if self.dead:
+            return ""
+        check_body(self.id, type, body)
+        if not self._host.is_destination(dst):
+            raise UnknownNode(f"{self.id}: cannot send message type {type!r} to unknown node {dst!r}; "
+                              f"peers are {list(self.peers)}")
+        mid = self._next_id()
+        wire = encode(self.id, dst, type, mid, re, self._host.now(), body)
+        self._host.transmit(self, mid, dst, wire)
+        return mid
+
+    def reply(self, msg: Message, type: str | None = None, **body: Any) -> str:
+        """Answer ``msg``: sent to its source with ``in_reply_to`` set. Default type: ``<type>_ok``."""
+        if not isinstance(msg, Message):
+            raise MessageError(f"{self.id}: reply() needs the Message you are answering, got {msg!r}")
+        return self._send(msg.src, type or msg.type + "_ok", msg.id, body)
+
+    def broadcast(self, type: str, **body: Any) -> list[str]:
+        """Send the same message to every peer; returns the message ids."""
+        return [self._send(p, type, None, body) for p in self.peers]
+
+    def rpc(self, dst: str, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
+        """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"{self.id}: rpc timeout is in ms and must be > 0, got {timeout!r}")
+        mid = self._send(dst, type, None, body)
+        return _Await("rpc", mid, dst, type, float(timeout))
+
+    def sleep(self, ms: float) -> _Await:
+        """``await ctx.sleep(ms)`` inside a coroutine handler (ms on this node's clock)."""
+        if not isinstance(ms, (int, float)) or ms < 0:
+            raise ValueError(f"{self.id}: sleep takes ms >= 0, got {ms!r}")
+        return _Await("sleep", None, None, None, float(ms))
+
+    # -- timers ----------------------------------------------------------------------------
+    def set_timer(self, name: str, after: float | None = None,
+                  between: tuple[float, float] | None = None) -> float:
+        """(Re)arm timer ``name`` to fire once after ``after`` ms, or a random time drawn
+        uniformly from ``between=(lo, hi)`` ms (node clock). Returns the chosen delay."""
+        if (after is None) == (between is None):
+            raise ValueError(f"{self.id}: set_timer({name!r}) needs exactly one of after=ms or between=(lo, hi)")
+        if between is not None:
+            lo, hi = between
+            if not (0 <= lo <= hi):
+                raise ValueError(f"{self.id}: set_timer({name!r}, between={between!r}) needs 0 <= lo <= hi")
+            after = self._timer_rng.uniform(lo, hi)
+        elif not isinstance(after, (int, float)) or after < 0:
+            raise ValueError(f"{self.id}: set_timer({name!r}, after={after!r}) needs ms >= 0")
+        if self.dead:
+            return after
+        old = self._timers.pop(name, None)
+        if old is not None:
+            self._host.cancel(old)
+        now = self._host.now()
+        self._timers[name] = self._host.call_at(now + after / self._rate, self._fire, name)
+        self._host.record(Event(now, "timer_set", self.id, None, {"name": name, "after": round(after, 3)}))
+        return after
+
+    def cancel_timer(self, name: str) -> bool:
+        """Cancel timer ``name``; True if it was armed."""
+        h = self._timers.pop(name, None)
+        if h is None:
+            return False
+        self._host.cancel(h)
+        return True
+
+    @property
+    def timers(self) -> tuple[str, ...]:
+        """Names of the timers armed now."""
+        return tuple(self._timers)
+
+    # -- observability ---------------------------------------------------------------------
+    def log(self, *parts: Any) -> None:
+        """Write a line to the journal (shown by ``cluster.logs()``)."""
+        if not self.dead:
+            self._host.record(Event(self._host.now(), "log", self.id, None,
+                                    {"text": " ".join(str(p) for p in parts)}))
+
+    def count(self, name: str, by: float = 1) -> None:
+        """Add ``by`` to the named counter (read with ``cluster.counters()``)."""
+        self._counters[name] = self._counters.get(name, 0) + by
+        self._stats_soon()
+
+    def report(self, **status: Any) -> None:
+        """Publish status fields, such as ``role="leader", term=3``, for panels and checkers."""
+        self._status.update(status)
+        self._stats_soon()
+
+    @property
+    def counters(self) -> dict[str, float]:
+        return dict(self._counters)
+
+    def _stats_soon(self) -> None:
+        if not self._stats_pending and not self.dead:
+            self._stats_pending = True
+            self._host.call_at(self._host.now() + STATS_INTERVAL_MS, self._emit_stats)
+
+    def _emit_stats(self) -> None:
+        self._stats_pending = False
+        self._host.record(Event(self._host.now(), "stats", self.id, None,
+                                {"counters": dict(self._counters), "status": dict(self._status)}))
+
+    # -- inputs from the runtime -----------------------------------------------------------
+    def _start(self) -> None:
+        self._host.record(Event(self._host.now(), "start", self.id, None, {"incarnation": self.incarnation}))
+        self._run(self._node.on_start, (self,), "on_start")
+
+    def _deliver(self, msg: Message) -> None:
+        if self.dead:
+            return
+        re = msg.in_reply_to
+        if re is not None:
+            pending = self._rpcs.pop(re, None)
+            if pending is not None:
+                coro, handle = pending
+                self._host.cancel(handle)
+                self._step(coro, msg, None, f"resuming after the reply {msg.id} to rpc {re}")
+                return
+            if re in self._expired:
+                self._expired.discard(re)
+                self.count("late_replies")
+                return
+        self._run(self._node.on_message, (self, msg), msg)
+
+    def _fire(self, name: str) -> None:
+        if self.dead:
+            return
+        self._timers.pop(name, None)
+        self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
+        self._run(self._node.on_timer, (self, name), f"timer {name!r}")
+
+    def _kill(self) -> None:
+        """The node is gone: forget every timer and coroutine (the runtime drops their events)."""
+        self.dead = True
+        for h in self._timers.values():
+            self._host.cancel(h)
+        for _, h in self._rpcs.values():
+            self._host.cancel(h)
+        self._timers.clear()
+        self._rpcs.clear()
+
+    # -- running handlers ------------------------------------------------------------------
+    def _run(self, fn: Callable[..., Any], args: tuple, cause: Any) -> None:
+        try:
+            result = fn(*args)
+        except Exception as e:  # a handler that raises crashes this node only
+            self._crash(e, cause)
+            return
+        if inspect.iscoroutine(result):
+            self._step(result, None, None, cause)
+
+    def _step(self, coro: Any, value: Any, exc: BaseException | None, cause: Any) -> None:
+        try:
+            aw = coro.throw(exc) if exc is not None else coro.send(value)
+        except StopIteration:
+            return
+        except Exception as e:
+            self._crash(e, cause)
+            return
+        if self.dead:
+            coro.close()
+            return
+        if not isinstance(aw, _Await):
+            coro.close()
+            self._crash(TypeError(
+                f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...) and ctx.sleep(ms) "
+                f"(asyncio functions do not run inside nodes)"), cause)
+            return
+        now = self._host.now()
+        if aw.kind == "sleep":
+            self._host.call_at(now + aw.ms / self._rate, self._wake, coro, cause)
+        else:
+            handle = self._host.call_at(now + aw.ms / self._rate, self._rpc_timeout, aw, cause)
+            self._rpcs[aw.msg_id] = (coro, handle)
+
+    def _wake(self, coro: Any, cause: Any) -> None:
+        if not self.dead:
+            self._step(coro, None, None, cause)
+
+    def _rpc_timeout(self, aw: _Await, cause: Any) -> None:
+        pending = self._rpcs.pop(aw.msg_id, None)
+        if pending is None or self.dead:
+            return
+        self._expired.add(aw.msg_id)
+        err = RpcTimeout(f"{self.id}: no reply to rpc {aw.type!r} (id {aw.msg_id}) from {aw.dst} "
+                         f"within {aw.ms:g} ms")
+        self._step(pending[0], None, err, cause)
+
+    def _crash(self, exc: BaseException, cause: Any) -> None:
+        if isinstance(cause, Message):
+            what = f"handling message {cause.id} (type {cause.type!r} from {cause.src})"
+            mid = cause.id
+        else:
+            what = str(cause)
+            mid = None
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        ev = Event(self._host.now(), "crash", self.id, mid, {
+            "error": f"{type(exc).__name__}: {exc}", "cause": what, "traceback": tb,
+            "incarnation": self.incarnation, "seed": self.seed})
+        self._kill()
+        self._host.record(ev)
+        self._host.crashed(self, ev)
+
+
+def crash_report(ev: Event) -> str:
+    """How a crash is shown in the notebook."""
+    return (f"labkit: node {ev.node} crashed while {ev.get('cause')} "
+            f"(incarnation {ev.get('incarnation')}, seed {ev.get('seed')}, t={ev.t:.1f} ms); "
+            f"the rest of the cluster goes on. cluster.restart({ev.node!r}) brings it back.\n"
+            f"{ev.get('traceback')}")

@@ -1,0 +1,37 @@
+"""Errors labkit raises. Each message names what was wrong and what to do about it."""
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """Base class of every error labkit raises on purpose."""
+
+
+class UnknownNode(LabkitError, KeyError):
+    """A node id that is not part of the cluster."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "unknown node"
+
+
+class MessageError(LabkitError, ValueError):
+    """A message that cannot be sent: bad body, bad destination, bad type."""
+
+
+class StorageError(LabkitError, ValueError):
+    """A value that cannot be stored durably (not JSON-serialisable, bad key)."""
+
+
+class RpcTimeout(LabkitError, TimeoutError):
+    """Raised inside a coroutine handler when ``await ctx.rpc(...)`` gets no reply in time."""
+
+
+class RequestTimeout(LabkitError, TimeoutError):
+    """Raised by ``cluster.request`` when the node did not answer in time."""
+
+
+class NodeCrashed(LabkitError):
+    """Raised by ``cluster.request`` when the node crashed while handling the request."""
+
+
+class ClusterClosed(LabkitError):
+    """The cluster was closed; start a new one."""

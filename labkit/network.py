@@ -1,0 +1,233 @@
+"""The network model: which messages arrive, when, and how often.
+
+Theory of operation. Faults are rules over *directed links* between nodes:
+
+* ``groups``: a partition. Nodes in different groups cannot talk (rule ``"partition"``).
+* ``cuts``: directed links that are cut (rule ``"cut"``); a two-way cut is two one-way cuts.
+* ``rules``: link settings (delay, jitter, distribution, drop, duplicate, reorder), each for a
+  source and destination pattern where ``"*"`` matches any node. Later rules override the
+  fields they set.
+
+``route(src, dst, rng)`` is asked once per message when it enters the network and returns the
+delays of the copies to deliver (none when dropped, two when duplicated) and the rule that
+dropped it. ``blocked(src, dst)`` is asked again when a delayed copy is due, so a partition
+applies to every message that has not yet been delivered when the call returns -- including
+messages already queued for delay.
+
+Clients (the notebook) sit outside the model: faults apply between nodes, as in Jepsen and
+Maelstrom, where client links are perfect so that anomalies are the system's, not the test's.
+The same model drives both runtimes; ``state()``/``from_state()`` ship it to node processes.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Iterable
+
+DISTRIBUTIONS = ("constant", "uniform", "exponential")
+
+
+@dataclass(frozen=True)
+class Link:
+    """Settings of one directed link. Times in ms, probabilities in [0, 1].
+
+    * ``delay``: base one-way delay. ``distribution``:
+      ``"constant"`` -- always ``delay``;
+      ``"uniform"`` -- uniform in ``delay ± jitter`` (the default when ``jitter`` > 0);
+      ``"exponential"`` -- exponential with mean ``delay`` (a long tail; ``jitter`` unused).
+    * ``drop``: probability a message is lost.
+    * ``duplicate``: probability a second copy is delivered (with its own delay).
+    * ``reorder``: probability a message is held back an extra ``reorder_ms * U(0, 1)``,
+      so that messages sent after it overtake it.
+    """
+
+    delay: float = 0.0
+    jitter: float = 0.0
+    distribution: str = "constant"
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        for name in ("delay", "jitter", "reorder_ms"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"link {name} must be a number of ms >= 0, got {v!r}")
+        for name in ("drop", "duplicate", "reorder"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+                raise ValueError(f"link {name} is a probability: give a number in [0, 1], got {v!r}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
+        if self.distribution == "constant" and self.jitter:
+            object.__setattr__(self, "distribution", "uniform")
+
+    @property
+    def perfect(self) -> bool:
+        return self == PERFECT
+
+    def sample_delay(self, rng: random.Random) -> float:
+        d = self.delay
+        if self.distribution == "uniform":
+            d = max(0.0, rng.uniform(d - self.jitter, d + self.jitter))
+        elif self.distribution == "exponential":
+            d = rng.expovariate(1.0 / d) if d > 0 else 0.0
+        if self.reorder and rng.random() < self.reorder:
+            d += self.reorder_ms * rng.random()
+        return d
+
+
+PERFECT = Link()
+_LINK_FIELDS = {f.name for f in fields(Link)}
+
+
+class NetworkModel:
+    """Partitions, cuts and link settings between the nodes ``nodes``."""
+
+    def __init__(self, nodes: Iterable[str]) -> None:
+        self.nodes: tuple[str, ...] = tuple(nodes)
+        self._node_set = frozenset(self.nodes)
+        self.groups: dict[str, int] = {}
+        self.cuts: set[tuple[str, str]] = set()
+        self.rules: list[tuple[str, str, dict[str, Any]]] = []
+        self._links: dict[tuple[str, str], Link] = {}
+        self._faulty = False
+
+    # -- changing the model ----------------------------------------------------------------
+    def _check(self, *names: str, wildcard: bool = False) -> None:
+        for n in names:
+            if wildcard and n == "*":
+                continue
+            if n not in self._node_set:
+                hint = " (faults apply between nodes; clients reach nodes directly)" if n.startswith("c") else ""
+                raise KeyError(f"unknown node {n!r}{hint}; nodes are {list(self.nodes)}"
+                               + (" or '*'" if wildcard else ""))
+
+    def partition(self, *groups: Iterable[str]) -> list[list[str]]:
+        """Split the nodes into ``groups``; nodes named in no group form one more group."""
+        if not groups:
+            raise ValueError("partition needs at least one group, e.g. partition(['n1'], ['n2', 'n3'])")
+        assign: dict[str, int] = {}
+        out: list[list[str]] = []
+        for i, g in enumerate(groups):
+            if isinstance(g, str):
+                g = [g]
+            g = list(g)
+            self._check(*g)
+            for n in g:
+                if n in assign:
+                    raise ValueError(f"node {n!r} is in two groups of the partition")
+                assign[n] = i
+            out.append(g)
+        rest = [n for n in self.nodes if n not in assign]
+        if rest:
+            for n in rest:
+                assign[n] = len(groups)
+            out.append(rest)
+        self.groups = assign
+        self._changed()
+        return out
+
+    def cut(self, a: str, b: str, one_way: bool = False) -> None:
+        self._check(a, b, wildcard=True)
+        for s in self._expand(a):
+            for d in self._expand(b):
+                if s != d:
+                    self.cuts.add((s, d))
+                    if not one_way:
+                        self.cuts.add((d, s))
+        self._changed()
+
+    def heal(self) -> None:
+        """Remove partitions and cuts (link settings stay: see ``clear_links``)."""
+        self.groups = {}
+        self.cuts = set()
+        self._changed()
+
+    def set_link(self, src: str, dst: str, **settings: Any) -> Link:
+        """Change settings of the links ``src -> dst`` (either may be ``"*"``)."""
+        self._check(src, dst, wildcard=True)
+        bad = set(settings) - _LINK_FIELDS
+        if bad:
+            raise TypeError(f"unknown link setting(s) {sorted(bad)}; known: {sorted(_LINK_FIELDS)}")
+        Link(**{**asdict(PERFECT), **settings})  # validate values now, not at the next message
+        self.rules.append((src, dst, dict(settings)))
+        self._changed()
+        return self.link(self.nodes[0] if src == "*" else src, self.nodes[-1] if dst == "*" else dst)
+
+    def clear_links(self) -> None:
+        self.rules = []
+        self._changed()
+
+    def _expand(self, pattern: str) -> tuple[str, ...]:
+        return self.nodes if pattern == "*" else (pattern,)
+
+    def _changed(self) -> None:
+        self._links.clear()
+        self._faulty = bool(self.groups or self.cuts or self.rules)
+
+    # -- asking the model ------------------------------------------------------------------
+    def blocked(self, src: str, dst: str) -> str | None:
+        """The rule that stops ``src -> dst`` right now, or None."""
+        if not self._faulty:
+            return None
+        if (src, dst) in self.cuts:
+            return "cut"
+        g = self.groups
+        if g and src in g and dst in g and g[src] != g[dst]:
+            return "partition"
+        return None
+
+    def link(self, src: str, dst: str) -> Link:
+        key = (src, dst)
+        lk = self._links.get(key)
+        if lk is None:
+            merged: dict[str, Any] = {}
+            for s, d, settings in self.rules:
+                if (s == "*" or s == src) and (d == "*" or d == dst):
+                    merged.update(settings)
+            lk = replace(PERFECT, **merged) if merged else PERFECT
+            self._links[key] = lk
+        return lk
+
+    def route(self, src: str, dst: str, rng: random.Random) -> tuple[list[float], str | None]:
+        """Delays (ms) of the copies of a message to deliver, and the rule if it was dropped."""
+        if not self._faulty or src not in self._node_set:
+            return [0.0], None
+        rule = self.blocked(src, dst)
+        if rule:
+            return [], rule
+        lk = self.link(src, dst)
+        if lk is PERFECT:
+            return [0.0], None
+        if lk.drop and rng.random() < lk.drop:
+            return [], "drop"
+        delays = [lk.sample_delay(rng)]
+        if lk.duplicate and rng.random() < lk.duplicate:
+            delays.append(lk.sample_delay(rng))
+        return delays, None
+
+    def describe(self) -> str:
+        parts = []
+        if self.groups:
+            by: dict[int, list[str]] = {}
+            for n, g in self.groups.items():
+                by.setdefault(g, []).append(n)
+            parts.append("partition " + " | ".join(",".join(v) for _, v in sorted(by.items())))
+        if self.cuts:
+            parts.append("cut " + ", ".join(f"{a}->{b}" for a, b in sorted(self.cuts)))
+        for s, d, st in self.rules:
+            parts.append(f"link {s}->{d} " + " ".join(f"{k}={v}" for k, v in st.items()))
+        return "; ".join(parts) or "healthy"
+
+    # -- shipping to node processes --------------------------------------------------------
+    def state(self) -> dict:
+        return {"groups": self.groups, "cuts": sorted(self.cuts), "rules": self.rules}
+
+    def load_state(self, state: dict) -> None:
+        self.groups = dict(state["groups"])
+        self.cuts = {tuple(c) for c in state["cuts"]}  # type: ignore[misc]
+        self.rules = [(s, d, dict(st)) for s, d, st in state["rules"]]
+        self._changed()

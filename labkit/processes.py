@@ -1,0 +1,390 @@
+"""The processes runtime: one OS process per node, messages over ZeroMQ.
+
+Theory of operation. The notebook's process (the *parent*) owns a private temporary
+directory (mode 0700) that holds every endpoint and file of the cluster: each node's inbox
+(``<id>.in``), the parent's control socket and client inbox, each incarnation's journal file
+(``j-<id>-<incarnation>.jsonl``) and each node's durable storage file. No ports are opened,
+so many clusters never collide.
+
+Nodes send to each other directly; the *receiving* node applies labkit's ``NetworkModel``
+(see ``_child``), whose state the parent pushes over the control socket and waits to be
+acknowledged -- so a fault call has taken effect everywhere when it returns. Client links
+(the notebook) sit outside the model.
+
+The journal is one file per node incarnation, written with one ``os.write`` per loop round;
+the parent reads new lines when the journal is read and merges them by time (all processes
+stamp events with the same system-wide monotonic clock). A crash event found there is printed
+in the notebook with its traceback.
+
+Processes are guests: each node holds the read end of a pipe whose write end only the parent
+holds, and leaves when it sees EOF -- whether the parent closed the cluster, exited, or was
+SIGKILLed. On Linux they also ask for SIGKILL when their parent process dies, and they ignore
+SIGINT, so interrupting a cell never stops the cluster.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+import zmq
+
+from .errors import LabkitError
+from .journal import Event
+from .message import decode, encode
+from .runtime import NodeRecord, RuntimeBase
+
+START_TIMEOUT_S = 60.0
+ACK_TIMEOUT_S = 5.0
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _mp_context():
+    import multiprocess as mp
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["labkit._child", "zmq", "dill"])
+    return ctx
+
+
+class _MainHidden:
+    """Hide ``__main__``'s file and spec while a node process starts.
+
+    multiprocess would otherwise re-run the main script in every child (the reason scripts need
+    ``if __name__ == "__main__":``). Nodes never need it: dill sends classes defined in
+    ``__main__`` -- a notebook's cells included -- by value."""
+
+    _missing = object()
+
+    def __enter__(self) -> None:
+        main = sys.modules["__main__"]
+        self.main = main
+        self.spec = main.__dict__.get("__spec__", self._missing)
+        self.file = main.__dict__.get("__file__", self._missing)
+        main.__spec__ = None
+        main.__dict__.pop("__file__", None)
+
+    def __exit__(self, *exc: Any) -> None:
+        main = self.main
+        for name, value in (("__spec__", self.spec), ("__file__", self.file)):
+            if value is self._missing:
+                main.__dict__.pop(name, None)
+            else:
+                main.__dict__[name] = value
+
+
+def _short_tmpdir() -> str:
+    # ipc:// paths are limited to ~100 bytes; macOS's $TMPDIR is long, /tmp is not.
+    base = tempfile.gettempdir()
+    if len(base) > 40 and os.path.isdir("/tmp"):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="labkit-", dir=base)  # mode 0700
+
+
+class ProcessRuntime(RuntimeBase):
+    name = "processes"
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        import dill
+        self._lock = threading.RLock()
+        self.dir = _short_tmpdir()
+        self.t0 = time.monotonic()
+        self._mp = _mp_context()
+        self._watch_r, self._watch_w = self._mp.Pipe(duplex=False)
+        self._blobs: dict[str, bytes] = {}
+        for nid, factory in self.factories.items():
+            try:
+                self._blobs[nid] = dill.dumps(factory, recurse=True)
+            except Exception as e:
+                self._cleanup_files()
+                raise LabkitError(
+                    f"cannot send the node class of {nid} to a node process: {type(e).__name__}: {e}. "
+                    f"Node classes must be picklable by dill: avoid holding open files, sockets or "
+                    f"locks on the class or instance.") from None
+        self.zctx = zmq.Context()
+        self.control = self.zctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.bind("ipc://" + os.path.join(self.dir, "control"))
+        self.inbox = self.zctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
+        self._to_node: dict[str, Any] = {}
+        self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
+        self._pending: list[Event] = []
+        self._replies: dict[str, Event] = {}
+        self._calls: list[list] = []
+        self._call_seq = 0
+        self._net_version = 0
+        self._closed = False
+
+    def now(self) -> float:
+        return (time.monotonic() - self.t0) * 1000.0
+
+    # -- starting nodes --------------------------------------------------------------------
+    def _spec(self, rec: NodeRecord) -> dict:
+        return {"id": rec.id, "nodes": list(self.node_ids), "dir": self.dir, "seed": self.seed,
+                "incarnation": rec.incarnation, "t0": self.t0, "launched_at": self.now(),
+                "offset_ms": rec.offset_ms, "rate": rec.rate}
+
+    def _launch(self, recs: list[NodeRecord]) -> None:
+        from . import _child
+        for rec in recs:
+            p = self._mp.Process(target=_child.main, args=(self._spec(rec), self._blobs[rec.id], self._watch_r),
+                                 name=f"labkit-{rec.id}", daemon=True)
+            with _MainHidden():
+                p.start()
+            rec.proc, rec.pid, rec.state = p, p.pid, "starting"
+        self._await_hellos(recs)
+
+    def _await_hellos(self, recs: list[NodeRecord]) -> None:
+        waiting = {f"{r.id}/{r.incarnation}": r for r in recs}
+        deadline = time.monotonic() + START_TIMEOUT_S
+        go = _dumps({"op": "go", "net": self.net.state()}).encode()
+        while waiting:
+            if time.monotonic() > deadline:
+                raise LabkitError(f"node(s) {sorted(waiting)} did not start within {START_TIMEOUT_S:.0f} s")
+            for key, r in list(waiting.items()):
+                if r.proc.exitcode is not None:
+                    self.sync()
+                    raise LabkitError(
+                        f"node {r.id} exited (code {r.proc.exitcode}) while starting; "
+                        f"see cluster.crashes / the journal for its traceback")
+            if self.control.poll(50):
+                ident, raw = self.control.recv_multipart()
+                key = ident.decode()
+                if key in waiting and json.loads(raw).get("op") == "hello":
+                    self.control.send_multipart([ident, go])
+                    waiting.pop(key).state = "up"
+
+    def start(self) -> None:
+        self._launch(list(self.records.values()))
+
+    def restart(self, rec: NodeRecord) -> None:
+        with self._lock:
+            self._launch([rec])
+
+    # -- node faults -----------------------------------------------------------------------
+    def _signal(self, rec: NodeRecord, sig: int) -> None:
+        try:
+            os.kill(rec.pid, sig)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            pass
+
+    def kill(self, rec: NodeRecord) -> None:
+        with self._lock:
+            self._signal(rec, signal.SIGKILL)
+            rec.proc.join(5)
+
+    def pause(self, rec: NodeRecord) -> None:
+        self._signal(rec, signal.SIGSTOP)
+
+    def resume(self, rec: NodeRecord) -> None:
+        self._signal(rec, signal.SIGCONT)
+
+    # -- telling nodes about changes -------------------------------------------------------
+    def _tell(self, targets: list[NodeRecord], cmd: dict) -> None:
+        """Send ``cmd`` to each target and wait for the acks of those running (not paused)."""
+        with self._lock:
+            self._net_version += 1
+            v = self._net_version
+            raw = _dumps({**cmd, "v": v}).encode()
+            waiting = set()
+            for r in targets:
+                if r.state in ("up", "paused"):
+                    self.control.send_multipart([f"{r.id}/{r.incarnation}".encode(), raw])
+                    if r.state == "up":
+                        waiting.add(f"{r.id}/{r.incarnation}")
+            deadline = time.monotonic() + ACK_TIMEOUT_S
+            while waiting and time.monotonic() < deadline:
+                if self.control.poll(20):
+                    ident, reply = self.control.recv_multipart()
+                    if json.loads(reply).get("v") == v:
+                        waiting.discard(ident.decode())
+                else:
+                    for key in list(waiting):
+                        rec = self.records[key.split("/")[0]]
+                        if rec.proc is None or rec.proc.exitcode is not None:
+                            waiting.discard(key)
+
+    def net_changed(self) -> None:
+        self._tell(list(self.records.values()), {"op": "net", "net": self.net.state()})
+
+    def set_clock(self, rec: NodeRecord) -> None:
+        self._tell([rec], {"op": "clock", "offset_ms": rec.offset_ms, "rate": rec.rate})
+
+    # -- the journal -----------------------------------------------------------------------
+    def record(self, ev: Event) -> None:
+        self._pending.append(ev)
+
+    def sync(self) -> None:
+        """Read new journal lines and client replies; merge them into ``events`` by time."""
+        if self._closed:
+            return
+        with self._lock:
+            new = self._pending
+            self._pending = []
+            self._drain_inbox(new)
+            try:
+                names = os.listdir(self.dir)
+            except FileNotFoundError:
+                names = []
+            for name in names:
+                if name.startswith("j-"):
+                    self._read_file(os.path.join(self.dir, name), new)
+            if new:
+                new.sort(key=_by_time)
+                ev = self.events
+                in_order = not ev or ev[-1].t <= new[0].t
+                ev.extend(new)
+                if not in_order:
+                    ev.sort(key=_by_time)
+                for e in new:
+                    if e.kind == "crash":
+                        rec = self.records.get(e.node)
+                        if rec is not None and e.get("incarnation") == rec.incarnation:
+                            rec.state = "crashed"
+                        self.report_crash(e)
+            for rec in self.records.values():
+                if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
+                    rec.state = "crashed"
+                    e = Event(self.now(), "crash", rec.id, None, {
+                        "error": f"the node process exited with code {rec.proc.exitcode}",
+                        "cause": "outside any handler", "traceback": "", "incarnation": rec.incarnation,
+                        "seed": self.seed})
+                    self.events.append(e)
+                    self.report_crash(e)
+
+    def _read_file(self, path: str, out: list[Event]) -> None:
+        st = self._files.setdefault(path, [0, b""])
+        try:
+            with open(path, "rb") as f:
+                f.seek(st[0])
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if not data:
+            return
+        st[0] += len(data)
+        data = st[1] + data
+        lines = data.split(b"\n")
+        st[1] = lines.pop()  # an unfinished last line waits for the rest
+        for line in lines:
+            if line:
+                out.append(Event.from_dict(json.loads(line)))
+
+    def _drain_inbox(self, out: list[Event]) -> None:
+        while True:
+            try:
+                raw = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                wire = raw.decode()
+                msg = decode(wire)
+            except ValueError:
+                continue
+            ev = Event(self.now(), "deliver", msg.dst, msg.id, wire=wire)
+            out.append(ev)
+            if msg.in_reply_to is not None:
+                self._replies[msg.in_reply_to] = ev
+
+    # -- scheduled calls (the nemesis) -----------------------------------------------------
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
+        self._call_seq += 1
+        entry = [t, self._call_seq, fn, args]
+        heapq.heappush(self._calls, entry)
+        return entry
+
+    def cancel(self, entry: list) -> None:
+        entry[2] = None
+
+    def _pump(self) -> float:
+        """Run due calls and surface crashes; return ms until the next call (or 50)."""
+        calls = self._calls
+        while calls and calls[0][0] <= self.now():
+            entry = heapq.heappop(calls)
+            if entry[2] is not None:
+                entry[2](*entry[3])
+        self.sync()
+        return min(50.0, calls[0][0] - self.now()) if calls else 50.0
+
+    # -- running ---------------------------------------------------------------------------
+    def run_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            wait = self._pump() / 1000.0
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(max(0.0, min(wait, left)))
+
+    def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
+        mid = self.next_client_id(client)
+        wire = encode(client, node, type, mid, None, self.now(), body)
+        sock = self._to_node.get(node)
+        if sock is None:
+            sock = self._to_node[node] = self.zctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 10000)
+            sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
+        self.record(Event(self.now(), "send", client, mid, wire=wire))
+        try:
+            sock.send(wire.encode(), zmq.NOBLOCK)
+        except zmq.Again:
+            self.record(Event(self.now(), "drop", node, mid, wire=wire, extra={"rule": "queue full"}))
+        deadline = time.monotonic() + timeout / 1000.0
+        while mid not in self._replies and mid not in self.crashed_ids:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            wait = min(self._pump(), left * 1000.0)
+            if mid in self._replies or mid in self.crashed_ids:
+                break
+            self.inbox.poll(max(1, int(wait)))
+        self.sync()
+        return self.finish_request(self._replies.pop(mid, None), mid, node, type, timeout)
+
+    def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
+        for e in reversed(self.events):
+            if e.kind == "stats" and e.node == rec.id:
+                return dict(e.get("counters", {})), dict(e.get("status", {}))
+        return {}, {}
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            for rec in self.records.values():
+                if rec.proc is not None and rec.proc.exitcode is None:
+                    self._signal(rec, signal.SIGKILL)
+            for rec in self.records.values():
+                if rec.proc is not None:
+                    rec.proc.join(5)
+                    if rec.state in ("up", "paused", "starting"):
+                        rec.state = "down"
+            self.sync()
+        finally:
+            self._closed = True
+            for s in [self.control, self.inbox, *self._to_node.values()]:
+                s.close(0)
+            self.zctx.term()
+            self._watch_w.close()
+            self._watch_r.close()
+            self._cleanup_files()
+
+    def _cleanup_files(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _by_time(e: Event) -> float:
+    return e.t

@@ -1,0 +1,229 @@
+"""The simulator runtime: a whole cluster in one process, in virtual time, from one seed.
+
+Theory of operation. Everything that will happen is an entry ``[t, seq, fn, args]`` on one
+heap: message arrivals, timers, coroutine wake-ups, nemesis steps. ``run_for`` pops entries
+in (time, sequence) order and calls them; virtual time jumps from one entry to the next, so
+seconds of cluster life cost milliseconds. All randomness comes from generators seeded by
+the cluster seed (per node and incarnation, and one for the network), and nothing reads the
+wall clock, so one seed gives one journal, byte for byte.
+
+Faults map onto the heap: a killed node's context is dead and its entries are skipped; a
+paused node's entries are set aside and run, in order, when it resumes (as a SIGSTOPped
+process handles its backlog after SIGCONT); a partition is checked again when a delayed
+message arrives.
+"""
+from __future__ import annotations
+
+import heapq
+import random
+import signal
+import threading
+from typing import Any, Callable
+
+from .context import Context
+from .errors import NodeCrashed, RequestTimeout
+from .journal import Event
+from .message import decode, encode
+from .runtime import NodeRecord, RuntimeBase
+from .storage import Storage
+
+
+class _SimHost:
+    """The host of one node incarnation inside the simulator."""
+
+    __slots__ = ("rt", "rec", "seed")
+
+    def __init__(self, rt: "SimRuntime", rec: NodeRecord) -> None:
+        self.rt, self.rec, self.seed = rt, rec, rt.seed
+
+    def now(self) -> float:
+        return self.rt.t
+
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
+        return self.rt._push(t, self._node_call, (self.rec.ctx, fn, args))
+
+    def _node_call(self, ctx: Context, fn: Callable[..., None], args: tuple) -> None:
+        if ctx.dead or ctx is not self.rec.ctx:
+            return
+        if self.rec.state == "paused":
+            self.rec.deferred.append((self._node_call, (ctx, fn, args)))
+            return
+        fn(*args)
+
+    def cancel(self, entry: list) -> None:
+        entry[2] = None
+
+    def transmit(self, ctx: Context, mid: str, dst: str, wire: str) -> None:
+        self.rt._transmit(ctx.id, mid, dst, wire)
+
+    def record(self, ev: Event) -> None:
+        self.rt.events.append(ev)
+
+    def is_destination(self, name: str) -> bool:
+        return self.rt.is_destination(name)
+
+    def crashed(self, ctx: Context, ev: Event) -> None:
+        self.rt._node_crashed(self.rec, ev)
+
+
+class SimRuntime(RuntimeBase):
+    """One process, virtual time, one seed."""
+
+    name = "sim"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.t = 0.0
+        self._heap: list[list] = []
+        self._seq = 0
+        self._net_rng = random.Random(f"{self.seed}/network")
+        self._replies: dict[str, Event] = {}
+        self._stores: dict[str, dict[str, str]] = {n: {} for n in self.node_ids}
+        self._interrupted = False
+
+    # -- the heap --------------------------------------------------------------------------
+    def _push(self, t: float, fn: Callable[..., None], args: tuple) -> list:
+        self._seq += 1
+        entry = [t, self._seq, fn, args]
+        heapq.heappush(self._heap, entry)
+        return entry
+
+    def now(self) -> float:
+        return self.t
+
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
+        return self._push(max(t, self.t), fn, args)
+
+    def cancel(self, entry: list) -> None:
+        entry[2] = None
+
+    def _run_until(self, end: float, stop: Callable[[], bool] | None = None) -> bool:
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= end:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            entry = pop(heap)
+            fn = entry[2]
+            if fn is None:
+                continue
+            self.t = entry[0]
+            fn(*entry[3])
+            if stop is not None and stop():
+                return True
+        self.t = max(self.t, end)
+        return False
+
+    def _with_interrupts(self, body: Callable[[], Any]) -> Any:
+        """Run ``body``; Ctrl-C / Interrupt stops it between two events, never inside a handler."""
+        if threading.current_thread() is not threading.main_thread():
+            return body()
+
+        def on_sigint(signum, frame):
+            self._interrupted = True
+
+        old = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            return body()
+        finally:
+            signal.signal(signal.SIGINT, old)
+            self._interrupted = False
+
+    # -- nodes -----------------------------------------------------------------------------
+    def _start_node(self, rec: NodeRecord) -> None:
+        host = _SimHost(self, rec)
+        storage = Storage(rec.id, self._stores[rec.id])
+        rec.ctx = Context(host, rec.id, self.factories[rec.id](), self.peers_of(rec.id),
+                          incarnation=rec.incarnation, storage=storage,
+                          offset_ms=rec.offset_ms, rate=rec.rate)
+        rec.state = "up"
+        rec.deferred = []
+        rec.ctx._start()
+
+    def start(self) -> None:
+        for rec in self.records.values():
+            self._start_node(rec)
+
+    def _node_crashed(self, rec: NodeRecord, ev: Event) -> None:
+        rec.state = "crashed"
+        self.report_crash(ev)
+
+    # -- the network -----------------------------------------------------------------------
+    def _transmit(self, src: str, mid: str, dst: str, wire: str) -> None:
+        t = self.t
+        self.events.append(Event(t, "send", src, mid, wire=wire))
+        delays, rule = self.net.route(src, dst, self._net_rng)
+        if rule is not None:
+            self.events.append(Event(t, "drop", dst, mid, wire=wire, extra={"rule": rule}))
+            return
+        for d in delays:
+            self._push(t + d, self._arrive, (src, mid, dst, wire))
+
+    def _arrive(self, src: str, mid: str, dst: str, wire: str) -> None:
+        rec = self.records.get(dst)
+        if rec is None:  # a client
+            ev = Event(self.t, "deliver", dst, mid, wire=wire)
+            self.events.append(ev)
+            self._replies[ev.data["re"]] = ev
+            return
+        if rec.state in ("down", "crashed"):
+            self.events.append(Event(self.t, "drop", dst, mid, wire=wire, extra={"rule": "node down"}))
+            return
+        rule = self.net.blocked(src, dst)
+        if rule is not None:
+            self.events.append(Event(self.t, "drop", dst, mid, wire=wire, extra={"rule": rule}))
+            return
+        if rec.state == "paused":
+            rec.deferred.append((self._arrive, (src, mid, dst, wire)))
+            return
+        self.events.append(Event(self.t, "deliver", dst, mid, wire=wire))
+        rec.ctx._deliver(decode(wire))
+
+    # -- the runtime interface used by Cluster ---------------------------------------------
+    def run_for(self, seconds: float) -> None:
+        self._with_interrupts(lambda: self._run_until(self.t + seconds * 1000.0))
+
+    def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
+        mid = self.next_client_id(client)
+        wire = encode(client, node, type, mid, None, self.t, body)
+        self.events.append(Event(self.t, "send", client, mid, wire=wire))
+        self._push(self.t, self._arrive, (client, mid, node, wire))
+        deadline = self.t + timeout
+
+        def done() -> bool:
+            return mid in self._replies or mid in self.crashed_ids
+
+        self._with_interrupts(lambda: self._run_until(deadline, done))
+        return self.finish_request(self._replies.pop(mid, None), mid, node, type, timeout)
+
+    def kill(self, rec: NodeRecord) -> None:
+        if rec.ctx is not None:
+            rec.ctx._kill()
+        rec.state = "down"
+        rec.deferred = []
+
+    def restart(self, rec: NodeRecord) -> None:
+        self._start_node(rec)
+
+    def pause(self, rec: NodeRecord) -> None:
+        rec.state = "paused"
+
+    def resume(self, rec: NodeRecord) -> None:
+        rec.state = "up"
+        backlog, rec.deferred = rec.deferred, []
+        for fn, args in backlog:
+            fn(*args)
+
+    def set_clock(self, rec: NodeRecord) -> None:
+        if rec.ctx is not None:
+            rec.ctx._set_clock(rec.offset_ms, rec.rate)
+
+    def net_changed(self) -> None:
+        pass  # the model is read directly
+
+    def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
+        ctx = rec.ctx
+        return (dict(ctx._counters), dict(ctx._status)) if ctx else ({}, {})
+
+    def close(self) -> None:
+        self._heap.clear()

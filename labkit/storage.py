@@ -1,0 +1,99 @@
+"""Durable storage: the part of a node's state that survives ``kill`` and ``restart``.
+
+``ctx.storage`` is a dict-like store of JSON values. Every write is durable before the
+call returns (in the processes runtime it is appended to a file with one ``os.write``, so a
+SIGKILL right after loses nothing), which is the contract Raft needs: "persist, then reply".
+Values are copied in and out, exactly as if they went to disk: mutating a list you read
+does not change what is stored until you assign it back.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import MutableMapping
+from typing import Any, Callable, Iterator
+
+from .errors import StorageError
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class Storage(MutableMapping):
+    """A node's durable key/value store (keys are strings, values JSON)."""
+
+    def __init__(self, node: str, data: dict[str, str] | None = None,
+                 on_write: Callable[[str, str | None], None] | None = None) -> None:
+        self._node = node
+        self._data: dict[str, str] = data if data is not None else {}
+        self._on_write = on_write
+
+    def __getitem__(self, key: str) -> Any:
+        return json.loads(self._data[key])
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise StorageError(f"{self._node}: storage keys are strings, got {key!r}")
+        try:
+            s = _dumps(value)
+        except (TypeError, ValueError) as e:
+            raise StorageError(f"{self._node}: cannot store {key!r}: value is not JSON-serialisable ({e})") from None
+        self._data[key] = s
+        if self._on_write:
+            self._on_write(key, s)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        if self._on_write:
+            self._on_write(key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __repr__(self) -> str:
+        return f"<Storage of {self._node}: {len(self._data)} keys>"
+
+
+class FileBackedData:
+    """An append-only file of ``{"k": key, "v": json-or-null}`` lines: load, append, compact."""
+
+    COMPACT_BYTES = 4 << 20
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.data: dict[str, str] = {}
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        break  # a torn last line: the write never completed, so it never happened
+                    if rec["v"] is None:
+                        self.data.pop(rec["k"], None)
+                    else:
+                        self.data[rec["k"]] = rec["v"]
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, key: str, value: str | None) -> None:
+        line = (_dumps({"k": key, "v": value}) + "\n").encode()
+        os.write(self._fd, line)
+        self._size += len(line)
+        if self._size > self.COMPACT_BYTES:
+            self._compact()
+
+    def _compact(self) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            for k, v in self.data.items():
+                f.write((_dumps({"k": k, "v": v}) + "\n").encode())
+        os.replace(tmp, self.path)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._size = os.fstat(self._fd).st_size
