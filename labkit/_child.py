@@ -80,13 +80,14 @@ class _Node:
 
         from .context import Context, node_rng
         from .journal import Event
-        from .message import decode
+        from .message import decode, wire
         from .network import NetworkModel
         from .runtime import is_client_id
         from .storage import FileBackedData, Storage
 
         self.zmq = zmq
         self.decode = decode
+        self.wire = wire
         self.Event = Event
         self.is_client_id = is_client_id
         self.spec = spec
@@ -174,9 +175,11 @@ class _Node:
     def cancel(self, entry: list) -> None:
         entry[2] = None
 
-    def transmit(self, ctx: Any, mid: str, dst: str, wire: str) -> None:
-        self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"send","node":{self.jid},{wire[1:]}\n')
-        self.out.append((dst, wire))
+    def transmit(self, ctx: Any, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
+        now = self.now()
+        w = self.wire(self.id, dst, type, mid, re, now, body_json)
+        self.jbuf.append(f'{{"t":{now:.3f},"kind":"send","node":{self.jid},{w[1:]}\n')
+        self.out.append((dst, w))
 
     def record(self, ev: Any) -> None:
         self.jbuf.append(_dumps(ev.to_dict()) + "\n")
@@ -189,7 +192,7 @@ class _Node:
 
     # -- messages ---------------------------------------------------------------------------
     def _journal_msg(self, kind: str, wire: str, rule: str | None = None) -> None:
-        tail = wire[1:] if rule is None else f'"rule":{_dumps(rule)},{wire[1:]}'
+        tail = wire[1:] if rule is None else f'{wire[1:-1]},"rule":{_dumps(rule)}}}'
         self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"{kind}","node":{self.jid},{tail}\n')
 
     def _arrive(self, frame: bytes) -> None:

@@ -91,7 +91,7 @@ class Cluster:
     """
 
     def __init__(self, nodes: Any, n: int | None = None, *, runtime: str = "processes",
-                 seed: int | None = None, **options: Any) -> None:
+                 seed: int | None = None) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         if seed is None:
@@ -110,7 +110,7 @@ class Cluster:
             from .sim import SimRuntime as rt_class
         else:
             from .processes import ProcessRuntime as rt_class
-        self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events, **options)
+        self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events)
         self.journal = Journal(self._events, refresh=self._rt_sync, seed=seed)
         try:
             self._rt.start()
@@ -156,11 +156,13 @@ class Cluster:
         self._live().run_for(float(seconds))
         return self
 
-    def request(self, node: str, type: str, timeout: float = 1000.0, client: str = "client",
+    def request(self, node: str, /, type: str, timeout: float = 1000.0, *, as_client: str = "client",
                 **body: Any) -> Message:
         """Send ``{type, **body}`` to ``node`` as a client and return the reply message.
 
-        ``timeout`` is in ms. Raises ``RequestTimeout`` or ``NodeCrashed``."""
+        ``timeout`` is in ms. ``as_client`` names the client ("client", "c0", "c1", ...).
+        Raises ``RequestTimeout`` or ``NodeCrashed``."""
+        client = as_client
         self._rec(node)
         if not is_client_id(client):
             raise ValueError(f"client ids are 'client' or c0, c1, ...; got {client!r}")

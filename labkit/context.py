@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .errors import MessageError, RpcTimeout, UnknownNode
 from .journal import Event
-from .message import Message, check_body, encode
+from .message import Message, check_body, encode_body
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ class Host(Protocol):
     def now(self) -> float: ...                                          # cluster time, ms
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> Any: ...
     def cancel(self, handle: Any) -> None: ...
-    def transmit(self, ctx: "Context", msg_id: str, dst: str, wire: str) -> None: ...
+    def transmit(self, ctx: "Context", msg_id: str, dst: str, type: str, re: str | None,
+                 body_json: str) -> None: ...
     def record(self, event: Event) -> None: ...
     def is_destination(self, name: str) -> bool: ...
     def crashed(self, ctx: "Context", event: Event) -> None: ...
@@ -77,13 +78,14 @@ class Context:
         self._seq = 0
         self._timers: dict[str, Any] = {}
         self._rpcs: dict[str, tuple[Any, Any]] = {}   # msg id -> (coroutine, timeout handle)
-        self._expired: set[str] = set()
+        self._answered: dict[str, None] = {}           # rpc ids answered or timed out (recent ones)
         self._counters: dict[str, float] = {}
         self._status: dict[str, Any] = {}
         self._stats_pending = False
         self._offset = offset_ms
         self._rate = rate
         self.dead = False
+        self._dests = frozenset(peers) | {node_id}
         #: This node's id, e.g. ``"n1"``.
         self.id: str = node_id
         #: The other nodes of the cluster.
@@ -108,27 +110,24 @@ class Context:
         self._offset, self._rate = offset_ms, rate
 
     # -- messages --------------------------------------------------------------------------
-    def _next_id(self) -> str:
-        self._seq += 1
-        return f"{self.id}.{self.incarnation}.{self._seq}"
-
-    def send(self, dst: str, type: str, **body: Any) -> str:
+    def send(self, dst: str, /, type: str, **body: Any) -> str:
         """Send a message; returns its id. Delivery is up to the network."""
         return self._send(dst, type, None, body)
 
     def _send(self, dst: str, type: str, re: str | None, body: dict) -> str:
         if self.dead:
             return ""
-        check_body(self.id, type, body)
-        if not self._host.is_destination(dst):
+        if type.__class__ is not str or not type:
+            check_body(self.id, type, body)
+        if dst not in self._dests and not self._host.is_destination(dst):
             raise UnknownNode(f"{self.id}: cannot send message type {type!r} to unknown node {dst!r}; "
                               f"peers are {list(self.peers)}")
-        mid = self._next_id()
-        wire = encode(self.id, dst, type, mid, re, self._host.now(), body)
-        self._host.transmit(self, mid, dst, wire)
+        self._seq += 1
+        mid = f"{self.id}.{self.incarnation}.{self._seq}"
+        self._host.transmit(self, mid, dst, type, re, encode_body(self.id, dst, type, body))
         return mid
 
-    def reply(self, msg: Message, type: str | None = None, **body: Any) -> str:
+    def reply(self, msg: Message, /, type: str | None = None, **body: Any) -> str:
         """Answer ``msg``: sent to its source with ``in_reply_to`` set. Default type: ``<type>_ok``."""
         if not isinstance(msg, Message):
             raise MessageError(f"{self.id}: reply() needs the Message you are answering, got {msg!r}")
@@ -138,7 +137,7 @@ class Context:
         """Send the same message to every peer; returns the message ids."""
         return [self._send(p, type, None, body) for p in self.peers]
 
-    def rpc(self, dst: str, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
+    def rpc(self, dst: str, /, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
         """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"{self.id}: rpc timeout is in ms and must be > 0, got {timeout!r}")
@@ -233,10 +232,10 @@ class Context:
             if pending is not None:
                 coro, handle = pending
                 self._host.cancel(handle)
+                self._remember_answered(re)
                 self._step(coro, msg, None, f"resuming after the reply {msg.id} to rpc {re}")
                 return
-            if re in self._expired:
-                self._expired.discard(re)
+            if re in self._answered:  # a late or duplicated reply: the coroutine has moved on
                 self.count("late_replies")
                 return
         self._run(self._node.on_message, (self, msg), msg)
@@ -292,6 +291,12 @@ class Context:
             handle = self._host.call_at(now + aw.ms / self._rate, self._rpc_timeout, aw, cause)
             self._rpcs[aw.msg_id] = (coro, handle)
 
+    def _remember_answered(self, msg_id: str) -> None:
+        answered = self._answered
+        answered[msg_id] = None
+        if len(answered) > 10_000:  # bounded: forget the oldest
+            del answered[next(iter(answered))]
+
     def _wake(self, coro: Any, cause: Any) -> None:
         if not self.dead:
             self._step(coro, None, None, cause)
@@ -300,12 +305,18 @@ class Context:
         pending = self._rpcs.pop(aw.msg_id, None)
         if pending is None or self.dead:
             return
-        self._expired.add(aw.msg_id)
+        self._remember_answered(aw.msg_id)
         err = RpcTimeout(f"{self.id}: no reply to rpc {aw.type!r} (id {aw.msg_id}) from {aw.dst} "
                          f"within {aw.ms:g} ms")
         self._step(pending[0], None, err, cause)
 
     def _crash(self, exc: BaseException, cause: Any) -> None:
+        if isinstance(exc, RuntimeError) and "no running event loop" in str(exc):
+            hint = TypeError("a handler called an asyncio function (e.g. asyncio.sleep); nodes have no "
+                             "asyncio event loop: use `await ctx.sleep(ms)` and `await ctx.rpc(...)`")
+            hint.__cause__ = exc
+            hint.__traceback__ = exc.__traceback__
+            exc = hint
         if isinstance(cause, Message):
             what = f"handling message {cause.id} (type {cause.type!r} from {cause.src})"
             mid = cause.id

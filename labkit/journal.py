@@ -52,7 +52,7 @@ class Event:
     __slots__ = ("t", "kind", "node", "id", "_data", "_wire", "_extra")
 
     def __init__(self, t: float, kind: str, node: str, id: str | None = None,
-                 data: Mapping[str, Any] | None = None, wire: str | bytes | None = None,
+                 data: Mapping[str, Any] | None = None, wire: str | bytes | tuple | None = None,
                  extra: Mapping[str, Any] | None = None) -> None:
         self.t = t
         self.kind = kind
@@ -66,7 +66,14 @@ class Event:
     def data(self) -> Mapping[str, Any]:
         d = self._data
         if d is None:
-            d = json.loads(self._wire) if self._wire is not None else {}
+            w = self._wire
+            if w is None:
+                d = {}
+            elif type(w) is tuple:  # the simulator's form: header fields and the body's JSON
+                d = {"src": w[0], "dst": w[1], "type": w[2], "id": w[3], "re": w[4], "at": w[5],
+                     "body": json.loads(w[6])}
+            else:
+                d = json.loads(w)
             if self._extra:
                 d.update(self._extra)
             self._data = d
@@ -102,6 +109,8 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Event":
+        if not isinstance(d, Mapping):
+            raise ValueError(f"an event is a JSON object, got {type(d).__name__}")
         rest = {k: v for k, v in d.items() if k not in ("t", "kind", "node")}
         mid = rest.get("id") if d.get("kind") in ("send", "deliver", "drop") else rest.pop("id", None)
         return cls(float(d["t"]), d["kind"], d["node"], mid, rest)

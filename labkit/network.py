@@ -16,14 +16,16 @@ messages already queued for delay.
 
 Clients (the notebook) sit outside the model: faults apply between nodes, as in Jepsen and
 Maelstrom, where client links are perfect so that anomalies are the system's, not the test's.
-The same model drives both runtimes; ``state()``/``from_state()`` ship it to node processes.
+The same model drives both runtimes; ``state()``/``load_state()`` ship it to node processes.
 """
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Iterable
+
+from .errors import UnknownNode
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential")
 
@@ -34,7 +36,8 @@ class Link:
 
     * ``delay``: base one-way delay. ``distribution``:
       ``"constant"`` -- always ``delay``;
-      ``"uniform"`` -- uniform in ``delay ± jitter`` (the default when ``jitter`` > 0);
+      ``"uniform"`` -- uniform in ``delay ± jitter``;
+      left out, it is ``"uniform"`` when ``jitter`` > 0, else ``"constant"``;
       ``"exponential"`` -- exponential with mean ``delay`` (a long tail; ``jitter`` unused).
     * ``drop``: probability a message is lost.
     * ``duplicate``: probability a second copy is delivered (with its own delay).
@@ -44,7 +47,7 @@ class Link:
 
     delay: float = 0.0
     jitter: float = 0.0
-    distribution: str = "constant"
+    distribution: str | None = None
     drop: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
@@ -59,10 +62,13 @@ class Link:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
                 raise ValueError(f"link {name} is a probability: give a number in [0, 1], got {v!r}")
+        if self.distribution is None:
+            object.__setattr__(self, "distribution", "uniform" if self.jitter else "constant")
         if self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}")
         if self.distribution == "constant" and self.jitter:
-            object.__setattr__(self, "distribution", "uniform")
+            raise ValueError("a constant delay has no jitter: give distribution='uniform' (delay ± jitter) "
+                             "or leave jitter out")
 
     @property
     def perfect(self) -> bool:
@@ -102,8 +108,8 @@ class NetworkModel:
                 continue
             if n not in self._node_set:
                 hint = " (faults apply between nodes; clients reach nodes directly)" if n.startswith("c") else ""
-                raise KeyError(f"unknown node {n!r}{hint}; nodes are {list(self.nodes)}"
-                               + (" or '*'" if wildcard else ""))
+                raise UnknownNode(f"unknown node {n!r}{hint}; nodes are {list(self.nodes)}"
+                                  + (" or '*'" if wildcard else ""))
 
     def partition(self, *groups: Iterable[str]) -> list[list[str]]:
         """Split the nodes into ``groups``; nodes named in no group form one more group."""
@@ -152,10 +158,15 @@ class NetworkModel:
         bad = set(settings) - _LINK_FIELDS
         if bad:
             raise TypeError(f"unknown link setting(s) {sorted(bad)}; known: {sorted(_LINK_FIELDS)}")
-        Link(**{**asdict(PERFECT), **settings})  # validate values now, not at the next message
         self.rules.append((src, dst, dict(settings)))
         self._changed()
-        return self.link(self.nodes[0] if src == "*" else src, self.nodes[-1] if dst == "*" else dst)
+        try:  # validate every link the rule touches now, not at the next message
+            links = [self.link(s, d) for s in self._expand(src) for d in self._expand(dst)]
+        except (TypeError, ValueError):
+            self.rules.pop()
+            self._changed()
+            raise
+        return links[0]
 
     def clear_links(self) -> None:
         self.rules = []
@@ -188,14 +199,14 @@ class NetworkModel:
             for s, d, settings in self.rules:
                 if (s == "*" or s == src) and (d == "*" or d == dst):
                     merged.update(settings)
-            lk = replace(PERFECT, **merged) if merged else PERFECT
+            lk = Link(**merged) if merged else PERFECT
             self._links[key] = lk
         return lk
 
     def route(self, src: str, dst: str, rng: random.Random) -> tuple[list[float], str | None]:
         """Delays (ms) of the copies of a message to deliver, and the rule if it was dropped."""
-        if not self._faulty or src not in self._node_set:
-            return [0.0], None
+        if not self._faulty or src not in self._node_set or dst not in self._node_set:
+            return [0.0], None  # client links sit outside the model
         rule = self.blocked(src, dst)
         if rule:
             return [], rule
@@ -224,7 +235,8 @@ class NetworkModel:
 
     # -- shipping to node processes --------------------------------------------------------
     def state(self) -> dict:
-        return {"groups": self.groups, "cuts": sorted(self.cuts), "rules": self.rules}
+        return {"groups": dict(self.groups), "cuts": [list(c) for c in sorted(self.cuts)],
+                "rules": [[s, d, dict(st)] for s, d, st in self.rules]}
 
     def load_state(self, state: dict) -> None:
         self.groups = dict(state["groups"])

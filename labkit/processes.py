@@ -23,6 +23,7 @@ SIGINT, so interrupting a cell never stops the cluster.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import os
@@ -92,8 +93,8 @@ def _short_tmpdir() -> str:
 class ProcessRuntime(RuntimeBase):
     name = "processes"
 
-    def __init__(self, *args: Any, **options: Any) -> None:
-        super().__init__(*args, **options)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         import dill
         self._lock = threading.RLock()
         self.dir = _short_tmpdir()
@@ -243,10 +244,13 @@ class ProcessRuntime(RuntimeBase):
             if new:
                 new.sort(key=_by_time)
                 ev = self.events
-                in_order = not ev or ev[-1].t <= new[0].t
-                ev.extend(new)
-                if not in_order:
-                    ev.sort(key=_by_time)
+                if ev and ev[-1].t > new[0].t:   # merge into the tail that overlaps
+                    i = bisect.bisect_right(ev, new[0].t, key=_by_time)
+                    tail = ev[i:] + new
+                    tail.sort(key=_by_time)
+                    ev[i:] = tail
+                else:
+                    ev.extend(new)
                 for e in new:
                     if e.kind == "crash":
                         rec = self.records.get(e.node)
@@ -308,13 +312,19 @@ class ProcessRuntime(RuntimeBase):
         entry[2] = None
 
     def _pump(self) -> float:
-        """Run due calls and surface crashes; return ms until the next call (or 50)."""
+        """Run due calls and surface crashes; return ms until the next call (or 50).
+
+        The journal files are read only when a node process has exited (a crash to report)
+        or when somebody reads the journal: parsing them while the cluster runs would take
+        CPU from the nodes."""
         calls = self._calls
         while calls and calls[0][0] <= self.now():
             entry = heapq.heappop(calls)
             if entry[2] is not None:
                 entry[2](*entry[3])
-        self.sync()
+        if any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
+               for r in self.records.values()):
+            self.sync()
         return min(50.0, calls[0][0] - self.now()) if calls else 50.0
 
     # -- running ---------------------------------------------------------------------------
@@ -342,13 +352,14 @@ class ProcessRuntime(RuntimeBase):
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=wire, extra={"rule": "queue full"}))
         deadline = time.monotonic() + timeout / 1000.0
-        while mid not in self._replies and mid not in self.crashed_ids:
+        while True:
+            self._drain_inbox(self._pending)
+            if mid in self._replies or mid in self.crashed_ids:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             wait = min(self._pump(), left * 1000.0)
-            if mid in self._replies or mid in self.crashed_ids:
-                break
             self.inbox.poll(max(1, int(wait)))
         self.sync()
         return self.finish_request(self._replies.pop(mid, None), mid, node, type, timeout)

@@ -34,14 +34,13 @@ class RuntimeBase:
     name = "?"
 
     def __init__(self, factories: dict[str, Callable[[], Any]], seed: int, net: NetworkModel,
-                 events: list[Event], **options: Any) -> None:
+                 events: list[Event]) -> None:
         self.factories = factories
         self.node_ids: tuple[str, ...] = tuple(factories)
         self._node_set = frozenset(self.node_ids)
         self.seed = seed
         self.net = net
         self.events = events
-        self.options = options
         self.records: dict[str, NodeRecord] = {n: NodeRecord(n) for n in self.node_ids}
         self.crashes: list[Event] = []
         self.crashed_ids: set[str] = set()

@@ -7,6 +7,11 @@ seconds of cluster life cost milliseconds. All randomness comes from generators 
 the cluster seed (per node and incarnation, and one for the network), and nothing reads the
 wall clock, so one seed gives one journal, byte for byte.
 
+Every message takes ``HOP_MS`` (0.1 ms, about one loopback hop) on top of its link's delay,
+as on a real machine; besides realism, this keeps virtual time moving when nodes answer each
+other without end. A cluster that still makes no progress in time -- e.g. a timer re-armed
+with ``after=0`` from its own handler -- is stopped with an error rather than hanging.
+
 Faults map onto the heap: a killed node's context is dead and its entries are skipped; a
 paused node's entries are set aside and run, in order, when it resumes (as a SIGSTOPped
 process handles its backlog after SIGCONT); a partition is checked again when a delayed
@@ -21,11 +26,18 @@ import threading
 from typing import Any, Callable
 
 from .context import Context
-from .errors import NodeCrashed, RequestTimeout
+from .errors import LabkitError
 from .journal import Event
-from .message import decode, encode
+from .message import Message, encode_body, loads_trusted
 from .runtime import NodeRecord, RuntimeBase
 from .storage import Storage
+
+_loads = loads_trusted
+
+#: Virtual time one message takes on a perfect link (ms).
+HOP_MS = 0.1
+#: Events allowed at one instant of virtual time before the simulator calls it a livelock.
+LIVELOCK_EVENTS = 1_000_000
 
 
 class _SimHost:
@@ -53,8 +65,8 @@ class _SimHost:
     def cancel(self, entry: list) -> None:
         entry[2] = None
 
-    def transmit(self, ctx: Context, mid: str, dst: str, wire: str) -> None:
-        self.rt._transmit(ctx.id, mid, dst, wire)
+    def transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
+        self.rt._transmit(ctx.id, mid, (ctx.id, dst, type, mid, re, round(self.rt.t, 3), body_json))
 
     def record(self, ev: Event) -> None:
         self.rt.events.append(ev)
@@ -71,8 +83,8 @@ class SimRuntime(RuntimeBase):
 
     name = "sim"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.t = 0.0
         self._heap: list[list] = []
         self._seq = 0
@@ -100,6 +112,7 @@ class SimRuntime(RuntimeBase):
     def _run_until(self, end: float, stop: Callable[[], bool] | None = None) -> bool:
         heap = self._heap
         pop = heapq.heappop
+        same = 0
         while heap and heap[0][0] <= end:
             if self._interrupted:
                 raise KeyboardInterrupt
@@ -107,7 +120,16 @@ class SimRuntime(RuntimeBase):
             fn = entry[2]
             if fn is None:
                 continue
-            self.t = entry[0]
+            t = entry[0]
+            if t == self.t:
+                same += 1
+                if same > LIVELOCK_EVENTS:
+                    raise LabkitError(
+                        f"livelock: {LIVELOCK_EVENTS:,} events at t={t:.3f} ms without virtual time moving "
+                        f"(a timer or sleep of 0 ms re-armed from its own handler?); last: {fn.__qualname__}")
+            else:
+                same = 0
+                self.t = t
             fn(*entry[3])
             if stop is not None and stop():
                 return True
@@ -149,35 +171,38 @@ class SimRuntime(RuntimeBase):
         self.report_crash(ev)
 
     # -- the network -----------------------------------------------------------------------
-    def _transmit(self, src: str, mid: str, dst: str, wire: str) -> None:
+    def _transmit(self, src: str, mid: str, w: tuple) -> None:
+        """A message enters the network. ``w`` is (src, dst, type, id, re, at, body JSON)."""
         t = self.t
-        self.events.append(Event(t, "send", src, mid, wire=wire))
+        dst = w[1]
+        self.events.append(Event(t, "send", src, mid, wire=w))
         delays, rule = self.net.route(src, dst, self._net_rng)
         if rule is not None:
-            self.events.append(Event(t, "drop", dst, mid, wire=wire, extra={"rule": rule}))
+            self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
         for d in delays:
-            self._push(t + d, self._arrive, (src, mid, dst, wire))
+            self._push(t + HOP_MS + d, self._arrive, (w,))
 
-    def _arrive(self, src: str, mid: str, dst: str, wire: str) -> None:
+    def _arrive(self, w: tuple) -> None:
+        src, dst, type, mid, re, at, body_json = w
         rec = self.records.get(dst)
         if rec is None:  # a client
-            ev = Event(self.t, "deliver", dst, mid, wire=wire)
+            ev = Event(self.t, "deliver", dst, mid, wire=w)
             self.events.append(ev)
-            self._replies[ev.data["re"]] = ev
+            self._replies[re] = ev
             return
         if rec.state in ("down", "crashed"):
-            self.events.append(Event(self.t, "drop", dst, mid, wire=wire, extra={"rule": "node down"}))
+            self.events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "node down"}))
             return
         rule = self.net.blocked(src, dst)
         if rule is not None:
-            self.events.append(Event(self.t, "drop", dst, mid, wire=wire, extra={"rule": rule}))
+            self.events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
         if rec.state == "paused":
-            rec.deferred.append((self._arrive, (src, mid, dst, wire)))
+            rec.deferred.append((self._arrive, (w,)))
             return
-        self.events.append(Event(self.t, "deliver", dst, mid, wire=wire))
-        rec.ctx._deliver(decode(wire))
+        self.events.append(Event(self.t, "deliver", dst, mid, wire=w))
+        rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
 
     # -- the runtime interface used by Cluster ---------------------------------------------
     def run_for(self, seconds: float) -> None:
@@ -185,9 +210,9 @@ class SimRuntime(RuntimeBase):
 
     def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
         mid = self.next_client_id(client)
-        wire = encode(client, node, type, mid, None, self.t, body)
-        self.events.append(Event(self.t, "send", client, mid, wire=wire))
-        self._push(self.t, self._arrive, (client, mid, node, wire))
+        w = (client, node, type, mid, None, round(self.t, 3), encode_body(client, node, type, body))
+        self.events.append(Event(self.t, "send", client, mid, wire=w))
+        self._push(self.t + HOP_MS, self._arrive, (w,))
         deadline = self.t + timeout
 
         def done() -> bool:

@@ -1,0 +1,135 @@
+"""Unit-testing a node without a cluster: a context whose effects you can inspect.
+
+    ctx = FakeContext("n1", peers=["n2", "n3"])
+    node = MyNode()
+    node.on_start(ctx)
+    ctx.deliver(node, "ping", src="n2", at=5)     # calls on_message with a real Message
+    assert ctx.sent[-1].type == "pong"
+    ctx.advance(100)                              # fires due timers through node.on_timer
+
+It is the real ``Context`` on a tiny host that records instead of sending, with a clock you
+move by hand -- so what passes here behaves the same in a cluster.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any, Callable, Iterable
+
+from .context import Context
+from .journal import Event
+from .message import Message, decode, encode, wire
+from .node import Node
+from .runtime import is_client_id
+from .storage import Storage
+
+
+class _FakeHost:
+    def __init__(self, seed: int, nodes: frozenset[str]) -> None:
+        self.seed = seed
+        self.t = 0.0
+        self.heap: list[list] = []
+        self.seq = 0
+        self.sent: list[Message] = []
+        self.events: list[Event] = []
+        self.crash: Event | None = None
+        self.nodes = nodes
+
+    def now(self) -> float:
+        return self.t
+
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
+        self.seq += 1
+        entry = [t, self.seq, fn, args]
+        heapq.heappush(self.heap, entry)
+        return entry
+
+    def cancel(self, entry: list) -> None:
+        entry[2] = None
+
+    def transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
+        w = wire(ctx.id, dst, type, mid, re, self.t, body_json)
+        self.sent.append(decode(w))
+        self.events.append(Event(self.t, "send", ctx.id, mid, wire=w))
+
+    def record(self, ev: Event) -> None:
+        self.events.append(ev)
+
+    def is_destination(self, name: str) -> bool:
+        return name in self.nodes or is_client_id(name)
+
+    def crashed(self, ctx: Context, ev: Event) -> None:
+        self.crash = ev
+
+
+class FakeContext(Context):
+    """A real Context for one node, with a hand-driven clock and a record of what it sent.
+
+    * ``sent``: every Message the node sent, in order; ``outbox(type=...)`` filters them.
+    * ``deliver(node, type, src=..., **body)``: hand the node a message (returns the Message).
+    * ``advance(ms)``: move the clock, firing timers, sleeps and RPC timeouts that fall due.
+    * A handler that raises fails the test straight away with its traceback (an
+      ``AssertionError``). With ``raise_on_crash=False`` it behaves as in a cluster instead:
+      the node is dead and ``crash`` holds the crash event.
+    """
+
+    def __init__(self, node_id: str = "n1", peers: Iterable[str] = ("n2", "n3"), *, seed: int = 0,
+                 incarnation: int = 1, storage: dict[str, Any] | None = None,
+                 node: Node | None = None, raise_on_crash: bool = True) -> None:
+        peers = tuple(peers)
+        host = _FakeHost(seed, frozenset((node_id, *peers)))
+        store = Storage(node_id)
+        for k, v in (storage or {}).items():
+            store[k] = v
+        super().__init__(host, node_id, node or Node(), peers, incarnation=incarnation, storage=store)
+        self._fake = host
+        self._raise = raise_on_crash
+        self._n = 0
+
+    @property
+    def sent(self) -> list[Message]:
+        return self._fake.sent
+
+    @property
+    def events(self) -> list[Event]:
+        return self._fake.events
+
+    @property
+    def crash(self) -> Event | None:
+        return self._fake.crash
+
+    def outbox(self, type: str | None = None, dst: str | None = None) -> list[Message]:
+        return [m for m in self.sent if (type is None or m.type == type) and (dst is None or m.dst == dst)]
+
+    def start(self, node: Node) -> None:
+        """Run ``node.on_start`` through the context (coroutines are driven)."""
+        self._node = node
+        self._start()
+        self._reraise()
+
+    def deliver(self, node: Node, type: str, src: str = "n2", in_reply_to: str | None = None,
+                **body: Any) -> Message:
+        """Deliver a message from ``src`` to ``node`` and run its handler."""
+        self._node = node
+        self._n += 1
+        msg = decode(encode(src, self.id, type, f"{src}.0.{self._n}", in_reply_to, self.now, body))
+        self._deliver(msg)
+        self._reraise()
+        return msg
+
+    def advance(self, ms: float) -> None:
+        """Move the clock ``ms`` forward, running everything that falls due, in order."""
+        host = self._fake
+        end = host.t + ms
+        while host.heap and host.heap[0][0] <= end:
+            entry = heapq.heappop(host.heap)
+            if entry[2] is None:
+                continue
+            host.t = entry[0]
+            entry[2](*entry[3])
+            self._reraise()
+        host.t = end
+
+    def _reraise(self) -> None:
+        if self._raise and self._fake.crash is not None:
+            ev = self._fake.crash
+            raise AssertionError(f"the handler raised ({ev.get('cause')}):\n{ev.get('traceback')}")
