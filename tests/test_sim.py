@@ -6,7 +6,6 @@ seed gives one journal.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -200,15 +199,13 @@ def test_run_for_advances_virtual_time(cluster):
         assert 17 <= len(fires.filter(node=n)) <= 35
 
 
-def test_sixty_virtual_seconds_run_fast(cluster):
+def test_sixty_virtual_seconds(cluster):
+    # how fast this runs is measured in benchmarks/sim_speed.py, not asserted here
     c = cluster(Pinger, n=3)
-    t0 = time.perf_counter()
     c.run_for(60)
-    wall = time.perf_counter() - t0
     assert c.now == 60_000.0
     fires = len(c.journal.filter(kind="timer_fire"))
     assert 3 * 600 <= fires <= 3 * 1200
-    assert wall < 10.0, f"60 virtual seconds took {wall:.1f} s of wall time"
 
 
 def test_run_for_rejects_negative_time(cluster):
