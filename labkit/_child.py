@@ -129,8 +129,8 @@ class _Node:
         self.net_rng = node_rng(self.seed, self.id, spec["incarnation"], "network")
         self._handshake()
 
-        import dill
-        factory = dill.loads(factory_blob)
+        from ._pickling import loads
+        factory = loads(factory_blob)
         store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"))
         self.ctx = Context(self, self.id, factory(), tuple(n for n in self.nodes if n != self.id),
                            incarnation=spec["incarnation"], storage=Storage(self.id, store.data, store.write),

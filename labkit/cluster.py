@@ -173,6 +173,32 @@ class Cluster:
         d = ev.data
         return Message(d["src"], d["dst"], d["type"], d["id"], d["body"], d.get("re"), d.get("at", 0.0))
 
+    def client_send(self, node: str, /, type: str, *, as_client: str = "client",
+                    on_reply: Callable[[Event], None] | None = None, **body: Any) -> str:
+        """Send a request without waiting (for workload generators); returns its id.
+
+        ``on_reply(event)`` is called with the reply's ``deliver`` event while the cluster runs
+        (``run_for``/``request``). Stop waiting with ``forget(id)``."""
+        self._rec(node)
+        if not is_client_id(as_client):
+            raise ValueError(f"client ids are 'client' or c0, c1, ...; got {as_client!r}")
+        check_body(as_client, type, body)
+        return self._rt.client_send(as_client, node, type, body, on_reply)
+
+    def forget(self, msg_id: str) -> None:
+        """Stop waiting for the reply to ``msg_id``; if it comes later it is only journaled."""
+        self._rt.forget(msg_id)
+
+    def call_at(self, t_ms: float, fn: Callable[..., None], *args: Any) -> Any:
+        """Run ``fn(*args)`` at cluster time ``t_ms`` (while the cluster runs); returns a handle
+        for ``cancel``. Virtual time in the simulator; in the processes runtime the call runs
+        in this (the notebook's) thread during ``run_for``/``request``."""
+        return self._live().call_at(float(t_ms), fn, *args)
+
+    def cancel(self, handle: Any) -> None:
+        """Cancel a ``call_at``."""
+        self._rt.cancel(handle)
+
     # -- node faults -----------------------------------------------------------------------
     def kill(self, node: str) -> bool:
         """Kill ``node`` (SIGKILL): volatile state is lost, ``ctx.storage`` is kept.

@@ -33,13 +33,14 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 import zmq
 
 from .errors import LabkitError
 from .journal import Event
-from .message import decode, encode
+from .message import decode, wire
 from .runtime import NodeRecord, RuntimeBase
 
 START_TIMEOUT_S = 60.0
@@ -52,7 +53,7 @@ def _mp_context():
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(["labkit._child", "zmq", "dill"])
+        ctx.set_forkserver_preload(["labkit._child", "labkit.context", "labkit.network", "labkit._pickling", "zmq"])
     return ctx
 
 
@@ -95,7 +96,7 @@ class ProcessRuntime(RuntimeBase):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        import dill
+        from . import _pickling
         self._lock = threading.RLock()
         self.dir = _short_tmpdir()
         self.t0 = time.monotonic()
@@ -104,7 +105,7 @@ class ProcessRuntime(RuntimeBase):
         self._blobs: dict[str, bytes] = {}
         for nid, factory in self.factories.items():
             try:
-                self._blobs[nid] = dill.dumps(factory, recurse=True)
+                self._blobs[nid] = _pickling.dumps(factory)
             except Exception as e:
                 self._cleanup_files()
                 raise LabkitError(
@@ -121,11 +122,14 @@ class ProcessRuntime(RuntimeBase):
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
         self._pending: list[Event] = []
-        self._replies: dict[str, Event] = {}
         self._calls: list[list] = []
         self._call_seq = 0
         self._net_version = 0
         self._closed = False
+        # If the cluster is never closed (the notebook forgets, the interpreter exits), still
+        # kill the nodes and remove the directory. (A SIGKILLed parent is the pipe's job.)
+        self._pids: set[int] = set()
+        self._finalizer = weakref.finalize(self, _last_resort_cleanup, self._pids, self.dir)
 
     def now(self) -> float:
         return (time.monotonic() - self.t0) * 1000.0
@@ -144,6 +148,7 @@ class ProcessRuntime(RuntimeBase):
             with _MainHidden():
                 p.start()
             rec.proc, rec.pid, rec.state = p, p.pid, "starting"
+            self._pids.add(p.pid)
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:
@@ -298,8 +303,7 @@ class ProcessRuntime(RuntimeBase):
                 continue
             ev = Event(self.now(), "deliver", msg.dst, msg.id, wire=wire)
             out.append(ev)
-            if msg.in_reply_to is not None:
-                self._replies[msg.in_reply_to] = ev
+            self._client_reply(ev)
 
     # -- scheduled calls (the nemesis) -----------------------------------------------------
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
@@ -317,6 +321,7 @@ class ProcessRuntime(RuntimeBase):
         The journal files are read only when a node process has exited (a crash to report)
         or when somebody reads the journal: parsing them while the cluster runs would take
         CPU from the nodes."""
+        self._drain_inbox(self._pending)  # client replies: their callbacks run here
         calls = self._calls
         while calls and calls[0][0] <= self.now():
             entry = heapq.heappop(calls)
@@ -337,20 +342,21 @@ class ProcessRuntime(RuntimeBase):
                 return
             time.sleep(max(0.0, min(wait, left)))
 
-    def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
-        mid = self.next_client_id(client)
-        wire = encode(client, node, type, mid, None, self.now(), body)
+    def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        w = wire(client, node, type, mid, None, self.now(), body_json)
         sock = self._to_node.get(node)
         if sock is None:
             sock = self._to_node[node] = self.zctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 10000)
             sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
-        self.record(Event(self.now(), "send", client, mid, wire=wire))
+        self.record(Event(self.now(), "send", client, mid, wire=w))
         try:
-            sock.send(wire.encode(), zmq.NOBLOCK)
+            sock.send(w.encode(), zmq.NOBLOCK)
         except zmq.Again:
-            self.record(Event(self.now(), "drop", node, mid, wire=wire, extra={"rule": "queue full"}))
+            self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+
+    def _wait_for_reply(self, mid: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout / 1000.0
         while True:
             self._drain_inbox(self._pending)
@@ -362,7 +368,6 @@ class ProcessRuntime(RuntimeBase):
             wait = min(self._pump(), left * 1000.0)
             self.inbox.poll(max(1, int(wait)))
         self.sync()
-        return self.finish_request(self._replies.pop(mid, None), mid, node, type, timeout)
 
     def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
         for e in reversed(self.events):
@@ -395,6 +400,17 @@ class ProcessRuntime(RuntimeBase):
 
     def _cleanup_files(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        if hasattr(self, "_finalizer"):
+            self._finalizer.detach()
+
+
+def _last_resort_cleanup(pids: set[int], dir: str) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    shutil.rmtree(dir, ignore_errors=True)
 
 
 def _by_time(e: Event) -> float:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from .errors import NodeCrashed, RequestTimeout
 from .journal import Event
 from .context import crash_report
+from .message import encode_body
 from .network import NetworkModel
 
 #: Ids the notebook may use as clients: "client", "c0", "c1", ...
@@ -45,6 +46,8 @@ class RuntimeBase:
         self.crashes: list[Event] = []
         self.crashed_ids: set[str] = set()
         self._client_seq = 0
+        self._awaiting: dict[str, Callable[[Event], None] | None] = {}  # client msg id -> callback
+        self._replies: dict[str, Event] = {}                              # replies for request()
         self.echo_crashes = True
 
     def record(self, ev: Event) -> None:
@@ -60,9 +63,47 @@ class RuntimeBase:
     def is_destination(self, name: str) -> bool:
         return name in self._node_set or is_client_id(name)
 
-    def next_client_id(self, client: str) -> str:
+    # -- clients ---------------------------------------------------------------------------
+    def client_send(self, client: str, node: str, type: str, body: dict,
+                    on_reply: Callable[[Event], None] | None = None) -> str:
+        """Send a client request without waiting; ``on_reply(deliver_event)`` runs when the
+        reply reaches the client (during ``run_for``/``request``). Returns the message id."""
+        body_json = encode_body(client, node, type, body)
         self._client_seq += 1
-        return f"{client}.1.{self._client_seq}"
+        mid = f"{client}.1.{self._client_seq}"
+        self._awaiting[mid] = on_reply
+        self._transmit_client(client, node, type, mid, body_json)
+        return mid
+
+    def forget(self, mid: str) -> None:
+        """Stop waiting for the reply to ``mid`` (it timed out); a late reply is only journaled."""
+        self._awaiting.pop(mid, None)
+        self._replies.pop(mid, None)
+
+    def _client_reply(self, ev: Event) -> None:
+        """A message reached a client: hand it to whoever waits for it."""
+        re = ev.data.get("re")
+        if re in self._awaiting:
+            handler = self._awaiting.pop(re)
+            if handler is None:
+                self._replies[re] = ev
+            else:
+                handler(ev)
+
+    def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
+        mid = self.client_send(client, node, type, body)
+        try:
+            self._wait_for_reply(mid, timeout)
+            reply = self._replies.pop(mid, None)
+        finally:
+            self.forget(mid)
+        return self.finish_request(reply, mid, node, type, timeout)
+
+    def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        raise NotImplementedError
+
+    def _wait_for_reply(self, mid: str, timeout: float) -> None:
+        raise NotImplementedError
 
     def report_crash(self, ev: Event) -> None:
         self.crashes.append(ev)

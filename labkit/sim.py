@@ -28,7 +28,7 @@ from typing import Any, Callable
 from .context import Context
 from .errors import LabkitError
 from .journal import Event
-from .message import Message, encode_body, loads_trusted
+from .message import Message, loads_trusted
 from .runtime import NodeRecord, RuntimeBase
 from .storage import Storage
 
@@ -89,7 +89,6 @@ class SimRuntime(RuntimeBase):
         self._heap: list[list] = []
         self._seq = 0
         self._net_rng = random.Random(f"{self.seed}/network")
-        self._replies: dict[str, Event] = {}
         self._stores: dict[str, dict[str, str]] = {n: {} for n in self.node_ids}
         self._interrupted = False
 
@@ -189,7 +188,7 @@ class SimRuntime(RuntimeBase):
         if rec is None:  # a client
             ev = Event(self.t, "deliver", dst, mid, wire=w)
             self.events.append(ev)
-            self._replies[re] = ev
+            self._client_reply(ev)
             return
         if rec.state in ("down", "crashed"):
             self.events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "node down"}))
@@ -208,18 +207,16 @@ class SimRuntime(RuntimeBase):
     def run_for(self, seconds: float) -> None:
         self._with_interrupts(lambda: self._run_until(self.t + seconds * 1000.0))
 
-    def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
-        mid = self.next_client_id(client)
-        w = (client, node, type, mid, None, round(self.t, 3), encode_body(client, node, type, body))
+    def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        w = (client, node, type, mid, None, round(self.t, 3), body_json)
         self.events.append(Event(self.t, "send", client, mid, wire=w))
         self._push(self.t + HOP_MS, self._arrive, (w,))
-        deadline = self.t + timeout
 
+    def _wait_for_reply(self, mid: str, timeout: float) -> None:
         def done() -> bool:
             return mid in self._replies or mid in self.crashed_ids
 
-        self._with_interrupts(lambda: self._run_until(deadline, done))
-        return self.finish_request(self._replies.pop(mid, None), mid, node, type, timeout)
+        self._with_interrupts(lambda: self._run_until(self.t + timeout, done))
 
     def kill(self, rec: NodeRecord) -> None:
         if rec.ctx is not None:
