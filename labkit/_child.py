@@ -46,9 +46,28 @@ def _die_with_parent() -> None:
             pass
 
 
+def _drop_inherited_keepalives() -> None:
+    """Close the forkserver's and resource tracker's keep-alive pipe ends a forkserver child
+    inherits. Holding them would keep the forkserver alive as long as any node lives -- and a
+    SIGSTOPped node lives forever -- so the forkserver could never exit when the notebook
+    dies, and its exit is what fires our parent-death SIGKILL."""
+    for modname, objname, attr in (("multiprocess.forkserver", "_forkserver", "_forkserver_alive_fd"),
+                                   ("multiprocess.resource_tracker", "_resource_tracker", "_fd")):
+        mod = sys.modules.get(modname)
+        obj = getattr(mod, objname, None) if mod else None
+        fd = getattr(obj, attr, None) if obj else None
+        if isinstance(fd, int):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(obj, attr, None)
+
+
 def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    _drop_inherited_keepalives()
     try:
         _Node(spec, factory_blob, watch).run()
     except SystemExit:
@@ -127,7 +146,6 @@ class _Node:
 
         self.net = NetworkModel(self.nodes)
         self.net_rng = node_rng(self.seed, self.id, spec["incarnation"], "network")
-        self._handshake()
 
         from ._pickling import loads
         factory = loads(factory_blob)
@@ -135,6 +153,7 @@ class _Node:
         self.ctx = Context(self, self.id, factory(), tuple(n for n in self.nodes if n != self.id),
                            incarnation=spec["incarnation"], storage=Storage(self.id, store.data, store.write),
                            offset_ms=spec["offset_ms"], rate=spec["rate"])
+        self._handshake()
 
     def _push(self, path: str) -> Any:
         s = self.zc.socket(self.zmq.PUSH)
@@ -154,13 +173,20 @@ class _Node:
         while time.monotonic() < deadline:
             ready = dict(poller.poll(1000))
             if self.watch.fileno() in ready:
-                os._exit(0)
+                self._parent_gone()
             if self.control in ready:
                 cmd = json.loads(self.control.recv())
                 if cmd.get("op") == "go":
                     self.net.load_state(cmd["net"])
                     return
         os._exit(0)  # the parent never answered: it is gone or stuck
+
+    def _parent_gone(self) -> None:
+        """The notebook died without closing the cluster: leave, and take the directory along
+        (every node tries; whoever comes last finds little left)."""
+        import shutil
+        shutil.rmtree(self.spec["dir"], ignore_errors=True)
+        os._exit(0)
 
     # -- Host interface ---------------------------------------------------------------------
     def now(self) -> float:
@@ -201,17 +227,19 @@ class _Node:
             msg = self.decode(wire)
             if msg.dst != self.id:
                 raise ValueError(f"addressed to {msg.dst!r}, not {self.id!r}")
-        except (ValueError, UnicodeDecodeError) as e:
+            if msg.src not in self._node_set and not self.is_client_id(msg.src):
+                raise ValueError(f"from unknown sender {msg.src!r}")
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             self.ctx.count("malformed_frames")
             self.record(self.Event(self.now(), "malformed", self.id, None,
                                    {"error": str(e)[:200], "bytes": len(frame)}))
             return
+        if msg.sent_at < self.launched_at:  # sent while this node was down: lost with it
+            self._journal_msg("drop", wire, "node down")
+            return
         src = msg.src
         if src not in self._node_set:  # clients sit outside the network model
             self._deliver(wire, msg)
-            return
-        if msg.sent_at < self.launched_at:
-            self._journal_msg("drop", wire, "node down")
             return
         delays, rule = self.net.route(src, self.id, self.net_rng)
         if rule is not None:
@@ -275,6 +303,8 @@ class _Node:
         NOBLOCK, Again = zmq.NOBLOCK, zmq.Again
         self.ctx._start()
         self._flush()
+        if not self.has_crashed:
+            self.control.send(_dumps({"op": "started"}).encode())
         while not self.has_crashed:
             if heap:
                 wait = heap[0][0] - self.now()
@@ -283,7 +313,7 @@ class _Node:
                 timeout = None
             ready = dict(poller.poll(timeout))
             if watch_fd in ready:
-                os._exit(0)
+                self._parent_gone()
             if control in ready:
                 while True:
                     try:

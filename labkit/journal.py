@@ -98,6 +98,10 @@ class Event:
     def type(self) -> str | None:
         return self.data.get("type")
 
+    @property
+    def body(self) -> dict | None:
+        return self.data.get("body")
+
     def to_dict(self) -> dict:
         d = {"t": round(self.t, 3), "kind": self.kind, "node": self.node}
         if self.id is not None:

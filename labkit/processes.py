@@ -57,6 +57,9 @@ def _mp_context():
     return ctx
 
 
+_START_LOCK = threading.Lock()  # _MainHidden swaps attributes of the one __main__ module
+
+
 class _MainHidden:
     """Hide ``__main__``'s file and spec while a node process starts.
 
@@ -67,6 +70,7 @@ class _MainHidden:
     _missing = object()
 
     def __enter__(self) -> None:
+        _START_LOCK.acquire()
         main = sys.modules["__main__"]
         self.main = main
         self.spec = main.__dict__.get("__spec__", self._missing)
@@ -81,6 +85,7 @@ class _MainHidden:
                 main.__dict__.pop(name, None)
             else:
                 main.__dict__[name] = value
+        _START_LOCK.release()
 
 
 def _short_tmpdir() -> str:
@@ -152,24 +157,36 @@ class ProcessRuntime(RuntimeBase):
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:
+        """Answer each new node's hello with the network state, then wait until it has run
+        ``on_start``: a cluster call returns only when its nodes are really running."""
         waiting = {f"{r.id}/{r.incarnation}": r for r in recs}
         deadline = time.monotonic() + START_TIMEOUT_S
         go = _dumps({"op": "go", "net": self.net.state()}).encode()
         while waiting:
             if time.monotonic() > deadline:
                 raise LabkitError(f"node(s) {sorted(waiting)} did not start within {START_TIMEOUT_S:.0f} s")
-            for key, r in list(waiting.items()):
-                if r.proc.exitcode is not None:
-                    self.sync()
-                    raise LabkitError(
-                        f"node {r.id} exited (code {r.proc.exitcode}) while starting; "
-                        f"see cluster.crashes / the journal for its traceback")
-            if self.control.poll(50):
+            if self.control.poll(20):
                 ident, raw = self.control.recv_multipart()
                 key = ident.decode()
-                if key in waiting and json.loads(raw).get("op") == "hello":
+                op = json.loads(raw).get("op")
+                if key in waiting and op == "hello":
                     self.control.send_multipart([ident, go])
+                elif key in waiting and op == "started":
                     waiting.pop(key).state = "up"
+                continue
+            for key, r in list(waiting.items()):
+                if r.proc.exitcode is None:
+                    continue
+                self.sync()
+                crash = next((e for e in reversed(self.crashes) if e.node == r.id
+                              and e.get("incarnation") == r.incarnation), None)
+                if crash is not None and crash.get("cause") == "on_start":
+                    waiting.pop(key)  # crashed in its own on_start: reported like any crash
+                    r.state = "crashed"
+                    continue
+                detail = f":\n{crash.get('traceback')}" if crash is not None else ""
+                raise LabkitError(f"node {r.id} could not start (its process exited with code "
+                                  f"{r.proc.exitcode}){detail}")
 
     def start(self) -> None:
         self._launch(list(self.records.values()))
