@@ -18,6 +18,16 @@ from .node import Node
 
 __version__ = "0.1.0"
 
+_LAZY = ("plots", "checkers", "history", "testing")
+
+
+def __getattr__(name: str):
+    """``labkit.plots`` and friends load on first use: node processes never pay for matplotlib."""
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
 __all__ = [
     "Cluster", "NodeStatus", "Context", "Node", "Message", "Event", "Journal", "KINDS",
     "Link", "NetworkModel", "Schedule", "FAULTS",

@@ -216,7 +216,8 @@ class Context:
     def _emit_stats(self) -> None:
         self._stats_pending = False
         self._host.record(Event(self._host.now(), "stats", self.id, None,
-                                {"counters": dict(self._counters), "status": dict(self._status)}))
+                                {"counters": dict(self._counters), "status": dict(self._status),
+                                 "incarnation": self.incarnation}))
 
     # -- inputs from the runtime -----------------------------------------------------------
     def _start(self) -> None:

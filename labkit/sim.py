@@ -222,7 +222,11 @@ class SimRuntime(RuntimeBase):
         if rec.ctx is not None:
             rec.ctx._kill()
         rec.state = "down"
-        rec.deferred = []
+        backlog, rec.deferred = rec.deferred, []
+        for fn, args in backlog:  # messages a paused node never handled are lost with it
+            if fn == self._arrive:
+                w = args[0]
+                self.events.append(Event(self.t, "drop", w[1], w[3], wire=w, extra={"rule": "node down"}))
 
     def restart(self, rec: NodeRecord) -> None:
         self._start_node(rec)

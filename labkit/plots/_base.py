@@ -1,0 +1,344 @@
+"""What every plot shares: the figure class, SVG output, fault spans and their shading,
+node ordering, and the operations of a history.
+
+Figures are ``matplotlib.figure.Figure`` objects made directly (never through pyplot), so
+they can be built from any thread and are never shown twice. ``PlotFigure`` adds
+``_repr_svg_`` -- a returned figure displays inline as SVG without any ``%matplotlib`` line --
+and a one-line ``repr`` that is the figure's deterministic text summary.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+import threading
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..journal import Journal
+from ..runtime import is_client_id
+
+OK, FAIL, INFO = "#2ca02c", "#d62728", "#ff7f0e"
+#: Colour and legend text of each kind of fault span.
+FAULT_STYLE: dict[str, tuple[str, str]] = {
+    "down": ("#7f7f7f", "node down (killed)"),
+    "crashed": ("#d62728", "node crashed"),
+    "paused": ("#1f77b4", "node paused"),
+    "partition": ("#9467bd", "partition"),
+    "cut": ("#e377c2", "link cut"),
+    "link": ("#bcbd22", "link faults"),
+    "skew": ("#17becf", "clock skew"),
+    "nemesis": ("#8c564b", "nemesis running"),
+}
+_SVG_LOCK = threading.Lock()
+
+
+class PlotFigure(Figure):
+    """A matplotlib Figure that shows itself as SVG in Jupyter and has a text summary."""
+
+    summary: str = "figure"
+
+    def _repr_svg_(self) -> str:
+        return to_svg(self)
+
+    def __repr__(self) -> str:
+        return f"<{self.summary}>"
+
+
+def new_figure(width: float, height: float) -> PlotFigure:
+    return PlotFigure(figsize=(width, height), layout="constrained")
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as SVG text (text kept as text, ids stable from run to run)."""
+    buf = io.StringIO()
+    # rc_context is the only way to reach these two settings. It changes matplotlib's global
+    # rcParams for the moment of the call, so labkit's own SVG renders take turns (a figure
+    # rendered to SVG elsewhere at that moment may get text as <text>, which is harmless).
+    with _SVG_LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "labkit"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
+
+
+# -- fault spans ------------------------------------------------------------------------------
+
+class FaultSpan(NamedTuple):
+    """``(start_ms, end_ms, kind, detail)``. For node faults (down, crashed, paused, skew)
+    ``detail`` starts with the node id; for others it describes the fault."""
+
+    start: float
+    end: float
+    kind: str
+    detail: str
+
+
+def _fmt_groups(groups: Any) -> str:
+    return " | ".join(",".join(map(str, g)) for g in groups or ())
+
+
+def spans_with_open(journal: Journal | Iterable) -> tuple[list[FaultSpan], list[bool]]:
+    """Fault spans, and for each whether it was still open at the journal's end."""
+    events = sorted(journal, key=lambda e: e.t)
+    if not events:
+        return [], []
+    end = events[-1].t
+    out: list[tuple[FaultSpan, bool]] = []
+    open_: dict[tuple, tuple[float, str, str]] = {}   # key -> (start, kind, detail)
+
+    def start(key: tuple, t: float, kind: str, detail: str) -> None:
+        stop(key, t)
+        open_[key] = (t, kind, detail)
+
+    def stop(key: tuple, t: float) -> None:
+        s = open_.pop(key, None)
+        if s is not None:
+            out.append((FaultSpan(s[0], t, s[1], s[2]), False))
+
+    for e in events:
+        k, n, t = e.kind, e.node, e.t
+        if k in ("send", "deliver", "drop", "timer_set", "timer_fire", "log", "stats", "start"):
+            continue
+        if k in ("kill", "crash"):
+            stop(("paused", n), t)
+            if ("down", n) not in open_:
+                start(("down", n), t, "down" if k == "kill" else "crashed", n)
+        elif k == "restart":
+            stop(("down", n), t)
+        elif k == "pause":
+            start(("paused", n), t, "paused", n)
+        elif k == "resume":
+            stop(("paused", n), t)
+        elif k == "partition":
+            start(("partition",), t, "partition", _fmt_groups(e.get("groups")))
+        elif k == "cut":
+            a, b = e.get("a"), e.get("b")
+            start(("cut", a, b), t, "cut", f"{a}→{b}" if e.get("one_way") else f"{a}↔{b}")
+        elif k == "heal":
+            for key in [x for x in open_ if x[0] in ("partition", "cut")]:
+                stop(key, t)
+        elif k == "link":
+            d = e.data
+            settings = " ".join(f"{a}={v:g}" if isinstance(v, (int, float)) else f"{a}={v}"
+                                for a, v in d.items() if a not in ("src", "dst"))
+            start(("link", d.get("src"), d.get("dst"), t), t, "link",
+                  f"{d.get('src')}→{d.get('dst')} {settings}".strip())
+        elif k == "clear_links":
+            for key in [x for x in open_ if x[0] == "link"]:
+                stop(key, t)
+        elif k == "skew":
+            off, rate = float(e.get("offset_ms", 0) or 0), float(e.get("rate", 1) or 1)
+            stop(("skew", n), t)
+            if off or rate != 1:
+                start(("skew", n), t, "skew", f"{n} {off:+g} ms" + (f" ×{rate:g}" if rate != 1 else ""))
+        elif k == "nemesis":
+            if e.get("op") == "start":
+                start(("nemesis",), t, "nemesis", "nemesis: " + ", ".join(e.get("faults") or ()))
+            elif e.get("op") == "stop":
+                stop(("nemesis",), t)
+    for s in open_.values():
+        out.append((FaultSpan(s[0], end, s[1], s[2]), True))
+    out.sort(key=lambda x: (x[0].start, x[0].kind))
+    return [s for s, _ in out], [o for _, o in out]
+
+
+def fault_spans(journal: Journal | Iterable) -> list[FaultSpan]:
+    """Every fault period in ``journal`` as ``(start_ms, end_ms, kind, detail)``, by start.
+
+    kinds: ``down`` (kill..restart), ``crashed`` (crash..restart), ``paused`` (pause..resume),
+    ``partition`` (partition..next partition or heal), ``cut`` (cut..heal), ``link``
+    (link..clear_links), ``skew`` (skew..skew back to 0), ``nemesis`` (nemesis start..stop).
+    Spans still open at the end of the journal end at its last event's time."""
+    return spans_with_open(getattr(journal, "journal", journal))[0]
+
+
+def as_spans(faults: Any) -> list[FaultSpan]:
+    if faults is None:
+        return []
+    if isinstance(faults, Journal) or hasattr(faults, "journal"):
+        return fault_spans(getattr(faults, "journal", faults))
+    return [FaultSpan(*s) for s in faults]
+
+
+STRIPS = ("link", "skew", "nemesis")
+STRIP_PT = 3.5
+LABEL_ROOM_PT = 34.0
+
+
+def shade_faults(ax: Any, spans: Sequence[FaultSpan], *, label_spans: bool = True) -> list:
+    """Shade ``spans`` across ``ax`` and label them in up to two rows along its top edge;
+    return legend handles. Node and network faults shade the whole height; settings that
+    may last the whole run (``STRIPS``: link faults, clock skew, a running nemesis) are thin
+    strips along the top. Callers leave ``LABEL_ROOM_PT`` points free at the top."""
+    kinds: list[str] = []
+    x0, x1 = ax.get_xlim()
+    width_pt, height_pt = axes_size_pt(ax)
+    pt_per_ms = width_pt / max(x1 - x0, 1e-9)
+    visible = [s for s in spans if s.end >= x0 and s.start <= x1]
+    strip_kinds = [k for k in STRIPS if any(s.kind == k for s in visible)]
+    row_end = [-math.inf, -math.inf]
+    for s in visible:
+        color = FAULT_STYLE.get(s.kind, ("#999999", s.kind))[0]
+        if s.kind in strip_kinds:
+            i = strip_kinds.index(s.kind)
+            ax.axvspan(s.start, s.end, ymin=1 - (i + 1) * STRIP_PT / height_pt, ymax=1 - i * STRIP_PT / height_pt,
+                       color=color, alpha=0.7, lw=0)
+        else:
+            ax.axvspan(s.start, max(s.end, s.start + 1e-6), color=color, alpha=0.13, lw=0, zorder=0)
+        if s.kind not in kinds:
+            kinds.append(s.kind)
+        if not label_spans or s.kind == "nemesis":
+            continue
+        text = span_text(s)
+        w = 6.5 * 0.6 * len(text) + 6
+        xs = (max(s.start, x0) - x0) * pt_per_ms
+        xs = min(xs, (x1 - x0) * pt_per_ms - w)   # keep a label near the right edge inside
+        for r in (0, 1):
+            if xs > row_end[r]:
+                ax.annotate(text, xy=(x0 + max(xs, 0) / pt_per_ms, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(3, -3 - STRIP_PT * len(strip_kinds) - 9 * r), textcoords="offset points",
+                            fontsize=6.5, color=color, va="top", ha="left", zorder=5, annotation_clip=False)
+                row_end[r] = xs + w
+                break
+    return [Patch(color=FAULT_STYLE.get(k, ("#999", k))[0], alpha=0.35, label=FAULT_STYLE.get(k, ("", k))[1])
+            for k in kinds]
+
+
+def span_text(s: FaultSpan) -> str:
+    if s.kind in ("down", "crashed", "paused"):
+        return f"{s.detail} {s.kind}"
+    return f"{s.kind} {s.detail}"
+
+
+def headroom(ax: Any) -> None:
+    """Raise the top of the y axis so ``LABEL_ROOM_PT`` points stay free for fault labels."""
+    frac = max(0.5, 1.0 - LABEL_ROOM_PT / axes_size_pt(ax)[1])
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        llo, lhi = math.log10(lo), math.log10(hi)
+        ax.set_ylim(lo, 10 ** (llo + (lhi - llo) / frac))
+    else:
+        ax.set_ylim(lo, lo + (hi - lo) / frac)
+
+
+def axes_size_pt(ax: Any) -> tuple[float, float]:
+    """The axes' size in points, estimated before layout (the legend outside takes ~2.5 in)."""
+    fig, pos = ax.figure, ax.get_position()
+    return (fig.get_figwidth() - 2.5) * 0.94 * 72.0, fig.get_figheight() * pos.height * 72.0
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+def natural_key(s: Any) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(s)))
+
+
+def node_ids(journal: Journal | Iterable) -> list[str]:
+    """The node ids that appear in ``journal`` (not clients, not "cluster"), in natural order."""
+    seen = {e.node for e in journal}
+    return sorted((n for n in seen if n != "cluster" and not is_client_id(n)), key=natural_key)
+
+
+# -- histories --------------------------------------------------------------------------------
+
+class Op(NamedTuple):
+    """One operation: an invocation paired with its completion (None if it never completed)."""
+
+    process: Any
+    f: Any
+    value: Any
+    key: Any
+    type: str           # ok | fail | info
+    start: float
+    end: float | None
+    invoke: Any
+    complete: Any
+
+    def label(self) -> str:
+        key = "" if self.key is None else f" {self.key}"
+        value = "" if self.value is None else f" {_short(self.value)}"
+        return f"{self.f}{key}{value}"
+
+
+def _short(v: Any, n: int = 24) -> str:
+    s = str(v)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def field(entry: Any, name: str, default: Any = None) -> Any:
+    if isinstance(entry, Mapping):
+        v = entry.get(name, entry.get(":" + name, default))
+    else:
+        v = getattr(entry, name, default)
+    if name == "type" and v is not None:
+        v = str(getattr(v, "value", v)).lstrip(":")
+    return v
+
+
+def _time(entry: Any) -> float:
+    t = field(entry, "time")
+    return float(field(entry, "t", 0.0) if t is None else t)
+
+
+def operations(history: Any) -> list[Op]:
+    """Pair a Jepsen-style history (or a Journal's client requests) into operations.
+
+    A history is a sequence of dicts or objects with ``process``, ``type`` (invoke | ok |
+    fail | info), ``f``, ``value``, optional ``key`` and ``time`` (ms). Each completion
+    closes the open invocation of its process; an invocation never completed counts as info.
+    """
+    history = getattr(history, "journal", history)    # a Cluster: its journal
+    if isinstance(history, Journal):
+        return _journal_ops(history)
+    ops: list[Op] = []
+    pending: dict[Any, Any] = {}
+    for entry in history:
+        p, ty = field(entry, "process"), field(entry, "type")
+        if ty == "invoke":
+            if p in pending:
+                ops.append(_op(pending.pop(p), None))
+            pending[p] = entry
+        elif ty in ("ok", "fail", "info") and p in pending:
+            ops.append(_op(pending.pop(p), entry))
+    ops.extend(_op(inv, None) for inv in pending.values())
+    ops.sort(key=lambda o: o.start)
+    return ops
+
+
+def _op(inv: Any, done: Any) -> Op:
+    value = field(done, "value") if done is not None else None
+    if value is None:
+        value = field(inv, "value")
+    ty = field(done, "type") if done is not None else "info"
+    end = _time(done) if done is not None and ty != "info" else None
+    return Op(field(inv, "process"), field(inv, "f"), value, field(inv, "key"), ty, _time(inv), end, inv, done)
+
+
+def _journal_ops(journal: Journal) -> list[Op]:
+    """Client requests in a journal: a client's send is the invocation, the reply delivered
+    to it (``re`` = the request id) the completion; a reply of type "error" is a failure."""
+    sends, replies = [], {}
+    for e in journal:
+        if e.kind == "send" and is_client_id(e.node):
+            sends.append(e)
+        elif e.kind == "deliver" and is_client_id(e.node):
+            replies.setdefault(e.get("re"), e)
+    ops = []
+    for s in sends:
+        r = replies.get(s.id)
+        value = _body_value(r.get("body")) if r is not None else None
+        value = _body_value(s.get("body")) if value is None else value
+        ty = "info" if r is None else ("fail" if r.type == "error" else "ok")
+        ops.append(Op(s.node, s.type, value, None, ty, s.t, r.t if r is not None else None, s, r))
+    return ops
+
+
+def _body_value(body: Any) -> Any:
+    """A message body as an operation's value: its ``value`` field if that is all it has."""
+    if not body:
+        return None
+    if isinstance(body, Mapping) and "value" in body and len(body) == 1:
+        return body["value"]
+    return body
