@@ -18,19 +18,23 @@ from .node import Node
 
 __version__ = "0.1.0"
 
-_LAZY = ("plots", "checkers", "history", "testing")
+#: Loaded on first use, so node processes never pay for matplotlib or the checkers.
+_LAZY_MODULES = ("plots", "checkers", "history", "recorder", "testing", "edn")
+_LAZY_NAMES = {
+    "History": "history", "Op": "history", "OpPair": "history", "HistoryError": "history",
+    "Recorder": "recorder", "Client": "recorder", "KVProtocol": "recorder", "workload": "recorder",
+    "Verdict": "checkers", "UnknownVerdict": "checkers", "check_linearizable": "checkers",
+}
 
 
 def __getattr__(name: str):
-    """``labkit.plots`` and friends load on first use: node processes never pay for matplotlib."""
-    if name in _LAZY:
-        import importlib
+    import importlib
+    if name in _LAZY_MODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'labkit' has no attribute {name!r}")
 
-__all__ = [
-    "Cluster", "NodeStatus", "Context", "Node", "Message", "Event", "Journal", "KINDS",
-    "Link", "NetworkModel", "Schedule", "FAULTS",
-    "LabkitError", "ClusterClosed", "MessageError", "NodeCrashed", "RequestTimeout", "RpcTimeout",
-    "StorageError", "UnknownNode",
-]
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))

@@ -185,6 +185,17 @@ class Cluster:
         check_body(as_client, type, body)
         return self._rt.client_send(as_client, node, type, body, on_reply)
 
+    def record_op(self, process: int, type: str, f: str, value: Any = None, key: Any = None,
+                  time: float | None = None, **extra: Any) -> None:
+        """Journal a client operation (a Jepsen history entry): ``type`` is invoke, ok, fail
+        or info. Histories are recorded this way, so the journal holds them too."""
+        if type not in ("invoke", "ok", "fail", "info"):
+            raise ValueError(f"an operation's type is invoke, ok, fail or info; got {type!r}")
+        data = {"process": process, "type": type, "f": f, "value": value, **extra}
+        if key is not None:
+            data["key"] = key
+        self._live().record(Event(self.now if time is None else time, "op", f"c{process}", None, data))
+
     def forget(self, msg_id: str) -> None:
         """Stop waiting for the reply to ``msg_id``; if it comes later it is only journaled."""
         self._rt.forget(msg_id)

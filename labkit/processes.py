@@ -353,11 +353,11 @@ class ProcessRuntime(RuntimeBase):
     def run_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while True:
-            wait = self._pump() / 1000.0
-            left = end - time.monotonic()
+            wait = self._pump()
+            left = (end - time.monotonic()) * 1000.0
             if left <= 0:
                 return
-            time.sleep(max(0.0, min(wait, left)))
+            self.inbox.poll(max(1, int(min(wait, left))))  # wakes at once for a client reply
 
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
         w = wire(client, node, type, mid, None, self.now(), body_json)

@@ -1,0 +1,33 @@
+"""Checkers: pure functions over histories and the journal that return a ``Verdict``.
+
+* ``check_linearizable(history, model)`` -- Wing & Gong search with Lowe's cache, per key;
+  models ``register``, ``cas-register``, ``kv``, ``counter``, ``set``, ``fifo-queue``, ``mutex``.
+* Over histories: ``set_full`` (broadcast / sets), ``counter_bounds``, ``latency``.
+* Over the journal: ``always`` / ``eventually`` invariants, ``convergence``,
+  ``availability`` (overall and during ``fault_windows``), ``messages_per_op``.
+* ``synthetic_history`` makes linearizable histories of a correct object, for tests and demos.
+
+A verdict is ``valid`` True, False or None (unknown -- a checker that runs out of time never
+passes); ``bool()`` of an unknown verdict raises ``UnknownVerdict``.
+"""
+from __future__ import annotations
+
+from .history_checks import counter_bounds, latency, quantiles, set_full
+from .journal_checks import (ClusterView, FaultWindow, always, availability, convergence, eventually,
+                             fault_windows, messages_per_op)
+from .linearizable import Violation, check_linearizable
+from .models import (CASRegister, Counter, FIFOQueue, KV, MODELS, NIL, Model, ModelBase, Mutex, Register, SetModel,
+                     model)
+from .synthetic import DEFAULT_MIXES, synthetic_history
+from .verdict import UnknownVerdict, Verdict
+
+__all__ = [
+    "Verdict", "UnknownVerdict",
+    "check_linearizable", "Violation",
+    "Model", "ModelBase", "Register", "CASRegister", "KV", "Counter", "SetModel", "FIFOQueue", "Mutex",
+    "MODELS", "model", "NIL",
+    "set_full", "counter_bounds", "latency", "quantiles",
+    "always", "eventually", "convergence", "availability", "messages_per_op", "fault_windows",
+    "FaultWindow", "ClusterView",
+    "synthetic_history", "DEFAULT_MIXES",
+]
