@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
 from .journal import Event, Journal
-from .message import Message, check_body
+from .message import ID_CHARS, Message, check_body
 from .nemesis import FAULTS, Schedule, plan
 from .network import Link, NetworkModel
 from .node import Node
@@ -53,10 +54,9 @@ def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
             raise TypeError("give n only with a single node class; a dict already names the nodes")
         out = {}
         for k, v in nodes.items():
-            if not isinstance(k, str) or not k or is_client_id(k) or k == "*" or not k.isprintable() \
-                    or "/" in k or " " in k:
-                raise ValueError(f"bad node id {k!r}: use short names like 'n1' or 'db' "
-                                 f"('client', 'c0', 'c1', ... are reserved for clients)")
+            if not isinstance(k, str) or not k or is_client_id(k) or not set(k) <= ID_CHARS or len(k) > 32:
+                raise ValueError(f"bad node id {k!r}: use short names of letters, digits, '_', '-', '.' "
+                                 f"like 'n1' or 'db' ('client', 'c0', 'c1', ... are reserved for clients)")
             out[k] = factory(v, f"node {k!r}")
         if not out:
             raise ValueError("a cluster needs at least one node")
@@ -72,6 +72,16 @@ def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
         raise ValueError(f"n must be a whole number from 1 to 64, got {n!r}")
     f = factory(nodes, "Cluster(...)")
     return {f"n{i}": f for i in range(1, n + 1)}
+
+
+def _weak_call(obj: Any, fn: Callable[[Any], None]) -> Callable[[], None]:
+    ref = weakref.ref(obj)
+
+    def call() -> None:
+        o = ref()
+        if o is not None:
+            fn(o)
+    return call
 
 
 class _Template:
@@ -111,7 +121,8 @@ class Cluster:
         else:
             from .processes import ProcessRuntime as rt_class
         self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events)
-        self.journal = Journal(self._events, refresh=self._rt_sync, seed=seed)
+        # a weak reference: the journal outlives the cluster without keeping it alive
+        self.journal = Journal(self._events, refresh=_weak_call(self, Cluster._rt_sync), seed=seed)
         try:
             self._rt.start()
         except BaseException:
@@ -389,11 +400,10 @@ class Cluster:
             if self._nemesis is not None:
                 self._nemesis.stop()
                 self._nemesis = None
-            self._rt.sync()
             self._record("close")
         finally:
             self._closed = True
-            self._rt.close()
+            self._rt.close()  # stops the nodes first, then reads the rest of the journal
 
     @property
     def closed(self) -> bool:

@@ -120,9 +120,17 @@ def quote(s: str) -> str:
 
 
 def wire(src: str, dst: str, type: str, id: str, re: str | None, at: float, body_json: str) -> str:
-    """The wire form: one JSON object, built without re-encoding the body."""
-    return (f'{{"src":{quote(src)},"dst":{quote(dst)},"type":{quote(type)},"id":{quote(id)},'
-            f'"re":{quote(re) if re is not None else "null"},"at":{round(at, 3)!r},"body":{body_json}}}')
+    """The wire form: one JSON object, built without re-encoding the body.
+
+    Node and client ids, and so message ids, are restricted to characters JSON never escapes
+    (see ``ID_CHARS``), so they are written as they are; the message type is quoted."""
+    re_s = f'"{re}"' if re is not None else "null"
+    return (f'{{"src":"{src}","dst":"{dst}","type":{quote(type)},"id":"{id}",'
+            f'"re":{re_s},"at":{round(at, 3)!r},"body":{body_json}}}')
+
+
+#: Characters allowed in node ids: letters, digits and ``_ - .`` (never escaped in JSON).
+ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
 def encode(src: str, dst: str, type: str, id: str, re: str | None, at: float, body: dict) -> str:
@@ -139,9 +147,17 @@ def _first_bad_field(body: dict) -> str | None:
     return None
 
 
-def decode(wire: str | bytes) -> Message:
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+
+
+def decode(wire: str) -> Message:
     """Parse the wire form. Raises ValueError on anything that is not a well-formed message."""
-    d = _loads(wire)
+    try:
+        d, end = _scan(wire, 0)
+    except StopIteration:
+        raise ValueError("frame is not JSON") from None
+    if end != len(wire):
+        raise ValueError("frame has bytes after its JSON object")
     if type(d) is not dict:
         raise ValueError("frame is not a JSON object")
     src, dst, typ, mid, body = d.get("src"), d.get("dst"), d.get("type"), d.get("id"), d.get("body")
