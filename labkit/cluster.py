@@ -226,39 +226,43 @@ class Cluster:
         """Kill ``node`` (SIGKILL): volatile state is lost, ``ctx.storage`` is kept.
         Returns False if it was already down."""
         rec = self._rec(node)
-        if rec.state in ("down", "crashed"):
-            return False
-        self._rt.kill(rec)
-        rec.state = "down"
-        self._record("kill", node, incarnation=rec.incarnation)
+        with self._rt.lock:
+            if rec.state in ("down", "crashed"):
+                return False
+            self._rt.kill(rec)
+            rec.state = "down"
+            self._record("kill", node, incarnation=rec.incarnation)
         return True
 
     def restart(self, node: str) -> None:
         """Start a new incarnation of ``node`` with its durable storage (kills it first if up)."""
         rec = self._rec(node)
-        if rec.state in ("up", "paused"):
-            self.kill(node)
-        rec.incarnation += 1
-        self._record("restart", node, incarnation=rec.incarnation)
-        self._rt.restart(rec)
+        with self._rt.lock:
+            if rec.state in ("up", "paused"):
+                self.kill(node)
+            rec.incarnation += 1
+            self._record("restart", node, incarnation=rec.incarnation)
+            self._rt.restart(rec)
 
     def pause(self, node: str) -> None:
         """Freeze ``node`` (SIGSTOP): it neither handles messages nor fires timers until resumed."""
         rec = self._rec(node)
-        if rec.state != "up":
-            raise LabkitError(f"cannot pause {node}: it is {rec.state}")
-        self._rt.pause(rec)
-        rec.state = "paused"
-        self._record("pause", node)
+        with self._rt.lock:
+            if rec.state != "up":
+                raise LabkitError(f"cannot pause {node}: it is {rec.state}")
+            self._rt.pause(rec)
+            rec.state = "paused"
+            self._record("pause", node)
 
     def resume(self, node: str) -> bool:
         """Unfreeze a paused node; it then handles its backlog. False if it was not paused."""
         rec = self._rec(node)
-        if rec.state != "paused":
-            return False
-        rec.state = "up"
-        self._record("resume", node)
-        self._rt.resume(rec)
+        with self._rt.lock:
+            if rec.state != "paused":
+                return False
+            rec.state = "up"
+            self._record("resume", node)
+            self._rt.resume(rec)
         return True
 
     def skew(self, node: str, offset_ms: float = 0.0, rate: float = 1.0) -> None:
@@ -273,8 +277,9 @@ class Cluster:
 
     # -- network faults --------------------------------------------------------------------
     def _net_changed(self, kind: str, **data: Any) -> None:
-        self._record(kind, **data)
-        self._rt.net_changed()
+        with self._rt.lock:
+            self._record(kind, **data)
+            self._rt.net_changed()
 
     def partition(self, *groups: Iterable[str]) -> list[list[str]]:
         """Split the cluster: nodes in different groups can't talk. Unnamed nodes form one
@@ -293,6 +298,12 @@ class Cluster:
         self._live()
         self.net.cut(a, b, one_way)
         self._net_changed("cut", a=a, b=b, one_way=one_way)
+
+    def uncut(self, a: str, b: str, one_way: bool = False) -> None:
+        """Undo ``cut(a, b, one_way)``: restore the link a -> b (and b -> a unless ``one_way``)."""
+        self._live()
+        self.net.uncut(a, b, one_way)
+        self._net_changed("uncut", a=a, b=b, one_way=one_way)
 
     def heal(self) -> None:
         """Remove every partition and cut (link settings stay; see ``clear_links``)."""
@@ -354,8 +365,9 @@ class Cluster:
     def status(self) -> dict[str, NodeStatus]:
         """``{node: NodeStatus(state, incarnation, pid)}``."""
         rt = self._live()
-        rt.sync()
-        return {n: NodeStatus(r.state, r.incarnation, r.pid) for n, r in rt.records.items()}
+        with rt.lock:
+            rt.sync()
+            return {n: NodeStatus(r.state, r.incarnation, r.pid) for n, r in rt.records.items()}
 
     def counters(self, node: str | None = None) -> dict:
         """Named counters (``ctx.count``) and reported status (``ctx.report``) per node."""
@@ -367,6 +379,14 @@ class Cluster:
             c, s = rt.counters(self._rec(n))
             out[n] = {"counters": c, "status": s}
         return out[node] if node is not None else out
+
+    def panel(self, *, metric: Callable[["Cluster"], float] | None = None, refresh_hz: float = 4):
+        """The live control panel: node tiles with kill / restart / pause / resume, a link
+        matrix, partition presets, delay and drop sliders, a strip chart and the last action.
+        A widget in JupyterLab; headless (plain python, pytest, nbval) it prints a short text
+        summary and returns None. The panel holds the cluster weakly: keep it in a variable."""
+        from .widgets import panel
+        return panel(self, metric=metric, refresh_hz=refresh_hz)
 
     @property
     def crashes(self) -> list[Event]:

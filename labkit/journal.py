@@ -33,6 +33,7 @@ KINDS = {
     "partition": "the network was split into `groups`",
     "heal": "partitions and cuts were removed",
     "cut": "link(s) `a`->`b` (and back unless `one_way`) were cut",
+    "uncut": "link(s) `a`->`b` (and back unless `one_way`) were restored",
     "link": "link fault settings changed (`src`, `dst`, settings)",
     "clear_links": "all link fault settings were removed",
     "skew": "a node's clock was skewed (`offset_ms`, `rate`)",

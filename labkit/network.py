@@ -146,6 +146,16 @@ class NetworkModel:
                         self.cuts.add((d, s))
         self._changed()
 
+    def uncut(self, a: str, b: str, one_way: bool = False) -> None:
+        """Undo ``cut(a, b, one_way)``: restore a -> b (and b -> a unless ``one_way``)."""
+        self._check(a, b, wildcard=True)
+        for s in self._expand(a):
+            for d in self._expand(b):
+                self.cuts.discard((s, d))
+                if not one_way:
+                    self.cuts.discard((d, s))
+        self._changed()
+
     def heal(self) -> None:
         """Remove partitions and cuts (link settings stay: see ``clear_links``)."""
         self.groups = {}

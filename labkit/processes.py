@@ -102,7 +102,7 @@ class ProcessRuntime(RuntimeBase):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         from . import _pickling
-        self._lock = threading.RLock()
+        self._lock = self.lock
         self.dir = _short_tmpdir()
         self.t0 = time.monotonic()
         self._mp = _mp_context()
@@ -127,6 +127,7 @@ class ProcessRuntime(RuntimeBase):
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
         self._pending: list[Event] = []
+        self._stats: dict[str, Event] = {}        # latest stats event per node
         self._calls: list[list] = []
         self._call_seq = 0
         self._net_version = 0
@@ -274,7 +275,9 @@ class ProcessRuntime(RuntimeBase):
                 else:
                     ev.extend(new)
                 for e in new:
-                    if e.kind == "crash":
+                    if e.kind == "stats":
+                        self._stats[e.node] = e
+                    elif e.kind == "crash":
                         rec = self.records.get(e.node)
                         if rec is not None and e.get("incarnation") == rec.incarnation:
                             rec.state = "crashed"
@@ -338,7 +341,8 @@ class ProcessRuntime(RuntimeBase):
         The journal files are read only when a node process has exited (a crash to report)
         or when somebody reads the journal: parsing them while the cluster runs would take
         CPU from the nodes."""
-        self._drain_inbox(self._pending)  # client replies: their callbacks run here
+        with self._lock:
+            self._drain_inbox(self._pending)  # client replies: their callbacks run here
         calls = self._calls
         while calls and calls[0][0] <= self.now():
             entry = heapq.heappop(calls)
@@ -376,7 +380,8 @@ class ProcessRuntime(RuntimeBase):
     def _wait_for_reply(self, mid: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout / 1000.0
         while True:
-            self._drain_inbox(self._pending)
+            with self._lock:
+                self._drain_inbox(self._pending)
             if mid in self._replies or mid in self.crashed_ids:
                 break
             left = deadline - time.monotonic()
@@ -387,15 +392,17 @@ class ProcessRuntime(RuntimeBase):
         self.sync()
 
     def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
-        for e in reversed(self.events):
-            if e.kind == "stats" and e.node == rec.id:
-                return dict(e.get("counters", {})), dict(e.get("status", {}))
-        return {}, {}
+        e = self._stats.get(rec.id)
+        return (dict(e.get("counters", {})), dict(e.get("status", {}))) if e else ({}, {})
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
             return
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         try:
             for rec in self.records.values():
                 if rec.proc is not None and rec.proc.exitcode is None:

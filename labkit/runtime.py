@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -43,6 +44,9 @@ class RuntimeBase:
         self.net = net
         self.events = events
         self.records: dict[str, NodeRecord] = {n: NodeRecord(n) for n in self.node_ids}
+        #: Held by every cluster call that changes or reads node state, so a panel's thread
+        #: never sees a node half-way through a kill, restart or close.
+        self.lock = threading.RLock()
         self.crashes: list[Event] = []
         self.crashed_ids: set[str] = set()
         self._client_seq = 0

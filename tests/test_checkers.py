@@ -105,8 +105,8 @@ def test_fault_windows_from_a_simulated_run():
         c.skew("n3", 50.0); c.run_for(0.1); c.skew("n3")
         c.isolate("n2"); c.run_for(0.1)
         ws = fault_windows(c.journal)
-    got = [(w.kind, w.nodes, round(w.start), None if w.end is None else round(w.end)) for w in ws]
-    assert got == [("kill", ("n1",), 100, 200), ("pause", ("n2",), 200, 300), ("partition", (), 300, 400),
+    got = [(w.kind, w.nodes, round(w.start), None if w.open else round(w.end)) for w in ws]
+    assert got == [("down", ("n1",), 100, 200), ("paused", ("n2",), 200, 300), ("partition", (), 300, 400),
                    ("link", (), 400, 500), ("skew", ("n3",), 500, 600), ("partition", (), 600, None)]
     assert ws[0].covers(150) and not ws[0].covers(200) and ws[-1].covers(10**9)
 

@@ -473,3 +473,17 @@ def test_state_is_a_snapshot_not_a_live_view():
     m.set_link("n1", "n2", drop=1.0)
     m.cut("n1", "n3")
     assert json.dumps(snap) == before
+
+
+def test_uncut_restores_exactly_what_cut_took():
+    m = NetworkModel(["n1", "n2", "n3"])
+    m.cut("n1", "n2")
+    m.cut("n1", "n3", one_way=True)
+    m.uncut("n1", "n2", one_way=True)          # only n1 -> n2 comes back
+    assert m.blocked("n1", "n2") is None and m.blocked("n2", "n1") == "cut"
+    m.uncut("n1", "n2")
+    assert m.blocked("n2", "n1") is None
+    assert m.blocked("n1", "n3") == "cut"       # untouched
+    m.partition(["n1"])
+    m.uncut("n1", "n3")                          # uncut does not heal a partition
+    assert m.blocked("n1", "n3") == "partition"

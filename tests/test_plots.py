@@ -220,8 +220,10 @@ def test_spacetime_filters_reduce_what_is_drawn(tiny, big):
 # -- fault spans --------------------------------------------------------------------------------
 
 def test_fault_spans_of_the_tiny_journal(tiny, empty):
-    assert plots.fault_spans(tiny) == [(6, 8, "partition", "n1 | n2,n3"), (9, 12, "down", "n2"),
-                                       (10, 11, "paused", "n3")]
+    spans = plots.fault_spans(tiny)
+    assert [s[:4] for s in spans] == [(6, 8, "partition", "n1 | n2,n3"), (9, 12, "down", "n2"),
+                                      (10, 11, "paused", "n3")]
+    assert [(s.node, s.open) for s in spans] == [(None, False), ("n2", False), ("n3", False)]
     assert plots.fault_spans(empty) == []
 
 
@@ -233,8 +235,11 @@ def test_open_fault_spans_end_at_the_last_event():
         {"t": 4, "kind": "nemesis", "node": "cluster", "op": "start", "faults": ["kill"]},
         {"t": 5, "kind": "skew", "node": "n2", "offset_ms": 50.0, "rate": 1.0},
         {"t": 9, "kind": "log", "node": "n2", "text": "hi"}]])
-    assert plots.fault_spans(j) == [(1, 9, "cut", "n1→n2"), (2, 9, "link", "*→* drop=0.2"), (3, 9, "crashed", "n1"),
-                                    (4, 9, "nemesis", "nemesis: kill"), (5, 9, "skew", "n2 +50 ms")]
+    spans = plots.fault_spans(j)
+    assert [s[:4] for s in spans] == [(1, 9, "cut", "n1→n2"), (2, 9, "link", "*→* drop=0.2"),
+                                      (3, 9, "crashed", "n1"), (4, 9, "nemesis", "nemesis: kill"),
+                                      (5, 9, "skew", "n2 +50 ms")]
+    assert all(s.open for s in spans) and spans[0].covers(10**9)
 
 
 # -- timeline, latency, rate --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..history import History
 from ..journal import Event
 from ..runtime import is_client_id
+from ..faults import FaultSpan, fault_spans
 from .verdict import Verdict
 
 __all__ = ["FaultWindow", "fault_windows", "always", "eventually", "convergence", "availability",
@@ -28,64 +29,14 @@ def _events(journal: Any) -> list[Event]:
     return journal.events if hasattr(journal, "events") else list(journal)
 
 
-@dataclass(frozen=True)
-class FaultWindow:
-    """A span during which a fault was active: ``kind`` is ``kill``, ``crash``, ``pause``,
-    ``partition`` (partitions and cuts, until ``heal``), ``link`` (link settings, until
-    ``clear_links``) or ``skew``; ``end`` is ``None`` if still active when the journal ends."""
-
-    kind: str
-    start: float
-    end: float | None
-    nodes: tuple[str, ...] = ()
-    detail: Any = None
-
-    def covers(self, t: float) -> bool:
-        return self.start <= t and (self.end is None or t < self.end)
-
-    def __str__(self) -> str:
-        end = f"{self.end:.1f}" if self.end is not None else "end"
-        who = f" {','.join(self.nodes)}" if self.nodes else ""
-        return f"{self.kind}{who} [{self.start:.1f} .. {end} ms]"
+#: A fault's period in force (see ``labkit.faults``): the checkers and the plots share one
+#: derivation, so "during faults" means the same thing on a plot and in a verdict.
+FaultWindow = FaultSpan
 
 
-def fault_windows(journal: Any) -> list[FaultWindow]:
-    """Fault spans from the journal: kill..restart, crash..restart, pause..resume,
-    partition/cut..heal, link..clear_links, skew..skew back to (0, 1). Sorted by start."""
-    out: list[FaultWindow] = []
-    node_open: dict[tuple[str, str], float] = {}   # (kind, node) -> start
-    net: dict[str, tuple[float, Any]] = {}          # "partition"/"link" -> (start, detail)
-    for e in _events(journal):
-        k, n, t = e.kind, e.node, e.t
-        if k in ("kill", "crash", "pause") and (k, n) not in node_open:
-            if k == "crash" and ("kill", n) in node_open:
-                continue
-            node_open[(k, n)] = t
-        elif k in ("restart", "resume"):
-            for kind in (("kill", "crash") if k == "restart" else ("pause",)):
-                if (kind, n) in node_open:
-                    out.append(FaultWindow(kind, node_open.pop((kind, n)), t, (n,)))
-        elif k == "skew":
-            default = e.get("offset_ms", 0.0) == 0 and e.get("rate", 1.0) == 1
-            if default and ("skew", n) in node_open:
-                out.append(FaultWindow("skew", node_open.pop(("skew", n)), t, (n,)))
-            elif not default and ("skew", n) not in node_open:
-                node_open[("skew", n)] = t
-        elif k in ("partition", "cut"):
-            net.setdefault("partition", (t, e.get("groups") or [e.get("a"), e.get("b")]))
-        elif k == "link":
-            net.setdefault("link", (t, {kk: v for kk, v in e.data.items()}))
-        elif k == "heal" and "partition" in net:
-            start, detail = net.pop("partition")
-            out.append(FaultWindow("partition", start, t, (), detail))
-        elif k == "clear_links" and "link" in net:
-            start, detail = net.pop("link")
-            out.append(FaultWindow("link", start, t, (), detail))
-    for (kind, n), start in node_open.items():
-        out.append(FaultWindow(kind, start, None, (n,)))
-    for kind, (start, detail) in net.items():
-        out.append(FaultWindow(kind, start, None, (), detail))
-    return sorted(out, key=lambda w: (w.start, w.kind))
+def fault_windows(journal: Any) -> list[FaultSpan]:
+    """Fault spans from the journal (``labkit.faults.fault_spans``), sorted by start."""
+    return fault_spans(_events(journal))
 
 
 class ClusterView:
@@ -179,13 +130,13 @@ def convergence(journal: Any, *, within: float = 1000.0, field: str = "value",
     disagree but the journal ends less than ``within`` ms after the last fault."""
     evs = _events(journal)
     windows = fault_windows(evs)
-    active = [w for w in windows if w.end is None and w.kind in ("partition", "pause")]
+    active = [w for w in windows if w.open and w.kind in ("partition", "cut", "paused")]
     t_end = end if end is not None else (evs[-1].t if evs else 0.0)
     name = "convergence"
     if active:
         return Verdict(None, name, f"faults still active at the end: {', '.join(map(str, active))}",
                        {"active": [str(w) for w in active]})
-    ended = [w.end for w in windows if w.end is not None]
+    ended = [w.end for w in windows if not w.open]
     t0 = max(ended) if ended else (evs[0].t if evs else 0.0)
     latest: dict[str, Any] = {}
     alive: set[str] = set()

@@ -18,6 +18,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..faults import FaultSpan, _fmt_groups, fault_spans
 from ..journal import Journal
 from ..runtime import is_client_id
 
@@ -63,95 +64,12 @@ def to_svg(fig: Figure) -> str:
     return buf.getvalue()
 
 
-# -- fault spans ------------------------------------------------------------------------------
+# -- fault spans (labkit.faults derives them; shading lives here) ------------------------------
 
-class FaultSpan(NamedTuple):
-    """``(start_ms, end_ms, kind, detail)``. For node faults (down, crashed, paused, skew)
-    ``detail`` starts with the node id; for others it describes the fault."""
-
-    start: float
-    end: float
-    kind: str
-    detail: str
-
-
-def _fmt_groups(groups: Any) -> str:
-    return " | ".join(",".join(map(str, g)) for g in groups or ())
-
-
-def spans_with_open(journal: Journal | Iterable) -> tuple[list[FaultSpan], list[bool]]:
+def spans_with_open(journal: Any) -> tuple[list[FaultSpan], list[bool]]:
     """Fault spans, and for each whether it was still open at the journal's end."""
-    events = sorted(journal, key=lambda e: e.t)
-    if not events:
-        return [], []
-    end = events[-1].t
-    out: list[tuple[FaultSpan, bool]] = []
-    open_: dict[tuple, tuple[float, str, str]] = {}   # key -> (start, kind, detail)
-
-    def start(key: tuple, t: float, kind: str, detail: str) -> None:
-        stop(key, t)
-        open_[key] = (t, kind, detail)
-
-    def stop(key: tuple, t: float) -> None:
-        s = open_.pop(key, None)
-        if s is not None:
-            out.append((FaultSpan(s[0], t, s[1], s[2]), False))
-
-    for e in events:
-        k, n, t = e.kind, e.node, e.t
-        if k in ("send", "deliver", "drop", "timer_set", "timer_fire", "log", "stats", "start"):
-            continue
-        if k in ("kill", "crash"):
-            stop(("paused", n), t)
-            if ("down", n) not in open_:
-                start(("down", n), t, "down" if k == "kill" else "crashed", n)
-        elif k == "restart":
-            stop(("down", n), t)
-        elif k == "pause":
-            start(("paused", n), t, "paused", n)
-        elif k == "resume":
-            stop(("paused", n), t)
-        elif k == "partition":
-            start(("partition",), t, "partition", _fmt_groups(e.get("groups")))
-        elif k == "cut":
-            a, b = e.get("a"), e.get("b")
-            start(("cut", a, b), t, "cut", f"{a}→{b}" if e.get("one_way") else f"{a}↔{b}")
-        elif k == "heal":
-            for key in [x for x in open_ if x[0] in ("partition", "cut")]:
-                stop(key, t)
-        elif k == "link":
-            d = e.data
-            settings = " ".join(f"{a}={v:g}" if isinstance(v, (int, float)) else f"{a}={v}"
-                                for a, v in d.items() if a not in ("src", "dst"))
-            start(("link", d.get("src"), d.get("dst"), t), t, "link",
-                  f"{d.get('src')}→{d.get('dst')} {settings}".strip())
-        elif k == "clear_links":
-            for key in [x for x in open_ if x[0] == "link"]:
-                stop(key, t)
-        elif k == "skew":
-            off, rate = float(e.get("offset_ms", 0) or 0), float(e.get("rate", 1) or 1)
-            stop(("skew", n), t)
-            if off or rate != 1:
-                start(("skew", n), t, "skew", f"{n} {off:+g} ms" + (f" ×{rate:g}" if rate != 1 else ""))
-        elif k == "nemesis":
-            if e.get("op") == "start":
-                start(("nemesis",), t, "nemesis", "nemesis: " + ", ".join(e.get("faults") or ()))
-            elif e.get("op") == "stop":
-                stop(("nemesis",), t)
-    for s in open_.values():
-        out.append((FaultSpan(s[0], end, s[1], s[2]), True))
-    out.sort(key=lambda x: (x[0].start, x[0].kind))
-    return [s for s, _ in out], [o for _, o in out]
-
-
-def fault_spans(journal: Journal | Iterable) -> list[FaultSpan]:
-    """Every fault period in ``journal`` as ``(start_ms, end_ms, kind, detail)``, by start.
-
-    kinds: ``down`` (kill..restart), ``crashed`` (crash..restart), ``paused`` (pause..resume),
-    ``partition`` (partition..next partition or heal), ``cut`` (cut..heal), ``link``
-    (link..clear_links), ``skew`` (skew..skew back to 0), ``nemesis`` (nemesis start..stop).
-    Spans still open at the end of the journal end at its last event's time."""
-    return spans_with_open(getattr(journal, "journal", journal))[0]
+    spans = fault_spans(journal)
+    return spans, [s.open for s in spans]
 
 
 def as_spans(faults: Any) -> list[FaultSpan]:

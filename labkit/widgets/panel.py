@@ -349,7 +349,7 @@ def _read(c: Any, metric: Any, cache: dict) -> dict | None:
     labkit can close them (by changing the state inside its lock)."""
     if c is None:
         raise ClusterClosed("the cluster is gone")
-    rt_lock = getattr(getattr(c, "_rt", None), "_lock", None)
+    rt_lock = getattr(getattr(c, "_rt", None), "lock", None)
     if rt_lock is not None and not rt_lock.acquire(timeout=0.5):
         return None
     try:
