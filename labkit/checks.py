@@ -1,0 +1,80 @@
+"""Checks for exercises: run a scenario over many seeds and say exactly what went wrong.
+
+An exercise's check cell calls ``sweep(scenario, seeds=...)``. ``scenario(seed)`` builds a
+cluster (usually in the simulator), runs it and asserts what must hold; ``sweep`` runs it
+once per seed and prints one line when everything passed, or the failure rate, the first
+failing seed, its message and how to replay it:
+
+    failed on 3 of 200 seeds (1.5%); first failing seed 117:
+      n2 delivered 'reply' before 'question'
+      replay: scenario(117)
+
+A scenario that raises something other than ``AssertionError`` is a failure too (with its
+traceback's last line): a crash is never a pass. ``sweep`` raises ``AssertionError`` at the
+end when any seed failed, so a check cell fails the way a test does.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+
+@dataclass
+class SweepResult:
+    """What ``sweep`` found: the seeds run, the failures ``{seed: message}`` in order, time."""
+
+    name: str
+    seeds: list[int]
+    failures: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.seeds) and not self.failures
+
+    @property
+    def first_failing_seed(self) -> int | None:
+        return next(iter(self.failures), None)
+
+    def __str__(self) -> str:
+        n = len(self.seeds)
+        if self.passed:
+            return f"✓ {self.name}: passed on all {n} seeds ({self.seconds:.1f} s)"
+        if not n:
+            return f"✗ {self.name}: no seeds were run"
+        seed = self.first_failing_seed
+        k = len(self.failures)
+        msg = "\n  ".join(self.failures[seed].splitlines()) or "(no message)"
+        return (f"✗ {self.name}: failed on {k} of {n} seeds ({k / n:.1%}); first failing seed {seed}:\n"
+                f"  {msg}\n  replay: {self.name}({seed})")
+
+
+def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, name: str | None = None,
+          stop_after: int | None = None, quiet: bool = False) -> SweepResult:
+    """Run ``scenario(seed)`` for every seed; print and return the result; raise
+    ``AssertionError`` (with the same explanation) if any seed failed.
+
+    ``stop_after``: stop once that many seeds have failed (the rate is then over the seeds run).
+    """
+    result = SweepResult(name or getattr(scenario, "__name__", "scenario"), [])
+    t0 = time.perf_counter()
+    for seed in seeds:
+        result.seeds.append(seed)
+        try:
+            scenario(seed)
+        except AssertionError as e:
+            result.failures[seed] = str(e) or "an assertion failed (give your assert a message)"
+        except Exception as e:  # a crash is a failure, with where it happened
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            result.failures[seed] = (f"{type(e).__name__}: {e} "
+                                     f"(at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})")
+        if stop_after is not None and len(result.failures) >= stop_after:
+            break
+    result.seconds = time.perf_counter() - t0
+    if not quiet:
+        print(result)
+    if not result.passed:
+        raise AssertionError(str(result))
+    return result
