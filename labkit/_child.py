@@ -22,7 +22,6 @@ It ignores SIGINT, so interrupting a notebook cell does not stop the cluster.
 from __future__ import annotations
 
 import gc
-import heapq
 import json
 import os
 import signal
@@ -102,6 +101,7 @@ class _Node:
         from .journal import Event
         from .message import decode, wire
         from .network import NetworkModel
+        from .scheduler import Scheduler
         from .runtime import is_client_id
         from .storage import FileBackedData, Storage
 
@@ -119,9 +119,7 @@ class _Node:
         self._node_set = frozenset(self.nodes)
         self.watch = watch
         d = spec["dir"]
-        self.heap: list[list] = []
-        self.seq = 0
-        self.cancelled = 0
+        self.timers = Scheduler()
         self.jbuf: list[str] = []
         self.out: list[tuple[str, str]] = []
         self.has_crashed = False
@@ -195,20 +193,10 @@ class _Node:
         return (time.monotonic() - self.t0) * 1000.0
 
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
-        self.seq += 1
-        entry = [t, self.seq, fn, args]
-        heapq.heappush(self.heap, entry)
-        return entry
+        return self.timers.call_at(t, fn, *args)
 
     def cancel(self, entry: list) -> None:
-        if entry[2] is not None:
-            entry[2] = None
-            self.cancelled += 1
-            if self.cancelled > 1024 and self.cancelled * 2 > len(self.heap):
-                # cancelled RPC timeouts would otherwise sit on the heap until they fall due
-                self.heap[:] = [e for e in self.heap if e[2] is not None]
-                heapq.heapify(self.heap)
-                self.cancelled = 0
+        self.timers.cancel(entry)
 
     def transmit(self, ctx: Any, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
         now = self.now()
@@ -308,7 +296,7 @@ class _Node:
         poller.register(control, zmq.POLLIN)
         poller.register(inbox, zmq.POLLIN)
         poller.register(watch_fd, zmq.POLLIN)
-        heap = self.heap
+        timers = self.timers
         NOBLOCK, Again, EVENTS, POLLIN = zmq.NOBLOCK, zmq.Again, zmq.EVENTS, zmq.POLLIN
         gc.freeze()  # start-up objects never need collecting: cheaper collections from here on
         gc.set_threshold(50_000, *gc.get_threshold()[1:])
@@ -317,8 +305,9 @@ class _Node:
         if not self.has_crashed:
             self.control.send(_dumps({"op": "started"}).encode())
         while not self.has_crashed:
-            if heap:
-                wait = heap[0][0] - self.now()
+            due = timers.next_time()
+            if due is not None:
+                wait = due - self.now()
                 timeout = 0 if wait <= 0 else int(wait) + 1
             else:
                 timeout = None
@@ -342,10 +331,11 @@ class _Node:
                     if self.has_crashed or not inbox.getsockopt(EVENTS) & POLLIN:
                         break
             now = self.now()
-            while heap and heap[0][0] <= now and not self.has_crashed:
-                entry = heapq.heappop(heap)
-                if entry[2] is not None:
-                    entry[2](*entry[3])
+            while not self.has_crashed:
+                entry = timers.pop_due(now)
+                if entry is None:
+                    break
+                entry[2](*entry[3])
             self._flush()
         self._flush()
         os._exit(EXIT_CRASHED)

@@ -24,7 +24,6 @@ SIGINT, so interrupting a cell never stops the cluster.
 from __future__ import annotations
 
 import bisect
-import heapq
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ from .errors import LabkitError
 from .journal import Event
 from .message import decode, wire
 from .runtime import NodeRecord, RuntimeBase
+from .scheduler import Scheduler
 
 START_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 5.0
@@ -128,8 +128,7 @@ class ProcessRuntime(RuntimeBase):
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
         self._pending: list[Event] = []
         self._stats: dict[str, Event] = {}        # latest stats event per node
-        self._calls: list[list] = []
-        self._call_seq = 0
+        self._calls = Scheduler()                 # the nemesis's steps, run during run_for/request
         self._net_version = 0
         self._closed = False
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
@@ -327,13 +326,10 @@ class ProcessRuntime(RuntimeBase):
 
     # -- scheduled calls (the nemesis) -----------------------------------------------------
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
-        self._call_seq += 1
-        entry = [t, self._call_seq, fn, args]
-        heapq.heappush(self._calls, entry)
-        return entry
+        return self._calls.call_at(t, fn, *args)
 
     def cancel(self, entry: list) -> None:
-        entry[2] = None
+        self._calls.cancel(entry)
 
     def _pump(self) -> float:
         """Run due calls and surface crashes; return ms until the next call (or 50).
@@ -344,14 +340,13 @@ class ProcessRuntime(RuntimeBase):
         with self._lock:
             self._drain_inbox(self._pending)  # client replies: their callbacks run here
         calls = self._calls
-        while calls and calls[0][0] <= self.now():
-            entry = heapq.heappop(calls)
-            if entry[2] is not None:
-                entry[2](*entry[3])
+        while (entry := calls.pop_due(self.now())) is not None:
+            entry[2](*entry[3])
         if any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
                for r in self.records.values()):
             self.sync()
-        return min(50.0, calls[0][0] - self.now()) if calls else 50.0
+        due = calls.next_time()
+        return min(50.0, due - self.now()) if due is not None else 50.0
 
     # -- running ---------------------------------------------------------------------------
     def run_for(self, seconds: float) -> None:

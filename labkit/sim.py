@@ -31,6 +31,7 @@ from .errors import LabkitError
 from .journal import Event
 from .message import Message, loads_trusted
 from .runtime import NodeRecord, RuntimeBase
+from .scheduler import Scheduler
 from .storage import Storage
 
 _loads = loads_trusted
@@ -64,7 +65,7 @@ class _SimHost:
         fn(*args)
 
     def cancel(self, entry: list) -> None:
-        entry[2] = None
+        self.rt._sched.cancel(entry)
 
     def transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
         self.rt._transmit(ctx.id, mid, (ctx.id, dst, type, mid, re, round(self.rt.t, 3), body_json))
@@ -87,18 +88,15 @@ class SimRuntime(RuntimeBase):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.t = 0.0
-        self._heap: list[list] = []
-        self._seq = 0
+        self._sched = Scheduler()
+        self._heap = self._sched.heap
         self._net_rng = random.Random(f"{self.seed}/network")
         self._stores: dict[str, dict[str, str]] = {n: {} for n in self.node_ids}
         self._interrupted = False
 
     # -- the heap --------------------------------------------------------------------------
     def _push(self, t: float, fn: Callable[..., None], args: tuple) -> list:
-        self._seq += 1
-        entry = [t, self._seq, fn, args]
-        heapq.heappush(self._heap, entry)
-        return entry
+        return self._sched.call_at(t, fn, *args)
 
     def now(self) -> float:
         return self.t
@@ -107,7 +105,7 @@ class SimRuntime(RuntimeBase):
         return self._push(max(t, self.t), fn, args)
 
     def cancel(self, entry: list) -> None:
-        entry[2] = None
+        self._sched.cancel(entry)
 
     def _run_until(self, end: float, stop: Callable[[], bool] | None = None) -> bool:
         heap = self._heap
@@ -263,4 +261,4 @@ class SimRuntime(RuntimeBase):
         return (dict(ctx._counters), dict(ctx._status)) if ctx else ({}, {})
 
     def close(self) -> None:
-        self._heap.clear()
+        self._sched.clear()

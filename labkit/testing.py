@@ -12,7 +12,6 @@ move by hand -- so what passes here behaves the same in a cluster.
 """
 from __future__ import annotations
 
-import heapq
 from typing import Any, Callable, Iterable
 
 from .context import Context
@@ -20,6 +19,7 @@ from .journal import Event
 from .message import Message, decode, encode, wire
 from .node import Node
 from .runtime import is_client_id
+from .scheduler import Scheduler
 from .storage import Storage
 
 
@@ -27,8 +27,7 @@ class _FakeHost:
     def __init__(self, seed: int, nodes: frozenset[str]) -> None:
         self.seed = seed
         self.t = 0.0
-        self.heap: list[list] = []
-        self.seq = 0
+        self.timers = Scheduler()
         self.sent: list[Message] = []
         self.events: list[Event] = []
         self.crash: Event | None = None
@@ -38,13 +37,10 @@ class _FakeHost:
         return self.t
 
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
-        self.seq += 1
-        entry = [t, self.seq, fn, args]
-        heapq.heappush(self.heap, entry)
-        return entry
+        return self.timers.call_at(t, fn, *args)
 
     def cancel(self, entry: list) -> None:
-        entry[2] = None
+        self.timers.cancel(entry)
 
     def transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
         w = wire(ctx.id, dst, type, mid, re, self.t, body_json)
@@ -120,10 +116,7 @@ class FakeContext(Context):
         """Move the clock ``ms`` forward, running everything that falls due, in order."""
         host = self._fake
         end = host.t + ms
-        while host.heap and host.heap[0][0] <= end:
-            entry = heapq.heappop(host.heap)
-            if entry[2] is None:
-                continue
+        while (entry := host.timers.pop_due(end)) is not None:
             host.t = entry[0]
             entry[2](*entry[3])
             self._reraise()
