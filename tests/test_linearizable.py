@@ -322,3 +322,18 @@ def test_async_replicas_under_a_partition_are_not_linearizable():
     assert x.op.f == "read" and 300 <= x.op.start <= 1300       # the stale read is in the partition
     assert x.op.value not in x.states                           # it saw none of the possible states
     assert "cannot be placed" in str(x)
+
+
+def test_timeline_highlights_the_operation_a_violation_could_not_place():
+    import matplotlib
+    matplotlib.use("Agg")
+    from labkit import plots
+    from labkit.history import History, Op
+    h = History([Op(0, "invoke", "write", 1, time=0), Op(0, "ok", "write", 1, time=1),
+                 Op(1, "invoke", "read", None, time=2), Op(1, "ok", "read", 2, time=3)])
+    v = labkit.check_linearizable(h, "register")
+    assert v.valid is False
+    fig = plots.timeline(h, highlight=v)
+    from matplotlib.text import Text
+    assert "highlighted" in [t.get_text() for t in fig.findobj(Text)]
+    assert "highlighted" not in [t.get_text() for t in plots.timeline(h).findobj(Text)]

@@ -76,7 +76,8 @@ def timeline(history: Any, *, highlight: Any = None, faults: Any = None,
     effect any time after it was invoked). Bars are labelled "f key value" where they fit.
 
     ``highlight``: an operation or a list of them (a history entry -- invoke or completion --,
-    an ``Op``, or anything with ``process`` and ``time``) to outline in black."""
+    an ``Op``, or anything with ``process`` and ``time``) to outline in black; or a checker's
+    verdict or violation, to outline the operation(s) it could not place."""
     ops = operations(history)
     spans = _faults_of(history, faults)
     lo, hi = _window(ops, spans)
@@ -91,6 +92,10 @@ def timeline(history: Any, *, highlight: Any = None, faults: Any = None,
     handles = shade_faults(ax, spans)
 
     # a list (or plain tuple) names several operations; anything else, NamedTuples included, is one
+    if hasattr(highlight, "explanations"):      # a Verdict: the operations its violations name
+        highlight = [getattr(x, "op", x) for x in highlight.explanations or ()]
+    elif hasattr(highlight, "op") and hasattr(highlight, "states"):   # a linearizability Violation
+        highlight = highlight.op
     hl = [] if highlight is None else list(highlight) if type(highlight) in (list, tuple) else [highlight]
     pt_per_ms = axes_size_pt(ax)[0] / (hi - lo)
     min_w = 2.5 / pt_per_ms    # the shortest bar drawn: 2.5 points, so instant operations show
