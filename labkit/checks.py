@@ -10,8 +10,9 @@ failing seed, its message and how to replay it:
       replay: scenario(117)
 
 A scenario that raises something other than ``AssertionError`` is a failure too (with its
-traceback's last line): a crash is never a pass. ``sweep`` raises ``AssertionError`` at the
-end when any seed failed, so a check cell fails the way a test does.
+traceback's last line): a crash is never a pass. ``sweep`` raises ``SweepFailed`` (an
+``AssertionError`` carrying the ``result``) when any seed failed, so a check cell fails the
+way a test does and code can still read ``err.result.first_failing_seed``.
 """
 from __future__ import annotations
 
@@ -51,10 +52,19 @@ class SweepResult:
                 f"  {msg}\n  replay: {self.name}({seed})")
 
 
+class SweepFailed(AssertionError):
+    """Raised by ``sweep`` when a seed failed; ``result`` is the ``SweepResult``."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__(str(result))
+        self.result = result
+
+
 def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, name: str | None = None,
           stop_after: int | None = None, quiet: bool = False) -> SweepResult:
     """Run ``scenario(seed)`` for every seed; print and return the result; raise
-    ``AssertionError`` (with the same explanation) if any seed failed.
+    ``SweepFailed`` (an ``AssertionError`` with the same explanation and the result) if any
+    seed failed.
 
     ``stop_after``: stop once that many seeds have failed (the rate is then over the seeds run).
     """
@@ -76,5 +86,5 @@ def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, 
     if not quiet:
         print(result)
     if not result.passed:
-        raise AssertionError(str(result))
+        raise SweepFailed(result)
     return result

@@ -350,7 +350,7 @@ class Cluster:
         ops = plan(schedule, self.ids, seed)
         run = _NemesisRun(self, schedule, seed, ops, self._rt.now())
         self._nemesis = run
-        self._record("nemesis", op="start", faults=list(schedule.faults), seed=seed)
+        self._record("nemesis", "nemesis", op="start", faults=list(schedule.faults), seed=seed)
         run.arm()
         return schedule
 
@@ -359,7 +359,7 @@ class Cluster:
         run.stop()
         if run.undo is not None:
             run.apply(run.undo)
-        self._record("nemesis", op="stop")
+        self._record("nemesis", "nemesis", op="stop")
 
     # -- looking ---------------------------------------------------------------------------
     def status(self) -> dict[str, NodeStatus]:
@@ -474,7 +474,7 @@ class _NemesisRun:
     def apply(self, op: dict) -> None:
         c = self.cluster
         args = {k: v for k, v in op.items() if k not in ("op", "fault")}
-        c._record("nemesis", op=op["op"], fault=op.get("fault"), **args)
+        c._rt.record(Event(c.now, "nemesis", "nemesis", None, {"op": op["op"], "fault": op.get("fault"), **args}))
         kind = op["op"]
         if kind == "partition":
             c.partition(*args["groups"])

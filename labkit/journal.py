@@ -40,7 +40,7 @@ KINDS = {
     "log": "a node logged a line (`text`)",
     "stats": "a node's counters and reported status (`counters`, `status`)",
     "malformed": "a frame that is not a message reached a node and was dropped (`error`)",
-    "nemesis": "the nemesis applied a fault (`op`, args)",
+    "nemesis": "the nemesis (node 'nemesis') started, stopped or applied a fault (`op`, `fault`, args such as `node`)",
     "op": "a client operation, Jepsen-style (`process`, `type` invoke|ok|fail|info, `f`, `value`, `key`)",
     "close": "the cluster was closed",
 }

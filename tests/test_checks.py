@@ -1,7 +1,7 @@
 """labkit.checks.sweep: what an exercise's check cell reports."""
 import pytest
 
-from labkit.checks import sweep
+from labkit.checks import SweepFailed, sweep
 
 
 def test_all_seeds_pass(capsys):
@@ -14,9 +14,11 @@ def test_failures_report_rate_first_seed_message_and_replay(capsys):
     def scenario(seed):
         assert seed % 4 != 3, f"seed {seed} is bad"
 
-    with pytest.raises(AssertionError) as ei:
+    with pytest.raises(SweepFailed) as ei:
         sweep(scenario, seeds=range(20))
     text = str(ei.value)
+    assert isinstance(ei.value, AssertionError)
+    assert ei.value.result.first_failing_seed == 3 and list(ei.value.result.failures) == [3, 7, 11, 15, 19]
     assert "failed on 5 of 20 seeds (25.0%)" in text
     assert "first failing seed 3" in text and "seed 3 is bad" in text and "replay: scenario(3)" in text
     assert text in capsys.readouterr().out

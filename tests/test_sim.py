@@ -888,3 +888,16 @@ def test_close_stops_a_running_nemesis():
     with pytest.raises(ClusterClosed):
         c.run_for(1)
     assert len(c.journal) == n
+
+
+def test_nemesis_events_are_the_nemesis_s_and_name_their_victim():
+    class Idle(labkit.Node):
+        pass
+
+    with labkit.Cluster(Idle, n=3, runtime="sim", seed=4) as c:
+        c.nemesis(["kill"], every=0.1, duration=0.1)
+        c.run_for(1)
+        ev = c.journal.filter(kind="nemesis").events
+    assert ev and {e.node for e in ev} == {"nemesis"}
+    kills = [e for e in ev if e.get("op") == "kill"]
+    assert kills and all(e.get("node") in c.ids for e in kills)

@@ -48,6 +48,8 @@ class PlotFigure(Figure):
     def __repr__(self) -> str:
         return f"<{self.summary}>"
 
+    __str__ = __repr__  # print(fig) in a headless run shows what was drawn
+
 
 def new_figure(width: float, height: float) -> PlotFigure:
     return PlotFigure(figsize=(width, height), layout="constrained")
