@@ -187,12 +187,7 @@ class Client:
                then: Callable[[OpPair], None] | None = None) -> Op:
         """Invoke ``f`` without waiting; returns the ``invoke`` op. The completion is recorded
         while the cluster runs, then ``then(pair)`` is called. Raises if an op is open."""
-        if self.busy:
-            raise RuntimeError(f"client {self.worker} (process {self.process}) already has an operation open")
-        rec, cluster = self.recorder, self.recorder.cluster
-        typ, body = rec.protocol.request(f, key, value)
-        node = self._preflight(node, typ, body)
-        inv = rec._record(self.process, "invoke", f, value, key)
+        rec, cluster, typ, body, node, inv = self._begin(f, value, key, node)
         try:
             mid = cluster.client_send(node, typ, as_client=f"c{self.process}", on_reply=self._on_reply, **body)
         except BaseException as e:
@@ -202,14 +197,19 @@ class Client:
         self._open = (inv, mid, handle, then)
         return inv
 
-    def call(self, f: str, value: Any = None, *, key: Any = None, node: str | None = None) -> OpPair:
-        """Invoke ``f`` and wait for the outcome (the cluster runs meanwhile, other clients too)."""
+    def _begin(self, f: str, value: Any, key: Any, node: str | None) -> tuple:
+        """Check the client is free, build the request and record the ``invoke``."""
         if self.busy:
             raise RuntimeError(f"client {self.worker} (process {self.process}) already has an operation open")
-        rec, cluster = self.recorder, self.recorder.cluster
+        rec = self.recorder
         typ, body = rec.protocol.request(f, key, value)
         node = self._preflight(node, typ, body)
         inv = rec._record(self.process, "invoke", f, value, key)
+        return rec, rec.cluster, typ, body, node, inv
+
+    def call(self, f: str, value: Any = None, *, key: Any = None, node: str | None = None) -> OpPair:
+        """Invoke ``f`` and wait for the outcome (the cluster runs meanwhile, other clients too)."""
+        rec, cluster, typ, body, node, inv = self._begin(f, value, key, node)
         self._in_call = True
         try:
             reply = cluster.request(node, typ, timeout=rec.timeout_ms, as_client=f"c{self.process}", **body)
