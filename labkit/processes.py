@@ -88,12 +88,41 @@ class _MainHidden:
         _START_LOCK.release()
 
 
+OWNER_FILE = "owner.pid"
+
+
 def _short_tmpdir() -> str:
+    """A new private (0700) directory for one cluster, named ``labkit-*``, holding the
+    notebook's pid in ``owner.pid``. Directories whose owner is gone are swept first: when a
+    kernel and its whole process group are SIGKILLed nobody is left to remove them."""
     # ipc:// paths are limited to ~100 bytes; macOS's $TMPDIR is long, /tmp is not.
     base = tempfile.gettempdir()
     if len(base) > 40 and os.path.isdir("/tmp"):
         base = "/tmp"
-    return tempfile.mkdtemp(prefix="labkit-", dir=base)  # mode 0700
+    _sweep_stale(base)
+    d = tempfile.mkdtemp(prefix="labkit-", dir=base)
+    with open(os.path.join(d, OWNER_FILE), "w") as f:
+        f.write(str(os.getpid()))
+    return d
+
+
+def _sweep_stale(base: str) -> None:
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("labkit-")]
+    except OSError:
+        return
+    for name in names:
+        d = os.path.join(base, name)
+        try:
+            with open(os.path.join(d, OWNER_FILE)) as f:
+                pid = int(f.read().strip())
+            if os.stat(d).st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)                       # the owner lives: leave it alone
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            continue                              # not ours, no owner file yet, or unreadable
 
 
 class ProcessRuntime(RuntimeBase):

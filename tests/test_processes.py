@@ -525,3 +525,28 @@ def test_interrupting_run_for_stops_the_wait_not_the_cluster():
         t = c.now
         c.run_for(0.2)
         assert msgs(c, "deliver", {"n1"}, {"n2"}, t)           # timers still tick
+
+
+def test_directories_of_dead_owners_are_swept_when_a_cluster_starts(tmp_path):
+    import shutil
+    import subprocess
+    import tempfile
+
+    from labkit.processes import OWNER_FILE
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    base = tempfile.gettempdir() if len(tempfile.gettempdir()) <= 40 else "/tmp"
+    stale = tempfile.mkdtemp(prefix="labkit-", dir=base)
+    live = tempfile.mkdtemp(prefix="labkit-", dir=base)
+    try:
+        with open(os.path.join(stale, OWNER_FILE), "w") as f:
+            f.write(gone)                                  # that process has exited
+        with open(os.path.join(live, OWNER_FILE), "w") as f:
+            f.write(str(os.getpid()))                      # this one lives
+        with labkit.Cluster(Lab, n=1, seed=1) as c:
+            assert os.path.exists(os.path.join(c._rt.dir, OWNER_FILE))
+        assert not os.path.exists(stale)
+        assert os.path.exists(live)
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)
