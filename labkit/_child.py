@@ -30,7 +30,8 @@ import time
 import traceback
 from typing import Any, Callable
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from .message import dumps as _dumps
+
 MAX_BATCH = 256
 EXIT_CRASHED = 3
 EXIT_INTERNAL = 4
@@ -98,7 +99,7 @@ class _Node:
         import zmq
 
         from .context import Context, node_rng
-        from .journal import Event
+        from .journal import Event, event_line
         from .message import decode, wire
         from .network import NetworkModel
         from .scheduler import Scheduler
@@ -109,6 +110,7 @@ class _Node:
         self.decode = decode
         self.wire = wire
         self.Event = Event
+        self.event_line = event_line
         self.is_client_id = is_client_id
         self.spec = spec
         self.id: str = spec["id"]
@@ -205,7 +207,7 @@ class _Node:
         self.out.append((dst, w))
 
     def record(self, ev: Any) -> None:
-        self.jbuf.append(_dumps(ev.to_dict()) + "\n")
+        self.jbuf.append(self.event_line(ev) + "\n")
 
     def is_destination(self, name: str) -> bool:
         return name in self._node_set or self.is_client_id(name)

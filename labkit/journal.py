@@ -17,6 +17,8 @@ import json
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from .message import make_dumps
+
 #: The kinds of event a journal holds, and what they mean.
 KINDS = {
     "send": "a node handed a message to the network (node = sender)",
@@ -45,7 +47,13 @@ KINDS = {
     "close": "the cluster was closed",
 }
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Journal lines tolerate NaN in user counters (a journal must never fail to be written).
+_dumps = make_dumps(allow_nan=True)
+
+
+def event_line(ev: "Event") -> str:
+    """One journal line (JSON, no newline): the schema both runtimes write and ``load`` reads."""
+    return _dumps(ev.to_dict())
 
 
 class Event:
@@ -219,7 +227,7 @@ class Journal:
         """Write one JSON object per line to ``path``, or return the text when no path is given."""
         buf = io.StringIO()
         for e in self._sync():
-            buf.write(_dumps(e.to_dict()))
+            buf.write(event_line(e))
             buf.write("\n")
         text = buf.getvalue()
         if path is None:

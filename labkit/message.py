@@ -19,16 +19,17 @@ def _not_json(o: Any) -> Any:
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
-def _make_dumps() -> Callable[[Any], str]:
-    """A compact, strict (no NaN) JSON encoder, built once.
+def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
+    """A compact JSON encoder (``ensure_ascii=False``), built once; strict about NaN and
+    infinities unless ``allow_nan``.
 
     ``json.dumps`` builds a new C encoder on every call, which is most of its cost for the
     small bodies messages carry; here the C encoder is built once and reused."""
     from json import encoder as _enc
     make = getattr(_enc, "c_make_encoder", None)
     if make is None:  # pure-Python json: correct, slower
-        return json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-    fast = make(None, _not_json, _enc.encode_basestring, None, ":", ",", False, False, False)
+        return json.JSONEncoder(ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":")).encode
+    fast = make(None, _not_json, _enc.encode_basestring, None, ":", ",", False, False, allow_nan)
     join = "".join
 
     def dumps(o: Any) -> str:
@@ -39,19 +40,17 @@ def _make_dumps() -> Callable[[Any], str]:
     return dumps
 
 
-def _make_loads() -> Callable[[str], Any]:
-    scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
-
-    def loads(s: str) -> Any:
-        """Parse JSON that labkit itself wrote (no surrounding white space)."""
-        return scan(s, 0)[0]
-    return loads
+#: The strict compact encoder for everything that crosses a process or reaches a file:
+#: message bodies, storage values, control frames.
+dumps = make_dumps()
+_dumps = dumps
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
 
 
-_dumps = _make_dumps()
-#: Fast parse of JSON labkit itself produced (bodies, storage values).
-loads_trusted = _make_loads()
-_loads = json.loads
+def loads_trusted(s: str) -> Any:
+    """Parse JSON that labkit itself wrote (bodies, storage values): no surrounding space."""
+    return _scan(s, 0)[0]
+
 
 class Message:
     """One message, as a handler receives it: ``src``, ``dst``, ``type``, ``id``, ``body``
@@ -145,9 +144,6 @@ def _first_bad_field(body: dict) -> str | None:
         except (TypeError, ValueError):
             return key
     return None
-
-
-_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
 
 
 def decode(wire: str) -> Message:

@@ -39,13 +39,12 @@ import zmq
 
 from .errors import LabkitError
 from .journal import Event
-from .message import decode, wire
+from .message import decode, dumps as _dumps, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
 START_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 5.0
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _mp_context():

@@ -24,7 +24,7 @@ import random
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ClusterClosed, NodeCrashed, RequestTimeout, UnknownNode
-from .history import History, Op, OpPair
+from .history import History, Op, OpPair, _thaw as _jsonable
 from .message import encode_body
 
 __all__ = ["Recorder", "Client", "KVProtocol", "ERROR_CODES", "workload"]
@@ -95,14 +95,6 @@ class KVProtocol:
         if reply_type == f + "_ok":
             return "ok", (body.get("value") if f in READS else value), None
         return "info", value, f"unexpected reply {reply_type!r}"
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, frozenset):
-        return sorted((_jsonable(v) for v in x), key=repr)
-    return x
 
 
 class Recorder:

@@ -14,8 +14,8 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator
 
 from .errors import StorageError
+from .message import dumps as _dumps
 
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 class Storage(MutableMapping):

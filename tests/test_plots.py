@@ -79,7 +79,8 @@ class Pinger(labkit.Node):
 
 
 def big_journal(seed: int = 3) -> Journal:
-    """A seeded sim run with every common fault, >10,000 events (shared with the benchmark)."""
+    """A seeded sim run with every common fault, >10,000 events (benchmarks/spacetime.py
+    draws the same scenario, without the client reads)."""
     with labkit.Cluster(Pinger, n=5, runtime="sim", seed=seed) as c:
         c.set_link(delay=5, jitter=3, drop=0.05)
         c.run_for(1.5)
