@@ -9,7 +9,6 @@ seconds, or virtual seconds in the simulator); ``request`` makes the notebook a 
 from __future__ import annotations
 
 import copy
-import itertools
 import random
 import weakref
 from dataclasses import dataclass

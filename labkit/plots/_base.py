@@ -66,13 +66,7 @@ def to_svg(fig: Figure) -> str:
     return buf.getvalue()
 
 
-# -- fault spans (labkit.faults derives them; shading lives here) ------------------------------
-
-def spans_with_open(journal: Any) -> tuple[list[FaultSpan], list[bool]]:
-    """Fault spans, and for each whether it was still open at the journal's end."""
-    spans = fault_spans(journal)
-    return spans, [s.open for s in spans]
-
+# -- fault spans: labkit.faults derives them; shading lives here ------------------------------
 
 def as_spans(faults: Any) -> list[FaultSpan]:
     if faults is None:

@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch, Polygon
 
 from ..journal import Journal
-from ._base import PlotFigure, new_figure, node_ids, spans_with_open
+from ._base import PlotFigure, fault_spans, new_figure, node_ids
 
 STATE_COLORS = {"up": "#2ca02c", "paused": "#1f77b4", "down": "#7f7f7f", "crashed": "#d62728"}
 _GROUP_COLORS = ["#9467bd", "#ff7f0e", "#17becf", "#bcbd22", "#8c564b", "#e377c2"]
@@ -26,8 +26,7 @@ def cluster_view(cluster_or_journal: Any, at: float | None = None, *, title: str
     ids = list(getattr(cluster_or_journal, "ids", ()) or node_ids(events))
     t_end = events[-1].t if events else 0.0
     at = t_end if at is None else float(at)
-    spans, open_flags = spans_with_open(events)
-    active = [s for s, o in zip(spans, open_flags) if s.start <= at and (at < s.end or (o and at >= s.end))]
+    active = [s for s in fault_spans(events) if s.covers(at)]
 
     state = {n: "up" for n in ids}
     groups: list[list[str]] = []
