@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .errors import MessageError, RpcTimeout, UnknownNode
 from .journal import Event
-from .message import Message, check_body, encode_body
+from .message import Message, check_body, encode_body, loads_trusted
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -193,6 +193,20 @@ class Context:
         if not self.dead:
             self._host.record(Event(self._host.now(), "log", self.id, None,
                                     {"text": " ".join(str(p) for p in parts)}))
+
+    def note(self, what: str, **fields: Any) -> None:
+        """Journal a protocol observation *now*, as a ``note`` event: ``what`` plus JSON fields.
+
+        Unlike ``report`` (a status snapshot, batched every 200 ms), every note is kept, in
+        order, at the moment it happens -- so checkers can reason over every observation:
+        ``ctx.note("leader", term=3)``, ``ctx.note("apply", index=7, command=cmd)``."""
+        if not isinstance(what, str) or not what:
+            raise TypeError(f"ctx.note(what, ...): what must be a non-empty string, got {what!r}")
+        if "what" in fields:
+            raise TypeError("ctx.note(): 'what' is the note's name; pick another field name")
+        if not self.dead:
+            self._host.record(Event(self._host.now(), "note", self.id, None,
+                                    {"what": what, **loads_trusted(encode_body(self.id, "journal", what, fields))}))
 
     def count(self, name: str, by: float = 1) -> None:
         """Add ``by`` to the named counter (read with ``cluster.counters()``)."""

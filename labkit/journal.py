@@ -40,6 +40,7 @@ KINDS = {
     "clear_links": "all link fault settings were removed",
     "skew": "a node's clock was skewed (`offset_ms`, `rate`)",
     "log": "a node logged a line (`text`)",
+    "note": "a node journaled a protocol observation with `ctx.note` (`what`, fields)",
     "stats": "a node's counters and reported status (`counters`, `status`)",
     "malformed": "a frame that is not a message reached a node and was dropped (`error`)",
     "nemesis": "the nemesis (node 'nemesis') started, stopped or applied a fault (`op`, `fault`, args such as `node`)",
