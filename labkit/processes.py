@@ -435,6 +435,10 @@ class ProcessRuntime(RuntimeBase):
                     rec.proc.join(5)
                     if rec.state in ("up", "paused", "starting"):
                         rec.state = "down"
+            # Reply callbacks run only while the cluster runs: replies still in the inbox at
+            # close are journaled, not handed to code that would use a closed cluster.
+            self._awaiting.clear()
+            self._replies.clear()
             self.sync()
         finally:
             self._closed = True

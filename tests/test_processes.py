@@ -550,3 +550,26 @@ def test_directories_of_dead_owners_are_swept_when_a_cluster_starts(tmp_path):
     finally:
         shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(live, ignore_errors=True)
+
+
+@pytest.mark.processes
+def test_reply_callbacks_do_not_run_during_close():
+    """A reply still in the inbox at close is journaled; its on_reply (which would use the
+    closed cluster) is not called, so close() never raises ClusterClosed from user code."""
+    class Echo(labkit.Node):
+        def on_message(self, ctx, msg):
+            ctx.reply(msg)
+
+    calls = []
+    c = labkit.Cluster(Echo, n=1, seed=1)
+    try:
+        def again(ev):
+            calls.append(ev)
+            c.client_send("n1", "ping", on_reply=again)
+        for _ in range(500):
+            c.client_send("n1", "ping", on_reply=again)
+        c.run_for(0.3)
+    finally:
+        n = len(calls)
+        c.close()
+    assert n > 500 and len(calls) == n
