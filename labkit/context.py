@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .errors import MessageError, RpcTimeout, UnknownNode
 from .journal import Event
-from .message import Message, check_body, encode_body, loads_trusted
+from .message import Message, check_body, encode_body, quote
 from .storage import Storage
 
 if TYPE_CHECKING:
     from .node import Node
 
 STATS_INTERVAL_MS = 200.0
+_NOTE_RESERVED = frozenset({"what", "t", "kind", "node", "id"})
 
 
 class Host(Protocol):
@@ -194,7 +195,7 @@ class Context:
             self._host.record(Event(self._host.now(), "log", self.id, None,
                                     {"text": " ".join(str(p) for p in parts)}))
 
-    def note(self, what: str, **fields: Any) -> None:
+    def note(self, what: str, /, **fields: Any) -> None:
         """Journal a protocol observation *now*, as a ``note`` event: ``what`` plus JSON fields.
 
         Unlike ``report`` (a status snapshot, batched every 200 ms), every note is kept, in
@@ -202,11 +203,15 @@ class Context:
         ``ctx.note("leader", term=3)``, ``ctx.note("apply", index=7, command=cmd)``."""
         if not isinstance(what, str) or not what:
             raise TypeError(f"ctx.note(what, ...): what must be a non-empty string, got {what!r}")
-        if "what" in fields:
-            raise TypeError("ctx.note(): 'what' is the note's name; pick another field name")
+        clash = _NOTE_RESERVED.intersection(fields)
+        if clash:
+            raise TypeError(f"ctx.note(): field name(s) {sorted(clash)} are reserved for the journal "
+                            f"({', '.join(sorted(_NOTE_RESERVED))}); pick other names")
         if not self.dead:
-            self._host.record(Event(self._host.now(), "note", self.id, None,
-                                    {"what": what, **loads_trusted(encode_body(self.id, "journal", what, fields))}))
+            head = f'{{"what":{quote(what)}'
+            body = encode_body(self.id, "journal", what, fields) if fields else "{}"
+            self._host.record(Event(self._host.now(), "note", self.id, None, None,
+                                    head + ("," + body[1:] if len(body) > 2 else "}")))
 
     def count(self, name: str, by: float = 1) -> None:
         """Add ``by`` to the named counter (read with ``cluster.counters()``)."""

@@ -54,6 +54,10 @@ _dumps = make_dumps(allow_nan=True)
 
 def event_line(ev: "Event") -> str:
     """One journal line (JSON, no newline): the schema both runtimes write and ``load`` reads."""
+    w = ev._wire
+    if ev._data is None and type(w) is str and ev.id is None and not ev._extra and len(w) > 2:
+        # A non-message event born as a JSON object (``ctx.note``): splice, don't re-encode.
+        return f'{{"t":{round(ev.t, 3)!r},"kind":"{ev.kind}","node":{_dumps(ev.node)},{w[1:]}'
     return _dumps(ev.to_dict())
 
 

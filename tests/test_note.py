@@ -23,3 +23,23 @@ def test_note_bad_input():
         ctx.note("")
     with pytest.raises(MessageError, match="set"):
         ctx.note("x", s={1})
+
+
+def test_note_line_matches_the_generic_encoding_and_reloads():
+    import json
+    from labkit.journal import Event, event_line, Journal
+    ctx = FakeContext()
+    ctx.note("apply", index=7, command={"op": "write", "key": "x", "value": [1, "é"]})
+    ctx.note("empty")
+    for ev in [e for e in ctx.events if e.kind == "note"]:
+        line = event_line(ev)
+        assert json.loads(line) == Event.from_dict(json.loads(line)).to_dict() == json.loads(
+            json.dumps(ev.to_dict()))
+    notes = [e for e in ctx.events if e.kind == "note"]
+    assert notes[0]["command"]["value"] == [1, "é"] and notes[1].data == {"what": "empty"}
+
+
+@pytest.mark.parametrize("field", ["what", "t", "kind", "node", "id"])
+def test_note_reserved_field_names(field):
+    with pytest.raises(TypeError, match="reserved"):
+        FakeContext().note("x", **{field: 1})
