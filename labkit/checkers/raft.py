@@ -1,0 +1,389 @@
+"""Raft's properties (Figure 3 of the extended paper), checked over the journal.
+
+The checkers read what each node *says* it did, with ``ctx.note``. The schema is a contract
+between any Raft implementation (``labkit.raft``, the chapter's exercise) and these checkers:
+
+* ``ctx.note("state", role=<"follower"|"candidate"|"leader">, term=<int>)`` -- on every
+  change of role or term, after the term and vote are persisted.
+* ``ctx.note("log", index=<i>, entries=[[term, command], ...])`` -- whenever the log
+  changes: from 1-based index ``i`` on, the log is now exactly ``entries``; anything after
+  them was truncated. An append at the end has ``index=len(log)+1``. On every start (and
+  restart) a node notes its whole recovered log with ``index=1`` (maybe ``entries=[]``).
+* ``ctx.note("commit", index=<i>)`` -- whenever the commit index advances.
+* ``ctx.note("apply", index=<i>, term=<entry's term>, command=<command>)`` -- when an entry
+  is applied to the state machine.
+
+A node's notes are split into *incarnations* at its ``start`` events (a restart loses
+volatile state: the log is known again only from the ``index=1`` note, the commit index
+starts from 0). Every checker returns a ``Verdict`` whose explanations are
+``RaftViolation``s: the property, the node(s), term, index, the conflicting entries and
+times -- the smallest evidence, not a dump. ``check_raft`` runs the five safety checkers.
+Liveness (``leader_within``, ``progress``) and cost (``message_budget``) take time bounds.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ..journal import Event, Journal
+from ..runtime import is_client_id
+from .verdict import Verdict
+
+__all__ = ["RaftViolation", "election_safety", "log_matching", "state_machine_safety", "leader_completeness",
+           "commit_monotonic", "leader_within", "progress", "message_budget", "check_raft"]
+
+ROLES = ("follower", "candidate", "leader")
+
+
+@dataclass(frozen=True)
+class RaftViolation:
+    """One violation of a Raft property; ``str()`` reads as prose."""
+
+    property: str
+    text: str
+    t: float
+    node: str
+    term: int | None = None
+    index: int | None = None
+    evidence: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# ---- reading the notes ---------------------------------------------------------------------
+def _events(journal: Any) -> list[Event]:
+    if isinstance(journal, Journal):
+        return journal.events
+    if isinstance(journal, (list, tuple)) and all(isinstance(e, Event) for e in journal):
+        return list(journal)
+    raise TypeError(f"Raft checkers take a labkit.Journal (e.g. cluster.journal) or a list of Events, "
+                    f"got {type(journal).__name__}")
+
+
+def _bad(e: Event, why: str) -> ValueError:
+    return ValueError(f"malformed {e.get('what')!r} note from {e.node} at t={e.t:.1f} ms: {why} "
+                      f"(see labkit.checkers.raft for the note schema); the note: {dict(e.data)}")
+
+
+def _int(e: Event, name: str, lo: int) -> int:
+    v = e.get(name)
+    if type(v) is not int or v < lo:
+        raise _bad(e, f"{name} must be an int >= {lo}, got {v!r}")
+    return v
+
+
+class _Node:
+    """What one node incarnation has said so far."""
+
+    def __init__(self, incarnation: int) -> None:
+        self.incarnation = incarnation
+        self.role: str | None = None
+        self.term = 0
+        self.log: list[tuple[int, Any]] = []
+        self.commit = 0
+        self.applied = 0
+
+
+def _walk(journal: Any) -> Iterator[tuple[Event, str, _Node, dict]]:
+    """Replay the notes in journal order. Yields ``(event, what, node state, info)`` after
+    applying each note; ``info`` has ``old_len`` for log notes and ``old_commit`` for commits."""
+    nodes: dict[str, _Node] = {}
+    for e in _events(journal):
+        if e.kind == "start":
+            nodes[e.node] = _Node(e.get("incarnation", 1))
+            continue
+        if e.kind != "note" or e.get("what") not in ("state", "log", "commit", "apply"):
+            continue
+        what = e.get("what")
+        n = nodes.setdefault(e.node, _Node(1))
+        info: dict = {}
+        if what == "state":
+            role = e.get("role")
+            if role not in ROLES:
+                raise _bad(e, f"role must be one of {ROLES}, got {role!r}")
+            n.role, n.term = role, _int(e, "term", 0)
+        elif what == "log":
+            index, entries = _int(e, "index", 1), e.get("entries")
+            if not isinstance(entries, list) or not all(
+                    isinstance(x, list) and len(x) == 2 and type(x[0]) is int for x in entries):
+                raise _bad(e, "entries must be a list of [term, command] pairs")
+            if index > len(n.log) + 1:
+                raise _bad(e, f"index {index} leaves a gap: the log had {len(n.log)} entries")
+            info["old_len"] = len(n.log)
+            n.log[index - 1:] = [(t, c) for t, c in entries]
+            info["index"] = index
+        elif what == "commit":
+            info["old_commit"] = n.commit
+            n.commit = max(n.commit, _int(e, "index", 0))
+        else:
+            _int(e, "index", 1), _int(e, "term", 0)
+            if "command" not in e.data:
+                raise _bad(e, "an apply note needs the command")
+        yield e, what, n, info
+
+
+def _cmd(c: Any) -> str:
+    return json.dumps(c, sort_keys=True)
+
+
+def _at(e: Event) -> str:
+    return f"{e.node} at t={e.t:.1f} ms"
+
+
+def _verdict(name: str, violations: list[RaftViolation], ok: str, details: dict) -> Verdict:
+    details = {**details, "violations": len(violations)}
+    if violations:
+        first = violations[0]
+        more = f" ({len(violations) - 1} more)" if len(violations) > 1 else ""
+        return Verdict(False, name, first.text.split("\n")[0] + more, details, tuple(violations))
+    return Verdict(True, name, ok, details)
+
+
+# ---- §5.2 Election Safety ---------------------------------------------------------------------
+def election_safety(journal: Journal) -> Verdict:
+    """At most one leader is elected in a given term (over every ``state`` note)."""
+    leaders: dict[int, Event] = {}
+    bad: list[RaftViolation] = []
+    for e, what, n, _ in _walk(journal):
+        if what != "state" or n.role != "leader":
+            continue
+        first = leaders.setdefault(n.term, e)
+        if first.node != e.node:
+            bad.append(RaftViolation("election safety", f"term {n.term} has two leaders: {first.node} became "
+                                     f"leader at t={first.t:.1f} ms and {_at(e)}", e.t, e.node, n.term,
+                                     evidence={"leaders": [first.node, e.node], "times": [first.t, e.t]}))
+    return _verdict("election_safety", bad, f"one leader per term in {len(leaders)} term(s) with a leader",
+                    {"terms_with_leader": len(leaders)})
+
+
+# ---- §5.3 Log Matching ------------------------------------------------------------------------
+def log_matching(journal: Journal) -> Verdict:
+    """If two logs contain an entry with the same index and term, the logs are identical in
+    all entries up to that index -- checked at every log change of every node, against
+    every entry any node ever held (an (index, term) pair names one entry and one prefix)."""
+    seen: dict[tuple[int, int], tuple[int, Any, int, Event]] = {}   # -> (chain, command, prev term, where)
+    chains: dict[str, list[int]] = {}
+    bad: list[RaftViolation] = []
+    for e, what, n, info in _walk(journal):
+        if what != "log":
+            continue
+        chain = chains.setdefault(e.node, [])
+        i = info["index"]
+        del chain[i - 1:]
+        for j in range(i, len(n.log) + 1):
+            term, cmd = n.log[j - 1]
+            prev_term = n.log[j - 2][0] if j > 1 else 0
+            chain.append(hash((chain[-1] if chain else 0, term, _cmd(cmd))))
+            rec = seen.setdefault((j, term), (chain[-1], cmd, prev_term, e))
+            if rec[0] != chain[-1] and not any(v.node == e.node and v.index == j for v in bad):
+                k = next(k for k in range(1, j + 1) if seen[(k, n.log[k - 1][0])][0] != chain[k - 1])
+                t_k, c_k = n.log[k - 1]
+                _, c2, p2, e2 = seen[(k, t_k)]
+                p1 = n.log[k - 2][0] if k > 1 else 0
+                why = (f"different commands {c2!r} and {c_k!r}" if _cmd(c2) != _cmd(c_k) else
+                       f"the same command after different entries (index {k - 1} has term {p2} vs {p1})")
+                bad.append(RaftViolation(
+                    "log matching", f"log matching violated at index {k}, term {t_k}: {e2.node} (t={e2.t:.1f} ms) "
+                    f"and {_at(e)} hold entries with this index and term but {why}", e.t, e.node, t_k, k,
+                    {"nodes": [e2.node, e.node], "entries": [[t_k, c2], [t_k, c_k]], "times": [e2.t, e.t]}))
+    return _verdict("log_matching", bad, f"{len(seen)} distinct (index, term) entries, each with one prefix",
+                    {"entries": len(seen)})
+
+
+# ---- §5.4.3 State Machine Safety ------------------------------------------------------------
+def state_machine_safety(journal: Journal) -> Verdict:
+    """No two nodes (or incarnations) apply different entries at the same index; each
+    incarnation applies committed entries only, in index order from 1, without gaps."""
+    applied: dict[int, tuple[int, Any, Event]] = {}
+    bad: list[RaftViolation] = []
+    count = 0
+    for e, what, n, _ in _walk(journal):
+        if what != "apply":
+            continue
+        count += 1
+        i, term, cmd = e["index"], e["term"], e["command"]
+        if i != n.applied + 1:
+            bad.append(RaftViolation("state machine safety", f"{_at(e)} (incarnation {n.incarnation}) applied "
+                                     f"index {i} right after index {n.applied}: applies must go in index order "
+                                     f"without gaps", e.t, e.node, term, i))
+        if i > n.commit:
+            bad.append(RaftViolation("state machine safety", f"{_at(e)} applied index {i} but had committed only "
+                                     f"up to {n.commit}", e.t, e.node, term, i))
+        n.applied = max(n.applied, i)
+        first = applied.setdefault(i, (term, cmd, e))
+        if (first[0], _cmd(first[1])) != (term, _cmd(cmd)):
+            bad.append(RaftViolation(
+                "state machine safety", f"index {i} was applied as [term {first[0]}, {first[1]!r}] by "
+                f"{_at(first[2])} but as [term {term}, {cmd!r}] by {_at(e)}", e.t, e.node, term, i,
+                {"nodes": [first[2].node, e.node], "entries": [[first[0], first[1]], [term, cmd]],
+                 "times": [first[2].t, e.t]}))
+    return _verdict("state_machine_safety", bad, f"{count} applies agree on {len(applied)} indices",
+                    {"applies": count, "indices": len(applied)})
+
+
+# ---- §5.4 Leader Completeness -----------------------------------------------------------------
+def leader_completeness(journal: Journal) -> Verdict:
+    """An entry committed in term T (a ``commit`` note covering it, made by a node in term T,
+    with the entry's term from that node's log) is in the log of every leader of a term
+    after T at the moment it becomes leader."""
+    committed: dict[int, tuple[int, Any, int, Event]] = {}    # index -> (entry term, command, commit term, where)
+    elections: list[tuple[int, Event, tuple[int, ...]]] = []
+    done: dict[tuple[str, int], int] = {}
+    for e, what, n, info in _walk(journal):
+        if what == "state" and n.role == "leader":
+            elections.append((n.term, e, tuple(t for t, _ in n.log)))
+        elif what == "commit":
+            key = (e.node, n.incarnation)
+            for j in range(done.get(key, 0) + 1, min(n.commit, len(n.log)) + 1):
+                t, c = n.log[j - 1]
+                if j not in committed or committed[j][2] > n.term:
+                    committed[j] = (t, c, n.term, e)
+            done[key] = max(done.get(key, 0), n.commit)
+    bad: list[RaftViolation] = []
+    order = sorted(committed)
+    for term, e, terms in elections:
+        for j in order:
+            t, c, cterm, ce = committed[j]
+            if cterm < term and (j > len(terms) or terms[j - 1] != t):
+                has = f"has term {terms[j - 1]} there" if j <= len(terms) else f"has only {len(terms)} entries"
+                bad.append(RaftViolation(
+                    "leader completeness", f"{e.node} became leader of term {term} at t={e.t:.1f} ms without "
+                    f"entry {j} [term {t}, {c!r}], committed in term {cterm} by {_at(ce)}; its log {has}",
+                    e.t, e.node, term, j, {"committed": [t, c], "committed_by": ce.node, "committed_at": ce.t}))
+                break
+    return _verdict("leader_completeness", bad, f"{len(elections)} leader(s) held all {len(committed)} "
+                    f"entries committed in earlier terms", {"elections": len(elections), "committed": len(committed)})
+
+
+# ---- commit index: monotonic, and the committed prefix never changes ------------------------------
+def commit_monotonic(journal: Journal) -> Verdict:
+    """Per incarnation the commit index never moves backwards nor past the log, and no log
+    change touches a committed entry; across the cluster, an index commits to one entry."""
+    bad: list[RaftViolation] = []
+    committed: dict[int, tuple[int, Any, Event]] = {}
+    commits = 0
+    for e, what, n, info in _walk(journal):
+        if what == "log" and info["index"] <= n.commit:
+            bad.append(RaftViolation("commit", f"{_at(e)} rewrote its log from index {info['index']} although "
+                                     f"it had committed up to {n.commit}", e.t, e.node, n.term, info["index"]))
+        if what != "commit":
+            continue
+        commits += 1
+        i = e["index"]
+        if i < info["old_commit"]:
+            bad.append(RaftViolation("commit", f"{_at(e)} moved its commit index back from {info['old_commit']} "
+                                     f"to {i}", e.t, e.node, n.term, i))
+        if i > len(n.log):
+            bad.append(RaftViolation("commit", f"{_at(e)} committed index {i} but its log has {len(n.log)} "
+                                     f"entries", e.t, e.node, n.term, i))
+        for j in range(info["old_commit"] + 1, min(i, len(n.log)) + 1):
+            t, c = n.log[j - 1]
+            first = committed.setdefault(j, (t, c, e))
+            if (first[0], _cmd(first[1])) != (t, _cmd(c)):
+                bad.append(RaftViolation(
+                    "commit", f"index {j} was committed as [term {first[0]}, {first[1]!r}] by {_at(first[2])} "
+                    f"but as [term {t}, {c!r}] by {_at(e)}", e.t, e.node, t, j,
+                    {"entries": [[first[0], first[1]], [t, c]], "nodes": [first[2].node, e.node]}))
+                break
+    return _verdict("commit_monotonic", bad, f"{commits} commit advances; {len(committed)} committed entries never "
+                    f"changed", {"commits": commits, "committed": len(committed)})
+
+
+# ---- all of the safety properties -------------------------------------------------------------
+def check_raft(journal: Journal) -> Verdict:
+    """Election safety, log matching, state machine safety, leader completeness and
+    commit monotonicity, combined (failing if any fails)."""
+    evs = _events(journal)
+    return Verdict.combine("raft", [f(evs) for f in (election_safety, log_matching, state_machine_safety,
+                                                       leader_completeness, commit_monotonic)])
+
+
+# ---- liveness ---------------------------------------------------------------------------------
+def _timeline(journal: Any) -> Iterator[tuple[Event, dict[str, tuple[str, int]], set[str]]]:
+    """Events by time with each node's latest (role, term) and the set of nodes up."""
+    state: dict[str, tuple[str, int]] = {}
+    up: set[str] = set()
+    for e in sorted(_events(journal), key=lambda e: e.t):
+        if e.kind in ("start", "resume"):
+            up.add(e.node)
+            if e.kind == "start":
+                state.pop(e.node, None)
+        elif e.kind in ("kill", "crash", "pause"):
+            up.discard(e.node)
+        elif e.kind == "note" and e.get("what") == "state":
+            state[e.node] = (e.get("role"), e.get("term"))
+        yield e, state, up
+
+
+def _leader(state: dict[str, tuple[str, int]], up: set[str]) -> str | None:
+    """The up node that leads the highest term any up node knows, if there is one."""
+    terms = [state[n][1] for n in up if n in state]
+    if not terms:
+        return None
+    top = max(terms)
+    return next((n for n in sorted(up) if state.get(n) == ("leader", top)), None)
+
+
+def leader_within(journal: Journal, *, after_ms: float, within_ms: float) -> Verdict:
+    """Some time in ``[after_ms, after_ms + within_ms]`` an up node leads the highest term
+    any up node knows. Unknown if the journal ends before the deadline without one."""
+    name, deadline, last = "leader_within", after_ms + within_ms, None
+    for e, state, up in _timeline(journal):
+        last = e
+        if e.t < after_ms:
+            continue
+        if e.t > deadline:
+            break
+        who = _leader(state, up)
+        if who is not None:
+            return Verdict(True, name, f"{who} leads term {state[who][1]} at t={e.t:.1f} ms, {e.t - after_ms:.1f} ms "
+                           f"after t={after_ms:g} ms", {"leader": who, "t": e.t, "after_ms": e.t - after_ms})
+    if last is None or last.t < deadline:
+        return Verdict(None, name, f"the journal ends before t={deadline:g} ms with no leader", {})
+    states = {n: list(s) for n, s in sorted(state.items()) if n in up}
+    return Verdict(False, name, f"no leader within {within_ms:g} ms of t={after_ms:g} ms", {"states": states},
+                   (f"at t={deadline:g} ms the up nodes' (role, term) were {states}",))
+
+
+def progress(journal: Journal, *, after_ms: float, within_ms: float) -> Verdict:
+    """Some node commits an index higher than any committed before ``after_ms``, within
+    ``within_ms`` of it (e.g. after a heal). Unknown if the journal ends too early."""
+    name, deadline, best, last = "progress", after_ms + within_ms, 0, None
+    for e in sorted(_events(journal), key=lambda e: e.t):
+        last = e
+        if e.kind != "note" or e.get("what") != "commit":
+            continue
+        if e.t < after_ms:
+            best = max(best, e.get("index", 0))
+        elif e.t <= deadline and e.get("index", 0) > best:
+            return Verdict(True, name, f"{_at(e)} committed index {e['index']}, {e.t - after_ms:.1f} ms after "
+                           f"t={after_ms:g} ms (highest before: {best})", {"t": e.t, "index": e["index"]})
+    if last is None or last.t < deadline:
+        return Verdict(None, name, f"the journal ends before t={deadline:g} ms without a new commit", {"before": best})
+    return Verdict(False, name, f"no commit beyond index {best} within {within_ms:g} ms of t={after_ms:g} ms",
+                   {"before": best})
+
+
+# ---- cost -------------------------------------------------------------------------------------
+def message_budget(journal: Journal, *, since: float, until: float | None = None,
+                   per_second: float) -> Verdict:
+    """Node-to-node messages sent in ``[since, until]`` ms are at most ``per_second`` per
+    second (MIT 6.5840: an idle cluster sends few). ``until`` defaults to the last event; pass
+    ``cluster.now`` to measure up to now. Unknown if the journal ends before ``since``."""
+    evs = _events(journal)
+    end = until if until is not None else (evs[-1].t if evs else since)
+    name = "message_budget"
+    if end <= since or not evs or evs[-1].t < since:
+        return Verdict(None, name, f"the journal does not cover [{since:g}, {end:g}] ms", {})
+    sends = [e for e in evs if e.kind == "send" and since <= e.t <= end
+             and not is_client_id(e.node) and not is_client_id(e.dst or "")]
+    rate = len(sends) / ((end - since) / 1000.0)
+    by_type: dict[str, int] = {}
+    for e in sends:
+        by_type[e.type or "?"] = by_type.get(e.type or "?", 0) + 1
+    ok = rate <= per_second
+    return Verdict(ok, name, f"{rate:.1f} messages/s between nodes over {end - since:g} ms (budget "
+                   f"{per_second:g}/s)", {"messages": len(sends), "per_second": rate, "by_type": by_type},
+                   () if ok else (f"messages by type: {by_type}",))

@@ -1,0 +1,463 @@
+"""Raft: a reference implementation (Ongaro & Ousterhout, the extended paper, 2014).
+
+Theory of operation. Every node is a ``follower``, a ``candidate`` or the ``leader`` of a
+*term*. A follower that hears nothing from a leader for a randomized election timeout
+becomes a candidate, votes for itself and asks the others for their votes (§5.2). A
+candidate with a majority of votes leads its term: it appends client commands to its log
+and replicates them with AppendEntries (§5.3). An entry is *committed* once the leader has
+stored an entry of its own term on a majority, and then every entry before it is committed
+too (§5.3, §5.4.2); committed entries are applied, in index order, to the state machine.
+Votes go only to candidates whose log is at least as up to date as the voter's (§5.4.1),
+which is what makes every future leader hold every committed entry (§5.4).
+
+Durability (Figure 2, "Persistent state on all servers"): ``currentTerm``, ``votedFor`` and
+the log are written to ``ctx.storage`` *before* the node sends anything that depends on
+them. The log is stored one key per entry plus a length, so appending costs O(new entries):
+
+    raft/term   -> [currentTerm, votedFor]      one write, so term and vote change together
+    raft/len    -> number of entries            written last when appending,
+    raft/log/i  -> [term, command]              first (shrinking) when truncating
+
+An append is one ``storage.update`` of the new entries and the length (atomic where the
+storage offers it; otherwise the length goes last). A crash between the writes leaves the
+old log or a prefix of it, never a mix of two logs.
+
+Replication: the leader replicates a new command at once (it does not wait for the next
+heartbeat) but keeps at most one *triggered* AppendEntries in flight per follower; when it
+is answered, everything that piled up meanwhile goes in the next one (batching). Every
+``HEARTBEAT_MS`` each follower gets an AppendEntries anyway, which also repairs lost
+messages. A rejected AppendEntries carries a conflict term and index, so the leader skips
+a whole term of mismatched entries at a time (the "fast backup" of §5.3's last paragraphs).
+A new leader appends a no-op entry of its term (§8), so older entries commit without
+waiting for a client.
+
+Clients (§8) and ``RaftKV``: any node accepts a request; a follower forwards it to the
+leader it knows and retries (to a newer leader) on timeout. Every command carries a client
+id and a sequence number, and the replicated state machine keeps a *session table* (the
+client's last sequence number and its result), so a command retried after a timeout is
+applied at most once. Reads go through the log too: the simplest way to make them
+linearizable (no leases, no ReadIndex).
+
+Observations for the checkers (``labkit.checkers.raft`` documents the schema):
+``ctx.note("state" | "log" | "commit" | "apply", ...)``; status for the panel with
+``ctx.report(role=, term=, commit_index=, log_len=, leader=)``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from .context import Context
+from .errors import RpcTimeout
+from .message import Message
+from .node import Node
+
+__all__ = ["Raft", "RaftKV"]
+
+TERM_KEY, LEN_KEY, ENTRY_KEY = "raft/term", "raft/len", "raft/log/"
+RAFT_TYPES = ("request_vote", "vote", "append_entries", "append_reply", "forward")
+Entry = list  # [term, command]
+
+
+class Raft(Node):
+    """A Raft server with a pluggable state machine: override ``apply(ctx, command)``."""
+
+    ELECTION_TIMEOUT: tuple[float, float] = (150.0, 300.0)   # ms, drawn anew at every reset
+    HEARTBEAT_MS: float = 50.0
+    MAX_BATCH: int = 512                  # entries per AppendEntries
+    CLIENT_PATIENCE_MS: float = 900.0     # give up on a client request (clients wait 1000 ms)
+    FORWARD_TIMEOUT_MS: float = 300.0     # wait this long for the leader before retrying
+    RETRY_MS: float = 25.0                # no leader known: look again after this long
+    NOOP_ON_ELECTION: bool = True         # §8: a new leader commits a blank entry of its term
+
+    # ---- the state machine: override these ----------------------------------------------
+    def apply(self, ctx: Context, command: Any) -> Any:
+        """Apply a committed command; the result goes back to the client. Default: no-op.
+
+        A client's command is a dict: the request (``op`` and its fields) plus ``client`` and
+        ``seq``; duplicates never get here (the session table answers them). No-ops don't."""
+        return None
+
+    def on_client(self, ctx: Context, msg: Message) -> Any:
+        """A message that is not Raft's own. Default: submit ``msg.body["command"]``."""
+        if "command" in msg.body:
+            return self.submit(ctx, msg, {"op": msg.body["command"], **self.session_of(msg)})
+        ctx.reply(msg, "error", code=10, text=f"unsupported request {msg.type!r}")
+
+    def client_reply(self, ctx: Context, msg: Message, result: Any) -> None:
+        """Answer the client's ``msg`` with the state machine's ``result``."""
+        ctx.reply(msg, result=result)
+
+    # ---- start and recovery ---------------------------------------------------------------
+    def on_start(self, ctx: Context) -> None:
+        self.term, self.voted_for = ctx.storage.get(TERM_KEY, [0, None])
+        n = ctx.storage.get(LEN_KEY, 0)
+        self.log: list[Entry] = [ctx.storage[f"{ENTRY_KEY}{i}"] for i in range(1, n + 1)]
+        self.role, self.leader = "follower", None
+        self.commit_index = self.last_applied = 0           # volatile: relearned from the leader
+        self.votes: set[str] = set()
+        self.next_index: dict[str, int] = {}
+        self.match_index: dict[str, int] = {}
+        self.inflight: dict[str, str | None] = {}           # peer -> id of the AppendEntries awaited
+        self.sessions: dict[str, list] = {}                 # client -> [last seq, its result] (§8)
+        self.waiting: dict[tuple, list[Callable[[Any], None]]] = {}  # (client, seq) -> answer it
+        ctx.note("state", role="follower", term=self.term)
+        ctx.note("log", index=1, entries=self.log)
+        self._report(ctx)
+        self._reset_election_timer(ctx)
+
+    # ---- small helpers --------------------------------------------------------------------
+    @property
+    def last_index(self) -> int:
+        return len(self.log)
+
+    def term_at(self, index: int) -> int:
+        return self.log[index - 1][0] if 1 <= index <= len(self.log) else 0
+
+    def majority(self, ctx: Context) -> int:
+        return (len(ctx.peers) + 1) // 2 + 1
+
+    def _report(self, ctx: Context) -> None:
+        ctx.report(role=self.role, term=self.term, commit_index=self.commit_index,
+                   log_len=len(self.log), leader=self.leader)
+
+    def _reset_election_timer(self, ctx: Context) -> None:
+        ctx.set_timer("election", between=self.ELECTION_TIMEOUT)
+
+    def _become(self, ctx: Context, role: str, term: int, voted_for: str | None) -> None:
+        """Change role, term and vote: durable before anything that depends on them is sent
+        (Figure 2), then noted once."""
+        assert term >= self.term, f"{ctx.id}: term went backwards ({self.term} -> {term})"
+        if (term, voted_for) != (self.term, self.voted_for):
+            self.persist_vote(ctx, term, voted_for)
+        changed = (role, term) != (self.role, self.term)
+        self.role, self.term, self.voted_for = role, term, voted_for
+        if changed:
+            ctx.note("state", role=role, term=term)
+        self._report(ctx)
+
+    def persist_vote(self, ctx: Context, term: int, voted_for: str | None) -> None:
+        ctx.storage[TERM_KEY] = [term, voted_for]
+
+    def _write_log(self, ctx: Context, index: int, entries: list[Entry]) -> None:
+        """Make the log from ``index`` on exactly ``entries`` (durably), and note it."""
+        assert index > self.commit_index, (
+            f"{ctx.id}: would overwrite committed entry {index} (commit index {self.commit_index})")
+        if index <= len(self.log):                        # truncate first: a crash leaves a prefix
+            ctx.storage[LEN_KEY] = index - 1
+            del self.log[index - 1:]
+        self.log.extend(entries)                          # entries, then the length: O(new entries)
+        ctx.storage.update({**{f"{ENTRY_KEY}{index + k}": e for k, e in enumerate(entries)},
+                            LEN_KEY: len(self.log)})
+        ctx.note("log", index=index, entries=entries)
+        self._report(ctx)
+
+    def _step_down(self, ctx: Context, term: int) -> None:
+        """§5.1: a message with a higher term makes any server a follower of that term."""
+        if self.role == "leader":
+            ctx.cancel_timer("heartbeat")
+        self.leader = None
+        self._become(ctx, "follower", term, None)
+        self._reset_election_timer(ctx)
+
+    # ---- messages -------------------------------------------------------------------------
+    def on_message(self, ctx: Context, msg: Message) -> Any:
+        if msg.type not in RAFT_TYPES:
+            if msg.src in ctx.peers:                       # e.g. a late reply to a forward
+                return None
+            return self.on_client(ctx, msg)
+        term = msg.body.get("term", 0)
+        if term > self.term:
+            self._step_down(ctx, term)
+        return getattr(self, "_on_" + msg.type)(ctx, msg)
+
+    def on_timer(self, ctx: Context, name: str) -> None:
+        if name == "election" and self.role != "leader":
+            self._start_election(ctx)
+        elif name == "heartbeat" and self.role == "leader":
+            for peer in ctx.peers:
+                self._send_append(ctx, peer)
+            ctx.set_timer("heartbeat", after=self.HEARTBEAT_MS)
+
+    # ---- §5.2 leader election ---------------------------------------------------------------
+    def _start_election(self, ctx: Context) -> None:
+        self._become(ctx, "candidate", self.term + 1, ctx.id)   # vote for self, durably, then ask
+        self.leader = None
+        self.votes = {ctx.id}
+        self._reset_election_timer(ctx)
+        ctx.broadcast("request_vote", term=self.term, last_log_index=self.last_index,
+                      last_log_term=self.term_at(self.last_index))
+        if len(self.votes) >= self.majority(ctx):          # a cluster of one
+            self._become_leader(ctx)
+
+    def may_grant_vote(self, candidate: str, last_log_index: int, last_log_term: int) -> bool:
+        """§5.2: one vote per term; §5.4.1: only to a candidate whose log is at least as up
+        to date as ours (higher last term, or the same last term and at least as long)."""
+        mine = self.term_at(self.last_index)
+        up_to_date = (last_log_term, last_log_index) >= (mine, self.last_index)
+        return self.voted_for in (None, candidate) and up_to_date
+
+    def _on_request_vote(self, ctx: Context, msg: Message) -> None:
+        b = msg.body
+        granted = b["term"] == self.term and self.may_grant_vote(msg.src, b["last_log_index"], b["last_log_term"])
+        if granted:
+            self._become(ctx, self.role, self.term, msg.src)   # durable before the reply says so
+            self._reset_election_timer(ctx)
+        ctx.reply(msg, "vote", term=self.term, granted=granted)
+
+    def _on_vote(self, ctx: Context, msg: Message) -> None:
+        if self.role != "candidate" or msg["term"] != self.term or not msg["granted"]:
+            return
+        self.votes.add(msg.src)
+        if len(self.votes) >= self.majority(ctx):
+            self._become_leader(ctx)
+
+    def _become_leader(self, ctx: Context) -> None:
+        assert self.role == "candidate" and len(self.votes) >= self.majority(ctx)
+        self.leader = ctx.id
+        self._become(ctx, "leader", self.term, self.voted_for)
+        ctx.cancel_timer("election")
+        self.next_index = {p: self.last_index + 1 for p in ctx.peers}
+        self.match_index = {p: 0 for p in ctx.peers}
+        self.inflight = {p: None for p in ctx.peers}
+        if self.NOOP_ON_ELECTION:
+            self._write_log(ctx, self.last_index + 1, [[self.term, None]])
+        self.on_timer(ctx, "heartbeat")                    # announce the term at once
+        self._advance_commit(ctx)                          # a cluster of one commits alone
+
+    # ---- §5.3 log replication: the leader's side -------------------------------------------
+    def propose(self, ctx: Context, command: Any) -> int | None:
+        """Append ``command`` if this node leads; returns its index (None if not leader)."""
+        if self.role != "leader":
+            return None
+        index = self.last_index + 1
+        self._write_log(ctx, index, [[self.term, command]])
+        for peer in ctx.peers:
+            if self.inflight.get(peer) is None:            # batching: one triggered send in flight
+                self._send_append(ctx, peer)
+        self._advance_commit(ctx)
+        return index
+
+    def _send_append(self, ctx: Context, peer: str) -> None:
+        prev = self.next_index[peer] - 1
+        entries = self.log[prev:prev + self.MAX_BATCH]
+        self.inflight[peer] = ctx.send(peer, "append_entries", term=self.term, prev_index=prev,
+                                       prev_term=self.term_at(prev), entries=entries,
+                                       commit=self.commit_index)
+
+    def _on_append_reply(self, ctx: Context, msg: Message) -> None:
+        b, peer = msg.body, msg.src
+        if self.role != "leader" or b["term"] != self.term:
+            return
+        current = msg.in_reply_to == self.inflight.get(peer)
+        if current:
+            self.inflight[peer] = None
+        if b["success"]:
+            self.match_index[peer] = max(self.match_index[peer], b["match_index"])
+            self.next_index[peer] = max(self.next_index[peer], self.match_index[peer] + 1)
+            self._advance_commit(ctx)
+        elif b["prev_index"] == self.next_index[peer] - 1:  # a stale rejection says nothing new
+            self.next_index[peer] = self._backup(b["conflict_index"], b["conflict_term"], peer)
+        if self.inflight[peer] is None and self.next_index[peer] <= self.last_index:
+            self._send_append(ctx, peer)                   # everything that piled up, at once
+
+    def _backup(self, conflict_index: int, conflict_term: int | None, peer: str) -> int:
+        """Fast backup: skip past the follower's whole conflicting term, or to its log's end."""
+        nxt = conflict_index
+        if conflict_term is not None:
+            i = self.last_index                            # terms only grow along a log
+            while i > 0 and self.term_at(i) > conflict_term:
+                i -= 1
+            if i > 0 and self.term_at(i) == conflict_term:
+                nxt = i + 1                                # just past our last entry of that term
+        return max(self.match_index[peer] + 1, min(nxt, self.next_index[peer] - 1))
+
+    def commit_counts(self, index: int) -> bool:
+        """§5.4.2: a leader counts replicas only for entries of its own term."""
+        return self.term_at(index) == self.term
+
+    def _advance_commit(self, ctx: Context) -> None:
+        matches = sorted([self.last_index, *self.match_index.values()], reverse=True)
+        n = matches[self.majority(ctx) - 1]                # the highest index on a majority
+        if n > self.commit_index and self.commit_counts(n):
+            self._commit(ctx, n)
+
+    # ---- §5.3 log replication: the follower's side ------------------------------------------
+    def _on_append_entries(self, ctx: Context, msg: Message) -> None:
+        b = msg.body
+        if b["term"] < self.term:                           # a stale leader: tell it the term
+            ctx.reply(msg, "append_reply", term=self.term, success=False, prev_index=b["prev_index"],
+                      conflict_index=0, conflict_term=None)
+            return
+        assert self.role != "leader", f"{ctx.id}: two leaders in term {self.term}"
+        self.leader = msg.src
+        self._become(ctx, "follower", self.term, self.voted_for)   # a candidate yields to the leader
+        self._reset_election_timer(ctx)
+        prev, prev_term, entries = b["prev_index"], b["prev_term"], b["entries"]
+        if prev > self.last_index or self.term_at(prev) != prev_term:
+            if prev > self.last_index:                     # too short: resume at our end
+                ci, ct = self.last_index + 1, None
+            else:                                          # conflict: skip its whole term
+                ct = self.term_at(prev)
+                ci = prev
+                while ci > 1 and self.term_at(ci - 1) == ct:
+                    ci -= 1
+            ctx.reply(msg, "append_reply", term=self.term, success=False, prev_index=prev,
+                      conflict_index=ci, conflict_term=ct)
+            return
+        for k, entry in enumerate(entries):                # Log Matching: keep what agrees,
+            index = prev + 1 + k                           # cut at the first conflict
+            if self.term_at(index) != entry[0]:            # (0 past the end of the log)
+                self._write_log(ctx, index, entries[k:])   # durable before the reply
+                break
+        match = prev + len(entries)
+        if b["commit"] > self.commit_index:
+            self._commit(ctx, min(b["commit"], match))
+        ctx.reply(msg, "append_reply", term=self.term, success=True, match_index=match)
+
+    # ---- committing and applying ------------------------------------------------------------
+    def _commit(self, ctx: Context, index: int) -> None:
+        if index <= self.commit_index:
+            return
+        assert index <= self.last_index, f"{ctx.id}: commit {index} beyond the log ({self.last_index})"
+        self.commit_index = index
+        ctx.note("commit", index=index)
+        self._report(ctx)
+        while self.last_applied < self.commit_index:
+            self.last_applied += 1
+            term, command = self.log[self.last_applied - 1]
+            result = self._apply_entry(ctx, command)
+            ctx.note("apply", index=self.last_applied, term=term, command=command)
+            self.on_applied(ctx, self.last_applied, command, result)
+
+    def _apply_entry(self, ctx: Context, command: Any) -> Any:
+        """§8: a command seen before (same client, same or older seq) is not applied again."""
+        if command is None:                                # a leader's no-op
+            return None
+        if not (isinstance(command, dict) and "client" in command and "seq" in command):
+            return self.apply(ctx, command)
+        client, seq = command["client"], command["seq"]
+        last = self.sessions.get(client)
+        if last is not None:
+            if seq == last[0]:
+                return last[1]                             # a duplicate: the cached result
+            if type(seq) is int and type(last[0]) is int and seq < last[0]:
+                return None                                # older than what the client saw
+        result = self.apply(ctx, command)
+        self.sessions[client] = [seq, result]
+        return result
+
+    def on_applied(self, ctx: Context, index: int, command: Any, result: Any) -> None:
+        """Answer whoever waits for this command (a client here, or a forwarding node)."""
+        if isinstance(command, dict) and "client" in command:
+            for answer in self.waiting.pop((command["client"], _hashable(command["seq"])), ()):
+                answer(result)
+
+    # ---- §8 client interaction ------------------------------------------------------------
+    @staticmethod
+    def session_of(msg: Message) -> dict:
+        """The (client, seq) that identifies a request: explicit fields, else the client's
+        id and the number in its message id (labkit numbers client messages in order)."""
+        b = msg.body
+        client = b.get("client", msg.src)
+        seq = b.get("seq")
+        if seq is None:
+            tail = msg.id.rsplit(".", 1)[-1]
+            seq = int(tail) if tail.isdigit() else msg.id
+        return {"client": client, "seq": seq}
+
+    def _wait_for(self, command: dict, answer: Callable[[Any], None]) -> None:
+        self.waiting.setdefault((command["client"], _hashable(command["seq"])), []).append(answer)
+
+    def _on_forward(self, ctx: Context, msg: Message) -> None:
+        command = msg["command"]
+        if self.role != "leader":
+            ctx.reply(msg, "not_leader", leader=self.leader)
+            return
+        self._wait_for(command, lambda result: ctx.reply(msg, "forward_ok", result=result))
+        self.propose(ctx, command)
+
+    async def submit(self, ctx: Context, msg: Message, command: dict) -> None:
+        """Get ``command`` committed and answer ``msg`` with its result. The leader appends
+        it; anyone else forwards it to the leader, retrying until ``CLIENT_PATIENCE_MS``.
+        Without an answer by then the client gets none (it may yet happen), except error
+        11 when the command certainly never left this node."""
+        deadline = ctx.now + self.CLIENT_PATIENCE_MS
+        maybe_appended = False
+        while ctx.now < deadline:
+            if self.role == "leader":
+                self._wait_for(command, lambda result: self.client_reply(ctx, msg, result))
+                self.propose(ctx, command)
+                return
+            leader = self.leader
+            if leader is None or leader == ctx.id:
+                await ctx.sleep(self.RETRY_MS)
+                continue
+            try:
+                reply = await ctx.rpc(leader, "forward", timeout=min(self.FORWARD_TIMEOUT_MS,
+                                      max(1.0, deadline - ctx.now)), command=command)
+            except RpcTimeout:
+                maybe_appended = True                      # the leader may have appended it
+                continue
+            if reply.type == "forward_ok":
+                self.client_reply(ctx, msg, reply["result"])
+                return
+            if reply.get("leader") in (None, leader, ctx.id):   # "not_leader": it has no idea
+                await ctx.sleep(self.RETRY_MS)
+            elif self.leader == leader:
+                self.leader = reply["leader"]              # a hint: try the leader it knows
+        if not maybe_appended:
+            ctx.reply(msg, "error", code=11, text="no leader could be reached")
+
+
+def _hashable(x: Any) -> Any:
+    return x if isinstance(x, (str, int, float, bool, type(None))) else json.dumps(x, sort_keys=True)
+
+
+class RaftKV(Raft):
+    """Raft replicating a key-value store; speaks Maelstrom's lin-kv (read, write, cas,
+    append), so ``labkit.workload`` and ``check_linearizable(model="kv")`` work unchanged."""
+
+    OPS = ("read", "write", "cas", "append")
+
+    def on_start(self, ctx: Context) -> None:
+        self.store: dict[str, Any] = {}                    # rebuilt by replaying the log
+        super().on_start(ctx)
+
+    def on_client(self, ctx: Context, msg: Message) -> Any:
+        if msg.type not in self.OPS or "key" not in msg.body:
+            ctx.reply(msg, "error", code=10, text=f"unsupported request {msg.type!r}")
+            return None
+        command = {"op": msg.type, **{k: msg.body[k] for k in ("key", "value", "from", "to") if k in msg.body},
+                   **self.session_of(msg)}
+        return self.submit(ctx, msg, command)
+
+    def apply(self, ctx: Context, command: Any) -> dict:
+        op, key = command["op"], json.dumps(command["key"], sort_keys=True)
+        store = self.store
+        if op == "read":
+            if key not in store:
+                return {"type": "error", "code": 20, "text": "key does not exist"}
+            return {"type": "read_ok", "value": store[key]}
+        if op == "write":
+            store[key] = command["value"]
+            return {"type": "write_ok"}
+        if op == "cas":
+            if key not in store:
+                return {"type": "error", "code": 20, "text": "key does not exist"}
+            if store[key] != command["from"]:
+                return {"type": "error", "code": 22, "text": f"expected {command['from']!r}, had {store[key]!r}"}
+            store[key] = command["to"]
+            return {"type": "cas_ok"}
+        value, old = command["value"], store.get(key)
+        if isinstance(value, str):
+            store[key] = (old or "") + value
+        else:
+            store[key] = [*(old or []), value]
+        return {"type": "append_ok"}
+
+    def client_reply(self, ctx: Context, msg: Message, result: Any) -> None:
+        if not isinstance(result, dict):                  # a stale duplicate: nothing to say
+            return
+        body = {k: v for k, v in result.items() if k != "type"}
+        ctx.reply(msg, result["type"], **body)

@@ -1,0 +1,292 @@
+"""The reference Raft (labkit.raft): unit tests on a fake context, simulator sweeps under a
+seeded nemesis, durability, liveness, the idle message budget, and real processes.
+
+LABKIT_RAFT_SEEDS sets the sweep size (default 200, the issue's figure; the sweep of a
+short scenario takes about 15 s)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import labkit
+from labkit.checkers import check_raft, leader_within, message_budget, progress
+from labkit.checks import sweep
+from labkit.raft import LEN_KEY, TERM_KEY, Raft, RaftKV
+from labkit.storage import Storage
+from labkit.testing import FakeContext
+
+SEEDS = int(os.environ.get("LABKIT_RAFT_SEEDS", "200"))
+
+
+def follower(log=(), term=1, voted_for=None, cls=Raft):
+    """A node started on storage holding ``log`` and ``term``; writes are recorded with how
+    many messages had been sent at that moment."""
+    store = {TERM_KEY: [term, voted_for], LEN_KEY: len(log)}
+    store.update({f"raft/log/{i}": list(e) for i, e in enumerate(log, 1)})
+    ctx = FakeContext("n1", ["n2", "n3"], storage=store)
+    writes: list[tuple[str, int]] = []
+    data = {k: ctx.storage._data[k] for k in ctx.storage._data}
+
+    def on_write(*args) -> None:                     # (key, value) or ({key: value, ...})
+        for key in (args[0] if isinstance(args[0], dict) else [args[0]]):
+            writes.append((key, len(ctx.sent)))
+    ctx.storage = Storage("n1", data, on_write=on_write)
+    node = cls()
+    ctx.start(node)
+    return node, ctx, writes
+
+
+# ---- §5.2 / §5.4.1 voting -----------------------------------------------------------------
+def vote(ctx, node, src="n2", term=2, last_index=0, last_term=0):
+    ctx.deliver(node, "request_vote", src=src, term=term, last_log_index=last_index, last_log_term=last_term)
+    return ctx.sent[-1]
+
+
+def test_a_vote_is_durable_before_the_reply_and_given_once_per_term():
+    node, ctx, writes = follower()
+    reply = vote(ctx, node, "n2", term=2)
+    assert reply.type == "vote" and reply.body == {"term": 2, "granted": True}
+    assert ctx.storage[TERM_KEY] == [2, "n2"]
+    assert (TERM_KEY, 0) in writes                   # written while the outbox was still empty
+    assert vote(ctx, node, "n3", term=2).body["granted"] is False   # one vote per term
+    assert vote(ctx, node, "n2", term=2).body["granted"] is True    # the same candidate again
+    assert vote(ctx, node, "n3", term=3).body["granted"] is True    # a new term, a new vote
+
+
+def test_votes_go_only_to_up_to_date_logs():
+    log = [[1, "a"], [2, "b"]]
+    for last_index, last_term, granted in [(2, 2, True), (5, 2, True), (1, 2, False), (9, 1, False), (1, 3, True)]:
+        node, ctx, _ = follower(log, term=2)
+        assert vote(ctx, node, term=3, last_index=last_index, last_term=last_term).body["granted"] is granted, \
+            (last_index, last_term)
+    node, ctx, _ = follower(log, term=4)
+    assert vote(ctx, node, term=3, last_index=9, last_term=3).body == {"term": 4, "granted": False}
+
+
+def test_a_higher_term_makes_a_leader_step_down():
+    node, ctx, _ = follower(term=1)
+    ctx.advance(400)                                 # election timeout: a candidate of term 2
+    assert node.role == "candidate" and node.term == 2 and ctx.storage[TERM_KEY] == [2, "n1"]
+    ctx.deliver(node, "vote", src="n2", term=2, granted=True)
+    assert node.role == "leader" and node.log == [[2, None]]     # §8: the no-op of its term
+    vote(ctx, node, "n3", term=5, last_index=0)
+    assert node.role == "follower" and node.term == 5 and node.voted_for is None
+
+
+# ---- §5.3 AppendEntries --------------------------------------------------------------------
+def append(ctx, node, prev, prev_term, entries, commit=0, term=3):
+    ctx.deliver(node, "append_entries", src="n2", term=term, prev_index=prev, prev_term=prev_term,
+                entries=entries, commit=commit)
+    return ctx.sent[-1]
+
+
+def test_append_entries_rejects_with_conflict_information():
+    node, ctx, _ = follower([[1, "a"], [2, "b"], [2, "c"]], term=3)
+    r = append(ctx, node, 7, 3, [])
+    assert r.body["success"] is False and r.body["conflict_index"] == 4 and r.body["conflict_term"] is None
+    r = append(ctx, node, 3, 3, [])
+    assert r.body["conflict_term"] == 2 and r.body["conflict_index"] == 2   # first index of term 2
+    r = append(ctx, node, 1, 1, [], term=2)                                  # a stale leader
+    assert r.body == {"term": 3, "success": False, "prev_index": 1, "conflict_index": 0, "conflict_term": None}
+
+
+def test_append_entries_truncates_a_conflict_durably_before_replying():
+    node, ctx, writes = follower([[1, "a"], [2, "b"], [2, "c"]], term=3)
+    r = append(ctx, node, 1, 1, [[3, "x"]], commit=5)
+    assert r.body == {"term": 3, "success": True, "match_index": 2}
+    assert node.log == [[1, "a"], [3, "x"]] and node.commit_index == 2   # min(leader commit, last new)
+    assert [ctx.storage[f"raft/log/{i}"] for i in (1, 2)] == node.log and ctx.storage[LEN_KEY] == 2
+    sent_before = len(ctx.sent) - 1
+    assert {k for k, n in writes if n == sent_before} >= {LEN_KEY, "raft/log/2"}
+    notes = [e for e in ctx.events if e.kind == "note" and e.get("what") == "log"]
+    assert notes[-1].get("index") == 2 and notes[-1].get("entries") == [[3, "x"]]
+
+
+def test_a_stale_append_does_not_truncate_matching_entries():
+    node, ctx, writes = follower([[1, "a"], [3, "x"], [3, "y"]], term=3)
+    n = len(writes)
+    r = append(ctx, node, 0, 0, [[1, "a"]])          # old, reordered: entries agree
+    assert r.body["match_index"] == 1 and node.log == [[1, "a"], [3, "x"], [3, "y"]] and len(writes) == n
+
+
+def test_restart_recovers_term_vote_and_log_and_notes_the_log():
+    node, ctx, _ = follower([[1, "a"], [2, "b"]], term=2, voted_for="n3")
+    assert (node.term, node.voted_for, node.log, node.commit_index) == (2, "n3", [[1, "a"], [2, "b"]], 0)
+    notes = [dict(e.data) for e in ctx.events if e.kind == "note"]
+    assert notes[:2] == [{"what": "state", "role": "follower", "term": 2},
+                         {"what": "log", "index": 1, "entries": [[1, "a"], [2, "b"]]}]
+
+
+# ---- the leader: batching, backup, §5.4.2 ---------------------------------------------------
+def leader(log=(), term=1, cls=RaftKV):
+    node, ctx, writes = follower(log, term=term, cls=cls)
+    ctx.advance(400)
+    ctx.deliver(node, "vote", src="n2", term=term + 1, granted=True)
+    assert node.role == "leader"
+    return node, ctx
+
+
+def test_a_leader_batches_while_an_append_is_in_flight():
+    node, ctx = leader()
+    first = len(ctx.outbox("append_entries", dst="n2"))
+    for k in range(5):
+        ctx.deliver(node, "write", src="c1", key=k, value=k)
+    assert len(ctx.outbox("append_entries", dst="n2")) == first     # one in flight: nothing new yet
+    inflight = ctx.outbox("append_entries", dst="n2")[-1]
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=inflight.id, term=node.term, success=True,
+                match_index=1)
+    batch = ctx.outbox("append_entries", dst="n2")[-1]
+    assert batch.body["prev_index"] == 1 and [e[1]["value"] for e in batch.body["entries"]] == [0, 1, 2, 3, 4]
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=batch.id, term=node.term, success=True, match_index=6)
+    assert node.commit_index == 6 and [m.type for m in ctx.outbox(dst="c1")] == ["write_ok"] * 5
+
+
+def test_fast_backup_skips_a_conflicting_term():
+    node, ctx = leader([[1, "a"], [1, "b"], [2, "c"], [2, "d"]], term=2, cls=Raft)   # leader of term 3, log of 5
+    ae = ctx.outbox("append_entries", dst="n2")[-1]
+    assert ae.body["prev_index"] == 4
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=3, success=False, prev_index=4,
+                conflict_index=2, conflict_term=1)
+    assert node.next_index["n2"] == 3                # past our last entry of term 1
+    assert ctx.outbox("append_entries", dst="n2")[-1].body["prev_index"] == 2
+
+
+def test_old_term_entries_commit_only_with_one_of_the_current_term():
+    node, ctx = leader([[1, "a"]], term=1, cls=Raft)           # leader of term 2; its log: a, no-op
+    node.match_index["n2"] = 1
+    node._advance_commit(ctx)
+    assert node.commit_index == 0                    # index 1 is on a majority but of term 1
+    node.match_index["n2"] = 2
+    node._advance_commit(ctx)
+    assert node.commit_index == 2
+
+
+def test_a_retried_command_is_applied_once():
+    node, ctx = leader()
+    cmd = {"op": "append", "key": "k", "value": 7, "client": "c1", "seq": 3}
+    for _ in range(2):
+        node._apply_entry(ctx, cmd)
+    assert node.store == {'"k"': [7]} and node.sessions["c1"] == [3, {"type": "append_ok"}]
+    assert node._apply_entry(ctx, {**cmd, "seq": 2}) is None and node.store == {'"k"': [7]}
+
+
+# ---- simulator sweeps under a nemesis -------------------------------------------------------
+def chaos(seed: int) -> None:
+    """Five nodes, a seeded nemesis (partitions, kills, pauses), lossy reordering links, a
+    workload; then heal and let it settle: linearizable, and Raft's safety properties."""
+    with labkit.Cluster(RaftKV, n=5, runtime="sim", seed=seed) as c:
+        c.set_link(drop=0.05, reorder=0.1, reorder_ms=50)
+        c.nemesis(["partition", "kill", "pause", "isolate"], every=(0.2, 0.6), duration=(0.2, 0.8), seed=seed)
+        history = labkit.workload(c, clients=6, rate=60, duration=2.0, keys=3)
+        assert not c.crashes, c.crashes[0].get("traceback")
+        v = check_raft(c.journal)
+        assert v.valid is True, str(v)
+        lin = labkit.check_linearizable(history, model="kv")
+        assert lin.valid is True, str(lin)
+
+
+def test_sweep_safety_under_chaos():
+    result = sweep(chaos, seeds=range(SEEDS))
+    assert result.passed
+
+
+# ---- durability -------------------------------------------------------------------------------
+def acked_survive_a_full_restart(cluster, seconds: float = 2.0) -> None:
+    history = labkit.workload(cluster, clients=4, rate=40, duration=seconds, mix={"append": 1}, keys=3)
+    acked = {}
+    for p in history.pairs():
+        if p.type == "ok":
+            acked.setdefault(p.invoke.key, set()).add(p.invoke.value)
+    assert acked, "no append was acknowledged"
+    for n in cluster.ids:
+        cluster.kill(n)
+    for n in cluster.ids:
+        cluster.restart(n)
+    rec = labkit.Recorder(cluster, timeout_ms=1000)
+    client = rec.client()
+    for key, values in sorted(acked.items()):
+        for _ in range(10):                          # until a leader is elected and answers
+            pair = client.call("read", key=key)
+            if pair.type == "ok":
+                break
+        assert pair.type == "ok", f"no answer to a read of {key!r} after the restart"
+        missing = values - set(pair.completion.value or [])
+        assert not missing, f"acknowledged appends {sorted(missing)} to key {key!r} were lost"
+
+
+def test_durability_in_the_simulator():
+    def scenario(seed: int) -> None:
+        with labkit.Cluster(RaftKV, n=3, runtime="sim", seed=seed) as c:
+            c.nemesis(["kill"], every=(0.3, 0.6), duration=(0.1, 0.4), seed=seed)
+            acked_survive_a_full_restart(c)
+            assert check_raft(c.journal).valid is True
+    sweep(scenario, seeds=range(20))
+
+
+# ---- liveness -----------------------------------------------------------------------------------
+def current_leader(cluster) -> str | None:
+    states = {}
+    for e in cluster.journal.filter(kind="note"):
+        if e.get("what") == "state":
+            states[e.node] = (e.get("role"), e.get("term"))
+    top = max(t for _, t in states.values())
+    return next((n for n, s in states.items() if s == ("leader", top)), None)
+
+
+def test_a_new_leader_soon_after_the_leader_dies_and_progress_after_heal():
+    def scenario(seed: int) -> None:
+        with labkit.Cluster(RaftKV, n=5, runtime="sim", seed=seed) as c:
+            c.run_for(1.0)
+            old = current_leader(c)
+            assert old is not None, "no leader after 1 s"
+            t = c.now
+            c.kill(old)
+            c.run_for(4.0)
+            v = leader_within(c.journal, after_ms=t, within_ms=10 * RaftKV.ELECTION_TIMEOUT[1])
+            assert v.valid is True, str(v)
+            new = current_leader(c)
+            c.partition([new], [n for n in c.ids if n != new])    # the leader in a minority of one
+            c.run_for(1.0)
+            c.heal()
+            t = c.now
+            labkit.workload(c, clients=2, rate=20, duration=1.0)
+            assert progress(c.journal, after_ms=t, within_ms=3000).valid is True
+            assert check_raft(c.journal).valid is True
+    sweep(scenario, seeds=range(30))
+
+
+def test_an_idle_cluster_keeps_to_its_message_budget():
+    with labkit.Cluster(RaftKV, n=3, runtime="sim", seed=5) as c:
+        c.run_for(3.0)
+        # 2 followers x (AppendEntries + reply) every 50 ms = 80/s; MIT allows 60 RPCs/s
+        v = message_budget(c.journal, since=1000, until=3000, per_second=100)
+        assert v.valid is True, str(v)
+        assert v.details["by_type"].keys() == {"append_entries", "append_reply"}
+        assert message_budget(c.journal, since=1000, until=3000, per_second=20).failed
+
+
+# ---- real processes -------------------------------------------------------------------------------
+@pytest.mark.processes
+def test_processes_workload_with_a_leader_kill_is_linearizable():
+    with labkit.Cluster(RaftKV, n=3, seed=11) as c:
+        c.run_for(1.0)
+        leader_id = current_leader(c)
+        assert leader_id is not None
+        c.call_at(c.now + 1000, c.kill, leader_id)
+        c.call_at(c.now + 2000, c.restart, leader_id)
+        history = labkit.workload(c, clients=5, rate=100, duration=3.0)
+        assert not c.crashes
+        assert sum(p.type == "ok" for p in history.pairs()) > 50
+        lin = labkit.check_linearizable(history, model="kv")
+        assert lin.valid is True, str(lin)
+        v = check_raft(c.journal)
+        assert v.valid is True, str(v)
+
+
+@pytest.mark.processes
+def test_processes_durability():
+    with labkit.Cluster(RaftKV, n=3, seed=12) as c:
+        c.run_for(1.0)
+        acked_survive_a_full_restart(c, seconds=1.5)
+        assert check_raft(c.journal).valid is True
