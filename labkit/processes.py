@@ -348,7 +348,10 @@ class ProcessRuntime(RuntimeBase):
                 msg = decode(wire)
             except ValueError:
                 continue
-            ev = Event(self.now(), "deliver", msg.dst, msg.id, wire=wire)
+            # Parsed once: the event's fields come from the decoded message, not a second parse.
+            ev = Event(self.now(), "deliver", msg.dst, msg.id,
+                       {"src": msg.src, "dst": msg.dst, "type": msg.type, "id": msg.id, "re": msg.in_reply_to,
+                        "at": msg.sent_at, "body": msg.body})
             out.append(ev)
             self._client_reply(ev)
 
