@@ -340,20 +340,23 @@ class ProcessRuntime(RuntimeBase):
     def _drain_inbox(self, out: list[Event]) -> None:
         while True:
             try:
-                raw = self.inbox.recv(zmq.NOBLOCK)
+                frame = self.inbox.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                wire = raw.decode()
-                msg = decode(wire)
-            except ValueError:
-                continue
-            # Parsed once: the event's fields come from the decoded message, not a second parse.
-            ev = Event(self.now(), "deliver", msg.dst, msg.id,
-                       {"src": msg.src, "dst": msg.dst, "type": msg.type, "id": msg.id, "re": msg.in_reply_to,
-                        "at": msg.sent_at, "body": msg.body})
-            out.append(ev)
-            self._client_reply(ev)
+            for raw in frame.split(b"\n"):              # a node batches a round's replies
+                self._client_arrive(raw, out)
+
+    def _client_arrive(self, raw: bytes, out: list[Event]) -> None:
+        try:
+            msg = decode(raw.decode())
+        except ValueError:
+            return
+        # Parsed once: the event's fields come from the decoded message, not a second parse.
+        ev = Event(self.now(), "deliver", msg.dst, msg.id,
+                   {"src": msg.src, "dst": msg.dst, "type": msg.type, "id": msg.id, "re": msg.in_reply_to,
+                    "at": msg.sent_at, "body": msg.body})
+        out.append(ev)
+        self._client_reply(ev)
 
     # -- scheduled calls (the nemesis) -----------------------------------------------------
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:

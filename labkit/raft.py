@@ -24,7 +24,10 @@ old log or a prefix of it, never a mix of two logs.
 
 Replication: the leader replicates a new command at once (it does not wait for the next
 heartbeat) but keeps at most one *triggered* AppendEntries in flight per follower; when it
-is answered, everything that piled up meanwhile goes in the next one (batching). Every
+is answered, everything that piled up meanwhile goes in the next one (batching). Client
+commands that arrive together are also appended together (*group commit*, as etcd does):
+they queue until the end of the node's current round of inputs (a 0 ms timer) and then go
+to the log, to storage and to the followers as one batch -- one write, not one per command. Every
 ``HEARTBEAT_MS`` each follower gets an AppendEntries anyway, which also repairs lost
 messages. A rejected AppendEntries carries a conflict term and index, so the leader skips
 a whole term of mismatched entries at a time (the "fast backup" of §5.3's last paragraphs).
@@ -90,6 +93,7 @@ class Raft(Node):
 
     # ---- start and recovery ---------------------------------------------------------------
     def on_start(self, ctx: Context) -> None:
+        self.queued: list[tuple[Any, Callable[[], None]]] = []  # group commit: (command, refuse)
         self.term, self.voted_for = ctx.storage.get(TERM_KEY, [0, None])
         n = ctx.storage.get(LEN_KEY, 0)
         self.log: list[Entry] = [ctx.storage[f"{ENTRY_KEY}{i}"] for i in range(1, n + 1)]
@@ -172,7 +176,9 @@ class Raft(Node):
         return getattr(self, "_on_" + msg.type)(ctx, msg)
 
     def on_timer(self, ctx: Context, name: str) -> None:
-        if name == "election" and self.role != "leader":
+        if name == "group_commit":
+            self._group_commit(ctx)
+        elif name == "election" and self.role != "leader":
             self._start_election(ctx)
         elif name == "heartbeat" and self.role == "leader":
             for peer in ctx.peers:
@@ -226,17 +232,33 @@ class Raft(Node):
         self._advance_commit(ctx)                          # a cluster of one commits alone
 
     # ---- §5.3 log replication: the leader's side -------------------------------------------
-    def propose(self, ctx: Context, command: Any) -> int | None:
-        """Append ``command`` if this node leads; returns its index (None if not leader)."""
+    def propose(self, ctx: Context, *commands: Any) -> int | None:
+        """Append ``commands`` now (durably) if this node leads and start replicating them;
+        returns the last one's index (None if not leader)."""
         if self.role != "leader":
             return None
-        index = self.last_index + 1
-        self._write_log(ctx, index, [[self.term, command]])
+        self._write_log(ctx, self.last_index + 1, [[self.term, c] for c in commands])
         for peer in ctx.peers:
             if self.inflight.get(peer) is None:            # batching: one triggered send in flight
                 self._send_append(ctx, peer)
         self._advance_commit(ctx)
-        return index
+        return self.last_index
+
+    def enqueue(self, ctx: Context, command: Any, refuse: Callable[[], None]) -> None:
+        """Group commit: queue ``command`` for the batch proposed at the end of this round.
+        If leadership is lost before then, ``refuse()`` tells the asker it was not appended."""
+        self.queued.append((command, refuse))
+        if len(self.queued) == 1:
+            ctx.set_timer("group_commit", after=0)
+
+    def _group_commit(self, ctx: Context) -> None:
+        queued, self.queued = self.queued, []
+        if self.role == "leader":
+            self.propose(ctx, *(command for command, _ in queued))
+            return
+        for command, refuse in queued:                     # never appended: safe to say so
+            self.waiting.pop((command["client"], _hashable(command["seq"])), None)
+            refuse()
 
     def _send_append(self, ctx: Context, peer: str) -> None:
         prev = self.next_index[peer] - 1
@@ -375,19 +397,29 @@ class Raft(Node):
             ctx.reply(msg, "not_leader", leader=self.leader)
             return
         self._wait_for(command, lambda result: ctx.reply(msg, "forward_ok", result=result))
-        self.propose(ctx, command)
+        self.enqueue(ctx, command, lambda: ctx.reply(msg, "not_leader", leader=self.leader))
 
-    async def submit(self, ctx: Context, msg: Message, command: dict) -> None:
+    def submit(self, ctx: Context, msg: Message, command: dict) -> Any:
         """Get ``command`` committed and answer ``msg`` with its result. The leader appends
-        it; anyone else forwards it to the leader, retrying until ``CLIENT_PATIENCE_MS``.
+        it (with whatever else arrived in the same round); anyone else forwards it to the
+        leader, retrying until ``CLIENT_PATIENCE_MS`` (a coroutine, returned to the runtime).
         Without an answer by then the client gets none (it may yet happen), except error
-        11 when the command certainly never left this node."""
+        11 when the command certainly was not appended."""
+        if self.role == "leader":                          # the common case: no coroutine
+            self._lead(ctx, msg, command)
+            return None
+        return self._forward(ctx, msg, command)
+
+    def _lead(self, ctx: Context, msg: Message, command: dict) -> None:
+        self._wait_for(command, lambda result: self.client_reply(ctx, msg, result))
+        self.enqueue(ctx, command, lambda: ctx.reply(msg, "error", code=11, text="lost leadership before appending"))
+
+    async def _forward(self, ctx: Context, msg: Message, command: dict) -> None:
         deadline = ctx.now + self.CLIENT_PATIENCE_MS
         maybe_appended = False
         while ctx.now < deadline:
             if self.role == "leader":
-                self._wait_for(command, lambda result: self.client_reply(ctx, msg, result))
-                self.propose(ctx, command)
+                self._lead(ctx, msg, command)
                 return
             leader = self.leader
             if leader is None or leader == ctx.id:

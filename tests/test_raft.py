@@ -132,6 +132,10 @@ def test_a_leader_batches_while_an_append_is_in_flight():
     first = len(ctx.outbox("append_entries", dst="n2"))
     for k in range(5):
         ctx.deliver(node, "write", src="c1", key=k, value=k)
+    assert node.last_index == 1                                     # queued for the round's end
+    ctx.advance(0)                                                  # group commit: one append
+    log_notes = [e for e in ctx.events if e.kind == "note" and e.get("what") == "log"]
+    assert log_notes[-1]["index"] == 2 and len(log_notes[-1]["entries"]) == 5
     assert len(ctx.outbox("append_entries", dst="n2")) == first     # one in flight: nothing new yet
     inflight = ctx.outbox("append_entries", dst="n2")[-1]
     ctx.deliver(node, "append_reply", src="n2", in_reply_to=inflight.id, term=node.term, success=True,
@@ -140,6 +144,16 @@ def test_a_leader_batches_while_an_append_is_in_flight():
     assert batch.body["prev_index"] == 1 and [e[1]["value"] for e in batch.body["entries"]] == [0, 1, 2, 3, 4]
     ctx.deliver(node, "append_reply", src="n2", in_reply_to=batch.id, term=node.term, success=True, match_index=6)
     assert node.commit_index == 6 and [m.type for m in ctx.outbox(dst="c1")] == ["write_ok"] * 5
+
+
+def test_commands_queued_when_leadership_is_lost_are_refused_not_lost():
+    node, ctx = leader()
+    ctx.deliver(node, "write", src="c1", key="x", value=1)
+    ctx.deliver(node, "request_vote", src="n3", term=node.term + 1, last_log_index=9, last_log_term=9)
+    ctx.advance(0)                                                  # the group commit finds a follower
+    assert node.role == "follower" and node.last_index == 1         # only the no-op: never appended
+    assert [(m.type, m.body.get("code")) for m in ctx.outbox(dst="c1")] == [("error", 11)]
+    assert node.waiting == {}
 
 
 def test_fast_backup_skips_a_conflicting_term():
