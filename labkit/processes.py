@@ -155,6 +155,7 @@ class ProcessRuntime(RuntimeBase):
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
         self._pending: list[Event] = []
+        self._held: dict[str, list[tuple[str, str]]] | None = None   # requests sent during a drain
         self._stats: dict[str, Event] = {}        # latest stats event per node
         self._calls = Scheduler()                 # the nemesis's steps, run during run_for/request
         self._net_version = 0
@@ -338,13 +339,19 @@ class ProcessRuntime(RuntimeBase):
                 out.append(Event.from_dict(json.loads(line)))
 
     def _drain_inbox(self, out: list[Event]) -> None:
-        while True:
-            try:
-                frame = self.inbox.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            for raw in frame.split(b"\n"):              # a node batches a round's replies
-                self._client_arrive(raw, out)
+        """Hand client replies to their callbacks; requests the callbacks send are held and
+        go out together when the inbox is empty (one frame per node, as nodes do)."""
+        self._held = {}
+        try:
+            while True:
+                try:
+                    frame = self.inbox.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                for raw in frame.split(b"\n"):          # a node batches a round's replies
+                    self._client_arrive(raw, out)
+        finally:
+            self._send_held()
 
     def _client_arrive(self, raw: bytes, out: list[Event]) -> None:
         try:
@@ -401,10 +408,24 @@ class ProcessRuntime(RuntimeBase):
             sock.setsockopt(zmq.SNDHWM, 10000)
             sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
         self.record(Event(self.now(), "send", client, mid, wire=w))
+        held = self._held
+        if held is not None:                     # inside a drain: sent together at its end
+            held.setdefault(node, []).append((mid, w))
+            return
         try:
             sock.send(w.encode(), zmq.NOBLOCK)
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+
+    def _send_held(self) -> None:
+        """Send the requests that reply callbacks made during a drain: one frame per node."""
+        held, self._held = self._held, None
+        for node, items in (held or {}).items():
+            try:
+                self._to_node[node].send("\n".join(w for _, w in items).encode(), zmq.NOBLOCK)
+            except zmq.Again:
+                for mid, w in items:
+                    self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
     def _wait_for_reply(self, mid: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout / 1000.0

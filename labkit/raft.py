@@ -446,6 +446,14 @@ def _hashable(x: Any) -> Any:
     return x if isinstance(x, (str, int, float, bool, type(None))) else json.dumps(x, sort_keys=True)
 
 
+def _store_key(key: Any) -> Any:
+    """A dict key for a JSON key: str and int as they are (0 and "0" stay apart), anything
+    else (lists, floats, bools) by its canonical JSON text, tagged so it meets no str key."""
+    if type(key) is str or type(key) is int:
+        return key
+    return ("json", json.dumps(key, sort_keys=True))
+
+
 class RaftKV(Raft):
     """Raft replicating a key-value store; speaks Maelstrom's lin-kv (read, write, cas,
     append), so ``labkit.workload`` and ``check_linearizable(model="kv")`` work unchanged."""
@@ -465,7 +473,7 @@ class RaftKV(Raft):
         return self.submit(ctx, msg, command)
 
     def apply(self, ctx: Context, command: Any) -> dict:
-        op, key = command["op"], json.dumps(command["key"], sort_keys=True)
+        op, key = command["op"], _store_key(command["key"])
         store = self.store
         if op == "read":
             if key not in store:

@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import StorageError
-from .message import dumps as _dumps
+from .message import dumps as _dumps, quote
 
 
 
@@ -79,10 +79,11 @@ class Storage(MutableMapping):
 
 
 class FileBackedData:
-    """An append-only file of JSON lines, one per write: ``{"k": key, "v": json-or-null}`` or,
-    for a write of several keys, ``{"m": {key: json-or-null, ...}}``. A torn last line (a write
-    cut short by SIGKILL) never happened. The file is compacted when it grows past twice the
-    live data (and at least ``COMPACT_BYTES``), so compaction costs O(1) per write amortised."""
+    """An append-only file of JSON lines, one per write: ``{"m": {key: value, ...}}`` with the
+    values written as JSON themselves (not as strings of JSON: no second escaping), plus
+    ``"d": [key, ...]`` for deletions. A torn last line (a write cut short by SIGKILL) never
+    happened. The file is compacted when it grows past twice the live data (and at least
+    ``COMPACT_BYTES``), so compaction costs O(1) per write amortised."""
 
     COMPACT_BYTES = 4 << 20
 
@@ -96,22 +97,23 @@ class FileBackedData:
                         rec = json.loads(line)
                     except ValueError:
                         break  # a torn last line: the write never completed, so it never happened
-                    for k, v in (rec["m"].items() if "m" in rec else ((rec["k"], rec["v"]),)):
-                        if v is None:
-                            self.data.pop(k, None)
-                        else:
-                            self.data[k] = v
+                    for k in rec.get("d", ()):
+                        self.data.pop(k, None)
+                    for k, v in rec.get("m", {}).items():
+                        self.data[k] = _dumps(v)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fd).st_size
         self._limit = max(self.COMPACT_BYTES, 2 * self._size)
 
+    @staticmethod
+    def _line(changes: dict[str, str | None]) -> bytes:
+        sets = ",".join(f"{quote(k)}:{v}" for k, v in changes.items() if v is not None)
+        dels = [k for k, v in changes.items() if v is None]
+        tail = f',"d":{_dumps(dels)}' if dels else ""
+        return f'{{"m":{{{sets}}}{tail}}}\n'.encode()
+
     def write(self, changes: dict[str, str | None]) -> None:
-        if len(changes) == 1:
-            (key, value), = changes.items()
-            rec: dict = {"k": key, "v": value}
-        else:
-            rec = {"m": changes}
-        line = (_dumps(rec) + "\n").encode()
+        line = self._line(changes)
         os.write(self._fd, line)
         self._size += len(line)
         if self._size > self._limit:
@@ -120,8 +122,9 @@ class FileBackedData:
     def _compact(self) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
-            for k, v in self.data.items():
-                f.write((_dumps({"k": k, "v": v}) + "\n").encode())
+            items = list(self.data.items())
+            for i in range(0, len(items), 1000):
+                f.write(self._line(dict(items[i:i + 1000])))
         os.replace(tmp, self.path)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)

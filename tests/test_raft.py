@@ -181,8 +181,8 @@ def test_a_retried_command_is_applied_once():
     cmd = {"op": "append", "key": "k", "value": 7, "client": "c1", "seq": 3}
     for _ in range(2):
         node._apply_entry(ctx, cmd)
-    assert node.store == {'"k"': [7]} and node.sessions["c1"] == [3, {"type": "append_ok"}]
-    assert node._apply_entry(ctx, {**cmd, "seq": 2}) is None and node.store == {'"k"': [7]}
+    assert node.store == {"k": [7]} and node.sessions["c1"] == [3, {"type": "append_ok"}]
+    assert node._apply_entry(ctx, {**cmd, "seq": 2}) is None and node.store == {"k": [7]}
 
 
 # ---- simulator sweeps under a nemesis -------------------------------------------------------
