@@ -2,6 +2,9 @@
 
 * ``check_linearizable(history, model)`` -- Wing & Gong search with Lowe's cache, per key;
   models ``register``, ``cas-register``, ``kv``, ``counter``, ``set``, ``fifo-queue``, ``mutex``.
+* ``check_causal(history)`` -- causal consistency of a read/write history with unique write
+  values: no read sees an effect without its cause (read-your-writes, monotonic reads,
+  writes-follow-reads), each violation explained by its shortest causal chain.
 * Over histories: ``set_full`` (broadcast / sets), ``counter_bounds``, ``latency``.
 * Over the journal: ``always`` / ``eventually`` invariants, ``convergence``,
   ``availability`` (overall and during ``fault_windows``), ``messages_per_op``.
@@ -15,6 +18,7 @@ passes); ``bool()`` of an unknown verdict raises ``UnknownVerdict``.
 """
 from __future__ import annotations
 
+from .causal import GUARANTEES, CausalViolation, check_causal
 from .history_checks import counter_bounds, latency, quantiles, set_full
 from .journal_checks import (ClusterView, FaultWindow, always, availability, convergence, eventually,
                              fault_windows, messages_per_op)
@@ -29,6 +33,7 @@ from .verdict import UnknownVerdict, Verdict
 __all__ = [
     "Verdict", "UnknownVerdict",
     "check_linearizable", "Violation",
+    "check_causal", "CausalViolation", "GUARANTEES",
     "Model", "ModelBase", "Register", "CASRegister", "KV", "Counter", "SetModel", "FIFOQueue", "Mutex",
     "MODELS", "model", "NIL",
     "set_full", "counter_bounds", "latency", "quantiles",
