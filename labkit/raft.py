@@ -103,6 +103,7 @@ class Raft(Node):
         self.next_index: dict[str, int] = {}
         self.match_index: dict[str, int] = {}
         self.inflight: dict[str, str | None] = {}           # peer -> id of the AppendEntries awaited
+        self.inflight_since: dict[str, float] = {}          # peer -> when that one was sent
         self.sessions: dict[str, list] = {}                 # client -> [last seq, its result] (§8)
         self.waiting: dict[tuple, list[Callable[[Any], None]]] = {}  # (client, seq) -> answer it
         ctx.note("state", role="follower", term=self.term)
@@ -182,7 +183,10 @@ class Raft(Node):
             self._start_election(ctx)
         elif name == "heartbeat" and self.role == "leader":
             for peer in ctx.peers:
-                self._send_append(ctx, peer)
+                if self.inflight.get(peer) is not None and ctx.now - self.inflight_since[peer] < 2 * self.HEARTBEAT_MS:
+                    self._send_append(ctx, peer, heartbeat_only=True)   # entries are on their way
+                else:
+                    self._send_append(ctx, peer)           # none in flight, or lost: (re)send
             ctx.set_timer("heartbeat", after=self.HEARTBEAT_MS)
 
     # ---- §5.2 leader election ---------------------------------------------------------------
@@ -260,12 +264,15 @@ class Raft(Node):
             self.waiting.pop((command["client"], _hashable(command["seq"])), None)
             refuse()
 
-    def _send_append(self, ctx: Context, peer: str) -> None:
+    def _send_append(self, ctx: Context, peer: str, heartbeat_only: bool = False) -> None:
+        """AppendEntries from ``next_index``; ``heartbeat_only`` sends no entries (a batch is
+        already in flight to ``peer``) and is not awaited."""
         prev = self.next_index[peer] - 1
-        entries = self.log[prev:prev + self.MAX_BATCH]
-        self.inflight[peer] = ctx.send(peer, "append_entries", term=self.term, prev_index=prev,
-                                       prev_term=self.term_at(prev), entries=entries,
-                                       commit=self.commit_index)
+        entries = [] if heartbeat_only else self.log[prev:prev + self.MAX_BATCH]
+        mid = ctx.send(peer, "append_entries", term=self.term, prev_index=prev, prev_term=self.term_at(prev),
+                       entries=entries, commit=self.commit_index)
+        if not heartbeat_only:
+            self.inflight[peer], self.inflight_since[peer] = mid, ctx.now
 
     def _on_append_reply(self, ctx: Context, msg: Message) -> None:
         b, peer = msg.body, msg.src
@@ -345,12 +352,13 @@ class Raft(Node):
         self.commit_index = index
         ctx.note("commit", index=index)
         self._report(ctx)
+        first = self.last_applied + 1
         while self.last_applied < self.commit_index:
             self.last_applied += 1
             term, command = self.log[self.last_applied - 1]
             result = self._apply_entry(ctx, command)
-            ctx.note("apply", index=self.last_applied, term=term, command=command)
             self.on_applied(ctx, self.last_applied, command, result)
+        ctx.note("apply", index=first, last=self.last_applied)    # entries first..last, in order
 
     def _apply_entry(self, ctx: Context, command: Any) -> Any:
         """§8: a command seen before (same client, same or older seq) is not applied again."""

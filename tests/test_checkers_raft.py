@@ -364,3 +364,21 @@ def test_voting_without_the_up_to_date_check_loses_committed_entries():
     with pytest.raises(SweepFailed) as err:
         sweep(scenario, seeds=range(10), stop_after=1, quiet=True)
     assert "became leader of term" in str(err.value) and "committed in term" in str(err.value)
+
+
+def test_apply_runs_are_checked_against_the_noted_log():
+    """``apply(index=i, last=j)`` takes the commands from the node's noted log: two nodes that
+    applied different logs at the same index are caught, and a run past the log is an error."""
+    from labkit.journal import Event, Journal
+    def note(t, node, **f):
+        return Event(t, "note", node, None, f)
+    ok = [note(1, "n1", what="log", index=1, entries=[[1, "a"], [1, "b"]]), note(2, "n1", what="commit", index=2),
+          note(3, "n1", what="apply", index=1, last=2),
+          note(4, "n2", what="log", index=1, entries=[[1, "a"], [1, "b"]]), note(5, "n2", what="commit", index=2),
+          note(6, "n2", what="apply", index=1, last=2)]
+    assert state_machine_safety(Journal(ok)).passed
+    bad = ok[:3] + [note(4, "n2", what="log", index=1, entries=[[1, "a"], [2, "X"]]), ok[4], ok[5]]
+    v = state_machine_safety(Journal(bad))
+    assert v.failed and "index 2 was applied as [term 1, 'b']" in str(v)
+    with pytest.raises(ValueError, match="log has 2 entries"):
+        state_machine_safety(Journal(ok[:2] + [note(3, "n1", what="apply", index=1, last=3)]))

@@ -11,7 +11,9 @@ between any Raft implementation (``labkit.raft``, the chapter's exercise) and th
   restart) a node notes its whole recovered log with ``index=1`` (maybe ``entries=[]``).
 * ``ctx.note("commit", index=<i>)`` -- whenever the commit index advances.
 * ``ctx.note("apply", index=<i>, term=<entry's term>, command=<command>)`` -- when an entry
-  is applied to the state machine.
+  is applied to the state machine; or, for a run of entries, ``ctx.note("apply", index=<i>,
+  last=<j>)`` -- entries ``i..j`` of the node's log (as its ``log`` notes describe it) were
+  applied, in order (cheaper: the commands are not written again).
 
 A node's notes are split into *incarnations* at its ``start`` events (a restart loses
 volatile state: the log is known again only from the ``index=1`` note, the commit index
@@ -118,9 +120,16 @@ def _walk(journal: Any) -> Iterator[tuple[Event, str, _Node, dict]]:
             info["old_commit"] = n.commit
             n.commit = max(n.commit, _int(e, "index", 0))
         else:
-            _int(e, "index", 1), _int(e, "term", 0)
-            if "command" not in e.data:
-                raise _bad(e, "an apply note needs the command")
+            index = _int(e, "index", 1)
+            if "last" in e.data:
+                last = _int(e, "last", index)
+                if last > len(n.log):
+                    raise _bad(e, f"applies up to index {last} but the node's log has {len(n.log)} entries")
+                info["applies"] = [(i, *n.log[i - 1]) for i in range(index, last + 1)]
+            else:
+                if "command" not in e.data:
+                    raise _bad(e, "an apply note needs the command (or last=<index> for a run of entries)")
+                info["applies"] = [(index, _int(e, "term", 0), e["command"])]
         yield e, what, n, info
 
 
@@ -199,28 +208,32 @@ def state_machine_safety(journal: Journal) -> Verdict:
     applied: dict[int, tuple[int, Any, Event]] = {}
     bad: list[RaftViolation] = []
     count = 0
-    for e, what, n, _ in _walk(journal):
+    for e, what, n, info in _walk(journal):
         if what != "apply":
             continue
-        count += 1
-        i, term, cmd = e["index"], e["term"], e["command"]
-        if i != n.applied + 1:
-            bad.append(RaftViolation("state machine safety", f"{_at(e)} (incarnation {n.incarnation}) applied "
-                                     f"index {i} right after index {n.applied}: applies must go in index order "
-                                     f"without gaps", e.t, e.node, term, i))
-        if i > n.commit:
-            bad.append(RaftViolation("state machine safety", f"{_at(e)} applied index {i} but had committed only "
-                                     f"up to {n.commit}", e.t, e.node, term, i))
-        n.applied = max(n.applied, i)
-        first = applied.setdefault(i, (term, cmd, e))
-        if (first[0], _cmd(first[1])) != (term, _cmd(cmd)):
-            bad.append(RaftViolation(
-                "state machine safety", f"index {i} was applied as [term {first[0]}, {first[1]!r}] by "
-                f"{_at(first[2])} but as [term {term}, {cmd!r}] by {_at(e)}", e.t, e.node, term, i,
-                {"nodes": [first[2].node, e.node], "entries": [[first[0], first[1]], [term, cmd]],
-                 "times": [first[2].t, e.t]}))
+        for i, term, cmd in info["applies"]:
+            count += 1
+            _check_apply(e, n, i, term, cmd, applied, bad)
     return _verdict("state_machine_safety", bad, f"{count} applies agree on {len(applied)} indices",
                     {"applies": count, "indices": len(applied)})
+
+
+def _check_apply(e: Event, n: _Node, i: int, term: int, cmd: Any, applied: dict, bad: list) -> None:
+    if i != n.applied + 1:
+        bad.append(RaftViolation("state machine safety", f"{_at(e)} (incarnation {n.incarnation}) applied "
+                                 f"index {i} right after index {n.applied}: applies must go in index order "
+                                 f"without gaps", e.t, e.node, term, i))
+    if i > n.commit:
+        bad.append(RaftViolation("state machine safety", f"{_at(e)} applied index {i} but had committed only "
+                                 f"up to {n.commit}", e.t, e.node, term, i))
+    n.applied = max(n.applied, i)
+    first = applied.setdefault(i, (term, cmd, e))
+    if (first[0], _cmd(first[1])) != (term, _cmd(cmd)):
+        bad.append(RaftViolation(
+            "state machine safety", f"index {i} was applied as [term {first[0]}, {first[1]!r}] by "
+            f"{_at(first[2])} but as [term {term}, {cmd!r}] by {_at(e)}", e.t, e.node, term, i,
+            {"nodes": [first[2].node, e.node], "entries": [[first[0], first[1]], [term, cmd]],
+             "times": [first[2].t, e.t]}))
 
 
 # ---- §5.4 Leader Completeness -----------------------------------------------------------------
