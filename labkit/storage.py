@@ -82,14 +82,18 @@ class FileBackedData:
     """An append-only file of JSON lines, one per write: ``{"m": {key: value, ...}}`` with the
     values written as JSON themselves (not as strings of JSON: no second escaping), plus
     ``"d": [key, ...]`` for deletions. A torn last line (a write cut short by SIGKILL) never
-    happened. The file is compacted when it grows past twice the live data (and at least
-    ``COMPACT_BYTES``), so compaction costs O(1) per write amortised."""
+    happened. The file is compacted when it is more than twice the live data (and at least
+    ``COMPACT_BYTES``): a store that overwrites keys stays small, compaction costs O(1) per
+    write amortised, and a store that only grows (a Raft log) is never rewritten -- a rewrite
+    would free nothing and pause the node for as long as the store is big."""
 
     COMPACT_BYTES = 4 << 20
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.data: dict[str, str] = {}
+        self._vlen: dict[str, int] = {}       # key -> bytes its value takes in a compacted file
+        self._live = 0
         if os.path.exists(path):
             with open(path, "rb") as f:
                 for line in f:
@@ -101,9 +105,17 @@ class FileBackedData:
                         self.data.pop(k, None)
                     for k, v in rec.get("m", {}).items():
                         self.data[k] = _dumps(v)
+        for k, v in self.data.items():
+            self._account(k, v)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fd).st_size
-        self._limit = max(self.COMPACT_BYTES, 2 * self._size)
+
+    def _account(self, key: str, value: str | None) -> None:
+        self._live -= self._vlen.pop(key, 0)
+        if value is not None:
+            n = len(key) + len(value) + 4
+            self._vlen[key] = n
+            self._live += n
 
     @staticmethod
     def _line(changes: dict[str, str | None]) -> bytes:
@@ -116,7 +128,9 @@ class FileBackedData:
         line = self._line(changes)
         os.write(self._fd, line)
         self._size += len(line)
-        if self._size > self._limit:
+        for k, v in changes.items():
+            self._account(k, v)
+        if self._size > self.COMPACT_BYTES and self._size > 2 * self._live + 64:
             self._compact()
 
     def _compact(self) -> None:
@@ -129,4 +143,3 @@ class FileBackedData:
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
-        self._limit = max(self.COMPACT_BYTES, 2 * self._size)

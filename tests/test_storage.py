@@ -77,3 +77,20 @@ def test_update_survives_restart_in_both_runtimes(runtime):
         c.kill("n1")
         c.restart("n1")
         assert c.request("n1", "append", v=9).body["len"] == 4
+
+
+def test_a_store_that_only_grows_is_never_rewritten(tmp_path, monkeypatch):
+    """A Raft log appends and never overwrites: compacting it would free nothing and pause
+    the node for as long as the store is big, so it must not happen."""
+    monkeypatch.setattr(FileBackedData, "COMPACT_BYTES", 2000)
+    back, st = open_store(tmp_path / "s.jsonl")
+    compactions = []
+    real = back._compact
+    monkeypatch.setattr(back, "_compact", lambda: (compactions.append(1), real()))
+    for i in range(0, 3000, 10):
+        st.update({f"log/{i + k}": [1, {"op": "write", "value": i + k}] for k in range(10)}, len=i + 10)
+    assert compactions == []
+    for i in range(3000):                             # overwrites do get compacted away
+        st["hot"] = "x" * 50
+    assert compactions and os.path.getsize(tmp_path / "s.jsonl") < 2 * sum(
+        len(k) + len(v) + 4 for k, v in back.data.items()) + 2000
