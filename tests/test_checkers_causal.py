@@ -93,6 +93,62 @@ def test_info_writes_may_be_read():
     assert v.valid is False and v.explanations[0].guarantee == "monotonic reads"
 
 
+def test_an_info_write_orders_nothing_after_it_in_its_session():
+    # the session goes on after a timed-out write (a history whose process was not retired):
+    # the write may never have happened, so reading the initial value is no violation ...
+    timed_out = [Op(0, "invoke", "write", 7, "x", 0.0), Op(0, "info", "write", 7, "x", 1.0, error="timeout"),
+                 Op(0, "invoke", "read", None, "x", 2.0), Op(0, "ok", "read", None, "x", 3.0)]
+    assert check_causal(History(timed_out)).valid is True
+    # ... nor is reading an older value of the session's own
+    older = [Op(0, "invoke", "write", 1, "x", -2.0), Op(0, "ok", "write", 1, "x", -1.0), *timed_out[:2],
+             Op(0, "invoke", "read", None, "x", 2.0), Op(0, "ok", "read", 1, "x", 3.0)]
+    assert check_causal(History(older)).valid is True
+    # but once the session has read it, it is in the causal past like any other write
+    seen = older[:4] + [Op(0, "invoke", "read", None, "x", 2.0), Op(0, "ok", "read", 7, "x", 3.0),
+                        Op(0, "invoke", "read", None, "x", 4.0), Op(0, "ok", "read", 1, "x", 5.0)]
+    v = check_causal(History(seen))
+    assert v.valid is False and v.explanations[0].missed.value == 7
+    # and the ops before it still come before it: x=1, then (info) y=2; p1 reads y=2, then x=None
+    before = [Op(0, "invoke", "write", 1, "x", 0.0), Op(0, "ok", "write", 1, "x", 1.0),
+              Op(0, "invoke", "write", 2, "y", 2.0), Op(0, "info", "write", 2, "y", 3.0),
+              Op(1, "invoke", "read", None, "y", 4.0), Op(1, "ok", "read", 2, "y", 5.0),
+              Op(1, "invoke", "read", None, "x", 6.0), Op(1, "ok", "read", None, "x", 7.0)]
+    v = check_causal(History(before))
+    assert v.valid is False and v.explanations[0].guarantee == "writes-follow-reads"
+
+
+def test_tricky_histories_that_are_causal():
+    # concurrent writes to one key: a reader may even go back and forth between them (CC allows
+    # it; a store that converges would not, but that is more than causal consistency asks)
+    assert check_causal(seq((0, "write", "x", "a"), (1, "write", "x", "b"), (2, "read", "x", "a"),
+                            (2, "read", "x", "b"), (2, "read", "x", "a"))).valid is True
+    # your own write overwritten by a concurrent one is not a read-your-writes violation
+    assert check_causal(seq((0, "write", "x", "a"), (1, "write", "x", "b"), (0, "read", "x", "b"))).valid is True
+    # a read of the initial value concurrent with the first write (invoked before it completed)
+    h = History([Op(0, "invoke", "write", 7, "x", 0.0), Op(1, "invoke", "read", None, "x", 0.5),
+                 Op(1, "ok", "read", None, "x", 1.5), Op(0, "ok", "write", 7, "x", 2.0)])
+    assert check_causal(h).valid is True
+    # a failed write in the session is not the session's write
+    h = History([Op(0, "invoke", "write", 7, "x", 0.0), Op(0, "fail", "write", 7, "x", 1.0),
+                 Op(0, "invoke", "read", None, "x", 2.0), Op(0, "ok", "read", None, "x", 3.0)])
+    assert check_causal(h).valid is True
+    # a write still open when the history ends may have happened, so it may be read
+    h = History([Op(0, "invoke", "write", 7, "x", 0.0), Op(1, "invoke", "read", None, "x", 1.0),
+                 Op(1, "ok", "read", 7, "x", 2.0)])
+    assert check_causal(h).valid is True
+
+
+def test_a_session_spanning_keys_carries_its_past_along():
+    # p0 writes x then y; p1 reads y, then x (fine); p2 reads y, writes z; p3 reads z, then x=None
+    ok = seq((0, "write", "x", 1), (0, "write", "y", 2), (1, "read", "y", 2), (1, "read", "x", 1))
+    assert check_causal(ok).valid is True
+    bad = seq((0, "write", "x", 1), (0, "write", "y", 2), (2, "read", "y", 2), (2, "write", "z", 3),
+              (3, "read", "z", 3), (3, "read", "x", None))
+    v = check_causal(bad)
+    assert v.valid is False and v.explanations[0].guarantee == "writes-follow-reads"
+    assert [p.value for p, _ in v.explanations[0].chain] == [1, 2, 2, 3, 3, None]
+
+
 def test_a_causal_cycle_is_reported():
     # p0 reads y=1 then writes x=1; p1 reads x=1 then writes y=1: each read saw the other's future
     h = History([Op(0, "invoke", "read", None, "y", 0.0), Op(1, "invoke", "read", None, "x", 0.5),

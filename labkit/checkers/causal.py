@@ -29,7 +29,9 @@ explanation is the shortest causal chain from the missed write to the read.
 
 Input: ``ok`` reads (``f`` in ``read_fs``) and writes (``f`` in ``write_fs``) that are ``ok``
 or ``info`` (an ``info`` write may have happened; ``fail`` writes did not). ``info`` and
-``fail`` reads are ignored. Causal pasts are bitsets over operations, built in one
+``fail`` reads are ignored. An ``info`` write is ordered after its session's earlier
+operations but before none of its later ones (it may take effect late, or never): only a
+read that returned it places it in anyone's causal past. Causal pasts are bitsets over operations, built in one
 topological pass: fine for histories of thousands of operations.
 """
 from __future__ import annotations
@@ -135,11 +137,15 @@ def check_causal(history: History | Iterable, *, read_fs: Sequence[str] = ("read
         succ[a].append((b, how))
         pred[b].append((a, how))
 
+    # session order. An ``info`` write may take effect at any time after its invocation (or
+    # never), so it follows its session's earlier ops but precedes none of the later ones:
+    # those hang off the last op whose outcome the session knew.
     last: dict[Any, int] = {}
-    for i, p in enumerate(ops):                                   # session order
+    for i, p in enumerate(ops):
         if p.process in last:
             edge(last[p.process], i, "session")
-        last[p.process] = i
+        if p.type == "ok":
+            last[p.process] = i
     problems: list[CausalViolation] = []
     source: dict[int, int | None] = {}                             # read -> the write it read (None: initial)
     for r in reads:
