@@ -23,8 +23,9 @@ storage offers it; otherwise the length goes last). A crash between the writes l
 old log or a prefix of it, never a mix of two logs.
 
 Replication: the leader replicates a new command at once (it does not wait for the next
-heartbeat) but keeps at most one *triggered* AppendEntries in flight per follower; when it
-is answered, everything that piled up meanwhile goes in the next one (batching). Client
+heartbeat) and keeps up to ``MAX_INFLIGHT`` AppendEntries in flight per follower, each
+starting where the one before ended (pipelining, as etcd does); when one is answered,
+everything that piled up meanwhile goes in the next (batching). Client
 commands that arrive together are also appended together (*group commit*, as etcd does):
 they queue until the end of the node's current round of inputs (a 0 ms timer) and then go
 to the log, to storage and to the followers as one batch -- one write, not one per command. Every
@@ -67,7 +68,9 @@ class Raft(Node):
 
     ELECTION_TIMEOUT: tuple[float, float] = (150.0, 300.0)   # ms, drawn anew at every reset
     HEARTBEAT_MS: float = 50.0
-    MAX_BATCH: int = 512                  # entries per AppendEntries
+    MAX_BATCH: int = 2048                 # entries per AppendEntries
+    MAX_INFLIGHT: int = 4                 # AppendEntries with entries awaited per follower (pipelining)
+    MAX_UNCOMMITTED: int = 4096           # flow control: queued commands wait beyond this many
     CLIENT_PATIENCE_MS: float = 900.0     # give up on a client request (clients wait 1000 ms)
     FORWARD_TIMEOUT_MS: float = 300.0     # wait this long for the leader before retrying
     RETRY_MS: float = 25.0                # no leader known: look again after this long
@@ -102,8 +105,7 @@ class Raft(Node):
         self.votes: set[str] = set()
         self.next_index: dict[str, int] = {}
         self.match_index: dict[str, int] = {}
-        self.inflight: dict[str, str | None] = {}           # peer -> id of the AppendEntries awaited
-        self.inflight_since: dict[str, float] = {}          # peer -> when that one was sent
+        self.inflight: dict[str, dict[str, float]] = {}     # peer -> {AppendEntries awaited: sent at}
         self.sessions: dict[str, list] = {}                 # client -> [last seq, its result] (§8)
         self.waiting: dict[tuple, list[Callable[[Any], None]]] = {}  # (client, seq) -> answer it
         ctx.note("state", role="follower", term=self.term)
@@ -161,6 +163,8 @@ class Raft(Node):
         """§5.1: a message with a higher term makes any server a follower of that term."""
         if self.role == "leader":
             ctx.cancel_timer("heartbeat")
+            if self.queued:
+                ctx.set_timer("group_commit", after=0)     # refuse what flow control held back
         self.leader = None
         self._become(ctx, "follower", term, None)
         self._reset_election_timer(ctx)
@@ -183,10 +187,16 @@ class Raft(Node):
             self._start_election(ctx)
         elif name == "heartbeat" and self.role == "leader":
             for peer in ctx.peers:
-                if self.inflight.get(peer) is not None and ctx.now - self.inflight_since[peer] < 2 * self.HEARTBEAT_MS:
+                waiting = self.inflight[peer]
+                if waiting and ctx.now - min(waiting.values()) >= 2 * self.HEARTBEAT_MS:
+                    waiting.clear()                        # lost (or very late): resend from what
+                    self.next_index[peer] = self.match_index[peer] + 1   # the follower surely has
+                if waiting:
                     self._send_append(ctx, peer, heartbeat_only=True)   # entries are on their way
+                elif self.next_index[peer] <= self.last_index:
+                    self._replicate(ctx, peer)
                 else:
-                    self._send_append(ctx, peer)           # none in flight, or lost: (re)send
+                    self._send_append(ctx, peer)           # an empty AppendEntries: "still here"
             ctx.set_timer("heartbeat", after=self.HEARTBEAT_MS)
 
     # ---- §5.2 leader election ---------------------------------------------------------------
@@ -229,7 +239,7 @@ class Raft(Node):
         ctx.cancel_timer("election")
         self.next_index = {p: self.last_index + 1 for p in ctx.peers}
         self.match_index = {p: 0 for p in ctx.peers}
-        self.inflight = {p: None for p in ctx.peers}
+        self.inflight = {p: {} for p in ctx.peers}
         if self.NOOP_ON_ELECTION:
             self._write_log(ctx, self.last_index + 1, [[self.term, None]])
         self.on_timer(ctx, "heartbeat")                    # announce the term at once
@@ -243,8 +253,7 @@ class Raft(Node):
             return None
         self._write_log(ctx, self.last_index + 1, [[self.term, c] for c in commands])
         for peer in ctx.peers:
-            if self.inflight.get(peer) is None:            # batching: one triggered send in flight
-                self._send_append(ctx, peer)
+            self._replicate(ctx, peer)
         self._advance_commit(ctx)
         return self.last_index
 
@@ -256,41 +265,53 @@ class Raft(Node):
             ctx.set_timer("group_commit", after=0)
 
     def _group_commit(self, ctx: Context) -> None:
-        queued, self.queued = self.queued, []
         if self.role == "leader":
-            self.propose(ctx, *(command for command, _ in queued))
+            # Flow control (etcd's MaxUncommittedEntriesSize): a leader far ahead of its
+            # commit index takes no more for now; _commit calls again as entries commit.
+            room = self.MAX_UNCOMMITTED - (self.last_index - self.commit_index)
+            if room > 0:
+                take, self.queued = self.queued[:room], self.queued[room:]
+                self.propose(ctx, *(command for command, _ in take))
             return
+        queued, self.queued = self.queued, []
         for command, refuse in queued:                     # never appended: safe to say so
             self.waiting.pop((command["client"], _hashable(command["seq"])), None)
             refuse()
 
+    def _replicate(self, ctx: Context, peer: str) -> None:
+        """Send ``peer`` what it lacks, up to ``MAX_INFLIGHT`` AppendEntries at once: while a
+        batch is on its way the next one goes out after it (pipelining, as etcd does), and
+        what piles up in between goes in one batch."""
+        while len(self.inflight[peer]) < self.MAX_INFLIGHT and self.next_index[peer] <= self.last_index:
+            self._send_append(ctx, peer)
+
     def _send_append(self, ctx: Context, peer: str, heartbeat_only: bool = False) -> None:
-        """AppendEntries from ``next_index``; ``heartbeat_only`` sends no entries (a batch is
-        already in flight to ``peer``) and is not awaited."""
-        prev = self.next_index[peer] - 1
+        """AppendEntries from ``next_index``, which then moves past the entries sent (it is
+        optimistic: a rejection moves it back). ``heartbeat_only`` sends no entries, from the
+        follower's known match (so it cannot fail), and is not awaited."""
+        prev = self.match_index[peer] if heartbeat_only else self.next_index[peer] - 1
         entries = [] if heartbeat_only else self.log[prev:prev + self.MAX_BATCH]
         mid = ctx.send(peer, "append_entries", term=self.term, prev_index=prev, prev_term=self.term_at(prev),
                        entries=entries, commit=self.commit_index)
         if not heartbeat_only:
-            self.inflight[peer], self.inflight_since[peer] = mid, ctx.now
+            self.inflight[peer][mid] = ctx.now
+            self.next_index[peer] = prev + len(entries) + 1
 
     def _on_append_reply(self, ctx: Context, msg: Message) -> None:
         b, peer = msg.body, msg.src
         if self.role != "leader" or b["term"] != self.term:
             return
-        current = msg.in_reply_to == self.inflight.get(peer)
-        if current:
-            self.inflight[peer] = None
+        awaited = self.inflight[peer].pop(msg.in_reply_to, None) is not None
         if b["success"]:
             self.match_index[peer] = max(self.match_index[peer], b["match_index"])
             self.next_index[peer] = max(self.next_index[peer], self.match_index[peer] + 1)
             self._advance_commit(ctx)
-        elif b["prev_index"] == self.next_index[peer] - 1:  # a stale rejection says nothing new
-            self.next_index[peer] = self._backup(b["conflict_index"], b["conflict_term"], peer)
-        if self.inflight[peer] is None and self.next_index[peer] <= self.last_index:
-            self._send_append(ctx, peer)                   # everything that piled up, at once
+        elif awaited:                                      # the pipeline ran ahead of a mismatch:
+            self.inflight[peer].clear()                    # drop it, back up, start again there
+            self.next_index[peer] = self._backup(b["conflict_index"], b["conflict_term"], peer, b["prev_index"])
+        self._replicate(ctx, peer)                         # (a stale rejection says nothing new)
 
-    def _backup(self, conflict_index: int, conflict_term: int | None, peer: str) -> int:
+    def _backup(self, conflict_index: int, conflict_term: int | None, peer: str, prev: int) -> int:
         """Fast backup: skip past the follower's whole conflicting term, or to its log's end."""
         nxt = conflict_index
         if conflict_term is not None:
@@ -299,7 +320,7 @@ class Raft(Node):
                 i -= 1
             if i > 0 and self.term_at(i) == conflict_term:
                 nxt = i + 1                                # just past our last entry of that term
-        return max(self.match_index[peer] + 1, min(nxt, self.next_index[peer] - 1))
+        return max(self.match_index[peer] + 1, min(nxt, prev))
 
     def commit_counts(self, index: int) -> bool:
         """§5.4.2: a leader counts replicas only for entries of its own term."""
@@ -359,6 +380,8 @@ class Raft(Node):
             result = self._apply_entry(ctx, command)
             self.on_applied(ctx, self.last_applied, command, result)
         ctx.note("apply", index=first, last=self.last_applied)    # entries first..last, in order
+        if self.queued and self.role == "leader":
+            ctx.set_timer("group_commit", after=0)          # flow control: room again
 
     def _apply_entry(self, ctx: Context, command: Any) -> Any:
         """§8: a command seen before (same client, same or older seq) is not applied again."""

@@ -129,6 +129,7 @@ def leader(log=(), term=1, cls=RaftKV):
 
 def test_a_leader_batches_while_an_append_is_in_flight():
     node, ctx = leader()
+    node.MAX_INFLIGHT = 1                                           # no pipelining: pure batching
     first = len(ctx.outbox("append_entries", dst="n2"))
     for k in range(5):
         ctx.deliver(node, "write", src="c1", key=k, value=k)
@@ -146,6 +147,28 @@ def test_a_leader_batches_while_an_append_is_in_flight():
     assert node.commit_index == 6 and [m.type for m in ctx.outbox(dst="c1")] == ["write_ok"] * 5
 
 
+def test_a_leader_pipelines_batches_and_a_rejection_resets_the_pipeline():
+    node, ctx = leader()                                            # log: the no-op, in flight to n2
+    node.MAX_BATCH = 2
+    for k in range(6):
+        ctx.deliver(node, "write", src="c1", key=k, value=k)
+    ctx.advance(0)
+    sent = ctx.outbox("append_entries", dst="n2")
+    assert [(m.body["prev_index"], len(m.body["entries"])) for m in sent] == [(0, 1), (1, 2), (3, 2), (5, 2)]
+    assert node.next_index["n2"] == 8 and len(node.inflight["n2"]) == 4
+    # n2 lacks the no-op (its AppendEntries was lost): the second batch is rejected
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=sent[1].id, term=node.term, success=False,
+                prev_index=1, conflict_index=1, conflict_term=None)
+    again = ctx.outbox("append_entries", dst="n2")[len(sent):]
+    assert node.inflight["n2"].keys() == {m.id for m in again}
+    assert [(m.body["prev_index"], len(m.body["entries"])) for m in again][0] == (0, 2)
+    # a late rejection of a batch the pipeline already dropped changes nothing
+    before = (node.next_index["n2"], dict(node.inflight["n2"]))
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=sent[2].id, term=node.term, success=False,
+                prev_index=3, conflict_index=1, conflict_term=None)
+    assert (node.next_index["n2"], dict(node.inflight["n2"])) == before
+
+
 def test_commands_queued_when_leadership_is_lost_are_refused_not_lost():
     node, ctx = leader()
     ctx.deliver(node, "write", src="c1", key="x", value=1)
@@ -156,14 +179,29 @@ def test_commands_queued_when_leadership_is_lost_are_refused_not_lost():
     assert node.waiting == {}
 
 
+def test_flow_control_holds_commands_beyond_the_uncommitted_limit():
+    node, ctx = leader()
+    node.MAX_UNCOMMITTED = 3                                        # the no-op is uncommitted too
+    for k in range(5):
+        ctx.deliver(node, "write", src="c1", key=k, value=k)
+    ctx.advance(0)
+    assert node.last_index == 3 and len(node.queued) == 3           # no-op + 2; three wait
+    ae = ctx.outbox("append_entries", dst="n2")[-1]
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=node.term, success=True,
+                match_index=node.last_index)
+    ctx.advance(0)                                                  # committed: room for three more
+    assert node.commit_index == 3 and node.last_index == 6 and node.queued == []
+
+
 def test_fast_backup_skips_a_conflicting_term():
     node, ctx = leader([[1, "a"], [1, "b"], [2, "c"], [2, "d"]], term=2, cls=Raft)   # leader of term 3, log of 5
     ae = ctx.outbox("append_entries", dst="n2")[-1]
     assert ae.body["prev_index"] == 4
     ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=3, success=False, prev_index=4,
                 conflict_index=2, conflict_term=1)
-    assert node.next_index["n2"] == 3                # past our last entry of term 1
-    assert ctx.outbox("append_entries", dst="n2")[-1].body["prev_index"] == 2
+    resend = ctx.outbox("append_entries", dst="n2")[-1]
+    assert resend.body["prev_index"] == 2            # resumes past our last entry of term 1
+    assert node.next_index["n2"] == 6                # ... and runs ahead optimistically
 
 
 def test_old_term_entries_commit_only_with_one_of_the_current_term():
