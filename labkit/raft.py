@@ -12,15 +12,19 @@ which is what makes every future leader hold every committed entry (§5.4).
 
 Durability (Figure 2, "Persistent state on all servers"): ``currentTerm``, ``votedFor`` and
 the log are written to ``ctx.storage`` *before* the node sends anything that depends on
-them. The log is stored one key per entry plus a length, so appending costs O(new entries):
+them. The log is stored as *chunks*: each append writes its entries under one key named by
+the index of the first, so an append costs one write of the new entries, not of the log:
 
-    raft/term   -> [currentTerm, votedFor]      one write, so term and vote change together
-    raft/len    -> number of entries            written last when appending,
-    raft/log/i  -> [term, command]              first (shrinking) when truncating
+    raft/term     -> [currentTerm, votedFor]    one write, so term and vote change together
+    raft/len      -> number of entries          written with the chunk when appending,
+    raft/log/i    -> [[term, command], ...]     first (shrinking) when truncating
+                     entries i, i+1, ...
 
-An append is one ``storage.update`` of the new entries and the length (atomic where the
-storage offers it; otherwise the length goes last). A crash between the writes leaves the
-old log or a prefix of it, never a mix of two logs.
+An append is one atomic ``storage.update`` of the chunk and the length. A truncation at
+index i first shrinks the length, then deletes the chunks that start at i or later; a chunk
+that starts before i keeps its stale tail, which the next chunk (starting at i) covers. On
+restart the chunks are laid down in order of their first index and cut to the length, so a
+crash between any two writes leaves the old log or a prefix of it, never a mix of two logs.
 
 Replication: the leader replicates a new command at once (it does not wait for the next
 heartbeat) and keeps up to ``MAX_INFLIGHT`` AppendEntries in flight per follower, each
@@ -49,6 +53,7 @@ Observations for the checkers (``labkit.checkers.raft`` documents the schema):
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any, Callable
 
 from .context import Context
@@ -96,10 +101,9 @@ class Raft(Node):
 
     # ---- start and recovery ---------------------------------------------------------------
     def on_start(self, ctx: Context) -> None:
-        self.queued: list[tuple[Any, Callable[[], None]]] = []  # group commit: (command, refuse)
+        self.queued: deque[tuple[Any, Callable[[], None]]] = deque()  # group commit: (command, refuse)
         self.term, self.voted_for = ctx.storage.get(TERM_KEY, [0, None])
-        n = ctx.storage.get(LEN_KEY, 0)
-        self.log: list[Entry] = [ctx.storage[f"{ENTRY_KEY}{i}"] for i in range(1, n + 1)]
+        self.log: list[Entry] = self.load_log(ctx)
         self.role, self.leader = "follower", None
         self.commit_index = self.last_applied = 0           # volatile: relearned from the leader
         self.votes: set[str] = set()
@@ -146,16 +150,34 @@ class Raft(Node):
     def persist_vote(self, ctx: Context, term: int, voted_for: str | None) -> None:
         ctx.storage[TERM_KEY] = [term, voted_for]
 
+    @staticmethod
+    def chunk_starts(ctx: Context) -> list[int]:
+        """First indices of the stored log chunks, in order."""
+        n = len(ENTRY_KEY)
+        return sorted(int(k[n:]) for k in ctx.storage if k.startswith(ENTRY_KEY))
+
+    def load_log(self, ctx: Context) -> list[Entry]:
+        """The durable log: chunks in order of their first index, cut to the stored length."""
+        log: list[Entry] = []
+        for first in self.chunk_starts(ctx):
+            chunk = ctx.storage[f"{ENTRY_KEY}{first}"]
+            assert first <= len(log) + 1, f"log chunk at {first} leaves a gap after {len(log)} entries"
+            log[first - 1:] = chunk
+        return log[:ctx.storage.get(LEN_KEY, 0)]
+
     def _write_log(self, ctx: Context, index: int, entries: list[Entry]) -> None:
         """Make the log from ``index`` on exactly ``entries`` (durably), and note it."""
         assert index > self.commit_index, (
             f"{ctx.id}: would overwrite committed entry {index} (commit index {self.commit_index})")
         if index <= len(self.log):                        # truncate first: a crash leaves a prefix
             ctx.storage[LEN_KEY] = index - 1
+            for first in self.chunk_starts(ctx):
+                if first >= index:
+                    del ctx.storage[f"{ENTRY_KEY}{first}"]
             del self.log[index - 1:]
-        self.log.extend(entries)                          # entries, then the length: O(new entries)
-        ctx.storage.update({**{f"{ENTRY_KEY}{index + k}": e for k, e in enumerate(entries)},
-                            LEN_KEY: len(self.log)})
+        self.log.extend(entries)                          # one chunk and the length, atomically
+        if entries:
+            ctx.storage.update({f"{ENTRY_KEY}{index}": entries, LEN_KEY: len(self.log)})
         ctx.note("log", index=index, entries=entries)
         self._report(ctx)
 
@@ -270,10 +292,10 @@ class Raft(Node):
             # commit index takes no more for now; _commit calls again as entries commit.
             room = self.MAX_UNCOMMITTED - (self.last_index - self.commit_index)
             if room > 0:
-                take, self.queued = self.queued[:room], self.queued[room:]
-                self.propose(ctx, *(command for command, _ in take))
+                queued = self.queued
+                self.propose(ctx, *(queued.popleft()[0] for _ in range(min(room, len(queued)))))
             return
-        queued, self.queued = self.queued, []
+        queued, self.queued = self.queued, deque()
         for command, refuse in queued:                     # never appended: safe to say so
             self.waiting.pop((command["client"], _hashable(command["seq"])), None)
             refuse()
