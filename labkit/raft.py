@@ -16,9 +16,9 @@ them. The log is stored as *chunks*: each append writes its entries under one ke
 the index of the first, so an append costs one write of the new entries, not of the log:
 
     raft/term     -> [currentTerm, votedFor]    one write, so term and vote change together
-    raft/len      -> number of entries          written with the chunk when appending,
-    raft/log/i    -> [[term, command], ...]     first (shrinking) when truncating
-                     entries i, i+1, ...
+    raft/len      -> number of entries          with the chunk when appending; alone, first,
+                                                when truncating
+    raft/log/i    -> [[term, command], ...]     a chunk: entries i, i+1, ...
 
 An append is one atomic ``storage.update`` of the chunk and the length. A truncation at
 index i first shrinks the length, then deletes the chunks that start at i or later; a chunk
@@ -29,15 +29,18 @@ crash between any two writes leaves the old log or a prefix of it, never a mix o
 Replication: the leader replicates a new command at once (it does not wait for the next
 heartbeat) and keeps up to ``MAX_INFLIGHT`` AppendEntries in flight per follower, each
 starting where the one before ended (pipelining, as etcd does); when one is answered,
-everything that piled up meanwhile goes in the next (batching). Client
-commands that arrive together are also appended together (*group commit*, as etcd does):
-they queue until the end of the node's current round of inputs (a 0 ms timer) and then go
-to the log, to storage and to the followers as one batch -- one write, not one per command. Every
-``HEARTBEAT_MS`` each follower gets an AppendEntries anyway, which also repairs lost
-messages. A rejected AppendEntries carries a conflict term and index, so the leader skips
-a whole term of mismatched entries at a time (the "fast backup" of §5.3's last paragraphs).
-A new leader appends a no-op entry of its term (§8), so older entries commit without
-waiting for a client.
+everything that piled up meanwhile goes in the next (batching). A rejection of an awaited
+AppendEntries drops the pipeline and starts again from where the follower's log agrees; it
+carries a conflict term and index, so the leader skips a whole term of mismatched entries
+at a time (the "fast backup" of §5.3's last paragraphs). Client commands that arrive
+together are appended together (*group commit*, as etcd does): they queue until the end
+of the node's current round of inputs (a 0 ms timer) and then go to the log, to storage and
+to the followers as one batch -- one write, not one per command -- unless more than
+``MAX_UNCOMMITTED`` entries already wait for a majority (flow control). Every
+``HEARTBEAT_MS`` each follower hears from the leader: an empty AppendEntries while batches
+are on their way, else whatever it lacks; a batch unanswered for two heartbeats is taken as
+lost and sent again. A new leader appends a no-op entry of its term (§8), so older entries
+commit without waiting for a client.
 
 Clients (§8) and ``RaftKV``: any node accepts a request; a follower forwards it to the
 leader it knows and retries (to a newer leader) on timeout. Every command carries a client

@@ -7,45 +7,28 @@ makes sure the checks are not vacuous: a buffer that delivers on arrival must fa
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-import nbformat
 import pytest
+from solutionnb import HIDDEN, SolutionNotebook
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "solutions" / "01_time.ipynb"
-HIDDEN = re.compile(r"^### BEGIN HIDDEN TESTS\n(.*?)^### END HIDDEN TESTS", re.M | re.S)
-
-
-def _cells():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    setup = [c.source for c in code if "check" not in c.metadata.get("tags", [])]
-    checks = [c.source for c in code if "check" in c.metadata.get("tags", [])]
-    return setup, checks
+NB = SolutionNotebook("01_time.ipynb")
 
 
 @pytest.fixture(scope="module")
 def namespace():
-    setup, _ = _cells()
-    ns = {"__name__": "__main__"}
-    for i, src in enumerate(setup):
-        exec(compile(src, f"{NOTEBOOK.name}[{i}]", "exec"), ns)
-    return ns
+    return NB.run_setup()
 
 
 def test_every_check_cell_has_hidden_tests():
-    _, checks = _cells()
+    checks = NB.checks
     assert len(checks) == 3
     assert all(HIDDEN.search(src) for src in checks)
 
 
 @pytest.mark.parametrize("exercise", [0, 1, 2], ids=["lamport", "vector_clocks", "causal_buffer"])
 def test_hidden(namespace, exercise):
-    _, checks = _cells()
-    block = HIDDEN.search(checks[exercise]).group(1)
+    block = NB.hidden(exercise)
     assert "range(1000, 1200)" in block       # >= 200 seeds per scenario
-    exec(compile(block, f"{NOTEBOOK.name}:hidden[{exercise}]", "exec"), namespace)
+    NB.run_hidden(exercise, namespace)
 
 
 def test_checks_catch_wrong_buffers(namespace):

@@ -10,35 +10,19 @@ paper must fail the check of its stage.
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-import nbformat
 import pytest
+from solutionnb import HIDDEN, SolutionNotebook
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "solutions" / "05_raft.ipynb"
-HIDDEN = re.compile(r"^### BEGIN HIDDEN TESTS\n(.*?)^### END HIDDEN TESTS", re.M | re.S)
-
-
-def _cells():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    setup = [c.source for c in code if "check" not in c.metadata.get("tags", [])]
-    checks = [c.source for c in code if "check" in c.metadata.get("tags", [])]
-    return setup, checks
+NB = SolutionNotebook("05_raft.ipynb")
 
 
 @pytest.fixture(scope="module")
 def namespace():
-    setup, _ = _cells()
-    ns = {"__name__": "__main__"}
-    for i, src in enumerate(setup):
-        exec(compile(src, f"{NOTEBOOK.name}[{i}]", "exec"), ns)
-    return ns
+    return NB.run_setup()
 
 
 def test_every_stage_check_has_hidden_tests():
-    _, checks = _cells()
+    checks = NB.checks
     assert len(checks) == 5                       # four stages and the real-process run
     assert all(HIDDEN.search(src) for src in checks[:4])
 
@@ -49,9 +33,7 @@ HIDDEN_SEEDS = range(1000, 1200)                  # 200 seeds per stage, none of
 
 @pytest.mark.parametrize("stage", range(4), ids=STAGES)
 def test_hidden(namespace, stage):
-    _, checks = _cells()
-    block = HIDDEN.search(checks[stage]).group(1)
-    exec(compile(block, f"{NOTEBOOK.name}:hidden[{stage}]", "exec"), namespace)
+    NB.run_hidden(stage, namespace)
     namespace["sweep"](namespace[f"{STAGES[stage]}_hidden"], seeds=HIDDEN_SEEDS)
 
 
