@@ -90,7 +90,7 @@ class DrivenKV(RaftKV):
             ctx.cancel_timer("drive_deadline")
             ctx.reply(run["msg"], ok=run["ok"], ms=run["end"] - run["t0"])
 
-from _common import HERE, emit, info, median, pct  # noqa: E402
+from _common import HERE, emit, info, median, pct, stop_children  # noqa: E402
 
 PYSYNCOBJ = "pysyncobj==0.3.17"
 DEPS = os.path.join(HERE, ".deps")
@@ -145,17 +145,7 @@ def pysyncobj_run(inflight: int, seconds: float, singles: int) -> dict:
                     break
                 del outs[f]                                     # that node exited
     finally:
-        for p in procs:
-            try:
-                p.stdin.close()
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_children(procs)
     if not line:
         raise RuntimeError("the PySyncObj driver printed nothing")
     out = json.loads(line)

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import PY, emit, info, median  # noqa: E402
+from _common import PY, emit, info, median, stop_children  # noqa: E402
 
 REPS = {5: 7, 20: 3}     # fresh processes per cluster size
 WARM_REPS = 3
@@ -43,15 +43,7 @@ def bare_start(n: int) -> float:
                 raise RuntimeError("a bare process did not start")
         return time.perf_counter() - t0
     finally:
-        for p in procs:
-            p.stdin.close()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            p.stdout.close()
+        stop_children(procs)
 
 
 def one(n: int) -> dict:
