@@ -340,8 +340,11 @@ class ProcessRuntime(RuntimeBase):
 
     def _drain_inbox(self, out: list[Event]) -> None:
         """Hand client replies to their callbacks; requests the callbacks send are held and
-        go out together when the inbox is empty (one frame per node, as nodes do)."""
-        self._held = {}
+        go out together when the inbox is empty (one frame per node, as nodes do). A callback
+        may itself wait for a reply (``cluster.request``): that drain nests in this one."""
+        outermost = self._held is None
+        if outermost:
+            self._held = {}
         try:
             while True:
                 try:
@@ -352,6 +355,8 @@ class ProcessRuntime(RuntimeBase):
                     self._client_arrive(raw, out)
         finally:
             self._send_held()
+            if outermost:
+                self._held = None
 
     def _client_arrive(self, raw: bytes, out: list[Event]) -> None:
         try:
@@ -419,8 +424,11 @@ class ProcessRuntime(RuntimeBase):
 
     def _send_held(self) -> None:
         """Send the requests that reply callbacks made during a drain: one frame per node."""
-        held, self._held = self._held, None
-        for node, items in (held or {}).items():
+        held = self._held
+        if not held:
+            return
+        self._held = {}
+        for node, items in held.items():
             try:
                 self._to_node[node].send("\n".join(w for _, w in items).encode(), zmq.NOBLOCK)
             except zmq.Again:
@@ -428,6 +436,7 @@ class ProcessRuntime(RuntimeBase):
                     self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
     def _wait_for_reply(self, mid: str, timeout: float) -> None:
+        self._send_held()                        # a request made in a reply callback: send it now
         deadline = time.monotonic() + timeout / 1000.0
         while True:
             with self._lock:

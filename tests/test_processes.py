@@ -573,3 +573,26 @@ def test_reply_callbacks_do_not_run_during_close():
         n = len(calls)
         c.close()
     assert n > 500 and len(calls) == n
+
+
+@pytest.mark.processes
+def test_a_reply_callback_may_itself_wait_for_a_reply():
+    """Requests sent from reply callbacks are batched; one that a callback waits for
+    (``cluster.request`` inside ``on_reply``) must still go out, and the batch around it too."""
+    class Echo(labkit.Node):
+        def on_message(self, ctx, msg):
+            ctx.reply(msg, n=msg["n"])
+
+    with labkit.Cluster(Echo, n=2, seed=1) as c:
+        seen, nested = [], []
+
+        def on_reply(ev):
+            seen.append(ev.body["n"])
+            if ev.body["n"] < 10:
+                c.client_send("n2", "ping", n=ev.body["n"] + 10, on_reply=on_reply)   # held
+                nested.append(c.request("n1", "ping", n=100 + ev.body["n"]).body["n"])  # waits
+
+        for n in range(10):
+            c.client_send("n1", "ping", n=n, on_reply=on_reply)
+        c.run_for(0.5)
+    assert sorted(seen) == list(range(20)) and sorted(nested) == [100 + n for n in range(10)]
