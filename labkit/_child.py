@@ -328,7 +328,7 @@ class _Node:
         # node's GC pause stays short as its state grows (an 80 ms pause on a follower with a
         # large log was enough to start a needless election). The cost: cyclic garbage made
         # later out of frozen objects is never collected -- rare in node state.
-        survivors = self._gc_survivors = [False]
+        survivors = [False]
 
         def after_collection(phase: str, info: dict) -> None:
             if phase == "stop" and info["generation"] >= 1:

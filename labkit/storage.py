@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import StorageError
-from .message import dumps as _dumps, quote
+from .message import dumps as _dumps
 
 
 
@@ -119,7 +119,7 @@ class FileBackedData:
 
     @staticmethod
     def _line(changes: dict[str, str | None]) -> bytes:
-        sets = ",".join(f"{quote(k)}:{v}" for k, v in changes.items() if v is not None)
+        sets = ",".join(f"{_dumps(k)}:{v}" for k, v in changes.items() if v is not None)
         dels = [k for k, v in changes.items() if v is None]
         tail = f',"d":{_dumps(dels)}' if dels else ""
         return f'{{"m":{{{sets}}}{tail}}}\n'.encode()
