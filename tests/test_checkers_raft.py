@@ -382,3 +382,15 @@ def test_apply_runs_are_checked_against_the_noted_log():
     assert v.failed and "index 2 was applied as [term 1, 'b']" in str(v)
     with pytest.raises(ValueError, match="log has 2 entries"):
         state_machine_safety(Journal(ok[:2] + [note(3, "n1", what="apply", index=1, last=3)]))
+
+
+def test_a_journal_without_raft_notes_is_unknown_not_a_pass():
+    class Silent(labkit.Node):
+        pass
+
+    with labkit.Cluster(Silent, n=3, runtime="sim", seed=1) as c:
+        c.run_for(0.1)
+        v = check_raft(c.journal)
+    assert v.valid is None and "no Raft notes" in str(v)
+    assert all(f(c.journal).valid is None for f in (election_safety, log_matching, state_machine_safety,
+                                                      leader_completeness, commit_monotonic))

@@ -24,9 +24,10 @@ Liveness (``leader_within``, ``progress``) and cost (``message_budget``) take ti
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..journal import Event, Journal
 from ..runtime import is_client_id
@@ -96,7 +97,7 @@ def _walk(journal: Any) -> Iterator[tuple[Event, str, _Node, dict]]:
         if e.kind == "start":
             nodes[e.node] = _Node(e.get("incarnation", 1))
             continue
-        if e.kind != "note" or e.get("what") not in ("state", "log", "commit", "apply"):
+        if e.kind != "note" or e.get("what") not in NOTE_KINDS:
             continue
         what = e.get("what")
         n = nodes.setdefault(e.node, _Node(1))
@@ -150,7 +151,25 @@ def _verdict(name: str, violations: list[RaftViolation], ok: str, details: dict)
     return Verdict(True, name, ok, details)
 
 
+NOTE_KINDS = ("state", "log", "commit", "apply")
+
+
+def _observed(check: Callable[[Any], Verdict]) -> Callable[[Any], Verdict]:
+    """A safety checker over a journal with no Raft notes has nothing to check: it answers
+    unknown, never pass (a node that forgot its notes must not look correct)."""
+    @functools.wraps(check)
+    def run(journal: Any) -> Verdict:
+        evs = _events(journal)
+        if not any(e.kind == "note" and e.get("what") in NOTE_KINDS for e in evs):
+            return Verdict(None, check.__name__, "no Raft notes in the journal: do the nodes call "
+                           "ctx.note('state' | 'log' | 'commit' | 'apply', ...)? (schema: labkit.checkers.raft)",
+                           {"notes": 0})
+        return check(evs)
+    return run
+
+
 # ---- §5.2 Election Safety ---------------------------------------------------------------------
+@_observed
 def election_safety(journal: Journal) -> Verdict:
     """At most one leader is elected in a given term (over every ``state`` note)."""
     leaders: dict[int, Event] = {}
@@ -168,6 +187,7 @@ def election_safety(journal: Journal) -> Verdict:
 
 
 # ---- §5.3 Log Matching ------------------------------------------------------------------------
+@_observed
 def log_matching(journal: Journal) -> Verdict:
     """If two logs contain an entry with the same index and term, the logs are identical in
     all entries up to that index -- checked at every log change of every node, against
@@ -202,6 +222,7 @@ def log_matching(journal: Journal) -> Verdict:
 
 
 # ---- §5.4.3 State Machine Safety ------------------------------------------------------------
+@_observed
 def state_machine_safety(journal: Journal) -> Verdict:
     """No two nodes (or incarnations) apply different entries at the same index; each
     incarnation applies committed entries only, in index order from 1, without gaps."""
@@ -237,6 +258,7 @@ def _check_apply(e: Event, n: _Node, i: int, term: int, cmd: Any, applied: dict,
 
 
 # ---- §5.4 Leader Completeness -----------------------------------------------------------------
+@_observed
 def leader_completeness(journal: Journal) -> Verdict:
     """An entry committed in term T (a ``commit`` note covering it, made by a node in term T,
     with the entry's term from that node's log) is in the log of every leader of a term
@@ -271,6 +293,7 @@ def leader_completeness(journal: Journal) -> Verdict:
 
 
 # ---- commit index: monotonic, and the committed prefix never changes ------------------------------
+@_observed
 def commit_monotonic(journal: Journal) -> Verdict:
     """Per incarnation the commit index never moves backwards nor past the log, and no log
     change touches a committed entry; across the cluster, an index commits to one entry."""
