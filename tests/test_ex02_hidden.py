@@ -68,6 +68,23 @@ def test_no_anti_entropy_fails(namespace):
     _fails(namespace, "AntiEntropyKV", "anti_entropy_scenario", Lazy)
 
 
+def test_anti_entropy_that_overwrites_without_comparing_versions_fails(namespace):
+    """Replicas that take whatever a peer syncs converge -- on an older write than the newest."""
+    class Blind(namespace["PushOnlyKV"]):
+        def on_timer(self, ctx, name):
+            ctx.send(ctx.rng.choice(ctx.peers), "sync", store=self.store)
+            ctx.set_timer("gossip", between=self.GOSSIP)
+
+        def on_message(self, ctx, msg):
+            if msg.type != "sync":
+                return super().on_message(ctx, msg)
+            for key, version in msg["store"].items():
+                self.store[key] = list(version)
+                ctx.note("state", value=sorted([k, v[2]] for k, v in self.store.items()))
+
+    _fails(namespace, "AntiEntropyKV", "anti_entropy_scenario", Blind)
+
+
 def test_sessions_without_tokens_fail(namespace):
     class Forgetful(namespace["Session"]):
         def fields(self, f, key):
