@@ -9,7 +9,7 @@ from __future__ import annotations
 from .cluster import Cluster, NodeStatus
 from .context import Context
 from .errors import (ClusterClosed, LabkitError, MessageError, NodeCrashed, RequestTimeout, RpcTimeout,
-                     StorageError, UnknownNode)
+                     StorageCorrupt, StorageError, UnknownNode)
 from .journal import KINDS, Event, Journal
 from .message import Message
 from .nemesis import FAULTS, Schedule

@@ -21,6 +21,7 @@ It ignores SIGINT, so interrupting a notebook cell does not stop the cluster.
 """
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -65,28 +66,78 @@ def _drop_inherited_keepalives() -> None:
             setattr(obj, attr, None)
 
 
+def write_all(fd: int, buf: bytes) -> None:
+    """``os.write`` until every byte is written (a write may be short: a file-size limit, a
+    signal); raises OSError (ENOSPC, EFBIG, EIO, ...) when the OS refuses."""
+    view = memoryview(buf)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "the write made no progress")
+        view = view[n:]
+
+
 def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     _drop_inherited_keepalives()
+    node = _Node.__new__(_Node)
     try:
-        _Node(spec, factory_blob, watch).run()
+        node.__init__(spec, factory_blob, watch)  # type: ignore[misc]
+        node.run()
     except SystemExit:
         raise
-    except BaseException:  # a bug in labkit itself: say so in the journal, then go
-        _emergency_journal(spec, traceback.format_exc())
+    except BaseException as e:  # storage that cannot open, a full disk, or a bug in labkit
+        error, cause = _describe(e, node)
+        _emergency_journal(spec, traceback.format_exc(), error, cause)
+        _last_words(node, error)
         os._exit(EXIT_INTERNAL)
 
 
-def _emergency_journal(spec: dict, tb: str) -> None:
+def _describe(e: BaseException, node: Any) -> tuple[str, str]:
+    """What went wrong, in words for the crash report: (error, cause)."""
+    from .errors import StorageError
+    if isinstance(e, StorageError):
+        return str(e), "opening its storage" if not hasattr(node, "ctx") else "writing its storage"
+    if isinstance(e, OSError) and e.errno is not None:
+        name = errno.errorcode.get(e.errno, "error")
+        what = f"{name}: {e.strerror}"
+        lost = ""
+        for line in getattr(node, "jbuf", ()):   # a crash the journal could not take
+            if '"kind":"crash"' in line:
+                try:
+                    lost = f"; the node had crashed: {json.loads(line).get('error')}"
+                except ValueError:
+                    pass
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            what += " -- the node cannot write its journal or storage (disk full or file-size limit)"
+        return what + lost, "the labkit node runtime"
+    return "labkit runtime error", "the labkit node runtime"
+
+
+def _last_words(node: Any, error: str) -> None:
+    """Tell the parent why this process ends, over the control socket: the disk may be too
+    full for the journal to say it."""
+    control = getattr(node, "control", None)
+    if control is None:
+        return
+    try:
+        control.send(_dumps({"op": "fatal", "error": error[:2000]}).encode(), node.zmq.NOBLOCK)
+        node.zc.destroy(linger=300)   # wait (briefly) until it is sent
+    except Exception:
+        pass
+
+
+def _emergency_journal(spec: dict, tb: str, error: str = "labkit runtime error",
+                       cause: str = "the labkit node runtime") -> None:
     path = os.path.join(spec["dir"], f"j-{spec['id']}-{spec['incarnation']}.jsonl")
     t = (time.monotonic() - spec["t0"]) * 1000.0
-    line = _dumps({"t": round(t, 3), "kind": "crash", "node": spec["id"], "error": "labkit runtime error",
-                   "cause": "the labkit node runtime", "traceback": tb,
+    line = _dumps({"t": round(t, 3), "kind": "crash", "node": spec["id"], "error": error,
+                   "cause": cause, "traceback": tb,
                    "incarnation": spec["incarnation"], "seed": spec["seed"]}) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(fd, line.encode())
+        write_all(fd, line.encode())
         os.close(fd)
     except OSError:
         pass
@@ -151,10 +202,12 @@ class _Node:
 
         from ._pickling import loads
         factory = loads(factory_blob)
-        store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"))
+        store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"), fsync=spec.get("fsync", False))
         self.ctx = Context(self, self.id, factory(), tuple(n for n in self.nodes if n != self.id),
                            incarnation=spec["incarnation"], storage=Storage(self.id, store.data, store.write),
                            offset_ms=spec["offset_ms"], rate=spec["rate"])
+        if store.repair is not None:   # a torn last write was cut: say so before anything else
+            self.record(self.Event(self.now(), "repair", self.id, None, store.repair))
         self._handshake()
 
     def _push(self, path: str) -> Any:
@@ -283,7 +336,7 @@ class _Node:
 
     def _flush(self) -> None:
         if self.jbuf:
-            os.write(self.jfd, "".join(self.jbuf).encode())
+            write_all(self.jfd, "".join(self.jbuf).encode())
             self.jbuf.clear()
         if self.out:
             # One frame per destination per round: the round's messages to a peer (or to the
@@ -307,7 +360,7 @@ class _Node:
                         self._journal_msg("drop", wire, "queue full")
             self.out.clear()
             if self.jbuf:
-                os.write(self.jfd, "".join(self.jbuf).encode())
+                write_all(self.jfd, "".join(self.jbuf).encode())
                 self.jbuf.clear()
 
     # -- the loop ---------------------------------------------------------------------------

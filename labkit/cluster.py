@@ -100,7 +100,12 @@ class Cluster:
     """
 
     def __init__(self, nodes: Any, n: int | None = None, *, runtime: str = "processes",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, fsync: bool = False) -> None:
+        """``fsync=True`` (processes runtime) makes every ``ctx.storage`` write survive a
+        machine crash, not only a node kill, at the cost of a disk flush per write; see
+        ``labkit.storage`` for what "durable" means. The simulator keeps storage in memory."""
+        if not isinstance(fsync, bool):
+            raise TypeError(f"fsync must be True or False, got {fsync!r}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         if seed is None:
@@ -120,6 +125,7 @@ class Cluster:
         else:
             from .processes import ProcessRuntime as rt_class
         self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events)
+        self._rt.fsync = fsync  # type: ignore[attr-defined]
         # a weak reference: the journal outlives the cluster without keeping it alive
         self.journal = Journal(self._events, refresh=_weak_call(self, Cluster._rt_sync), seed=seed)
         try:

@@ -357,4 +357,4 @@ def crash_report(ev: Event) -> str:
     return (f"labkit: node {ev.node} crashed while {ev.get('cause')} "
             f"(incarnation {ev.get('incarnation')}, seed {ev.get('seed')}, t={ev.t:.1f} ms); "
             f"the rest of the cluster goes on. cluster.restart({ev.node!r}) brings it back.\n"
-            f"{ev.get('traceback')}")
+            f"{ev.get('traceback') or ev.get('error')}")

@@ -18,7 +18,13 @@ class MessageError(LabkitError, ValueError):
 
 
 class StorageError(LabkitError, ValueError):
-    """A value that cannot be stored durably (not JSON-serialisable, bad key)."""
+    """A value that cannot be stored durably (not JSON-serialisable, bad key), or a write that
+    could not be made durable (disk full, file-size limit, I/O error): nothing of it is stored."""
+
+
+class StorageCorrupt(StorageError):
+    """A node's storage file is damaged before its tail (a checksum, frame or content error with
+    whole records after it): the node refuses to start rather than skip acknowledged writes."""
 
 
 class RpcTimeout(LabkitError, TimeoutError):

@@ -42,6 +42,7 @@ KINDS = {
     "log": "a node logged a line (`text`)",
     "note": "a node journaled a protocol observation with `ctx.note` (`what`, fields)",
     "stats": "a node's counters and reported status (`counters`, `status`)",
+    "repair": "a node cut a torn last write off its storage file on start (`file`, `offset`, `bytes_cut`, `reason`)",
     "malformed": "a frame that is not a message reached a node and was dropped (`error`)",
     "nemesis": "the nemesis (node 'nemesis') started, stopped or applied a fault (`op`, `fault`, args such as `node`)",
     "op": "a client operation, Jepsen-style (`process`, `type` invoke|ok|fail|info, `f`, `value`, `key`)",

@@ -136,6 +136,8 @@ class ProcessRuntime(RuntimeBase):
         self._mp = _mp_context()
         self._watch_r, self._watch_w = self._mp.Pipe(duplex=False)
         self._blobs: dict[str, bytes] = {}
+        self._fatal: dict[str, str] = {}      # "id/incarnation" -> why its process ended
+        self.fsync = False                    # set by Cluster(fsync=...) before start
         for nid, factory in self.factories.items():
             try:
                 self._blobs[nid] = _pickling.dumps(factory)
@@ -172,7 +174,7 @@ class ProcessRuntime(RuntimeBase):
     def _spec(self, rec: NodeRecord) -> dict:
         return {"id": rec.id, "nodes": list(self.node_ids), "dir": self.dir, "seed": self.seed,
                 "incarnation": rec.incarnation, "t0": self.t0, "launched_at": self.now(),
-                "offset_ms": rec.offset_ms, "rate": rec.rate}
+                "offset_ms": rec.offset_ms, "rate": rec.rate, "fsync": self.fsync}
 
     def _launch(self, recs: list[NodeRecord]) -> None:
         from . import _child
@@ -202,6 +204,8 @@ class ProcessRuntime(RuntimeBase):
                     self.control.send_multipart([ident, go])
                 elif key in waiting and op == "started":
                     waiting.pop(key).state = "up"
+                elif op == "fatal":
+                    self._fatal[key] = json.loads(raw).get("error", "")
                 continue
             for key, r in list(waiting.items()):
                 if r.proc.exitcode is None:
@@ -213,9 +217,14 @@ class ProcessRuntime(RuntimeBase):
                     waiting.pop(key)  # crashed in its own on_start: reported like any crash
                     r.state = "crashed"
                     continue
+                self._drain_last_words()
+                why = self._fatal.get(key) or (crash.get("error") if crash is not None else None)
+                if crash is not None and crash.get("cause") == "opening its storage":
+                    raise LabkitError(f"node {r.id} could not start: {why}")
                 detail = f":\n{crash.get('traceback')}" if crash is not None else ""
+                reason = f": {why}" if why and why != "labkit runtime error" else ""
                 raise LabkitError(f"node {r.id} could not start (its process exited with code "
-                                  f"{r.proc.exitcode}){detail}")
+                                  f"{r.proc.exitcode}){reason}{detail}")
 
     def start(self) -> None:
         self._launch(list(self.records.values()))
@@ -313,12 +322,28 @@ class ProcessRuntime(RuntimeBase):
             for rec in self.records.values():
                 if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
                     rec.state = "crashed"
+                    self._drain_last_words()
+                    why = self._fatal.get(f"{rec.id}/{rec.incarnation}")
                     e = Event(self.now(), "crash", rec.id, None, {
-                        "error": f"the node process exited with code {rec.proc.exitcode}",
+                        "error": f"the node process exited with code {rec.proc.exitcode}"
+                                 + (f": {why}" if why else ""),
                         "cause": "outside any handler", "traceback": "", "incarnation": rec.incarnation,
                         "seed": self.seed})
                     self.events.append(e)
                     self.report_crash(e)
+
+    def _drain_last_words(self) -> None:
+        """Collect the "fatal" messages node processes send as they die (why they end, e.g. a
+        full disk the journal could not take). Called with the lock held and no other control
+        exchange under way, so anything else waiting is a stale ack."""
+        while self.control.poll(0):
+            ident, raw = self.control.recv_multipart()
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue
+            if msg.get("op") == "fatal":
+                self._fatal[ident.decode()] = str(msg.get("error", ""))
 
     def _read_file(self, path: str, out: list[Event]) -> None:
         st = self._files.setdefault(path, [0, b""])

@@ -7,7 +7,7 @@ import pytest
 
 import labkit
 from labkit.errors import StorageError
-from labkit.storage import FileBackedData, Storage
+from labkit.storage import MAGIC, FileBackedData, Storage
 
 
 def open_store(path):
@@ -21,7 +21,8 @@ def test_update_is_one_record_and_survives_reload(tmp_path):
     st.update({"log/1": [1, "x"], "log/2": [1, "y"]}, len=2)
     del st["a"]
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
-    assert len(lines) == 3, lines                      # one line for the three-key update
+    assert lines[0] == "labkit-storage 2"
+    assert len(lines) == 4, lines                      # the header, then one record for the three-key update
     _, again = open_store(tmp_path / "s.jsonl")
     assert dict(again.items()) == {"log/1": [1, "x"], "log/2": [1, "y"], "len": 2}
 
@@ -43,7 +44,7 @@ def test_update_rejects_bad_values_and_writes_nothing(tmp_path):
         st.update({"ok": 1, "bad": {1, 2}})
     with pytest.raises(StorageError, match="keys are strings"):
         st.update({3: 1})
-    assert dict(st.items()) == {} and os.path.getsize(tmp_path / "s.jsonl") == 0
+    assert dict(st.items()) == {} and os.path.getsize(tmp_path / "s.jsonl") == len(MAGIC)
 
 
 def test_compaction_is_amortised_when_live_data_is_large(tmp_path, monkeypatch):
