@@ -21,8 +21,8 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .errors import MessageError, RpcTimeout, UnknownNode
-from .journal import Event
-from .message import Message, check_body, encode_body, quote
+from .journal import Event, _dumps as _journal_dumps
+from .message import EncodeError, Message, check_body, dumps as _dumps, encode_body, quote
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -209,7 +209,11 @@ class Context:
                             f"({', '.join(sorted(_NOTE_RESERVED))}); pick other names")
         if not self.dead:
             head = f'{{"what":{quote(what)}'
-            body = encode_body(self.id, "journal", what, fields) if fields else "{}"
+            try:
+                body = _dumps(fields) if fields else "{}"
+            except EncodeError as e:
+                raise MessageError(f"{self.id}: cannot journal ctx.note({what!r}, ...): {e.at('fields')}. "
+                                   f"Note only dicts with str keys, lists, str, int, float, bool and None.") from None
             self._host.record(Event(self._host.now(), "note", self.id, None, None,
                                     head + ("," + body[1:] if len(body) > 2 else "}")))
 
@@ -219,7 +223,13 @@ class Context:
         self._stats_soon()
 
     def report(self, **status: Any) -> None:
-        """Publish status fields, such as ``role="leader", term=3``, for panels and checkers."""
+        """Publish status fields, such as ``role="leader", term=3``, for panels and checkers.
+        Raises MessageError naming a field the journal cannot hold (see ``ctx.send``)."""
+        try:
+            _journal_dumps(status)
+        except EncodeError as e:
+            raise MessageError(f"{self.id}: cannot report {e.at('status')}. Report only dicts with str "
+                               f"keys, lists, str, int, float, bool and None.") from None
         self._status.update(status)
         self._stats_soon()
 

@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import StorageError
-from .message import dumps as _dumps
+from .message import EncodeError, dumps as _dumps
 
 
 
@@ -37,8 +37,8 @@ class Storage(MutableMapping):
             raise StorageError(f"{self._node}: storage keys are strings, got {key!r}")
         try:
             s = _dumps(value)
-        except (TypeError, ValueError) as e:
-            raise StorageError(f"{self._node}: cannot store {key!r}: value is not JSON-serialisable ({e})") from None
+        except EncodeError as e:
+            raise _refused(self._node, key, e) from None
         self._data[key] = s
         if self._on_write:
             self._on_write({key: s})
@@ -52,8 +52,8 @@ class Storage(MutableMapping):
                 raise StorageError(f"{self._node}: storage keys are strings, got {key!r}")
             try:
                 encoded[key] = _dumps(value)
-            except (TypeError, ValueError) as e:
-                raise StorageError(f"{self._node}: cannot store {key!r}: value is not JSON-serialisable ({e})") from None
+            except EncodeError as e:
+                raise _refused(self._node, key, e) from None
         if not encoded:
             return
         self._data.update(encoded)  # type: ignore[arg-type]
@@ -76,6 +76,11 @@ class Storage(MutableMapping):
 
     def __repr__(self) -> str:
         return f"<Storage of {self._node}: {len(self._data)} keys>"
+
+
+def _refused(node: str, key: str, e: EncodeError) -> StorageError:
+    return StorageError(f"{node}: cannot store {key!r}: {e.at(f'storage[{key!r}]')}. Store only dicts "
+                        f"with str keys, lists, str, int, float, bool and None.")
 
 
 class FileBackedData:
