@@ -39,7 +39,7 @@ import zmq
 
 from .errors import LabkitError
 from .journal import Event
-from .message import decode, dumps as _dumps, wire
+from .message import decode, dumps as _dumps, loads as _loads, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
@@ -181,6 +181,8 @@ class ProcessRuntime(RuntimeBase):
                                  name=f"labkit-{rec.id}", daemon=True)
             with _MainHidden():
                 p.start()
+            if rec.proc is not None:                      # the previous incarnation's
+                _close_process(rec.proc)
             rec.proc, rec.pid, rec.state = p, p.pid, "starting"
             self._pids.add(p.pid)
         self._await_hellos(recs)
@@ -290,7 +292,9 @@ class ProcessRuntime(RuntimeBase):
             except FileNotFoundError:
                 names = []
             for name in names:
-                if name.startswith("j-"):
+                # Journals only: a node id may itself start with "j-", and its inbox socket
+                # ("j-x.in") is no file to read.
+                if name.startswith("j-") and name.endswith(".jsonl"):
                     self._read_file(os.path.join(self.dir, name), new)
             if new:
                 new.sort(key=_by_time)
@@ -336,7 +340,7 @@ class ProcessRuntime(RuntimeBase):
         st[1] = lines.pop()  # an unfinished last line waits for the rest
         for line in lines:
             if line:
-                out.append(Event.from_dict(json.loads(line)))
+                out.append(Event.from_dict(_loads(line)))
 
     def _drain_inbox(self, out: list[Event]) -> None:
         """Hand client replies to their callbacks; requests the callbacks send are held and
@@ -471,6 +475,7 @@ class ProcessRuntime(RuntimeBase):
                     rec.proc.join(5)
                     if rec.state in ("up", "paused", "starting"):
                         rec.state = "down"
+                    _close_process(rec.proc)              # its sentinel fd
             # Reply callbacks run only while the cluster runs: replies still in the inbox at
             # close are journaled, not handed to code that would use a closed cluster.
             self._awaiting.clear()
@@ -489,6 +494,17 @@ class ProcessRuntime(RuntimeBase):
         shutil.rmtree(self.dir, ignore_errors=True)
         if hasattr(self, "_finalizer"):
             self._finalizer.detach()
+
+
+def _close_process(proc: Any) -> None:
+    """Release a finished node process's file descriptor (its sentinel). A process that has
+    not exited yet (a crashed node still on its way out) is reaped first, briefly."""
+    try:
+        if proc.exitcode is None:
+            proc.join(5)
+        proc.close()
+    except ValueError:       # still running after all, or closed already: nothing to free now
+        pass
 
 
 def _last_resort_cleanup(pids: set[int], dir: str) -> None:

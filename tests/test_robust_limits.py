@@ -1,0 +1,264 @@
+"""Robustness at the edges (issue 18): data that JSON would silently change, node ids at the
+edge of the id rules, file descriptors, temporary directories, fd limits, message sizes,
+interrupted start-ups and classes defined in ``__main__``.
+
+Each fault is checked with the outcome a reader should see: a clear error naming what was
+wrong (and the path to it), or a cluster that works. Faults about processes use real ones.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+import labkit
+from labkit.errors import MessageError, StorageError
+from labkit.message import MAX_NESTING
+from labkit.testing import FakeContext
+
+try:                                   # tests/ as a package, or as a plain directory
+    from .procnodes import Lab
+except ImportError:
+    from procnodes import Lab
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def nested(levels: int, leaf=1):
+    """A list nested ``levels`` deep: nested(1) == [1], nested(2) == [[1]]."""
+    v = leaf
+    for _ in range(levels):
+        v = [v]
+    return v
+
+
+def run_py(code: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with this worktree first on the path."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([ROOT, HERE] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=e, cwd=HERE)
+
+
+# -- values JSON would change: non-str keys, too deep, circular ----------------------------------
+
+CLASHING = {"a": [0, {1: "one", "1": "uno"}]}      # JSON would keep only one of the two
+
+
+def _senders():
+    """Every way a value leaves a node or the notebook, as (name, call(value), error type)."""
+    def ctx():
+        return FakeContext("n1", ("n2", "n3"))
+
+    def request(v):
+        with labkit.Cluster(Lab, n=1, runtime="sim", seed=1) as c:
+            c.request("n1", "echo", **v)
+
+    def client_send(v):
+        with labkit.Cluster(Lab, n=1, runtime="sim", seed=1) as c:
+            c.client_send("n1", "echo", **v)
+
+    def reply(v):
+        from labkit.message import Message
+        ctx().reply(Message("n2", "n1", "q", "n2.1.1", {}), **v)
+
+    return [
+        ("send", lambda v: ctx().send("n2", "x", **v), MessageError),
+        ("reply", reply, MessageError),
+        ("broadcast", lambda v: ctx().broadcast("x", **v), MessageError),
+        ("note", lambda v: ctx().note("x", **v), MessageError),
+        ("report", lambda v: ctx().report(**v), MessageError),
+        ("storage", lambda v: ctx().storage.__setitem__("k", v), StorageError),
+        ("storage.update", lambda v: ctx().storage.update(k=v), StorageError),
+        ("request", request, MessageError),
+        ("client_send", client_send, MessageError),
+    ]
+
+
+SENDERS = pytest.mark.parametrize("name,call,error", _senders(), ids=[s[0] for s in _senders()])
+
+
+@SENDERS
+def test_non_string_dict_keys_are_refused_with_the_path(name, call, error):
+    with pytest.raises(error) as ei:
+        call(CLASHING)
+    text = str(ei.value)
+    assert "['a'][1]" in text, text                       # the path to the dict
+    assert "key 1 (int)" in text and "strings" in text, text
+
+
+@SENDERS
+@pytest.mark.parametrize("key", [True, None, 2.5, (1, 2)], ids=["bool", "None", "float", "tuple"])
+def test_every_kind_of_non_string_key_is_refused(name, call, error, key):
+    with pytest.raises(error, match="must be strings"):
+        call({"a": {"b": [{key: 1}]}})
+
+
+@SENDERS
+def test_nesting_too_deep_says_so_with_the_limit_never_circular(name, call, error):
+    # the value itself is level 1 of the body (or stored value): MAX_NESTING more is one too many
+    with pytest.raises(error) as ei:
+        call({"deep": nested(MAX_NESTING + 50)})
+    text = str(ei.value)
+    assert f"nested too deeply (limit {MAX_NESTING}" in text, text
+    assert "Circular" not in text and "circular" not in text
+    assert "['deep'][0][0]" in text
+
+
+@SENDERS
+def test_a_circular_value_is_called_circular(name, call, error):
+    loop = [1]
+    loop.append(loop)
+    with pytest.raises(error, match=r"\['c'\]\[1\] holds itself \(a circular reference\)"):
+        call({"c": loop})
+
+
+def test_the_deepest_allowed_value_crosses_and_one_more_level_is_refused():
+    ok = nested(MAX_NESTING - 1)                 # body (level 1) + MAX_NESTING - 1 lists
+    with labkit.Cluster(Lab, n=1, runtime="sim", seed=1) as c:
+        assert c.request("n1", "echo", x=ok).body["echo"] == ok
+        with pytest.raises(MessageError, match="nested too deeply"):
+            c.request("n1", "echo", x=nested(MAX_NESTING))
+    ctx = FakeContext()
+    ctx.storage["k"] = nested(MAX_NESTING)       # a stored value is level 1 itself
+    assert ctx.storage["k"] == nested(MAX_NESTING)
+    with pytest.raises(StorageError, match=r"storage\['k'\]\[0\].*nested too deeply"):
+        ctx.storage["k"] = nested(MAX_NESTING + 1)
+
+
+def test_str_subclass_keys_and_int_enum_values_still_work():
+    import enum
+
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    ctx = FakeContext()
+    ctx.send("n2", "x", m={Color.RED: [1]}, n=[{"k": 1}])
+    assert ctx.sent[-1].body == {"m": {"red": [1]}, "n": [{"k": 1}]}
+
+
+def _deep_call(depth_left: int, fn):
+    if depth_left <= 0:
+        return fn()
+    return _deep_call(depth_left - 1, fn)
+
+
+class DeepNoter(labkit.Node):
+    """Journals values close to the nesting limit, and sends them to its peers."""
+
+    def on_start(self, ctx):
+        ctx.note("deep", v=nested(MAX_NESTING - 1))
+        ctx.set_timer("t", after=5)
+        self.sent = 0
+
+    def on_timer(self, ctx, name):
+        if self.sent < 20:
+            self.sent += 1
+            ctx.broadcast("deep", v=nested(MAX_NESTING - 1, self.sent))
+            ctx.set_timer("t", after=5)
+
+
+@pytest.mark.parametrize("runtime", ["sim", pytest.param("processes", marks=pytest.mark.processes)])
+def test_reading_the_journal_from_a_deep_call_stack_loses_nothing(runtime, wait_until):
+    with labkit.Cluster(DeepNoter, n=2, runtime=runtime, seed=3) as c:
+        wait_until(lambda: len(c.journal.filter(kind="deliver")) >= 40, timeout=20, cluster=c)
+        # the stack nearly full, as in a recursive helper of the reader's: the journal is read
+        # (new lines parsed) there for the first time, and every body is decoded there
+        room = sys.getrecursionlimit() - len(__import__("inspect").stack()) - 40
+
+        def read():
+            evs = list(c.journal)
+            return evs, [e.body["v"] for e in evs if e.kind == "deliver"], [e["v"] for e in evs if e.kind == "note"]
+
+        events, bodies, notes = _deep_call(room, read)
+        assert len(bodies) >= 40 and len(notes) == 2
+        assert all(b == nested(MAX_NESTING - 1, b_leaf(b)) for b in bodies)
+        again = {(e.t, e.kind, e.node, e.id) for e in c.journal}
+        assert {(e.t, e.kind, e.node, e.id) for e in events} <= again   # nothing was dropped
+
+
+def b_leaf(v):
+    while isinstance(v, list):
+        v = v[0]
+    return v
+
+
+# -- node ids at the edge of the id rules ---------------------------------------------------------
+
+EDGE_IDS = ["j-x", "j-", "-", ".", "..", "_", "-j-1", "j-1.jsonl", "x.in", "control", "owner.pid",
+            "storage-n1", "J" * 32]
+
+
+def test_edge_ids_are_allowed_by_the_id_rules():
+    # the premise: each of these passes Cluster's id check (and the sim runs them)
+    with labkit.Cluster({i: Lab for i in EDGE_IDS}, runtime="sim", seed=1) as c:
+        assert all(c.request(i, "echo", x=i).body["me"] == i for i in EDGE_IDS)
+
+
+@pytest.mark.processes
+def test_ids_with_dashes_and_dots_work_in_status_journal_and_close():
+    c = labkit.Cluster({i: Lab for i in EDGE_IDS}, seed=5)
+    d = c._rt.dir
+    try:
+        st = c.status()
+        assert sorted(st) == sorted(EDGE_IDS) and {s.state for s in st.values()} == {"up"}
+        for i in EDGE_IDS:
+            assert c.request(i, "echo", timeout=20000, x=i).body == {"echo": i, "me": i}
+        c.request("j-x", "put", timeout=20000, value="kept")
+        c.restart("j-x")
+        assert c.request("j-x", "get", timeout=20000).body["durable"] == "kept"
+        delivered = {e.node for e in c.journal.filter(kind="deliver") if e.src == "client"}
+        assert delivered == set(EDGE_IDS)
+        assert c.status()["j-x"].incarnation == 2
+    finally:
+        c.close()
+    assert not os.path.exists(d)
+
+
+# -- file descriptors ---------------------------------------------------------------------------
+
+class HoldsALock(Lab):
+    def __init__(self):
+        import threading
+        self.lock = threading.Lock()         # cannot be pickled: Cluster() refuses the node
+
+
+@pytest.mark.processes
+def test_close_releases_every_file_descriptor():
+    """100 clusters created and closed -- restarted and crashed nodes, refused start-ups, and
+    every cluster kept alive by a reference (as Jupyter's ``Out[]`` keeps a cell's value):
+    the notebook process holds no more descriptors than before."""
+    me = psutil.Process()
+    warm = labkit.Cluster(Lab, n=2, seed=1)  # starts the forkserver and resource tracker
+    warm.request("n1", "echo", timeout=20000)
+    warm.close()
+    gc.collect()
+    before = me.num_fds()
+    out = []                                 # Out[1], Out[2], ...
+    for i in range(100):
+        if i % 10 == 9:
+            with pytest.raises(labkit.LabkitError, match="pickl"):
+                labkit.Cluster({"a": HoldsALock()}, seed=i)
+        c = labkit.Cluster(Lab, n=2, seed=i)
+        out.append(c)
+        c.request("n1", "echo", timeout=20000, x=i)
+        c.request("n2", "echo", timeout=20000, x=i)
+        if i % 10 == 0:
+            c.restart("n1")
+            with pytest.raises(labkit.NodeCrashed):
+                c.request("n2", "boom", timeout=20000)
+            c.restart("n2")
+            c.request("n2", "echo", timeout=20000)
+        c.close()
+    gc.collect()
+    after = me.num_fds()
+    assert after <= before, f"{after - before} descriptors leaked over 100 clusters ({before} -> {after})"
+    assert all(c.closed for c in out)
