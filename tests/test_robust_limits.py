@@ -262,3 +262,122 @@ def test_close_releases_every_file_descriptor():
     after = me.num_fds()
     assert after <= before, f"{after - before} descriptors leaked over 100 clusters ({before} -> {after})"
     assert all(c.closed for c in out)
+
+
+# -- temporary directories: the forkserver's, and a long TMPDIR -------------------------------
+
+SHOW_DIRS = """
+import json, os, labkit
+from multiprocess import process
+from procnodes import Lab
+c = labkit.Cluster(Lab, n=2, seed=3)
+assert c.request("n2", "echo", timeout=20000, x=1).body == {"echo": 1, "me": "n2"}
+print("DIRS " + json.dumps({"mp": process.current_process()._config["tempdir"], "cluster": c._rt.dir,
+                            "pid": os.getpid()}), flush=True)
+"""
+
+
+def _dirs(text):
+    return json.loads(next(line for line in text.splitlines() if line.startswith("DIRS "))[5:])
+
+
+@pytest.mark.processes
+def test_forkserver_dir_of_a_sigkilled_parent_is_swept(tmp_path):
+    import time
+    script = tmp_path / "parent.py"
+    script.write_text(SHOW_DIRS + "import time\ntime.sleep(120)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=HERE, text=True)
+    family = []
+    try:
+        line = proc.stdout.readline()
+        info = _dirs(line)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert os.path.isdir(info["mp"]) and os.listdir(info["mp"])     # the forkserver's socket
+        proc.kill()
+        proc.wait(10)
+        psutil.wait_procs(family, timeout=10)
+        assert os.path.isdir(info["mp"])                # nobody was left to remove it ...
+        mine = labkit.Cluster(Lab, n=1, seed=4)         # ... until the next cluster starts
+        try:
+            assert not os.path.exists(info["mp"]), os.listdir(info["mp"])
+            from multiprocess import process
+            assert os.path.isdir(process.current_process()._config["tempdir"])   # a live one stays
+            assert mine.request("n1", "echo", timeout=20000).body["me"] == "n1"
+        finally:
+            mine.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for p in family:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        time.sleep(0)
+
+
+def test_abandoned_pymp_dirs_are_swept_and_live_ones_kept(tmp_path):
+    """``pymp-*`` directories have no owner file: one is abandoned when nothing is bound to
+    its forkserver socket (and it is not brand new)."""
+    import socket
+    import time
+    from labkit.processes import PYMP_MIN_AGE_S, _sweep_stale
+
+    def pymp(name, bound, age, extra=None):
+        d = tmp_path / name
+        d.mkdir(mode=0o700)
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(d / "listener-abcd1234"))
+        s.listen()
+        if extra:
+            (d / extra).write_text("x")
+        old = time.time() - age
+        os.utime(d / "listener-abcd1234", (old, old))
+        if not bound:
+            s.close()
+        return d, s
+
+    dead, _ = pymp("pymp-dead", bound=False, age=PYMP_MIN_AGE_S + 60)
+    live, keep_open = pymp("pymp-live", bound=True, age=PYMP_MIN_AGE_S + 60)
+    young, _ = pymp("pymp-young", bound=False, age=0)
+    other, _ = pymp("pymp-other", bound=False, age=PYMP_MIN_AGE_S + 60, extra="heap-arena")
+    empty = tmp_path / "pymp-empty"
+    empty.mkdir()
+    try:
+        _sweep_stale(str(tmp_path))
+        assert not dead.exists()
+        assert live.exists() and young.exists() and other.exists() and empty.exists()
+    finally:
+        keep_open.close()
+
+
+@pytest.mark.processes
+def test_a_long_tmpdir_still_starts_a_cluster(tmp_path):
+    long_dir = tmp_path / ("a-rather-long-temporary-directory-name-" * 3)
+    long_dir.mkdir()
+    assert len(str(long_dir)) >= 76
+    out = run_py(SHOW_DIRS + "c.close()\n", env={"TMPDIR": str(long_dir)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = _dirs(out.stdout)
+    for d in (info["mp"], info["cluster"]):
+        assert not d.startswith(str(long_dir)) and len(d) < 40, d
+    assert not os.path.exists(info["cluster"])
+
+
+def test_a_long_tmpdir_without_a_short_fallback_says_what_to_set(tmp_path):
+    long_dir = tmp_path / ("a-rather-long-temporary-directory-name-" * 3)
+    long_dir.mkdir()
+    out = run_py("""
+        import labkit, labkit.processes
+        from procnodes import Lab
+        labkit.processes.SHORT_TMP = "/nonexistent-short-tmp"
+        try:
+            labkit.Cluster(Lab, n=1, seed=1)
+        except labkit.LabkitError as e:
+            print("REFUSED", e)
+        """, env={"TMPDIR": str(long_dir)})
+    assert "REFUSED" in out.stdout, out.stderr[-3000:]
+    assert "TMPDIR" in out.stdout and str(long_dir) in out.stdout and "export TMPDIR=/tmp" in out.stdout
