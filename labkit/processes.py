@@ -201,12 +201,33 @@ def _dead_forkserver_dir(d: str) -> bool:
         return False
 
 
+def _ensure_fd_limit(n: int) -> None:
+    """Make room for an ``n``-node cluster's file descriptors in this process (and in the node
+    processes, which inherit the limit): raise the soft RLIMIT_NOFILE toward the hard limit,
+    or refuse with what to do. (macOS's default soft limit is 256; 64 nodes need more.)"""
+    from ._child import fds_needed, raise_fd_limit
+    try:
+        in_use = len(os.listdir("/dev/fd"))
+    except OSError:
+        in_use = 64
+    need = in_use + fds_needed(n, parent=True)
+    enough, soft, hard = raise_fd_limit(need)
+    if not enough:
+        hard_s = "unlimited" if hard < 0 else str(hard)
+        raise LabkitError(
+            f"a cluster of {n} nodes needs about {need} open files in this process, but its limit "
+            f"(RLIMIT_NOFILE) is {soft} and cannot be raised beyond {hard_s}. Use fewer nodes (or close "
+            f"other clusters), or raise the limit before starting Python or Jupyter: `ulimit -n {need}` "
+            f"in the shell (and the hard limit with `ulimit -Hn` if needed).")
+
+
 class ProcessRuntime(RuntimeBase):
     name = "processes"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         from . import _pickling
+        _ensure_fd_limit(len(self.node_ids))
         self._lock = self.lock
         self.dir = _short_tmpdir()
         self.t0 = time.monotonic()

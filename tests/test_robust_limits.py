@@ -381,3 +381,46 @@ def test_a_long_tmpdir_without_a_short_fallback_says_what_to_set(tmp_path):
         """, env={"TMPDIR": str(long_dir)})
     assert "REFUSED" in out.stdout, out.stderr[-3000:]
     assert "TMPDIR" in out.stdout and str(long_dir) in out.stdout and "export TMPDIR=/tmp" in out.stdout
+
+
+# -- a low limit on open files ------------------------------------------------------------------
+
+@pytest.mark.processes
+def test_64_nodes_under_a_low_soft_fd_limit_work():
+    out = run_py("""
+        import resource, labkit
+        from procnodes import Lab
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))        # macOS's default
+        with labkit.Cluster(Lab, n=2, seed=1) as small:                # the forkserver starts at 256
+            small.request("n1", "echo", timeout=20000)
+        with labkit.Cluster(Lab, n=64, seed=2) as c:
+            for node in c.ids:
+                assert c.request(node, "echo", timeout=30000, x=node).body["me"] == node
+            c.request("n1", "blast", timeout=30000, to="n64", n=5)
+            c.request("n64", "blast", timeout=30000, to="n1", n=5)
+            assert c.request("n64", "get", timeout=30000).body["handled"] >= 6
+            assert not c.crashes
+        print("OK", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        """, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("OK"), out.stdout
+
+
+@pytest.mark.processes
+def test_a_hard_fd_limit_too_low_for_64_nodes_is_refused_clearly():
+    out = run_py("""
+        import resource, labkit
+        from procnodes import Lab
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        try:
+            labkit.Cluster(Lab, n=64, seed=2)
+        except labkit.LabkitError as e:
+            print("REFUSED", e)
+        with labkit.Cluster(Lab, n=3, seed=2) as c:                   # a small one still fits
+            print("SMALL", c.request("n3", "echo", timeout=20000).body["me"])
+        """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "REFUSED a cluster of 64 nodes needs about" in out.stdout, out.stdout
+    assert "RLIMIT_NOFILE) is 256" in out.stdout and "ulimit -n" in out.stdout
+    assert "SMALL n3" in out.stdout
