@@ -30,7 +30,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .message import dumps as _dumps
+from .message import MAX_FRAME_BYTES, dumps as _dumps, split_frames, too_large
 
 MAX_BATCH = 256
 EXIT_CRASHED = 3
@@ -163,6 +163,7 @@ class _Node:
         if os.path.exists(path):
             os.unlink(path)  # left by a killed earlier incarnation
         self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + path)
         self.socks: dict[str, Any] = {}
         for peer in self.nodes:
@@ -171,6 +172,7 @@ class _Node:
         self.client_sock = self._push(os.path.join(d, "client.in"))
         self.control = zc.socket(zmq.DEALER)
         self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.control.setsockopt(zmq.IDENTITY, f"{self.id}/{spec['incarnation']}".encode())
         self.control.connect("ipc://" + os.path.join(d, "control"))
 
@@ -230,6 +232,12 @@ class _Node:
 
     def transmit(self, ctx: Any, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
         now = self.now()
+        rule = too_large(type, body_json)
+        if rule is not None:        # journaled without its body; never sent
+            w = self.wire(self.id, dst, type, mid, re, now, "{}")
+            self.jbuf.append(f'{{"t":{now:.3f},"kind":"send","node":{self.jid},{w[1:]}\n')
+            self.jbuf.append(f'{{"t":{now:.3f},"kind":"drop","node":{_dumps(dst)},{w[1:-1]},"rule":{_dumps(rule)}}}\n')
+            return
         w = self.wire(self.id, dst, type, mid, re, now, body_json)
         self.jbuf.append(f'{{"t":{now:.3f},"kind":"send","node":{self.jid},{w[1:]}\n')
         self.out.append((dst, w))
@@ -328,11 +336,13 @@ class _Node:
                 else:
                     group.append(wire)
             for sock, wires in by_sock.items():
-                try:
-                    sock.send("\n".join(wires).encode(), NOBLOCK)
-                except Again:
-                    for wire in wires:
-                        self._journal_msg("drop", wire, "queue full")
+                data = "\n".join(wires).encode()
+                for frame, held in ([(data, wires)] if len(data) <= MAX_FRAME_BYTES else split_frames(wires)):
+                    try:
+                        sock.send(frame, NOBLOCK)
+                    except Again:
+                        for wire in held:
+                            self._journal_msg("drop", wire, "queue full")
             self.out.clear()
             if self.jbuf:
                 os.write(self.jfd, "".join(self.jbuf).encode())

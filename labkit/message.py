@@ -313,6 +313,51 @@ def wire(src: str, dst: str, type: str, id: str, re: str | None, at: float, body
             f'"re":{re_s},"at":{round(at, 3)!r},"body":{body_json}}}')
 
 
+#: The largest message labkit carries, in bytes of its wire form (UTF-8 JSON). A node's
+#: larger message is not sent: the journal shows its ``send`` and a ``drop`` whose rule says
+#: "too large" (with the body left out); a larger client request raises MessageError.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: The largest frame a node socket accepts (ZeroMQ's MAXMSGSIZE): a frame holds one round's
+#: messages to one destination, split so that no frame is larger. A bigger frame -- which
+#: only a foreign sender can make -- is refused by ZeroMQ before it is read into memory
+#: (the connection that sent it is closed), so no frame can blow up a node's memory.
+MAX_FRAME_BYTES = 2 * MAX_MESSAGE_BYTES
+_SURELY_SMALL = (MAX_MESSAGE_BYTES - 1024) // 6     # characters: a JSON escape takes <= 6 bytes
+
+
+def too_large(type: str, body_json: str) -> str | None:
+    """The drop rule for a message over ``MAX_MESSAGE_BYTES``, or None (cheap when small).
+    The size counted is the body's and the quoted type's bytes; the other wire fields take
+    under 1 KB (ids are short), which the limit leaves room for."""
+    if len(body_json) + len(type) < _SURELY_SMALL:
+        return None
+    n = len(body_json.encode()) + len(quote(type).encode())
+    if n + 1024 <= MAX_MESSAGE_BYTES:
+        return None
+    return (f"too large: {n:,} bytes of body and type, over labkit's limit of "
+            f"{MAX_MESSAGE_BYTES - 1024:,} per message (MAX_MESSAGE_BYTES)")
+
+
+def split_frames(wires: list[str]) -> list[tuple[bytes, list[str]]]:
+    """Wire-form messages (each within ``MAX_MESSAGE_BYTES``) joined by newlines into frames
+    of at most ``MAX_FRAME_BYTES``; each frame with the messages it holds."""
+    out: list[tuple[bytes, list[str]]] = []
+    parts: list[bytes] = []
+    held: list[str] = []
+    size = 0
+    for w in wires:
+        b = w.encode()
+        if parts and size + len(b) + 1 > MAX_FRAME_BYTES:
+            out.append((b"\n".join(parts), held))
+            parts, held, size = [], [], 0
+        parts.append(b)
+        held.append(w)
+        size += len(b) + 1
+    if parts:
+        out.append((b"\n".join(parts), held))
+    return out
+
+
 #: Characters allowed in node ids: letters, digits and ``_ - .`` (never escaped in JSON).
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 

@@ -40,7 +40,7 @@ import zmq
 
 from .errors import LabkitError
 from .journal import Event
-from .message import decode, dumps as _dumps, loads as _loads, wire
+from .message import MAX_FRAME_BYTES, decode, dumps as _dumps, loads as _loads, split_frames, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
@@ -246,9 +246,11 @@ class ProcessRuntime(RuntimeBase):
         self.zctx = zmq.Context()
         self.control = self.zctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.control.bind("ipc://" + os.path.join(self.dir, "control"))
         self.inbox = self.zctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
@@ -531,11 +533,13 @@ class ProcessRuntime(RuntimeBase):
             return
         self._held = {}
         for node, items in held.items():
-            try:
-                self._to_node[node].send("\n".join(w for _, w in items).encode(), zmq.NOBLOCK)
-            except zmq.Again:
-                for mid, w in items:
-                    self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+            for frame, wires in split_frames([w for _, w in items]):     # each within MAX_FRAME_BYTES
+                try:
+                    self._to_node[node].send(frame, zmq.NOBLOCK)
+                except zmq.Again:
+                    for w in wires:
+                        mid = decode(w).id
+                        self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
     def _wait_for_reply(self, mid: str, timeout: float) -> None:
         self._send_held()                        # a request made in a reply callback: send it now

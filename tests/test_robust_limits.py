@@ -424,3 +424,88 @@ def test_a_hard_fd_limit_too_low_for_64_nodes_is_refused_clearly():
     assert "REFUSED a cluster of 64 nodes needs about" in out.stdout, out.stdout
     assert "RLIMIT_NOFILE) is 256" in out.stdout and "ulimit -n" in out.stdout
     assert "SMALL n3" in out.stdout
+
+
+# -- the largest message --------------------------------------------------------------------------
+
+class Sender(labkit.Node):
+    """Sends what a client asks: one message of ``size`` characters, or ``count`` of them."""
+
+    def on_message(self, ctx, msg):
+        if msg.type == "send":
+            for i in range(msg.get("count", 1)):
+                ctx.send(msg["to"], "blob", i=i, data="x" * msg["size"])
+            ctx.reply(msg)
+        elif msg.type == "blob":
+            ctx.count("blobs")
+            ctx.count("chars", len(msg["data"]))
+        elif msg.type == "count":
+            ctx.reply(msg, blobs=ctx.counters.get("blobs", 0), chars=ctx.counters.get("chars", 0))
+
+
+RUNTIMES = pytest.mark.parametrize("runtime", ["sim", pytest.param("processes", marks=pytest.mark.processes)])
+
+
+@RUNTIMES
+def test_a_message_over_the_limit_is_dropped_with_the_reason_in_the_journal(runtime):
+    from labkit.message import MAX_MESSAGE_BYTES
+    with labkit.Cluster(Sender, n=2, runtime=runtime, seed=1) as c:
+        c.request("n1", "send", timeout=20000, to="n2", size=MAX_MESSAGE_BYTES + 10)
+        c.request("n1", "send", timeout=20000, to="n2", size=100)       # the next one goes
+        c.run_for(0.3)
+        assert c.request("n2", "count", timeout=20000).body == {"blobs": 1, "chars": 100}
+        drops = [e for e in c.journal.filter(kind="drop") if e.type == "blob"]
+        assert len(drops) == 1 and drops[0].node == "n2"
+        assert "too large" in drops[0]["rule"] and "MAX_MESSAGE_BYTES" in drops[0]["rule"]
+        assert drops[0].body == {}                                       # not 16 MB in the journal
+        assert [e.id for e in c.journal.filter(kind="send", type="blob")][0] == drops[0].id
+
+
+@RUNTIMES
+def test_a_client_request_over_the_limit_is_refused_at_once(runtime):
+    from labkit.message import MAX_MESSAGE_BYTES
+    with labkit.Cluster(Sender, n=1, runtime=runtime, seed=1) as c:
+        with pytest.raises(MessageError, match="too large|over labkit's limit"):
+            c.request("n1", "blob", data="é" * (MAX_MESSAGE_BYTES // 2))   # 2 bytes a character
+        assert not c.journal.filter(kind="send")
+
+
+@RUNTIMES
+def test_many_large_messages_in_one_round_all_arrive(runtime):
+    """A round's messages to one peer travel in frames no larger than MAX_FRAME_BYTES."""
+    from labkit.message import MAX_FRAME_BYTES
+    size = 4 * 1024 * 1024
+    count = MAX_FRAME_BYTES // size * 2 + 1           # well over one frame's worth
+    with labkit.Cluster(Sender, n=2, runtime=runtime, seed=1) as c:
+        c.request("n1", "send", timeout=30000, to="n2", size=size, count=count)
+        c.run_for(0.5)
+        got = c.request("n2", "count", timeout=30000).body
+        assert got == {"blobs": count, "chars": count * size}
+        assert not c.journal.filter(kind="drop")
+
+
+@pytest.mark.processes
+def test_a_200_mb_garbage_frame_does_not_blow_up_a_node():
+    import zmq
+    with labkit.Cluster(Sender, n=2, seed=1) as c:
+        node = psutil.Process(c.status()["n1"].pid)
+        before = node.memory_info().rss
+        ctx = zmq.Context()
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        try:
+            push.connect("ipc://" + os.path.join(c._rt.dir, "n1.in"))
+            garbage = os.urandom(1 << 20) * 200
+            push.send(garbage, copy=False)
+            del garbage
+            c.run_for(1.0)                       # the node reads (and refuses) what came
+            peak = max(node.memory_info().rss, getattr(node.memory_full_info(), "uss", 0))
+            assert peak - before < 64 * 1024 * 1024, f"{(peak - before) >> 20} MB more"
+            # the node is unharmed and still serves the cluster
+            c.request("n2", "send", timeout=20000, to="n1", size=10)
+            c.run_for(0.2)
+            assert c.request("n1", "count", timeout=20000).body == {"blobs": 1, "chars": 10}
+            assert c.status()["n1"].state == "up" and not c.crashes
+        finally:
+            push.close(0)
+            ctx.term()
