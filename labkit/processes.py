@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import zmq
 
+from ._interrupts import held_interrupts
 from .errors import LabkitError
 from .journal import Event
 from .message import MAX_FRAME_BYTES, decode, dumps as _dumps, loads as _loads, split_frames, wire
@@ -89,12 +90,16 @@ class _MainHidden:
 
     def __enter__(self) -> None:
         _START_LOCK.acquire()
-        main = sys.modules["__main__"]
-        self.main = main
-        self.spec = main.__dict__.get("__spec__", self._missing)
-        self.file = main.__dict__.get("__file__", self._missing)
-        main.__spec__ = None
-        main.__dict__.pop("__file__", None)
+        try:
+            main = sys.modules["__main__"]
+            self.main = main
+            self.spec = main.__dict__.get("__spec__", self._missing)
+            self.file = main.__dict__.get("__file__", self._missing)
+            main.__spec__ = None
+            main.__dict__.pop("__file__", None)
+        except BaseException:               # never leave the lock held: every start would hang
+            _START_LOCK.release()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         main = self.main
@@ -226,8 +231,34 @@ class ProcessRuntime(RuntimeBase):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        from . import _pickling
         _ensure_fd_limit(len(self.node_ids))
+        # Ctrl-C is held back during set-up and delivered at its end, where what was made is
+        # undone: an interrupted Cluster() leaves no socket, pipe or directory behind.
+        with held_interrupts() as held:
+            try:
+                self._setup()
+                held.check()
+            except BaseException:
+                self._abandon()
+                raise
+
+    def _abandon(self) -> None:
+        """Undo a set-up cut short by an error or an interrupt."""
+        for name in ("control", "inbox"):
+            sock = getattr(self, name, None)
+            if sock is not None:
+                sock.close(0)
+        if getattr(self, "zctx", None) is not None:
+            self.zctx.term()
+        for name in ("_watch_w", "_watch_r"):
+            conn = getattr(self, name, None)
+            if conn is not None:
+                conn.close()
+        if hasattr(self, "dir"):
+            self._cleanup_files()
+
+    def _setup(self) -> None:
+        from . import _pickling
         self._lock = self.lock
         self.dir = _short_tmpdir()
         self.t0 = time.monotonic()
@@ -277,14 +308,17 @@ class ProcessRuntime(RuntimeBase):
     def _launch(self, recs: list[NodeRecord]) -> None:
         from . import _child
         for rec in recs:
-            p = self._mp.Process(target=_child.main, args=(self._spec(rec), self._blobs[rec.id], self._watch_r),
-                                 name=f"labkit-{rec.id}", daemon=True)
-            with _MainHidden():
-                p.start()
-            if rec.proc is not None:                      # the previous incarnation's
-                _close_process(rec.proc)
-            rec.proc, rec.pid, rec.state = p, p.pid, "starting"
-            self._pids.add(p.pid)
+            # Ctrl-C waits until the process is started and recorded (so close() stops it): an
+            # interrupt inside multiprocess's start-up would leave a process or a lock behind.
+            with held_interrupts():
+                p = self._mp.Process(target=_child.main, args=(self._spec(rec), self._blobs[rec.id], self._watch_r),
+                                     name=f"labkit-{rec.id}", daemon=True)
+                with _MainHidden():
+                    p.start()
+                if rec.proc is not None:                      # the previous incarnation's
+                    _close_process(rec.proc)
+                rec.proc, rec.pid, rec.state = p, p.pid, "starting"
+                self._pids.add(p.pid)
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:

@@ -509,3 +509,79 @@ def test_a_200_mb_garbage_frame_does_not_blow_up_a_node():
         finally:
             push.close(0)
             ctx.term()
+
+
+# -- Ctrl-C while the first cluster starts --------------------------------------------------------
+
+INTERRUPTED_START = """
+import _thread, json, os, sys, threading, time
+DELAY, REPEAT = float(sys.argv[1]), int(sys.argv[2])
+stages = []
+for attempt in range(REPEAT):        # the first attempt imports labkit too, as a kernel's first cell
+    timer = threading.Timer(DELAY * (attempt + 1) / REPEAT, _thread.interrupt_main if DELAY else lambda: None)
+    stage = "import"
+    timer.start()
+    try:
+        import labkit
+        from procnodes import Lab
+        stage = "cluster"
+        c = labkit.Cluster(Lab, n=3, seed=1)
+        stage = "request"
+        c.request("n2", "echo", timeout=20000)
+        stage = "close"
+        c.close()
+        stage = "after"
+        while timer.is_alive():
+            time.sleep(0.005)
+        time.sleep(0.05)                  # a late interrupt lands here
+    except KeyboardInterrupt:
+        stages.append(stage)
+    timer.join()
+
+import gc, labkit, psutil
+from procnodes import Lab
+with labkit.Cluster(Lab, n=3, seed=2) as c2:
+    assert c2.request("n3", "echo", timeout=20000, x=1).body == {"echo": 1, "me": "n3"}
+me = os.getpid()
+mine = []
+for base in {"/tmp", __import__("tempfile").gettempdir()}:
+    for name in os.listdir(base):
+        try:
+            with open(os.path.join(base, name, "owner.pid")) as f:
+                if int(f.read()) == me:
+                    mine.append(name)
+        except (OSError, ValueError):
+            pass
+kids = [" ".join(p.cmdline()) for p in psutil.Process().children()]
+gc.collect()
+print("RESULT " + json.dumps({"stages": stages, "dirs": mine, "children": kids, "fds": psutil.Process().num_fds()}))
+"""
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("repeat", [1, 4], ids=["first-cluster", "later-clusters"])
+def test_an_interrupted_cluster_start_leaves_later_clusters_working(tmp_path, repeat):
+    """Ctrl-C at 12 points spread over ``import labkit`` and the first Cluster() (or over
+    four start-ups in a row): the interrupt reaches the script, and a new Cluster() then works
+    and nothing is left behind -- no node process, no directory, no descriptor."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_START)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+
+    def run(delay):
+        out = subprocess.run([sys.executable, str(script), str(delay), str(repeat)], capture_output=True,
+                             text=True, timeout=180, env=env, cwd=HERE)
+        assert out.returncode == 0, f"delay {delay}: {out.stderr[-3000:]}"
+        return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+    baseline = run(0)                                # the same start-ups, never interrupted
+    assert baseline["stages"] == []
+    seen = set()
+    for i in range(12):
+        res = run((0.01 + i * 0.06) * repeat)
+        assert len(res["stages"]) == repeat, res             # every interrupt reached the script
+        seen.update(res["stages"])
+        assert [d for d in res["dirs"] if not d.startswith("labkit-mp-")] == [], res
+        assert all("forkserver" in k or "resource_tracker" in k for k in res["children"]), res
+        assert res["fds"] <= baseline["fds"], (res, baseline)
+    assert seen & {"import", "cluster"}, seen     # the interrupts did land during start-up
