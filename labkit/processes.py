@@ -265,9 +265,15 @@ class ProcessRuntime(RuntimeBase):
         self._mp = _mp_context()
         self._watch_r, self._watch_w = self._mp.Pipe(duplex=False)
         self._blobs: dict[str, bytes] = {}
+        by_factory: dict[int, bytes] = {}       # Cluster(N, n=64): one class, pickled once
         for nid, factory in self.factories.items():
             try:
-                self._blobs[nid] = _pickling.dumps(factory)
+                blob = by_factory.get(id(factory))
+                if blob is None:
+                    blob = by_factory[id(factory)] = _pickling.dumps(factory)
+                self._blobs[nid] = blob
+            except _pickling.MainReferenceError as e:
+                raise LabkitError(f"cannot send the node class of {nid} to a node process: {e}.") from None
             except Exception as e:
                 self._cleanup_files()
                 raise LabkitError(

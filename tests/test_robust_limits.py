@@ -585,3 +585,111 @@ def test_an_interrupted_cluster_start_leaves_later_clusters_working(tmp_path, re
         assert all("forkserver" in k or "resource_tracker" in k for k in res["children"]), res
         assert res["fds"] <= baseline["fds"], (res, baseline)
     assert seen & {"import", "cluster"}, seen     # the interrupts did land during start-up
+
+
+# -- classes and Enums defined in a notebook cell -------------------------------------------------
+
+ENUM_CELLS = [
+    "import enum, dataclasses, labkit",
+    '''
+class Role(enum.Enum):
+    """Who a node is."""
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+    BOSS = "leader"                                  # an alias
+
+    @property
+    def title(self):
+        return self.value.capitalize()
+
+    def next(self):
+        order = list(Role)
+        return order[(order.index(self) + 1) % len(order)]
+
+    @classmethod
+    def _missing_(cls, value):
+        return cls.FOLLOWER
+
+    def __str__(self):
+        return "role:" + self.name
+
+
+class Perm(enum.Flag):
+    READ = enum.auto()
+    WRITE = enum.auto()
+
+
+class Planet(enum.Enum):
+    EARTH = (5.97e24, 6.37e6)
+    MARS = (6.42e23, 3.39e6)
+
+    def __init__(self, mass, radius):
+        self.mass, self.radius = mass, radius
+
+
+Level = enum.IntEnum("Level", "LOW HIGH")           # the functional API
+
+
+@dataclasses.dataclass
+class Entry:
+    term: int
+    role: Role
+''',
+    '''
+class Member(labkit.Node):
+    class Mood(enum.Enum):                           # an Enum inside the node class
+        CALM = 1
+
+    def on_start(self, ctx):
+        self.role = Role.FOLLOWER
+        self.log = [Entry(1, Role.LEADER)]
+
+    def on_message(self, ctx, msg):
+        ctx.reply(msg, role=self.role.title, nxt=str(self.role.next()), same=self.role is Role("follower"),
+                  alias=Role.BOSS is Role.LEADER, missing=Role("nonsense").name, rw=str(Perm.READ | Perm.WRITE),
+                  g=round(Planet.MARS.mass / Planet.EARTH.mass, 3), level=int(Level.HIGH),
+                  entry=self.log[0].role is Role.LEADER, mood=self.Mood.CALM.name, doc=Role.__doc__)
+''',
+]
+
+
+@pytest.mark.processes
+def test_enums_and_classes_from_notebook_cells_run_in_node_processes(tmp_path):
+    from kernelutil import Kernel
+    k = Kernel(tmp_path)
+    try:
+        for cell in ENUM_CELLS:
+            k.ok(cell)
+        out = k.ok("import json\n"
+                   "with labkit.Cluster(Member, n=2, seed=1) as c:\n"
+                   "    print('BODY ' + json.dumps(c.request('n2', 'hi', timeout=20000).body))\n"
+                   "    assert not c.crashes\n"
+                   "print('RW ' + str(Perm.READ | Perm.WRITE))\n", timeout=120)
+        body = json.loads(out["stdout"].split("BODY ", 1)[1].splitlines()[0])
+        rw = out["stdout"].split("RW ", 1)[1].strip()         # as the notebook itself prints it
+        assert body == {"role": "Follower", "nxt": "role:CANDIDATE", "same": True, "alias": True,
+                        "missing": "FOLLOWER", "rw": rw, "g": 0.108, "level": 2, "entry": True,
+                        "mood": "CALM", "doc": "Who a node is."}
+        # what cannot travel by value is refused at Cluster(), naming it
+        k.ok('''
+class Sized(enum.Enum):
+    def __new__(cls, label):
+        obj = object.__new__(cls)
+        obj._value_ = len(label)
+        return obj
+    SMALL = "s"
+    LARGE = "large"
+
+class UsesSized(labkit.Node):
+    def on_start(self, ctx):
+        self.size = Sized.SMALL
+''')
+        res = k.run("labkit.Cluster(UsesSized, n=1, seed=1)", timeout=120)
+        assert res["error"] is not None and res["error"][0] == "LabkitError", res
+        assert "Sized" in res["error"][1] and "module" in res["error"][1], res["error"]
+        again = k.ok("with labkit.Cluster(Member, n=1, seed=2) as c:\n"
+                     "    print(c.request('n1', 'hi', timeout=20000).body['role'])\n", timeout=120)
+        assert again["stdout"] == "Follower\n"              # the refusal left the kernel working
+    finally:
+        k.close()
