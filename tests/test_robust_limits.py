@@ -693,3 +693,11 @@ class UsesSized(labkit.Node):
         assert again["stdout"] == "Follower\n"              # the refusal left the kernel working
     finally:
         k.close()
+
+
+def test_record_op_refuses_values_the_journal_would_change():
+    with labkit.Cluster(Lab, n=1, runtime="sim", seed=1) as c:
+        with pytest.raises(ValueError, match=r"op\['value'\]\['m'\] has the key 1 \(int\)"):
+            c.record_op(0, "ok", "read", value={"m": {1: "a", "1": "b"}})
+        c.record_op(0, "ok", "read", value={"m": {"1": "b"}}, key=3)
+        assert json.loads(c.journal.to_jsonl().splitlines()[-1])["value"] == {"m": {"1": "b"}}
