@@ -218,7 +218,9 @@ class Context:
                                     head + ("," + body[1:] if len(body) > 2 else "}")))
 
     def count(self, name: str, by: float = 1) -> None:
-        """Add ``by`` to the named counter (read with ``cluster.counters()``)."""
+        """Add ``by`` to the named counter (read with ``cluster.counters()``); ``name`` is a str."""
+        if name.__class__ is not str and not isinstance(name, str):
+            raise TypeError(f"{self.id}: ctx.count(name): counter names are strings (the journal's keys), got {name!r}")
         self._counters[name] = self._counters.get(name, 0) + by
         self._stats_soon()
 

@@ -81,7 +81,7 @@ def find_unencodable(o: Any, allow_nan: bool = False, limit: int = MAX_NESTING) 
                 if id(value) in open_ids:
                     return EncodeError(path + [key], "holds itself (a circular reference); send a copy without the cycle")
                 if len(stack) >= limit:
-                    return EncodeError(path + [key], f"is nested too deeply (limit {limit} levels of dicts and lists)")
+                    return EncodeError(path + [key], f"is nested too deeply (limit {limit}): dicts and lists may nest {limit} levels")
                 path.append(key)
                 open_ids.add(id(value))
                 stack.append((value, iter(value.items()) if isinstance(value, dict) else enumerate(value)))

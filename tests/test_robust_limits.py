@@ -701,3 +701,11 @@ def test_record_op_refuses_values_the_journal_would_change():
             c.record_op(0, "ok", "read", value={"m": {1: "a", "1": "b"}})
         c.record_op(0, "ok", "read", value={"m": {"1": "b"}}, key=3)
         assert json.loads(c.journal.to_jsonl().splitlines()[-1])["value"] == {"m": {"1": "b"}}
+
+
+def test_counter_names_must_be_strings():
+    ctx = FakeContext()
+    with pytest.raises(TypeError, match="counter names are strings"):
+        ctx.count(1)
+    ctx.count("ok")
+    assert ctx.counters == {"ok": 1}
