@@ -282,33 +282,37 @@ def _dirs(text):
 
 
 @pytest.mark.processes
-def test_forkserver_dir_of_a_sigkilled_parent_is_swept(tmp_path):
-    import time
-    script = tmp_path / "parent.py"
-    script.write_text(SHOW_DIRS + "import time\ntime.sleep(120)\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=HERE, text=True)
-    family = []
+def test_forkserver_dir_of_a_sigkilled_parent_is_swept(monkeypatch):
+    """The parent is SIGKILLed; its forkserver exits and leaves its directory; the next
+    cluster to start removes it. (A private temporary directory: any labkit on this machine
+    would sweep it from /tmp, which is the point, but would race this test.)"""
+    import shutil
+    import tempfile
+    private = tempfile.mkdtemp(prefix="lk", dir="/tmp")
+    proc, family = None, []
     try:
-        line = proc.stdout.readline()
-        info = _dirs(line)
+        script = os.path.join(private, "parent.py")
+        with open(script, "w") as f:
+            f.write(SHOW_DIRS + "import time\ntime.sleep(120)\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]), TMPDIR=private)
+        proc = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, cwd=HERE, text=True)
+        info = _dirs(proc.stdout.readline())
         family = psutil.Process(proc.pid).children(recursive=True)
-        assert os.path.isdir(info["mp"]) and os.listdir(info["mp"])     # the forkserver's socket
+        assert os.path.dirname(info["mp"]) == private
+        assert os.listdir(info["mp"])                   # the forkserver's socket is there
         proc.kill()
         proc.wait(10)
         psutil.wait_procs(family, timeout=10)
         assert os.path.isdir(info["mp"])                # nobody was left to remove it ...
-        mine = labkit.Cluster(Lab, n=1, seed=4)         # ... until the next cluster starts
-        try:
-            assert not os.path.exists(info["mp"]), os.listdir(info["mp"])
+        monkeypatch.setattr(tempfile, "tempdir", private)
+        with labkit.Cluster(Lab, n=1, seed=4) as mine:  # ... until the next cluster starts
+            assert not os.path.exists(info["mp"])
+            assert mine.request("n1", "echo", timeout=20000).body["me"] == "n1"
             from multiprocess import process
             assert os.path.isdir(process.current_process()._config["tempdir"])   # a live one stays
-            assert mine.request("n1", "echo", timeout=20000).body["me"] == "n1"
-        finally:
-            mine.close()
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(10)
         for p in family:
@@ -316,7 +320,7 @@ def test_forkserver_dir_of_a_sigkilled_parent_is_swept(tmp_path):
                 p.kill()
             except psutil.Error:
                 pass
-        time.sleep(0)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def test_abandoned_pymp_dirs_are_swept_and_live_ones_kept(tmp_path):
@@ -324,7 +328,8 @@ def test_abandoned_pymp_dirs_are_swept_and_live_ones_kept(tmp_path):
     its forkserver socket (and it is not brand new)."""
     import socket
     import time
-    from labkit.processes import PYMP_MIN_AGE_S, _sweep_stale
+    from labkit._host import PYMP_MIN_AGE_S
+    from labkit.processes import _sweep_stale
 
     def pymp(name, bound, age, extra=None):
         d = tmp_path / name
@@ -371,9 +376,9 @@ def test_a_long_tmpdir_without_a_short_fallback_says_what_to_set(tmp_path):
     long_dir = tmp_path / ("a-rather-long-temporary-directory-name-" * 3)
     long_dir.mkdir()
     out = run_py("""
-        import labkit, labkit.processes
+        import labkit, labkit._host
         from procnodes import Lab
-        labkit.processes.SHORT_TMP = "/nonexistent-short-tmp"
+        labkit._host.SHORT_TMP = "/nonexistent-short-tmp"
         try:
             labkit.Cluster(Lab, n=1, seed=1)
         except labkit.LabkitError as e:
