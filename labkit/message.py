@@ -370,9 +370,14 @@ def encode(src: str, dst: str, type: str, id: str, re: str | None, at: float, bo
 def decode(wire: str) -> Message:
     """Parse the wire form. Raises ValueError on anything that is not a well-formed message."""
     try:
-        d, end = _scan(wire, 0)
+        try:
+            d, end = _scan(wire, 0)
+        except RecursionError:          # the caller's stack is nearly full (or the frame is absurd)
+            d, end = _on_fresh_stack(lambda: _scan(wire, 0))
     except StopIteration:
         raise ValueError("frame is not JSON") from None
+    except RecursionError:
+        raise ValueError(f"frame nests deeper than JSON readers allow (labkit's limit is {MAX_NESTING})") from None
     if end != len(wire):
         raise ValueError("frame has bytes after its JSON object")
     if type(d) is not dict:

@@ -714,3 +714,20 @@ def test_counter_names_must_be_strings():
         ctx.count(1)
     ctx.count("ok")
     assert ctx.counters == {"ok": 1}
+
+
+@pytest.mark.parametrize("runtime", ["sim", pytest.param("processes", marks=pytest.mark.processes)])
+def test_requests_from_a_deep_call_stack_get_their_deep_replies(runtime):
+    deep = nested(MAX_NESTING - 2)
+    with labkit.Cluster(Lab, n=1, runtime=runtime, seed=2) as c:
+        room = sys.getrecursionlimit() - len(__import__("inspect").stack()) - 60
+        reply = _deep_call(room, lambda: c.request("n1", "echo", timeout=20000, x=deep))
+        assert reply.body["echo"] == deep
+        assert len(c.journal.filter(kind="deliver")) == 2
+
+
+def test_a_frame_nested_beyond_any_reader_is_malformed_not_a_crash():
+    from labkit.message import decode
+    with pytest.raises(ValueError, match="nests deeper"):
+        decode('{"src":"n1","dst":"n2","type":"x","id":"n1.1.1","re":null,"at":0,"body":{"a":'
+               + "[" * 200_000 + "]" * 200_000 + "}}")
