@@ -731,3 +731,30 @@ def test_a_frame_nested_beyond_any_reader_is_malformed_not_a_crash():
     with pytest.raises(ValueError, match="nests deeper"):
         decode('{"src":"n1","dst":"n2","type":"x","id":"n1.1.1","re":null,"at":0,"body":{"a":'
                + "[" * 200_000 + "]" * 200_000 + "}}")
+
+
+@pytest.mark.processes
+def test_clusters_kept_in_jupyters_out_leak_no_descriptors(tmp_path):
+    """In a real kernel: a cell whose value is the cluster (IPython keeps it in ``Out[n]``),
+    then a cell that closes it -- 30 times; the kernel holds no more descriptors after.
+    (IPython's own history database opens and closes a journal file as it likes: not counted.)"""
+    from kernelutil import Kernel
+    k = Kernel(tmp_path)
+    try:
+        k.ok("import labkit, sys\nsys.path.insert(0, %r)\nfrom procnodes import Lab" % HERE)
+        k.ok("c = labkit.Cluster(Lab, n=2, seed=0)\nc.request('n1', 'echo', timeout=20000)\nc.close()")
+        kernel = psutil.Process(k.pid)
+
+        def fds():
+            return kernel.num_fds() - sum(".ipython" in f.path for f in kernel.open_files())
+
+        before = fds()
+        for i in range(30):
+            k.ok(f"c = labkit.Cluster(Lab, n=2, seed={i})\nc.request('n2', 'echo', timeout=20000)\nc")
+            k.ok("c.close()")
+        k.ok("import gc; gc.collect()")
+        assert k.ok("print(sum(isinstance(v, labkit.Cluster) for v in Out.values()))")["stdout"] == "30\n"
+        after = fds()
+        assert after <= before, f"{after - before} descriptors leaked over 30 clusters in Out[]"
+    finally:
+        k.close()
