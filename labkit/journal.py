@@ -13,7 +13,6 @@ fast; ``Event.to_dict()`` is the schema, the same in both runtimes.
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
