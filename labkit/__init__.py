@@ -6,6 +6,31 @@ deterministic simulator), break it with the fault calls, and read ``cluster.jour
 """
 from __future__ import annotations
 
+from ._interrupts import held_interrupts as _held_interrupts
+
+# The processes runtime's modules (ZeroMQ, dill, multiprocess and the parts multiprocess
+# imports only when it starts its first process) are imported here, with Ctrl-C held back,
+# and not at the first Cluster(): an interrupt landing half-way through an import left the
+# module broken, and every later Cluster() failed, until the kernel restarted.
+with _held_interrupts():
+    import dill as _dill  # noqa: F401
+    import multiprocess as _mp  # noqa: F401
+    import multiprocess.connection  # noqa: F401
+    import multiprocess.resource_tracker  # noqa: F401
+    import multiprocess.spawn  # noqa: F401
+    import multiprocess.util  # noqa: F401
+    if __import__("sys").platform.startswith("linux"):        # the start method processes use
+        import multiprocess.forkserver  # noqa: F401
+        import multiprocess.popen_forkserver  # noqa: F401
+    else:
+        import multiprocess.popen_spawn_posix  # noqa: F401
+    try:
+        import resource as _resource  # noqa: F401              (not on Windows)
+    except ImportError:
+        pass
+    import zmq as _zmq  # noqa: F401
+
+    from . import _child, _pickling, processes, sim  # noqa: F401
 from .cluster import Cluster, NodeStatus
 from .context import Context
 from .errors import (ClusterClosed, LabkitError, MessageError, NodeCrashed, RequestTimeout, RpcTimeout,

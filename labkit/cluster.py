@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
-from .journal import Event, Journal
-from .message import ID_CHARS, Message, check_body
+from .journal import Event, Journal, _dumps as _journal_dumps
+from .message import ID_CHARS, EncodeError, Message, check_body
 from .nemesis import FAULTS, Schedule, plan
 from .network import Link, NetworkModel
 from .node import Node
@@ -210,6 +210,10 @@ class Cluster:
         data = {"process": process, "type": type, "f": f, "value": value, **extra}
         if key is not None:
             data["key"] = key
+        try:                             # the journal holds JSON: refuse what JSON would change
+            _journal_dumps(data)
+        except EncodeError as e:
+            raise ValueError(f"record_op: cannot journal {e.at('op')}") from None
         self._live().record(Event(self.now if time is None else time, "op", f"c{process}", None, data))
 
     def forget(self, msg_id: str) -> None:

@@ -21,8 +21,8 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .errors import MessageError, RpcTimeout, UnknownNode
-from .journal import Event
-from .message import Message, check_body, encode_body, quote
+from .journal import Event, _dumps as _journal_dumps
+from .message import EncodeError, Message, check_body, dumps as _dumps, encode_body, quote
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -209,17 +209,29 @@ class Context:
                             f"({', '.join(sorted(_NOTE_RESERVED))}); pick other names")
         if not self.dead:
             head = f'{{"what":{quote(what)}'
-            body = encode_body(self.id, "journal", what, fields) if fields else "{}"
+            try:
+                body = _dumps(fields) if fields else "{}"
+            except EncodeError as e:
+                raise MessageError(f"{self.id}: cannot journal ctx.note({what!r}, ...): {e.at('fields')}. "
+                                   f"Note only dicts with str keys, lists, str, int, float, bool and None.") from None
             self._host.record(Event(self._host.now(), "note", self.id, None, None,
                                     head + ("," + body[1:] if len(body) > 2 else "}")))
 
     def count(self, name: str, by: float = 1) -> None:
-        """Add ``by`` to the named counter (read with ``cluster.counters()``)."""
+        """Add ``by`` to the named counter (read with ``cluster.counters()``); ``name`` is a str."""
+        if name.__class__ is not str and not isinstance(name, str):
+            raise TypeError(f"{self.id}: ctx.count(name): counter names are strings (the journal's keys), got {name!r}")
         self._counters[name] = self._counters.get(name, 0) + by
         self._stats_soon()
 
     def report(self, **status: Any) -> None:
-        """Publish status fields, such as ``role="leader", term=3``, for panels and checkers."""
+        """Publish status fields, such as ``role="leader", term=3``, for panels and checkers.
+        Raises MessageError naming a field the journal cannot hold (see ``ctx.send``)."""
+        try:
+            _journal_dumps(status)
+        except EncodeError as e:
+            raise MessageError(f"{self.id}: cannot report {e.at('status')}. Report only dicts with str "
+                               f"keys, lists, str, int, float, bool and None.") from None
         self._status.update(status)
         self._stats_soon()
 

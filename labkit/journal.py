@@ -13,11 +13,10 @@ fast; ``Event.to_dict()`` is the schema, the same in both runtimes.
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .message import make_dumps
+from .message import loads as _loads, make_dumps
 
 #: The kinds of event a journal holds, and what they mean.
 KINDS = {
@@ -87,9 +86,9 @@ class Event:
                 d = {}
             elif type(w) is tuple:  # the simulator's form: header fields and the body's JSON
                 d = {"src": w[0], "dst": w[1], "type": w[2], "id": w[3], "re": w[4], "at": w[5],
-                     "body": json.loads(w[6])}
+                     "body": _loads(w[6])}
             else:
-                d = json.loads(w)
+                d = _loads(w)
             if self._extra:
                 d.update(self._extra)
             self._data = d
@@ -255,7 +254,7 @@ class Journal:
             if not line.strip():
                 continue
             try:
-                events.append(Event.from_dict(json.loads(line)))
+                events.append(Event.from_dict(_loads(line)))
             except (ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"line {n} of the journal is not an event: {e}: {line[:120]!r}") from None
         return cls(events)

@@ -15,28 +15,201 @@ from typing import Any, Callable
 
 from .errors import MessageError
 
+#: How deeply dicts and lists may nest in anything labkit encodes (message bodies, replies,
+#: notes, storage values, client requests): a body is level 1, a list inside it level 2, ...
+#: Deeper values are refused with an error naming the path. Every reader of the JSON (nodes,
+#: the journal, the notebook) parses it recursively, so a bound keeps them all safe.
+MAX_NESTING = 100
+
+
+class EncodeError(TypeError, ValueError):
+    """A value JSON cannot carry faithfully: ``path`` (keys and indexes from the value's root)
+    leads to the culprit and ``problem`` says what is wrong. ``at(root)`` phrases both, e.g.
+    ``at("body")`` -> ``body['a'][1] is a set, which JSON cannot carry``."""
+
+    def __init__(self, path: list, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(self.at("value"))
+
+    def at(self, root: str) -> str:
+        return f"{format_path(root, self.path)} {self.problem}"
+
+
+def format_path(root: str, path: list) -> str:
+    """``root`` followed by Python-style subscripts, shortened in the middle when very deep."""
+    parts = [f"[{k!r}]" for k in path]
+    if len(parts) > 12:
+        parts = parts[:6] + [f"...({len(parts) - 9} more)..."] + parts[-3:]
+    return root + "".join(parts)
+
+
+def _problem_of_leaf(o: Any, allow_nan: bool) -> str | None:
+    if o is None or isinstance(o, (str, bool, int)):
+        return None
+    if isinstance(o, float):
+        if not allow_nan and (o != o or o in (float("inf"), float("-inf"))):
+            return f"is {o!r}, which JSON cannot carry (no NaN or infinities); send None or a string"
+        return None
+    name = type(o).__name__
+    hint = {"set": "convert it to a sorted list", "frozenset": "convert it to a sorted list",
+            "bytes": "decode it to a str", "bytearray": "decode it to a str"}.get(name, "convert it to a dict, list, str or number")
+    return f"is a {name}, which JSON cannot carry: {hint}"
+
+
+def find_unencodable(o: Any, allow_nan: bool = False, limit: int = MAX_NESTING) -> EncodeError | None:
+    """The first thing in ``o`` that labkit refuses to encode, as an EncodeError, or None.
+
+    Refused: a type JSON lacks (set, bytes, objects), a dict key that is not a str (JSON
+    would silently turn ``1`` into ``"1"``, so ``{1: "a", "1": "b"}`` would lose a value),
+    NaN and infinities (unless ``allow_nan``), nesting deeper than ``limit`` levels, and a
+    container that holds itself. Walks with an explicit stack: never raises RecursionError."""
+    if not isinstance(o, (dict, list, tuple)):
+        p = _problem_of_leaf(o, allow_nan)
+        return EncodeError([], p) if p else None
+    path: list = []
+    open_ids = {id(o)}
+    stack: list = [(o, iter(o.items()) if isinstance(o, dict) else enumerate(o))]
+    if limit < 1:
+        return EncodeError([], f"is nested too deeply (limit {limit})")
+    while stack:
+        container, it = stack[-1]
+        for key, value in it:
+            if isinstance(container, dict) and not isinstance(key, str):
+                return EncodeError(path[:], _key_problem(key, container))
+            if isinstance(value, (dict, list, tuple)):
+                if id(value) in open_ids:
+                    return EncodeError(path + [key], "holds itself (a circular reference); send a copy without the cycle")
+                if len(stack) >= limit:
+                    return EncodeError(path + [key], f"is nested too deeply (limit {limit}): dicts and lists may nest {limit} levels")
+                path.append(key)
+                open_ids.add(id(value))
+                stack.append((value, iter(value.items()) if isinstance(value, dict) else enumerate(value)))
+                break
+            p = _problem_of_leaf(value, allow_nan)
+            if p:
+                return EncodeError(path + [key], p)
+        else:
+            stack.pop()
+            open_ids.discard(id(container))
+            if path:
+                path.pop()
+    return None
+
+
+def _key_problem(key: Any, container: dict) -> str:
+    try:
+        as_json = next(iter(json.loads(json.dumps({key: 0}))))   # what JSON would make of the key
+    except (TypeError, ValueError):
+        return f"has the key {key!r} ({type(key).__name__}), but dict keys must be strings; use str keys"
+    clash = ", a key the dict already has (one value would be lost)" if as_json in container else ""
+    return (f"has the key {key!r} ({type(key).__name__}), but dict keys must be strings: JSON would "
+            f"turn it into {as_json!r}{clash}; use str keys")
+
+
 def _not_json(o: Any) -> Any:
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
+def _on_fresh_stack(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a new thread (a new, empty Python stack) and return its result: for
+    recursive C code (the json module) called from a stack that is already nearly full."""
+    import threading
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append((True, fn()))
+        except BaseException as e:  # handed back to the caller's thread
+            out.append((False, e))
+    t = threading.Thread(target=run, name="labkit-json", daemon=True)
+    t.start()
+    t.join()
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+_STR_ONLY = frozenset({str})
+_CONTAINER = (dict, list, tuple)
+
+
+def _str_keys_only(o: Any) -> bool:
+    """True if every dict in ``o`` (known to nest at most ``MAX_NESTING`` levels) has only
+    exact-``str`` keys: the quick check; ``find_unencodable`` explains a False."""
+    if type(o) is dict:
+        for k, v in o.items():
+            if type(k) is not str:
+                return False
+            if isinstance(v, _CONTAINER) and not _str_keys_only(v):
+                return False
+    else:
+        for v in o:
+            if isinstance(v, _CONTAINER) and not _str_keys_only(v):
+                return False
+    return True
+
+
 def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
     """A compact JSON encoder (``ensure_ascii=False``), built once; strict about NaN and
-    infinities unless ``allow_nan``.
+    infinities unless ``allow_nan``; raises EncodeError (a TypeError and a ValueError)
+    naming the path to anything ``find_unencodable`` refuses -- non-str dict keys and
+    nesting deeper than ``MAX_NESTING`` included.
 
     ``json.dumps`` builds a new C encoder on every call, which is most of its cost for the
-    small bodies messages carry; here the C encoder is built once and reused."""
+    small bodies messages carry; here the C encoder is built once and reused. Checking
+    keys and depth by walking every value would double the cost of a message, so the walk
+    runs only when the encoded text shows it could find something: a nested ``{`` (a dict
+    whose keys were not yet looked at) or more brackets than ``MAX_NESTING``."""
     from json import encoder as _enc
     make = getattr(_enc, "c_make_encoder", None)
     if make is None:  # pure-Python json: correct, slower
-        return json.JSONEncoder(ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":")).encode
-    fast = make(None, _not_json, _enc.encode_basestring, None, ":", ",", False, False, allow_nan)
+        fast = json.JSONEncoder(ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":"),
+                                check_circular=False).iterencode
+        fast = (lambda f: lambda o, _lvl: f(o))(fast)
+    else:
+        fast = make(None, _not_json, _enc.encode_basestring, None, ":", ",", False, False, allow_nan)
     join = "".join
+    limit = MAX_NESTING
 
-    def dumps(o: Any) -> str:
+    def refuse(o: Any, e: BaseException) -> EncodeError:
+        bad = find_unencodable(o, allow_nan)
+        return bad if bad is not None else EncodeError([], f"cannot be encoded as JSON ({e})")
+
+    def dumps(o: Any, keys_checked: bool = False) -> str:
+        """``keys_checked``: the caller knows ``o``'s own keys are str (a ``**kwargs`` dict)."""
         try:
-            return join(fast(o, 0))
+            s = join(fast(o, 0))
         except RecursionError:
-            raise ValueError("Circular reference detected") from None
+            # Too deep or circular -- or the caller's stack is nearly full: then encode afresh.
+            bad = find_unencodable(o, allow_nan)
+            if bad is not None:
+                raise bad from None
+            return _on_fresh_stack(lambda: join(fast(o, 0)))
+        except (TypeError, ValueError) as e:
+            raise refuse(o, e) from None
+        t = type(o)
+        if t is dict:
+            keys = s.find("{", 1) != -1 or (not keys_checked and o and not set(map(type, o)) <= _STR_ONLY)
+        elif t is list or t is tuple:
+            keys = "{" in s
+        elif t is str or t is int or t is float or o is None or t is bool:
+            return s
+        else:
+            keys = True  # a subclass of dict, list, int, ...: look closer
+        if len(s) > limit and s.count("[") + s.count("{") > limit:   # may nest too deeply
+            keys = True
+        elif keys:
+            try:
+                keys = not _str_keys_only(o)
+            except RecursionError:  # the caller's stack is nearly full: walk without recursion
+                pass
+        if keys:
+            bad = find_unencodable(o, allow_nan)
+            if bad is not None:
+                raise bad
+        return s
     return dumps
 
 
@@ -47,9 +220,22 @@ _dumps = dumps
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
 
 
+def loads(s: str | bytes) -> Any:
+    """``json.loads`` that works from any stack depth: labkit's JSON nests at most
+    ``MAX_NESTING`` levels, but a reader deep in recursion could still run out of stack;
+    then the parse is repeated on a fresh stack instead of failing (or losing events)."""
+    try:
+        return json.loads(s)
+    except RecursionError:
+        return _on_fresh_stack(lambda: json.loads(s))
+
+
 def loads_trusted(s: str) -> Any:
     """Parse JSON that labkit itself wrote (bodies, storage values): no surrounding space."""
-    return _scan(s, 0)[0]
+    try:
+        return _scan(s, 0)[0]
+    except RecursionError:
+        return _on_fresh_stack(lambda: _scan(s, 0)[0])
 
 
 class Message:
@@ -92,16 +278,15 @@ class Message:
 
 
 def encode_body(src: str, dst: str, type: str, body: dict) -> str:
-    """The body's JSON. Raises MessageError naming the field that cannot be serialised."""
+    """The body's JSON. Raises MessageError naming the path to the part that cannot be sent,
+    e.g. ``body['a'][1]`` (see ``find_unencodable`` for what is refused)."""
     try:
-        return _dumps(body)
-    except (TypeError, ValueError) as e:
-        bad = _first_bad_field(body)
-        where = f"field {bad!r}" if bad is not None else "the body"
+        return _dumps(body, True)
+    except EncodeError as e:
         raise MessageError(
-            f"{src}: cannot send message type {type!r} to {dst}: {where} is not JSON-serialisable "
-            f"({e}). Send only dicts, lists, str, int, float, bool and None; convert sets to lists "
-            f"and objects to dicts."
+            f"{src}: cannot send message type {type!r} to {dst}: {e.at('body')}. Send only "
+            f"dicts with str keys, lists, str, int, float, bool and None, nested at most "
+            f"{MAX_NESTING} levels."
         ) from None
 
 
@@ -128,6 +313,51 @@ def wire(src: str, dst: str, type: str, id: str, re: str | None, at: float, body
             f'"re":{re_s},"at":{round(at, 3)!r},"body":{body_json}}}')
 
 
+#: The largest message labkit carries, in bytes of its wire form (UTF-8 JSON). A node's
+#: larger message is not sent: the journal shows its ``send`` and a ``drop`` whose rule says
+#: "too large" (with the body left out); a larger client request raises MessageError.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: The largest frame a node socket accepts (ZeroMQ's MAXMSGSIZE): a frame holds one round's
+#: messages to one destination, split so that no frame is larger. A bigger frame -- which
+#: only a foreign sender can make -- is refused by ZeroMQ before it is read into memory
+#: (the connection that sent it is closed), so no frame can blow up a node's memory.
+MAX_FRAME_BYTES = 2 * MAX_MESSAGE_BYTES
+_SURELY_SMALL = (MAX_MESSAGE_BYTES - 1024) // 6     # characters: a JSON escape takes <= 6 bytes
+
+
+def too_large(type: str, body_json: str) -> str | None:
+    """The drop rule for a message over ``MAX_MESSAGE_BYTES``, or None (cheap when small).
+    The size counted is the body's and the quoted type's bytes; the other wire fields take
+    under 1 KB (ids are short), which the limit leaves room for."""
+    if len(body_json) + len(type) < _SURELY_SMALL:
+        return None
+    n = len(body_json.encode()) + len(quote(type).encode())
+    if n + 1024 <= MAX_MESSAGE_BYTES:
+        return None
+    return (f"too large: {n:,} bytes of body and type, over labkit's limit of "
+            f"{MAX_MESSAGE_BYTES - 1024:,} per message (MAX_MESSAGE_BYTES)")
+
+
+def split_frames(wires: list[str]) -> list[tuple[bytes, list[str]]]:
+    """Wire-form messages (each within ``MAX_MESSAGE_BYTES``) joined by newlines into frames
+    of at most ``MAX_FRAME_BYTES``; each frame with the messages it holds."""
+    out: list[tuple[bytes, list[str]]] = []
+    parts: list[bytes] = []
+    held: list[str] = []
+    size = 0
+    for w in wires:
+        b = w.encode()
+        if parts and size + len(b) + 1 > MAX_FRAME_BYTES:
+            out.append((b"\n".join(parts), held))
+            parts, held, size = [], [], 0
+        parts.append(b)
+        held.append(w)
+        size += len(b) + 1
+    if parts:
+        out.append((b"\n".join(parts), held))
+    return out
+
+
 #: Characters allowed in node ids: letters, digits and ``_ - .`` (never escaped in JSON).
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -137,21 +367,17 @@ def encode(src: str, dst: str, type: str, id: str, re: str | None, at: float, bo
     return wire(src, dst, type, id, re, at, encode_body(src, dst, type, body))
 
 
-def _first_bad_field(body: dict) -> str | None:
-    for key, value in body.items():
-        try:
-            _dumps({key: value})
-        except (TypeError, ValueError):
-            return key
-    return None
-
-
 def decode(wire: str) -> Message:
     """Parse the wire form. Raises ValueError on anything that is not a well-formed message."""
     try:
-        d, end = _scan(wire, 0)
+        try:
+            d, end = _scan(wire, 0)
+        except RecursionError:          # the caller's stack is nearly full (or the frame is absurd)
+            d, end = _on_fresh_stack(lambda: _scan(wire, 0))
     except StopIteration:
         raise ValueError("frame is not JSON") from None
+    except RecursionError:
+        raise ValueError(f"frame nests deeper than JSON readers allow (labkit's limit is {MAX_NESTING})") from None
     if end != len(wire):
         raise ValueError("frame has bytes after its JSON object")
     if type(d) is not dict:

@@ -37,9 +37,11 @@ from typing import Any, Callable
 
 import zmq
 
+from ._host import OWNER_FILE, dead_forkserver_dir, ensure_fd_limit, own_mp_tempdir, short_base
+from ._interrupts import held_interrupts
 from .errors import LabkitError
 from .journal import Event
-from .message import decode, dumps as _dumps, wire
+from .message import MAX_FRAME_BYTES, decode, dumps as _dumps, loads as _loads, split_frames, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
@@ -52,6 +54,7 @@ def _mp_context():
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
+        own_mp_tempdir(_START_LOCK)
         ctx.set_forkserver_preload(["labkit._child", "labkit.context", "labkit.network", "labkit._pickling", "zmq"])
     return ctx
 
@@ -70,12 +73,16 @@ class _MainHidden:
 
     def __enter__(self) -> None:
         _START_LOCK.acquire()
-        main = sys.modules["__main__"]
-        self.main = main
-        self.spec = main.__dict__.get("__spec__", self._missing)
-        self.file = main.__dict__.get("__file__", self._missing)
-        main.__spec__ = None
-        main.__dict__.pop("__file__", None)
+        try:
+            main = sys.modules["__main__"]
+            self.main = main
+            self.spec = main.__dict__.get("__spec__", self._missing)
+            self.file = main.__dict__.get("__file__", self._missing)
+            main.__spec__ = None
+            main.__dict__.pop("__file__", None)
+        except BaseException:               # never leave the lock held: every start would hang
+            _START_LOCK.release()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         main = self.main
@@ -87,18 +94,16 @@ class _MainHidden:
         _START_LOCK.release()
 
 
-OWNER_FILE = "owner.pid"
 
 
 def _short_tmpdir() -> str:
     """A new private (0700) directory for one cluster, named ``labkit-*``, holding the
     notebook's pid in ``owner.pid``. Directories whose owner is gone are swept first: when a
     kernel and its whole process group are SIGKILLed nobody is left to remove them."""
-    # ipc:// paths are limited to ~100 bytes; macOS's $TMPDIR is long, /tmp is not.
-    base = tempfile.gettempdir()
-    if len(base) > 40 and os.path.isdir("/tmp"):
-        base = "/tmp"
+    base = short_base()
     _sweep_stale(base)
+    if tempfile.gettempdir() != base:
+        _sweep_stale(tempfile.gettempdir())
     d = tempfile.mkdtemp(prefix="labkit-", dir=base)
     with open(os.path.join(d, OWNER_FILE), "w") as f:
         f.write(str(os.getpid()))
@@ -106,12 +111,18 @@ def _short_tmpdir() -> str:
 
 
 def _sweep_stale(base: str) -> None:
+    """Remove ``labkit-*`` directories (clusters, and multiprocess's temporary directory)
+    whose owner process is gone, and ``pymp-*`` directories of forkservers that are gone."""
     try:
-        names = [n for n in os.listdir(base) if n.startswith("labkit-")]
+        names = [n for n in os.listdir(base) if n.startswith(("labkit-", "pymp-"))]
     except OSError:
         return
     for name in names:
         d = os.path.join(base, name)
+        if name.startswith("pymp-"):
+            if dead_forkserver_dir(d):
+                shutil.rmtree(d, ignore_errors=True)
+            continue
         try:
             with open(os.path.join(d, OWNER_FILE)) as f:
                 pid = int(f.read().strip())
@@ -129,6 +140,33 @@ class ProcessRuntime(RuntimeBase):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        ensure_fd_limit(len(self.node_ids))
+        # Ctrl-C is held back during set-up and delivered at its end, where what was made is
+        # undone: an interrupted Cluster() leaves no socket, pipe or directory behind.
+        with held_interrupts() as held:
+            try:
+                self._setup()
+                held.check()
+            except BaseException:
+                self._abandon()
+                raise
+
+    def _abandon(self) -> None:
+        """Undo a set-up cut short by an error or an interrupt."""
+        for name in ("control", "inbox"):
+            sock = getattr(self, name, None)
+            if sock is not None:
+                sock.close(0)
+        if getattr(self, "zctx", None) is not None:
+            self.zctx.term()
+        for name in ("_watch_w", "_watch_r"):
+            conn = getattr(self, name, None)
+            if conn is not None:
+                conn.close()
+        if hasattr(self, "dir"):
+            self._cleanup_files()
+
+    def _setup(self) -> None:
         from . import _pickling
         self._lock = self.lock
         self.dir = _short_tmpdir()
@@ -138,9 +176,15 @@ class ProcessRuntime(RuntimeBase):
         self._blobs: dict[str, bytes] = {}
         self._fatal: dict[str, str] = {}      # "id/incarnation" -> why its process ended
         self.fsync = False                    # set by Cluster(fsync=...) before start
+        by_factory: dict[int, bytes] = {}       # Cluster(N, n=64): one class, pickled once
         for nid, factory in self.factories.items():
             try:
-                self._blobs[nid] = _pickling.dumps(factory)
+                blob = by_factory.get(id(factory))
+                if blob is None:
+                    blob = by_factory[id(factory)] = _pickling.dumps(factory)
+                self._blobs[nid] = blob
+            except _pickling.MainReferenceError as e:
+                raise LabkitError(f"cannot send the node class of {nid} to a node process: {e}.") from None
             except Exception as e:
                 self._cleanup_files()
                 raise LabkitError(
@@ -150,9 +194,11 @@ class ProcessRuntime(RuntimeBase):
         self.zctx = zmq.Context()
         self.control = self.zctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.control.bind("ipc://" + os.path.join(self.dir, "control"))
         self.inbox = self.zctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
@@ -179,12 +225,17 @@ class ProcessRuntime(RuntimeBase):
     def _launch(self, recs: list[NodeRecord]) -> None:
         from . import _child
         for rec in recs:
-            p = self._mp.Process(target=_child.main, args=(self._spec(rec), self._blobs[rec.id], self._watch_r),
-                                 name=f"labkit-{rec.id}", daemon=True)
-            with _MainHidden():
-                p.start()
-            rec.proc, rec.pid, rec.state = p, p.pid, "starting"
-            self._pids.add(p.pid)
+            # Ctrl-C waits until the process is started and recorded (so close() stops it): an
+            # interrupt inside multiprocess's start-up would leave a process or a lock behind.
+            with held_interrupts():
+                p = self._mp.Process(target=_child.main, args=(self._spec(rec), self._blobs[rec.id], self._watch_r),
+                                     name=f"labkit-{rec.id}", daemon=True)
+                with _MainHidden():
+                    p.start()
+                if rec.proc is not None:                      # the previous incarnation's
+                    _close_process(rec.proc)
+                rec.proc, rec.pid, rec.state = p, p.pid, "starting"
+                self._pids.add(p.pid)
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:
@@ -299,7 +350,9 @@ class ProcessRuntime(RuntimeBase):
             except FileNotFoundError:
                 names = []
             for name in names:
-                if name.startswith("j-"):
+                # Journals only: a node id may itself start with "j-", and its inbox socket
+                # ("j-x.in") is no file to read.
+                if name.startswith("j-") and name.endswith(".jsonl"):
                     self._read_file(os.path.join(self.dir, name), new)
             if new:
                 new.sort(key=_by_time)
@@ -361,7 +414,7 @@ class ProcessRuntime(RuntimeBase):
         st[1] = lines.pop()  # an unfinished last line waits for the rest
         for line in lines:
             if line:
-                out.append(Event.from_dict(json.loads(line)))
+                out.append(Event.from_dict(_loads(line)))
 
     def _drain_inbox(self, out: list[Event]) -> None:
         """Hand client replies to their callbacks; requests the callbacks send are held and
@@ -454,11 +507,13 @@ class ProcessRuntime(RuntimeBase):
             return
         self._held = {}
         for node, items in held.items():
-            try:
-                self._to_node[node].send("\n".join(w for _, w in items).encode(), zmq.NOBLOCK)
-            except zmq.Again:
-                for mid, w in items:
-                    self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+            for frame, wires in split_frames([w for _, w in items]):     # each within MAX_FRAME_BYTES
+                try:
+                    self._to_node[node].send(frame, zmq.NOBLOCK)
+                except zmq.Again:
+                    for w in wires:
+                        mid = decode(w).id
+                        self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
     def _wait_for_reply(self, mid: str, timeout: float) -> None:
         self._send_held()                        # a request made in a reply callback: send it now
@@ -496,6 +551,7 @@ class ProcessRuntime(RuntimeBase):
                     rec.proc.join(5)
                     if rec.state in ("up", "paused", "starting"):
                         rec.state = "down"
+                    _close_process(rec.proc)              # its sentinel fd
             # Reply callbacks run only while the cluster runs: replies still in the inbox at
             # close are journaled, not handed to code that would use a closed cluster.
             self._awaiting.clear()
@@ -514,6 +570,17 @@ class ProcessRuntime(RuntimeBase):
         shutil.rmtree(self.dir, ignore_errors=True)
         if hasattr(self, "_finalizer"):
             self._finalizer.detach()
+
+
+def _close_process(proc: Any) -> None:
+    """Release a finished node process's file descriptor (its sentinel). A process that has
+    not exited yet (a crashed node still on its way out) is reaped first, briefly."""
+    try:
+        if proc.exitcode is None:
+            proc.join(5)
+        proc.close()
+    except ValueError:       # still running after all, or closed already: nothing to free now
+        pass
 
 
 def _last_resort_cleanup(pids: set[int], dir: str) -> None:

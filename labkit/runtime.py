@@ -6,10 +6,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import NodeCrashed, RequestTimeout
+from .errors import MessageError, NodeCrashed, RequestTimeout
 from .journal import Event
 from .context import crash_report
-from .message import encode_body
+from .message import encode_body, too_large
 from .network import NetworkModel
 
 #: Ids the notebook may use as clients: "client", "c0", "c1", ...
@@ -73,6 +73,10 @@ class RuntimeBase:
         """Send a client request without waiting; ``on_reply(deliver_event)`` runs when the
         reply reaches the client (during ``run_for``/``request``). Returns the message id."""
         body_json = encode_body(client, node, type, body)
+        big = too_large(type, body_json)
+        if big is not None:
+            raise MessageError(f"{client}: cannot send message type {type!r} to {node}: it is {big[len('too large: '):]}; "
+                               f"send less at a time (split it into several requests)")
         self._client_seq += 1
         mid = f"{client}.1.{self._client_seq}"
         self._awaiting[mid] = on_reply

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from .context import Context
 from .errors import LabkitError
 from .journal import Event
-from .message import Message, loads_trusted
+from .message import Message, loads_trusted, too_large
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 from .storage import Storage
@@ -183,6 +183,12 @@ class SimRuntime(RuntimeBase):
         """A message enters the network. ``w`` is (src, dst, type, id, re, at, body JSON)."""
         t = self.t
         dst = w[1]
+        big = too_large(w[2], w[6])
+        if big is not None:        # journaled without its body; never sent (as in processes)
+            w = w[:6] + ("{}",)
+            self.events.append(Event(t, "send", src, mid, wire=w))
+            self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": big}))
+            return
         self.events.append(Event(t, "send", src, mid, wire=w))
         delays, rule = self.net.route(src, dst, self._net_rng)
         if rule is not None:

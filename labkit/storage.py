@@ -63,7 +63,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import StorageCorrupt, StorageError
-from .message import dumps as _dumps
+from .message import EncodeError, dumps as _dumps
 
 #: The first line of every storage file (format version 2: framed, checksummed records).
 MAGIC = b"labkit-storage 2\n"
@@ -93,8 +93,9 @@ class Storage(MutableMapping):
             raise StorageError(f"{self._node}: storage keys are strings, got {key!r}")
         try:
             return _dumps(value)
-        except (TypeError, ValueError, RecursionError) as e:
-            raise StorageError(f"{self._node}: cannot store {key!r}: value is not JSON-serialisable ({e})") from None
+        except EncodeError as e:
+            raise StorageError(f"{self._node}: cannot store {key!r}: {e.at(f'storage[{key!r}]')}. Store only "
+                               f"dicts with str keys, lists, str, int, float, bool and None.") from None
 
     def __getitem__(self, key: str) -> Any:
         return json.loads(self._data[key])
