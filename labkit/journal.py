@@ -97,7 +97,7 @@ class JournalLimits:
                    spill_dir=os.environ.get("LABKIT_JOURNAL_SPILL_DIR") or None)
 
 
-def line_id(line: bytes) -> str | None:
+def line_id(line: bytes) -> Any:
     """The ``id`` of the event whose journal line is ``line`` (None if it has none)."""
     m = _ID.match(line)
     if m is not None:
@@ -105,8 +105,7 @@ def line_id(line: bytes) -> str | None:
         return (g if g is not None else m.group(2)).decode("utf-8")
     if b'"id"' not in line:
         return None
-    mid = parse_line(line).get("id")
-    return mid if isinstance(mid, str) else None
+    return parse_line(line).get("id")    # as ``Event.from_dict`` has it, whatever its type
 
 
 def line_type(line: bytes) -> Any:

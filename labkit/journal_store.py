@@ -33,8 +33,10 @@ Memory is then bounded by ``memory_mb`` plus ~40 bytes per event of index.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
+import mmap
 import os
 import re
 import tempfile
@@ -50,6 +52,13 @@ from .journal import (_LINE, Event, JournalFull, JournalLimits, event_line, line
 BLOCK_BYTES = 8 << 20
 #: Events built per batch when a journal is iterated.
 BATCH = 4096
+
+# The fast path's view of a line: the header as labkit writes it (time; kind and node as one
+# group), the rest, a closing brace. (Matching the whole line is faster than the header alone:
+# the next search starts at the next line instead of trying every position for "^".)
+_HEAD = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]*","node":"[^"\\\n]*)"'
+                   rb'(?:,[^\n]*)?\}$', re.M)
+
 
 class _Col:
     """A growable numpy column: ``a[:n]`` is the data."""
@@ -104,6 +113,86 @@ class _BytesCodes(dict):
         return c
 
 
+class _Heads(dict):
+    """``kind","node":"<node>`` as the fast path captures it -> a code; ``kind[code]`` and
+    ``node[code]`` are its kind and node codes (one dict look-up per line, not two)."""
+
+    def __init__(self, kinds: _Names, nodes: _Names) -> None:
+        super().__init__()
+        self.kinds, self.nodes = kinds, nodes
+        self.kind = np.empty(0, np.uint16)
+        self.node = np.empty(0, np.uint32)
+
+    def __missing__(self, head: bytes) -> int:
+        kind, _, node = head.partition(b'","node":"')
+        k, n = self.kinds.by_bytes[kind], self.nodes.by_bytes[node]
+        c = self[head] = len(self.kind)
+        self.kind = np.append(self.kind, np.uint16(k))
+        self.node = np.append(self.node, np.uint32(n))
+        return c
+
+
+class _Text:
+    """Journal text: anonymous memory maps of ``SEGMENT`` bytes, filled in turn, then spilled
+    oldest first to one unlinked temporary file. (Maps, not a bytearray: a spilled segment's
+    memory goes back to the OS at once, and nothing is ever reallocated or copied.) Text is
+    addressed by global position; the spill file holds each byte at its global position."""
+
+    SEGMENT = 16 << 20
+
+    def __init__(self) -> None:
+        self.bases: list[int] = []            # global position of each segment's first byte
+        self.maps: list[Any] = []             # its memory map, or None once spilled
+        self.used: list[int] = []
+        self.end = 0
+        self.in_memory = 0
+        self.spilled = 0
+        self.file: Any = None
+
+    def append(self, data: bytes) -> int:
+        n = len(data)
+        pos = self.end
+        if not n:
+            return pos
+        if not self.maps or self.maps[-1] is None or len(self.maps[-1]) - self.used[-1] < n:
+            self.bases.append(pos)
+            self.maps.append(mmap.mmap(-1, max(self.SEGMENT, n)))
+            self.used.append(0)
+        u = self.used[-1]
+        self.maps[-1][u:u + n] = data
+        self.used[-1] = u + n
+        self.end += n
+        self.in_memory += n
+        return pos
+
+    def spill(self, budget: float, directory: str) -> None:
+        """Move the oldest segments to the spill file until at most ``budget`` bytes stay."""
+        for i, m in enumerate(self.maps):
+            if self.in_memory <= budget:
+                return
+            if m is None:
+                continue
+            if self.file is None:
+                self.file = tempfile.TemporaryFile(prefix="labkit-journal-", dir=directory)
+            fd, base, used = self.file.fileno(), self.bases[i], self.used[i]
+            done = 0
+            with memoryview(m) as mv:
+                while done < used:
+                    done += os.pwrite(fd, mv[done:used], base + done)
+            m.close()
+            self.maps[i] = None
+            self.in_memory -= used
+            self.spilled += used
+
+    def read(self, pos: int, size: int) -> bytes:
+        i = bisect.bisect_right(self.bases, pos) - 1
+        m = self.maps[i]
+        if m is None:
+            return os.pread(self.file.fileno(), size, pos)
+        off = pos - self.bases[i]
+        return m[off:off + size]
+
+
 class EventStore:
     """The events of one journal; see the module's docstring. Thread-safe."""
 
@@ -124,9 +213,8 @@ class EventStore:
         self._objs: list = []
         self.kinds = _Names(65535)
         self.nodes = _Names(2**32 - 1)
-        self._text = bytearray()       # journal text from global position _text_start on
-        self._text_start = 0           # text before this position is in the spill file
-        self._spill: Any = None
+        self._heads = _Heads(self.kinds, self.nodes)
+        self._text = _Text()
         self.full = False              # a read was refused (max_events)
 
     # -- adding ----------------------------------------------------------------------------
@@ -177,29 +265,29 @@ class EventStore:
             return len(data)
 
     def _add_fast(self, data: bytes, nl: np.ndarray) -> bool:
-        found = _LINE.findall(data)
-        if len(found) != len(nl):                # a line in another shape, or a blank line
-            return False
-        ts, ks, ns = zip(*found)
+        """Index ``data`` if every line has labkit's header and ends with a brace; else
+        change nothing and return False."""
+        found = _HEAD.findall(data)
+        k = len(found)
+        if k != len(nl):
+            return False                         # a line in another shape, or a blank line
+        ts, heads = zip(*found)
         try:
-            t = np.array(ts).astype(np.float64)
-        except ValueError:
+            t = np.fromiter(map(float, ts), np.float64, k)
+            head = np.fromiter(map(self._heads.__getitem__, heads), np.int64, k)
+        except ValueError:                       # a bad number, a name that is not UTF-8
             return False
         if not np.isfinite(t).all():
             return False
-        k = len(found)
-        kinds = np.fromiter(map(self.kinds.by_bytes.__getitem__, ks), np.uint16, k)
-        nodes = np.fromiter(map(self.nodes.by_bytes.__getitem__, ns), np.uint32, k)
         starts = np.empty(k, np.int64)
         starts[0] = 0
         starts[1:] = nl[:-1] + 1
-        sizes = nl - starts
         pos = self._append_text(data)
         self._t.extend(t)
-        self._kind.extend(kinds)
-        self._node.extend(nodes)
+        self._kind.extend(self._heads.kind[head])
+        self._node.extend(self._heads.node[head])
         self._ref.extend(starts + pos)
-        self._size.extend(sizes)
+        self._size.extend(nl - starts)
         return True
 
     def _add_slow(self, data: bytes, first_line: int, source: str) -> None:
@@ -252,30 +340,22 @@ class EventStore:
         self._size.extend(sizes)
 
     def _append_text(self, blob: bytes) -> int:
-        """Append ``blob`` to the text, spilling what is in memory first if the budget says
-        so; returns the global position of ``blob[0]``."""
-        if self._text and len(self._text) + len(blob) > self.limits.memory_mb * 2**20:
-            self._spill_text()
-        pos = self._text_start + len(self._text)
-        self._text += blob
+        """Append ``blob`` to the text, then spill the oldest text past the memory budget;
+        returns the global position of ``blob[0]``."""
+        text = self._text
+        pos = text.append(blob)
+        budget = self.limits.memory_mb * 2**20
+        if text.in_memory > budget:
+            d = self.limits.spill_dir or tempfile.gettempdir()
+            try:
+                text.spill(budget, d)
+            except OSError as e:
+                raise JournalFull(
+                    f"the journal outgrew its memory budget ({self.limits.memory_mb:g} MB) and could not "
+                    f"spill text to {d}: {e}. Free disk space there, set LABKIT_JOURNAL_SPILL_DIR to a "
+                    f"directory on a disk with room, or raise the budget with "
+                    f"journal.set_limits(memory_mb=...).") from None
         return pos
-
-    def _spill_text(self) -> None:
-        d = self.limits.spill_dir or tempfile.gettempdir()
-        try:
-            if self._spill is None:
-                self._spill = tempfile.TemporaryFile(prefix="labkit-journal-", dir=d)
-            self._spill.seek(self._text_start)
-            self._spill.write(self._text)
-            self._spill.flush()
-        except OSError as e:
-            raise JournalFull(
-                f"the journal outgrew its memory budget ({self.limits.memory_mb:g} MB) and could not "
-                f"spill {len(self._text) / 2**20:.0f} MB of text to {d}: {e}. Free disk space there, "
-                f"set LABKIT_JOURNAL_SPILL_DIR to a directory on a disk with room, or raise the budget "
-                f"with journal.set_limits(memory_mb=...).") from None
-        self._text_start += len(self._text)
-        self._text = bytearray()
 
     # -- ordering --------------------------------------------------------------------------
     def _place(self) -> None:
@@ -361,16 +441,9 @@ class EventStore:
         """The journal lines at text positions ``refs`` (None where a ref is an object)."""
         out: list[bytes | None] = []
         with self._lock:
-            start = self._text_start
-            fd = self._spill.fileno() if self._spill is not None else -1
-            with memoryview(self._text) as mv:
-                for ref, size in zip(refs, sizes):
-                    if ref < 0:
-                        out.append(None)
-                    elif ref >= start:
-                        out.append(bytes(mv[ref - start:ref - start + size]))
-                    else:
-                        out.append(os.pread(fd, size, ref))
+            read = self._text.read
+            for ref, size in zip(refs, sizes):
+                out.append(None if ref < 0 else read(ref, size))
         return out
 
     def events(self, rows: np.ndarray) -> list:
@@ -410,19 +483,18 @@ class EventStore:
     def memory_bytes(self) -> int:
         """Bytes this store holds in memory (index columns and unspilled text; not objects)."""
         cols = (self._t, self._kind, self._node, self._ref, self._size, self._order)
-        return sum(c.a.nbytes for c in cols) + len(self._text)
+        return sum(c.a.nbytes for c in cols) + self._text.in_memory
 
     @property
     def spilled_bytes(self) -> int:
-        return self._text_start
+        return self._text.spilled
 
     def set_limits(self, limits: JournalLimits) -> None:
         with self._lock:
             self.limits = limits
             if self.room() > 0:
                 self.full = False
-            if len(self._text) > limits.memory_mb * 2**20:
-                self._spill_text()
+            self._append_text(b"")          # spills down to a lower budget now
 
     def full_message(self) -> str:
         return (f"the journal holds {self._t.n:,} events, its limit (max_events={self.limits.max_events:,}); "
