@@ -49,7 +49,7 @@ import numpy as np
 from .journal import (_LINE, Event, JournalFull, JournalLimits, event_line, line_id)
 
 #: Lines are read and indexed in blocks of about this many bytes.
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 2 << 20
 #: Events built per batch when a journal is iterated.
 BATCH = 4096
 
