@@ -412,7 +412,7 @@ class Cluster:
     def logs(self, node: str | None = None, last: int = 20) -> str:
         """The last ``last`` log lines, one per line."""
         j = self.journal.filter(kind="log", node=node)
-        return "\n".join(f"{e.t:9.1f} ms  {e.node:>4}  {e.get('text')}" for e in j.events[-last:])
+        return "\n".join(f"{e.t:9.1f} ms  {e.node:>4}  {e.get('text')}" for e in j[-last:])
 
     def summary(self) -> str:
         if self._closed:

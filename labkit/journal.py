@@ -471,6 +471,14 @@ class Journal:
     def __repr__(self) -> str:
         return f"<{self.summary()}>"
 
+    def __reduce__(self) -> tuple:
+        # Pickles as its events: a static copy (a live journal's refresh does not travel).
+        return (_rebuild, (self.events, self.seed))
+
+
+def _rebuild(events: list, seed: int | None) -> "Journal":
+    return Journal(events, seed=seed)
+
 
 def _load_block(store: Any, data: bytes, line: int, where: str) -> int:
     """Index ``data`` (whole lines) into ``store``; returns the number of the next line."""
