@@ -74,6 +74,11 @@ class JournalLimits:
     * ``spill_dir``: where spilled text goes (default ``$LABKIT_JOURNAL_SPILL_DIR``, else the
       system's temporary directory). Use a disk, not a RAM disk (tmpfs), or spilling saves
       no memory.
+
+    The limits govern what a journal *reads* -- the processes runtime's node files and
+    ``Journal.load``. Events made in the notebook's process (all of the simulator's, the
+    cluster's own records) are already objects in memory when they are journaled; they are
+    indexed but neither spilled nor refused.
     """
 
     memory_mb: float = 128.0

@@ -269,6 +269,8 @@ class EventStore:
         change nothing and return False."""
         found = _HEAD.findall(data)
         k = len(found)
+        if not k:
+            return not len(nl)
         if k != len(nl):
             return False                         # a line in another shape, or a blank line
         ts, heads = zip(*found)

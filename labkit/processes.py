@@ -381,14 +381,14 @@ class ProcessRuntime(RuntimeBase):
                 block = f.read(BLOCK_BYTES)
                 if not block:
                     return
-                st[0] += len(block)
                 data = st[1] + block
                 cut = data.rfind(b"\n") + 1
                 taken = self.events.add_text(data[:cut], source=f"node journal {path}") if cut else 0
                 if taken < cut:                   # the journal is full: read the rest later
-                    st[0] -= len(data) - taken
+                    st[0] += len(block) - (len(data) - taken)
                     st[1] = b""
                     return
+                st[0] += len(block)               # only once the lines are in the journal
                 st[1] = data[cut:]               # an unfinished last line waits for the rest
 
     def _drain_inbox(self, out: list[Event]) -> None:
