@@ -37,6 +37,7 @@ import bisect
 import json
 import math
 import mmap
+import operator
 import os
 import re
 import tempfile
@@ -58,6 +59,9 @@ BATCH = 4096
 # the next search starts at the next line instead of trying every position for "^".)
 _HEAD = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]*","node":"[^"\\\n]*)"'
                    rb'(?:,[^\n]*)?\}$', re.M)
+
+
+_T, _KIND, _NODE = operator.attrgetter("t"), operator.attrgetter("kind"), operator.attrgetter("node")
 
 
 class _Col:
@@ -85,21 +89,30 @@ class _Col:
 
 
 class _Names:
-    """A table of names (kinds or nodes) and their integer codes, looked up by str or bytes."""
+    """A table of names (kinds or nodes) and their integer codes, looked up by str or bytes
+    (``by_str[name]`` / ``by_bytes[name]`` add a name not seen before)."""
 
     def __init__(self, limit: int) -> None:
         self.names: list[str] = []
-        self.by_str: dict[str, int] = {}
+        self.by_str = _StrCodes(self)
         self.by_bytes = _BytesCodes(self)
         self.limit = limit
 
     def code(self, s: str) -> int:
-        c = self.by_str.get(s)
-        if c is None:
-            if len(self.names) >= self.limit:
-                raise ValueError(f"more than {self.limit} distinct names; is this a journal?")
-            c = self.by_str[s] = len(self.names)
-            self.names.append(s)
+        return self.by_str[s]
+
+
+class _StrCodes(dict):
+    def __init__(self, owner: "_Names") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def __missing__(self, s: str) -> int:
+        names = self.owner.names
+        if len(names) >= self.owner.limit:
+            raise ValueError(f"more than {self.owner.limit} distinct names; is this a journal?")
+        c = self[s] = len(names)
+        names.append(s)
         return c
 
 
@@ -230,10 +243,10 @@ class EventStore:
         del p[:k]                      # atomic: events appended meanwhile by another thread stay
         base = len(self._objs)
         self._objs.extend(objs)
-        kc, nc = self.kinds.code, self.nodes.code
-        self._t.extend(np.fromiter((e.t for e in objs), np.float64, k))
-        self._kind.extend(np.fromiter((kc(e.kind) for e in objs), np.uint16, k))
-        self._node.extend(np.fromiter((nc(e.node) for e in objs), np.uint32, k))
+        kinds, nodes = self.kinds, self.nodes
+        self._t.extend(np.fromiter(map(_T, objs), np.float64, k))
+        self._kind.extend(np.fromiter(map(kinds.by_str.__getitem__, map(_KIND, objs)), np.uint16, k))
+        self._node.extend(np.fromiter(map(nodes.by_str.__getitem__, map(_NODE, objs)), np.uint32, k))
         self._ref.extend(np.arange(-1 - base, -1 - base - k, -1, dtype=np.int64))
         self._size.extend(np.zeros(k, np.uint32))
 
