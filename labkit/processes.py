@@ -529,6 +529,8 @@ class ProcessRuntime(RuntimeBase):
             self._awaiting.clear()
             self._replies.clear()
             self._read_journal()
+            if self.events.full:
+                self._say_unread()
         finally:
             self._closed = True
             for s in [self.control, self.inbox, *self._to_node.values()]:
@@ -537,6 +539,19 @@ class ProcessRuntime(RuntimeBase):
             self._watch_w.close()
             self._watch_r.close()
             self._cleanup_files()
+
+    def _say_unread(self) -> None:
+        """At close, a full journal's unread lines go with the directory: never silently."""
+        unread = 0
+        for name in os.listdir(self.dir):
+            if name.startswith("j-"):
+                path = os.path.join(self.dir, name)
+                unread += os.path.getsize(path) - self._files.get(path, [0])[0]
+        if unread:
+            print(f"labkit: the journal was full ({self.events.limits.max_events:,} events, its max_events); "
+                  f"{unread / 2**20:.1f} MB of node journal lines it did not read are discarded with "
+                  f"the cluster. Raise the limit before closing, e.g. "
+                  f"cluster.journal.set_limits(max_events=...), to keep them.", file=sys.stderr)
 
     def _cleanup_files(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -59,6 +59,18 @@ def test_status_never_reads_the_journal_however_large(monkeypatch, wait_until):
         assert c.status()["n2"].state == "crashed"
 
 
+def test_closing_a_full_journal_says_what_it_discards(wait_until, capsys):
+    c = labkit.Cluster(Pinger, n=2, seed=3)
+    try:
+        c.journal.set_limits(max_events=50)
+        assert wait_until(lambda: _file_lines(c) > 200, timeout=20, cluster=c)
+    finally:
+        c.close()
+    err = capsys.readouterr().err
+    assert "the journal was full (50 events, its max_events)" in err and "discarded" in err
+    assert len(c.journal) == 50 and c.journal.count()["close"] == 1   # the cluster's own events stay
+
+
 def test_a_journal_past_max_events_refuses_then_reads_on_losing_nothing(wait_until):
     with labkit.Cluster(Pinger, n=3, seed=2) as c:
         c.journal.set_limits(max_events=300)
