@@ -379,6 +379,8 @@ class Journal:
             if until is not None:
                 keep &= t <= until
             rows = rows[keep]
+        if id is not None:
+            rows = store.rows_maybe_with_id(rows, id)
         if id is not None or types is not None or where is not None:
             out = []
             for i, e in zip(rows.tolist(), store.iter_events(rows)):

@@ -61,6 +61,8 @@ _HEAD = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]
                    rb'(?:,[^\n]*)?\}$', re.M)
 
 
+# Ids of these characters (all labkit makes) appear in any JSON line exactly as "<id>".
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.\-]+")
 _T, _KIND, _NODE = operator.attrgetter("t"), operator.attrgetter("kind"), operator.attrgetter("node")
 
 
@@ -460,6 +462,23 @@ class EventStore:
             for ref, size in zip(refs, sizes):
                 out.append(None if ref < 0 else read(ref, size))
         return out
+
+    def rows_maybe_with_id(self, rows: np.ndarray, mid: str) -> np.ndarray:
+        """``rows`` narrowed to those that may have id ``mid`` (a superset: the caller checks
+        ``e.id``): objects whose id is ``mid``, lines that contain it as a JSON string."""
+        if not isinstance(mid, str) or not _PLAIN_ID.fullmatch(mid):
+            return rows                          # a writer might escape it some other way
+        needle = f'"{mid}"'.encode("ascii")
+        keep = []
+        for i in range(0, len(rows), BATCH):
+            part = rows[i:i + BATCH]
+            with self._lock:
+                refs = self._ref.a[part].tolist()
+                lines = self._lines(refs, self._size.a[part].tolist())
+                objs = self._objs
+            keep.extend(r for r, ref, line in zip(part.tolist(), refs, lines)
+                        if (objs[~ref].id == mid if line is None else needle in line))
+        return np.asarray(keep, dtype=np.int64)
 
     def events(self, rows: np.ndarray) -> list:
         """The events at ``rows`` (Event objects, built now for rows held as text)."""

@@ -126,6 +126,8 @@ def test_filter_and_count_agree_with_a_scan_of_the_events():
                 and (not types or (e.kind in ("send", "deliver", "drop") and e.type in types))]
         assert got.events == want
         assert dict(got.count()) == {k: sum(1 for e in want if e.kind == k) for k in {e.kind for e in want}}
+    for e in rng.sample([e for e in ref if isinstance(e.id, str)], 30) + [Event(0, "log", "n1", "nope", {})]:
+        assert j.filter(id=e.id).events == [x for x in ref if x.id == e.id]
 
 
 def test_by_time_store_merges_text_and_objects_stably():
