@@ -33,104 +33,6 @@ from .message import make_dumps
 
 MESSAGE_KINDS = frozenset({"send", "deliver", "drop"})
 
-# The header of a journal line as labkit writes it, then anything, then the closing brace.
-_LINE = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]*)","node":"([^"\\\n]*)"'
-                   rb'(?:,[^\n]*)?\}$', re.M)
-# An event's id: right after the header (how ``Event.to_dict`` writes it), or in a message's
-# wire header (src, dst, type, id -- how nodes write message events). Inside a JSON string a
-# quote is always escaped, so ``"id":"`` cannot match inside a value that comes earlier.
-_ID = re.compile(rb'\{"t":[^,]*,"kind":"[^"]*","node":"[^"\\]*",(?:"id":"([^"\\]*)"'
-                 rb'|"src":"[^"\\]*","dst":"[^"\\]*","type":"(?:[^"\\]|\\.)*","id":"([^"\\]*)")')
-_TYPE = re.compile(rb'\{"t":[^,]*,"kind":"[^"]*","node":"[^"\\]*",(?:"id":"[^"\\]*",)?'
-                   rb'"src":"[^"\\]*","dst":"[^"\\]*","type":("(?:[^"\\]|\\.)*")')
-
-
-class JournalFull(LabkitError):
-    """The journal holds its ``max_events`` and refuses to read more (see ``JournalLimits``)."""
-
-
-def _env_number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        v = float(raw)
-    except ValueError:
-        v = float("nan")
-    if not math.isfinite(v) or v < minimum:
-        raise ValueError(f"environment variable {name}={raw!r} must be a number >= {minimum:g}; "
-                         f"unset it to use the default {default:g}")
-    return v
-
-
-@dataclass(frozen=True)
-class JournalLimits:
-    """How much of a journal the notebook's process holds.
-
-    * ``memory_mb``: journal text kept in memory (MB, 2**20 bytes); older text is spilled to
-      a temporary file in ``spill_dir``. Default 128, or ``$LABKIT_JOURNAL_MEMORY_MB``.
-    * ``max_events``: events a journal reads at most; past it a read raises ``JournalFull``.
-      Default 5,000,000 (~200 MB of index), or ``$LABKIT_JOURNAL_MAX_EVENTS``.
-    * ``spill_dir``: where spilled text goes (default ``$LABKIT_JOURNAL_SPILL_DIR``, else the
-      system's temporary directory). Use a disk, not a RAM disk (tmpfs), or spilling saves
-      no memory.
-
-    The limits govern what a journal *reads* -- the processes runtime's node files and
-    ``Journal.load``. Events made in the notebook's process (all of the simulator's, the
-    cluster's own records) are already objects in memory when they are journaled; they are
-    indexed but neither spilled nor refused.
-    """
-
-    memory_mb: float = 128.0
-    max_events: int = 5_000_000
-    spill_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.memory_mb, (int, float)) or isinstance(self.memory_mb, bool) \
-                or not math.isfinite(self.memory_mb) or self.memory_mb < 0:
-            raise ValueError(f"memory_mb is the journal text kept in memory, in MB: a finite number "
-                             f">= 0; got {self.memory_mb!r}")
-        if not isinstance(self.max_events, int) or isinstance(self.max_events, bool) or self.max_events < 1:
-            raise ValueError(f"max_events is a whole number >= 1, got {self.max_events!r}")
-        if self.spill_dir is not None and not os.path.isdir(self.spill_dir):
-            raise ValueError(f"spill_dir {self.spill_dir!r} is not a directory")
-
-    @classmethod
-    def from_env(cls) -> "JournalLimits":
-        return cls(memory_mb=_env_number("LABKIT_JOURNAL_MEMORY_MB", cls.memory_mb, 0),
-                   max_events=int(_env_number("LABKIT_JOURNAL_MAX_EVENTS", cls.max_events, 1)),
-                   spill_dir=os.environ.get("LABKIT_JOURNAL_SPILL_DIR") or None)
-
-
-def line_id(line: bytes) -> Any:
-    """The ``id`` of the event whose journal line is ``line`` (None if it has none)."""
-    m = _ID.match(line)
-    if m is not None:
-        g = m.group(1)
-        return (g if g is not None else m.group(2)).decode("utf-8")
-    if b'"id"' not in line:
-        return None
-    return parse_line(line).get("id")    # as ``Event.from_dict`` has it, whatever its type
-
-
-def line_type(line: bytes) -> Any:
-    """The message type in a message event's journal line."""
-    m = _TYPE.match(line)
-    if m is not None:
-        return json.loads(m.group(1))
-    return parse_line(line).get("type")
-
-
-def parse_line(line: bytes) -> dict:
-    try:
-        d = json.loads(line)
-    except ValueError as e:
-        raise ValueError(f"a journal line is not valid JSON ({e}): {line[:120].decode('utf-8', 'replace')!r}; "
-                         f"the journal file is damaged") from None
-    if type(d) is not dict:
-        raise ValueError(f"a journal line is not a JSON object: {line[:120].decode('utf-8', 'replace')!r}")
-    return d
-
 #: The kinds of event a journal holds, and what they mean.
 KINDS = {
     "send": "a node handed a message to the network (node = sender)",
@@ -278,6 +180,107 @@ class Event:
             extra = f" {self.get('name')!r}"
         mid = f" id={self.id}" if self.id else ""
         return f"<Event t={self.t:.3f} {self.kind} @{self.node}{mid}{extra}>"
+
+
+# -- journal lines read from text -------------------------------------------------------------
+# The header of a journal line as labkit writes it, then anything, then the closing brace.
+_LINE = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]*)","node":"([^"\\\n]*)"'
+                   rb'(?:,[^\n]*)?\}$', re.M)
+# An event's id: right after the header (how ``Event.to_dict`` writes it), or in a message's
+# wire header (src, dst, type, id -- how nodes write message events). Inside a JSON string a
+# quote is always escaped, so ``"id":"`` cannot match inside a value that comes earlier.
+_ID = re.compile(rb'\{"t":[^,]*,"kind":"[^"]*","node":"[^"\\]*",(?:"id":"([^"\\]*)"'
+                 rb'|"src":"[^"\\]*","dst":"[^"\\]*","type":"(?:[^"\\]|\\.)*","id":"([^"\\]*)")')
+_TYPE = re.compile(rb'\{"t":[^,]*,"kind":"[^"]*","node":"[^"\\]*",(?:"id":"[^"\\]*",)?'
+                   rb'"src":"[^"\\]*","dst":"[^"\\]*","type":("(?:[^"\\]|\\.)*")')
+
+
+def line_id(line: bytes) -> Any:
+    """The ``id`` of the event whose journal line is ``line`` (None if it has none)."""
+    m = _ID.match(line)
+    if m is not None:
+        g = m.group(1)
+        return (g if g is not None else m.group(2)).decode("utf-8")
+    if b'"id"' not in line:
+        return None
+    return parse_line(line).get("id")    # as ``Event.from_dict`` has it, whatever its type
+
+
+def line_type(line: bytes) -> Any:
+    """The message type in a message event's journal line."""
+    m = _TYPE.match(line)
+    if m is not None:
+        return json.loads(m.group(1))
+    return parse_line(line).get("type")
+
+
+def parse_line(line: bytes) -> dict:
+    try:
+        d = json.loads(line)
+    except ValueError as e:
+        raise ValueError(f"a journal line is not valid JSON ({e}): {line[:120].decode('utf-8', 'replace')!r}; "
+                         f"the journal file is damaged") from None
+    if type(d) is not dict:
+        raise ValueError(f"a journal line is not a JSON object: {line[:120].decode('utf-8', 'replace')!r}")
+    return d
+
+
+# -- how much a journal may hold -------------------------------------------------------------
+class JournalFull(LabkitError):
+    """The journal holds its ``max_events`` and refuses to read more (see ``JournalLimits``)."""
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        v = float("nan")
+    if not math.isfinite(v) or v < minimum:
+        raise ValueError(f"environment variable {name}={raw!r} must be a number >= {minimum:g}; "
+                         f"unset it to use the default {default:g}")
+    return v
+
+
+@dataclass(frozen=True)
+class JournalLimits:
+    """How much of a journal the notebook's process holds.
+
+    * ``memory_mb``: journal text kept in memory (MB, 2**20 bytes); older text is spilled to
+      a temporary file in ``spill_dir``. Default 128, or ``$LABKIT_JOURNAL_MEMORY_MB``.
+    * ``max_events``: events a journal reads at most; past it a read raises ``JournalFull``.
+      Default 5,000,000 (~200 MB of index), or ``$LABKIT_JOURNAL_MAX_EVENTS``.
+    * ``spill_dir``: where spilled text goes (default ``$LABKIT_JOURNAL_SPILL_DIR``, else the
+      system's temporary directory). Use a disk, not a RAM disk (tmpfs), or spilling saves
+      no memory.
+
+    The limits govern what a journal *reads* -- the processes runtime's node files and
+    ``Journal.load``. Events made in the notebook's process (all of the simulator's, the
+    cluster's own records) are already objects in memory when they are journaled; they are
+    indexed but neither spilled nor refused.
+    """
+
+    memory_mb: float = 128.0
+    max_events: int = 5_000_000
+    spill_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.memory_mb, (int, float)) or isinstance(self.memory_mb, bool) \
+                or not math.isfinite(self.memory_mb) or self.memory_mb < 0:
+            raise ValueError(f"memory_mb is the journal text kept in memory, in MB: a finite number "
+                             f">= 0; got {self.memory_mb!r}")
+        if not isinstance(self.max_events, int) or isinstance(self.max_events, bool) or self.max_events < 1:
+            raise ValueError(f"max_events is a whole number >= 1, got {self.max_events!r}")
+        if self.spill_dir is not None and not os.path.isdir(self.spill_dir):
+            raise ValueError(f"spill_dir {self.spill_dir!r} is not a directory")
+
+    @classmethod
+    def from_env(cls) -> "JournalLimits":
+        return cls(memory_mb=_env_number("LABKIT_JOURNAL_MEMORY_MB", cls.memory_mb, 0),
+                   max_events=int(_env_number("LABKIT_JOURNAL_MAX_EVENTS", cls.max_events, 1)),
+                   spill_dir=os.environ.get("LABKIT_JOURNAL_SPILL_DIR") or None)
 
 
 class Journal:
