@@ -19,7 +19,6 @@ policy (``JournalLimits``: spill text to disk past a budget, refuse past a numbe
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os

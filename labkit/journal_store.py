@@ -4,10 +4,10 @@ Theory of operation. A busy cluster journals ~20,000 events a second; as Python 
 ``Event`` holding its decoded dict) each costs ~1.3 KB, so a minute of gossip would not fit
 in a Binder kernel (2 GB). An ``EventStore`` keeps, per event, only what filters need -- the
 time (float64), kind and node (small integer codes into name tables) -- in numpy columns,
-plus where the event's JSON line is: in one ``bytearray`` of journal text, or on disk once
-the text outgrows its memory budget (see *Limits*). ``Event`` objects are built when somebody
+plus where the event's JSON line is: in memory-mapped segments of journal text, or on disk
+once the text outgrows its memory budget (see *Limits*). ``Event`` objects are built when somebody
 reads them, and an event's fields are decoded from its line only when somebody reads those
-(``Event.data``). About 30 bytes of index plus the line (~125 bytes) per event.
+(``Event.data``). About 30-45 bytes of index plus the line (~125 bytes) per event.
 
 Rows are physical -- numbered in the order events reached the store -- and never move, so a
 filtered journal can hold row numbers. ``order`` lists them in journal order: by time when
@@ -42,12 +42,11 @@ import os
 import re
 import tempfile
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .journal import (_LINE, Event, JournalFull, JournalLimits, event_line, line_id)
+from .journal import _LINE, Event, JournalFull, JournalLimits, event_line, line_id
 
 #: Lines are read and indexed in blocks of about this many bytes.
 BLOCK_BYTES = 2 << 20
