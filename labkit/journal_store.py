@@ -170,7 +170,7 @@ class _Text:
             return pos
         if not self.maps or self.maps[-1] is None or len(self.maps[-1]) - self.used[-1] < n:
             self.bases.append(pos)
-            self.maps.append(mmap.mmap(-1, max(self.SEGMENT, n)))
+            self.maps.append(mmap.mmap(-1, max(self.SEGMENT, n), flags=mmap.MAP_PRIVATE))   # plain memory
             self.used.append(0)
         u = self.used[-1]
         self.maps[-1][u:u + n] = data
