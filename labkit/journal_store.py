@@ -444,14 +444,17 @@ class EventStore:
     def node_codes(self, nodes: Iterable[str]) -> list[int]:
         return [self.nodes.by_str[n] for n in nodes if n in self.nodes.by_str]
 
-    def rows_of_kinds(self, kinds: Iterable[str], start: int) -> np.ndarray:
-        """Physical rows ``>= start`` whose kind is one of ``kinds`` (in row order)."""
+    def text_rows_of_kinds(self, kinds: Iterable[str], start: int) -> np.ndarray:
+        """Physical rows ``>= start`` read from text whose kind is one of ``kinds`` (in row
+        order). (Objects are left out: they were made in this process, which knows them.)"""
         with self._lock:
             self._index_pending()
             codes = self.kind_codes(kinds)
-            if not codes or start >= self._t.n:
+            n = self._t.n
+            if not codes or start >= n:
                 return np.empty(0, np.int64)
-            return start + np.flatnonzero(np.isin(self._kind.a[start:self._t.n], codes))
+            hit = np.isin(self._kind.a[start:n], codes) & (self._ref.a[start:n] >= 0)
+            return start + np.flatnonzero(hit)
 
     def _lines(self, refs: list[int], sizes: list[int]) -> list[bytes | None]:
         """The journal lines at text positions ``refs`` (None where a ref is an object)."""

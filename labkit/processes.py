@@ -326,7 +326,7 @@ class ProcessRuntime(RuntimeBase):
                 if name.startswith("j-") and not store.full:
                     self._read_file(os.path.join(self.dir, name))
             store.sync()
-            new = store.rows_of_kinds(("stats", "crash"), self._scanned)
+            new = store.text_rows_of_kinds(("stats", "crash"), self._scanned)
             self._scanned = store.nrows
             for e in store.events(new):
                 if e.kind == "stats":

@@ -59,6 +59,23 @@ def test_status_never_reads_the_journal_however_large(monkeypatch, wait_until):
         assert c.status()["n2"].state == "crashed"
 
 
+class Exits(labkit.Node):
+    def on_message(self, ctx, msg):
+        os._exit(7)          # the process ends outside labkit's crash handling
+
+
+def test_a_process_that_exits_without_a_crash_line_is_journaled_and_reported_once(wait_until, capsys):
+    with labkit.Cluster(Exits, n=2, seed=4) as c:
+        c.client_send("n1", "bye")
+        assert wait_until(lambda: c.status()["n1"].state == "crashed", timeout=10)
+        for _ in range(3):                       # every read after the first finds nothing new
+            crashes = c.journal.filter(kind="crash")
+            c.run_for(0.05)
+        assert len(crashes) == 1 and "exited with code 7" in crashes[0].get("error")
+        assert len(c.crashes) == 1
+    assert capsys.readouterr().err.count("exited with code 7") == 1
+
+
 def test_closing_a_full_journal_says_what_it_discards(wait_until, capsys):
     c = labkit.Cluster(Pinger, n=2, seed=3)
     try:
