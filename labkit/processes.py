@@ -566,4 +566,3 @@ def _last_resort_cleanup(pids: set[int], dir: str) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     shutil.rmtree(dir, ignore_errors=True)
-
