@@ -189,13 +189,15 @@ _LINE = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]
 # wire header (src, dst, type, id -- how nodes write message events). Inside a JSON string a
 # quote is always escaped, so ``"id":"`` cannot match inside a value that comes earlier.
 _ID = re.compile(rb'\{"t":[^,]*,"kind":"[^"]*","node":"[^"\\]*",(?:"id":"([^"\\]*)"'
-                 rb'|"src":"[^"\\]*","dst":"[^"\\]*","type":"(?:[^"\\]|\\.)*","id":"([^"\\]*)")')
+                 rb'|"src":"[^"\\]*","dst":"[^"\\]*","type":"[^"\\]*(?:\\.[^"\\]*)*","id":"([^"\\]*)")')
 _TYPE = re.compile(rb'\{"t":[^,]*,"kind":"[^"]*","node":"[^"\\]*",(?:"id":"[^"\\]*",)?'
-                   rb'"src":"[^"\\]*","dst":"[^"\\]*","type":("(?:[^"\\]|\\.)*")')
+                   rb'"src":"[^"\\]*","dst":"[^"\\]*","type":("[^"\\]*(?:\\.[^"\\]*)*")')
 
 
-def line_id(line: bytes) -> Any:
+def line_id(line: bytes, kind: str | None = None) -> Any:
     """The ``id`` of the event whose journal line is ``line`` (None if it has none)."""
+    if kind is not None and kind not in MESSAGE_KINDS and b'"id"' not in line:
+        return None                          # most events: no id, no regular expression
     m = _ID.match(line)
     if m is not None:
         g = m.group(1)

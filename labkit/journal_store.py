@@ -34,6 +34,7 @@ Memory is then bounded by ``memory_mb`` plus ~40 bytes per event of index.
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import math
 import mmap
@@ -493,12 +494,20 @@ class EventStore:
             lines = self._lines(refs, sizes)
             objs = self._objs
         kinds, nodes = self.kinds.names, self.nodes.names
-        out = []
-        for ref, t, k, n, line in zip(refs, ts, ks, ns, lines):
-            if line is None:
-                out.append(objs[~ref])
-            else:
-                out.append(Event(t, kinds[k], nodes[n], line_id(line), None, line))
+        out: list = []
+        add = out.append
+        collecting = gc.isenabled()
+        gc.disable()          # many new objects, no cycles: collections would only cost time
+        try:
+            for ref, t, k, n, line in zip(refs, ts, ks, ns, lines):
+                if line is None:
+                    add(objs[~ref])
+                else:
+                    kind = kinds[k]
+                    add(Event(t, kind, nodes[n], line_id(line, kind), None, line))
+        finally:
+            if collecting:
+                gc.enable()
         return out
 
     def iter_events(self, rows: np.ndarray) -> Iterator:
