@@ -81,6 +81,13 @@ def row(r: dict) -> tuple[str, str, str, str, str, str]:
                 _f(r["ratio"], "{:.3f}x"), ">= 100k/s; < 1 s",
                 ok + ("" if r.get("pass") else f" (msgs {'ok' if r.get('pass_msgs') else 'miss'}, "
                                                   f"hb {'ok' if r.get('pass_heartbeat') else 'miss'})"))
+    if n == "journal":
+        return (n, f"read {_f(r['read_s_per_1m'], '{:.2f}')} s, {_f(r['read_peak_mb_per_1m'], '{:.0f}')} MB "
+                   f"per 1M events (load {_f(r['load_s_per_1m'], '{:.2f}')} s, "
+                   f"{_f(r['load_peak_mb_per_1m'], '{:.0f}')} MB)",
+                f"old reader {_f(r['baseline_s_per_1m'], '{:.1f}')} s, {_f(r['baseline_peak_mb_per_1m'], '{:,.0f}')} MB",
+                _f(r["ratio"], "{:.3f}x") + " time, " + _f(r["memory_ratio"], "{:.3f}x") + " memory",
+                "<= 3 s (ratio <= 0.31); <= 300 MB", ok)
     skip = {"ratio", "target", "wall_s", "pass"}
     nums = [(k, v) for k, v in r.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in skip]

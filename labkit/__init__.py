@@ -35,7 +35,7 @@ from .cluster import Cluster, NodeStatus
 from .context import Context
 from .errors import (ClusterClosed, LabkitError, MessageError, NodeCrashed, RequestTimeout, RpcTimeout,
                      StorageCorrupt, StorageError, UnknownNode)
-from .journal import KINDS, Event, Journal
+from .journal import KINDS, Event, Journal, JournalFull, JournalLimits
 from .message import Message
 from .nemesis import FAULTS, Schedule
 from .network import Link, NetworkModel

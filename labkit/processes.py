@@ -23,7 +23,6 @@ SIGINT, so interrupting a cell never stops the cluster.
 """
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import shutil
@@ -40,8 +39,9 @@ import zmq
 from ._host import OWNER_FILE, dead_forkserver_dir, ensure_fd_limit, own_mp_tempdir, short_base
 from ._interrupts import held_interrupts
 from .errors import LabkitError
-from .journal import Event
-from .message import MAX_FRAME_BYTES, decode, dumps as _dumps, loads as _loads, split_frames, wire
+from .journal import Event, JournalFull
+from .journal_store import BLOCK_BYTES
+from .message import MAX_FRAME_BYTES, decode, dumps as _dumps, split_frames, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
@@ -202,7 +202,8 @@ class ProcessRuntime(RuntimeBase):
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
-        self._pending: list[Event] = []
+        self._scanned = 0                         # journal rows looked at for stats and crashes
+        self._exited: set[tuple[str, int]] = set()  # (node, incarnation) seen exited by poll_states
         self._held: dict[str, list[tuple[str, str]]] | None = None   # requests sent during a drain
         self._stats: dict[str, Event] = {}        # latest stats event per node
         self._calls = Scheduler()                 # the nemesis's steps, run during run_for/request
@@ -261,7 +262,7 @@ class ProcessRuntime(RuntimeBase):
             for key, r in list(waiting.items()):
                 if r.proc.exitcode is None:
                     continue
-                self.sync()
+                self._read_journal()
                 crash = next((e for e in reversed(self.crashes) if e.node == r.id
                               and e.get("incarnation") == r.incarnation), None)
                 if crash is not None and crash.get("cause") == "on_start":
@@ -335,55 +336,75 @@ class ProcessRuntime(RuntimeBase):
 
     # -- the journal -----------------------------------------------------------------------
     def record(self, ev: Event) -> None:
-        self._pending.append(ev)
+        self.events.append(ev)
 
     def sync(self) -> None:
-        """Read new journal lines and client replies; merge them into ``events`` by time."""
+        """Read new journal lines and client replies into ``events`` (merged by time).
+
+        Raises ``JournalFull`` when the journal has reached its ``max_events`` and more is
+        waiting (see ``labkit.journal.JournalLimits``)."""
         if self._closed:
             return
         with self._lock:
-            new = self._pending
-            self._pending = []
-            self._drain_inbox(new)
+            self._read_journal()
+            if self.events.full:
+                raise JournalFull(self.events.full_message())
+
+    def poll_states(self) -> None:
+        """Mark nodes whose process has exited as crashed, from the processes alone (no
+        journal is read); the crash is journaled and reported at the next journal read."""
+        with self._lock:
+            for rec in self.records.values():
+                if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
+                    rec.state = "crashed"
+                    self._exited.add((rec.id, rec.incarnation))
+
+    def _read_journal(self) -> None:
+        """``sync`` without ``JournalFull``: what runtime calls use to learn about crashes."""
+        if self._closed:
+            return
+        with self._lock:
+            store = self.events
+            # Exits seen *before* the files are read: a crash line is written before the exit.
+            gone = {(r.id, r.incarnation) for r in self.records.values()
+                    if r.state == "up" and r.proc is not None and r.proc.exitcode is not None}
+            self._drain_inbox(store)
             try:
                 names = os.listdir(self.dir)
             except FileNotFoundError:
                 names = []
             for name in names:
-                # Journals only: a node id may itself start with "j-", and its inbox socket
-                # ("j-x.in") is no file to read.
-                if name.startswith("j-") and name.endswith(".jsonl"):
-                    self._read_file(os.path.join(self.dir, name), new)
-            if new:
-                new.sort(key=_by_time)
-                ev = self.events
-                if ev and ev[-1].t > new[0].t:   # merge into the tail that overlaps
-                    i = bisect.bisect_right(ev, new[0].t, key=_by_time)
-                    tail = ev[i:] + new
-                    tail.sort(key=_by_time)
-                    ev[i:] = tail
+                if name.startswith("j-") and name.endswith(".jsonl") and not store.full:
+                    # journals only: a node id may itself start with "j-" ("j-x.in")
+                    self._read_file(os.path.join(self.dir, name))
+            store.sync()
+            new = store.text_rows_of_kinds(("stats", "crash"), self._scanned)
+            self._scanned = store.nrows
+            for e in store.events(new):
+                if e.kind == "stats":
+                    self._stats[e.node] = e
                 else:
-                    ev.extend(new)
-                for e in new:
-                    if e.kind == "stats":
-                        self._stats[e.node] = e
-                    elif e.kind == "crash":
-                        rec = self.records.get(e.node)
-                        if rec is not None and e.get("incarnation") == rec.incarnation:
-                            rec.state = "crashed"
-                        self.report_crash(e)
-            for rec in self.records.values():
-                if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
-                    rec.state = "crashed"
-                    self._drain_last_words()
-                    why = self._fatal.get(f"{rec.id}/{rec.incarnation}")
-                    e = Event(self.now(), "crash", rec.id, None, {
-                        "error": f"the node process exited with code {rec.proc.exitcode}"
-                                 + (f": {why}" if why else ""),
-                        "cause": "outside any handler", "traceback": "", "incarnation": rec.incarnation,
-                        "seed": self.seed})
-                    self.events.append(e)
+                    rec = self.records.get(e.node)
+                    if rec is not None and e.get("incarnation") == rec.incarnation:
+                        rec.state = "crashed"
+                    self._exited.discard((e.node, e.get("incarnation")))
+                    gone.discard((e.node, e.get("incarnation")))
                     self.report_crash(e)
+            for nid, inc in sorted(gone | self._exited):   # exited with no crash journaled
+                rec = self.records[nid]
+                current = rec.incarnation == inc
+                if current:
+                    rec.state = "crashed"
+                code = rec.proc.exitcode if current and rec.proc is not None else "unknown"
+                self._drain_last_words()
+                why = self._fatal.get(f"{nid}/{inc}")
+                e = Event(self.now(), "crash", nid, None, {
+                    "error": f"the node process exited with code {code}" + (f": {why}" if why else ""),
+                    "cause": "outside any handler", "traceback": "", "incarnation": inc,
+                    "seed": self.seed})
+                store.append(e)
+                self.report_crash(e)
+            self._exited.clear()
 
     def _drain_last_words(self) -> None:
         """Collect the "fatal" messages node processes send as they die (why they end, e.g. a
@@ -398,23 +419,29 @@ class ProcessRuntime(RuntimeBase):
             if msg.get("op") == "fatal":
                 self._fatal[ident.decode()] = str(msg.get("error", ""))
 
-    def _read_file(self, path: str, out: list[Event]) -> None:
-        st = self._files.setdefault(path, [0, b""])
+    def _read_file(self, path: str) -> None:
+        """Index the whole lines added to one journal file since the last read, in blocks
+        (memory stays flat however much is waiting); stop where the journal is full."""
+        st = self._files.setdefault(path, [0, b""])   # [bytes read, unfinished last line]
         try:
-            with open(path, "rb") as f:
-                f.seek(st[0])
-                data = f.read()
+            f = open(path, "rb")
         except FileNotFoundError:
             return
-        if not data:
-            return
-        st[0] += len(data)
-        data = st[1] + data
-        lines = data.split(b"\n")
-        st[1] = lines.pop()  # an unfinished last line waits for the rest
-        for line in lines:
-            if line:
-                out.append(Event.from_dict(_loads(line)))
+        with f:
+            f.seek(st[0])
+            while True:
+                block = f.read(BLOCK_BYTES)
+                if not block:
+                    return
+                data = st[1] + block
+                cut = data.rfind(b"\n") + 1
+                taken = self.events.add_text(data[:cut], source=f"node journal {path}") if cut else 0
+                if taken < cut:                   # the journal is full: read the rest later
+                    st[0] += len(block) - (len(data) - taken)
+                    st[1] = b""
+                    return
+                st[0] += len(block)               # only once the lines are in the journal
+                st[1] = data[cut:]               # an unfinished last line waits for the rest
 
     def _drain_inbox(self, out: list[Event]) -> None:
         """Hand client replies to their callbacks; requests the callbacks send are held and
@@ -462,13 +489,13 @@ class ProcessRuntime(RuntimeBase):
         or when somebody reads the journal: parsing them while the cluster runs would take
         CPU from the nodes."""
         with self._lock:
-            self._drain_inbox(self._pending)  # client replies: their callbacks run here
+            self._drain_inbox(self.events)  # client replies: their callbacks run here
         calls = self._calls
         while (entry := calls.pop_due(self.now())) is not None:
             entry[2](*entry[3])
-        if any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
-               for r in self.records.values()):
-            self.sync()
+        if self._exited or any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
+                               for r in self.records.values()):
+            self._read_journal()
         due = calls.next_time()
         return min(50.0, due - self.now()) if due is not None else 50.0
 
@@ -520,7 +547,7 @@ class ProcessRuntime(RuntimeBase):
         deadline = time.monotonic() + timeout / 1000.0
         while True:
             with self._lock:
-                self._drain_inbox(self._pending)
+                self._drain_inbox(self.events)
             if mid in self._replies or mid in self.crashed_ids:
                 break
             left = deadline - time.monotonic()
@@ -528,7 +555,7 @@ class ProcessRuntime(RuntimeBase):
                 break
             wait = min(self._pump(), left * 1000.0)
             self.inbox.poll(max(1, int(wait)))
-        self.sync()
+        self._read_journal()
 
     def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
         e = self._stats.get(rec.id)
@@ -556,7 +583,9 @@ class ProcessRuntime(RuntimeBase):
             # close are journaled, not handed to code that would use a closed cluster.
             self._awaiting.clear()
             self._replies.clear()
-            self.sync()
+            self._read_journal()
+            if self.events.full:
+                self._say_unread()
         finally:
             self._closed = True
             for s in [self.control, self.inbox, *self._to_node.values()]:
@@ -565,6 +594,19 @@ class ProcessRuntime(RuntimeBase):
             self._watch_w.close()
             self._watch_r.close()
             self._cleanup_files()
+
+    def _say_unread(self) -> None:
+        """At close, a full journal's unread lines go with the directory: never silently."""
+        unread = 0
+        for name in os.listdir(self.dir):
+            if name.startswith("j-"):
+                path = os.path.join(self.dir, name)
+                unread += os.path.getsize(path) - self._files.get(path, [0])[0]
+        if unread:
+            print(f"labkit: the journal was full ({self.events.limits.max_events:,} events, its max_events); "
+                  f"{unread / 2**20:.1f} MB of node journal lines it did not read are discarded with "
+                  f"the cluster. Raise the limit before closing, e.g. "
+                  f"cluster.journal.set_limits(max_events=...), to keep them.", file=sys.stderr)
 
     def _cleanup_files(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -590,7 +632,3 @@ def _last_resort_cleanup(pids: set[int], dir: str) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     shutil.rmtree(dir, ignore_errors=True)
-
-
-def _by_time(e: Event) -> float:
-    return e.t

@@ -61,6 +61,9 @@ class RuntimeBase:
     def sync(self) -> None:
         """Bring ``events`` and node states up to date (the processes runtime reads files)."""
 
+    def poll_states(self) -> None:
+        """Bring node states up to date without reading the journal (for ``status()``)."""
+
     def peers_of(self, node: str) -> tuple[str, ...]:
         return tuple(n for n in self.node_ids if n != node)
 
