@@ -264,6 +264,8 @@ class Panel(W.VBox):
             b.disabled = True
         for tile in self.tiles.values():
             tile.close_out()
+        for cell in self.cells.values():                # no link is "ok" any more either
+            cell.style.button_color = "#eeeeee"
         self.header.value = f"<b>{html.escape(self._title)}</b> &nbsp; <i>cluster closed</i>"
 
     def close(self) -> None:
