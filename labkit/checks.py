@@ -15,9 +15,9 @@ traceback's last line): a crash is never a pass. ``sweep`` raises ``SweepFailed`
 way a test does and code can still read ``err.result.first_failing_seed``.
 
 One report per check: in a notebook the printed report is the whole story. A ``SweepResult``
-left as a cell's last value does not show itself again right after ``sweep`` printed it (and
-its ``repr`` is one line, never the list of seeds); a ``SweepFailed`` shown by IPython is one
-line pointing at the report above instead of a traceback repeating it. Outside IPython (pytest,
+left as the value of the cell whose ``sweep`` printed it does not show itself again (in a later
+cell it shows the report; its ``repr`` is one line, never the list of seeds); a ``SweepFailed``
+shown by IPython is one line pointing at the report above instead of a traceback repeating it. Outside IPython (pytest,
 ``str(err)``) the exception still carries the full report.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ class SweepResult:
     seeds: list[int]
     failures: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
-    #: True while the report printed by ``sweep`` is the latest display of this result.
-    printed: bool = field(default=False, repr=False, compare=False)
+    #: The IPython cell (execution count) in which ``sweep`` printed this result, if any.
+    printed_in: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -66,9 +66,9 @@ class SweepResult:
                 f"seeds failed (seeds {seeds or 'none'}), {self.seconds:.1f} s>")
 
     def _ipython_display_(self) -> None:
-        """As a cell's value right after ``sweep`` printed the report: nothing more; later: the report."""
-        if self.printed:
-            self.printed = False
+        """As the value of the cell whose ``sweep`` printed the report: nothing more (the
+        report is right above); in any later cell: the report."""
+        if self.printed_in is not None and self.printed_in == _ipython_cell():
             return
         print(self)
 
@@ -118,5 +118,13 @@ def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, 
         print(result)
     if not result.passed:
         raise SweepFailed(result, reported=not quiet)
-    result.printed = not quiet
+    result.printed_in = None if quiet else _ipython_cell()
     return result
+
+
+def _ipython_cell() -> int | None:
+    """The execution count of the IPython cell running now (None outside IPython)."""
+    import sys
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "execution_count", None) if shell is not None else None
