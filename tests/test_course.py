@@ -555,3 +555,23 @@ def test_dev_lab_server_reaches_exercises(tmp_path):
             os.killpg(proc.pid, 9)
             proc.wait(5)
         log.close()
+
+
+# ----------------------------------------------------------------------------------------
+# chapter assertions explain themselves (issue 19, item 4)
+
+_CHAPTERS_IN_REWORK = {"05_raft.ipynb": "chapter 05 is reworked under issue 19 by its own author"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(p.name, marks=pytest.mark.xfail(reason=_CHAPTERS_IN_REWORK[p.name], strict=False))
+    if p.name in _CHAPTERS_IN_REWORK else p.name
+    for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
+def test_chapter_assertions_carry_a_message(name):
+    """A bare ``AssertionError`` in a chapter tells the reader nothing; every assert says what it expected."""
+    import ast
+    nb = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
+    bare = [f"cell {i}, line {node.lineno}: {ast.get_source_segment(cell.source, node)[:80]}"
+            for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Assert) and node.msg is None]
+    assert not bare, f"{name}: asserts without a message:\n" + "\n".join(bare)
