@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cloud Lab's two set-up commands, needing nothing but Python 3 and pip.
 
-    python3 dev.py lab     # open the course in JupyterLab
+    python3 dev.py lab     # open the course in JupyterLab (the repository root; chapter 00 first)
     python3 dev.py test    # run every test (labkit's tests and, as they land, the notebooks)
     python3 dev.py bench   # run the benchmarks (prints one JSON line each)
 
@@ -22,6 +22,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".labkit-installed"
+#: What ``dev.py lab`` opens first; the server's root is the repository, so notebooks/,
+#: exercises/ and solutions/ are all reachable from the file browser.
+FIRST_NOTEBOOK = "notebooks/00_welcome.ipynb"
+ROOT_NOTE = ("running as root (uid 0, as in many containers): passing --allow-root to JupyterLab, "
+             "which refuses to start as root without it. Run as an ordinary user where you can.")
 
 
 def _say(msg: str) -> None:
@@ -47,6 +52,24 @@ def ensure_env() -> None:
     STAMP.write_text(want)
 
 
+def lab_command(jupyter: list[str], rest: list[str], euid: int | None = None) -> tuple[list[str], list[str]]:
+    """The JupyterLab command line ``dev.py lab`` runs, and the notes to print before it.
+
+    ``jupyter``: how to start jupyter (``[".venv/bin/jupyter"]``); ``rest``: the user's own
+    options, passed last so they win; ``euid``: the effective user id (default: this
+    process's; on Windows there is none). Serves the repository root (``ROOT``) and opens
+    ``FIRST_NOTEBOOK``; as root adds ``--allow-root`` (unless given) with a note saying why.
+    """
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    cmd = [*jupyter, "lab", f"--ServerApp.root_dir={ROOT}", f"--LabApp.default_url=/lab/tree/{FIRST_NOTEBOOK}"]
+    notes = []
+    if euid == 0 and "--allow-root" not in rest:
+        cmd.append("--allow-root")
+        notes.append(ROOT_NOTE)
+    return cmd + list(rest), notes
+
+
 def run(*cmd: str) -> int:
     return subprocess.call(list(cmd), cwd=ROOT)
 
@@ -58,7 +81,11 @@ def main(argv: list[str]) -> int:
     what, rest = argv[0], argv[1:]
     ensure_env()
     if what == "lab":
-        return run(str(BIN / "jupyter"), "lab", "notebooks/", *rest)
+        cmd, notes = lab_command([str(BIN / "jupyter")], rest)
+        for note in notes:
+            _say(note)
+        _say(f"serving {ROOT} and opening {FIRST_NOTEBOOK} (exercises/ and solutions/ are in the file browser)")
+        return run(*cmd)
     if what == "test":
         return run(str(PY), "-m", "pytest", *rest)
     return run(str(PY), "benchmarks/run_all.py", *rest)

@@ -13,6 +13,12 @@ A scenario that raises something other than ``AssertionError`` is a failure too 
 traceback's last line): a crash is never a pass. ``sweep`` raises ``SweepFailed`` (an
 ``AssertionError`` carrying the ``result``) when any seed failed, so a check cell fails the
 way a test does and code can still read ``err.result.first_failing_seed``.
+
+One report per check: in a notebook the printed report is the whole story. A ``SweepResult``
+left as the value of the cell whose ``sweep`` printed it does not show itself again (in a later
+cell it shows the report; its ``repr`` is one line, never the list of seeds); a ``SweepFailed``
+shown by IPython is one line pointing at the report above instead of a traceback repeating it. Outside IPython (pytest,
+``str(err)``) the exception still carries the full report.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ class SweepResult:
     seeds: list[int]
     failures: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The IPython cell (execution count) in which ``sweep`` printed this result, if any.
+    printed_in: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -51,13 +59,36 @@ class SweepResult:
         return (f"✗ {self.name}: failed on {k} of {n} seeds ({k / n:.1%}); first failing seed {seed}:\n"
                 f"  {msg}\n  replay: {self.name}({seed})")
 
+    def __repr__(self) -> str:
+        n = len(self.seeds)
+        seeds = f"{self.seeds[0]}..{self.seeds[-1]}" if n > 1 else ",".join(map(str, self.seeds))
+        return (f"<SweepResult {self.name}: {'passed' if self.passed else 'FAILED'}, {len(self.failures)} of {n} "
+                f"seeds failed (seeds {seeds or 'none'}), {self.seconds:.1f} s>")
+
+    def _ipython_display_(self) -> None:
+        """As the value of the cell whose ``sweep`` printed the report: nothing more (the
+        report is right above); in any later cell: the report."""
+        if self.printed_in is not None and self.printed_in == _ipython_cell():
+            return
+        print(self)
+
 
 class SweepFailed(AssertionError):
     """Raised by ``sweep`` when a seed failed; ``result`` is the ``SweepResult``."""
 
-    def __init__(self, result: SweepResult) -> None:
+    def __init__(self, result: SweepResult, *, reported: bool = False) -> None:
         super().__init__(str(result))
         self.result = result
+        self.reported = reported          # the report was printed just before this was raised
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for this error: one line when ``sweep`` printed the report above
+        (the traceback into labkit would only repeat it), else the report itself."""
+        if self.reported:
+            r = self.result
+            return [f"\x1b[0;31mSweepFailed\x1b[0m: {len(r.failures)} of {len(r.seeds)} seeds failed (first: seed "
+                    f"{r.first_failing_seed}) -- the report is printed above"]
+        return [f"\x1b[0;31mSweepFailed\x1b[0m: {self.result}"]
 
 
 def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, name: str | None = None,
@@ -86,5 +117,14 @@ def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, 
     if not quiet:
         print(result)
     if not result.passed:
-        raise SweepFailed(result)
+        raise SweepFailed(result, reported=not quiet)
+    result.printed_in = None if quiet else _ipython_cell()
     return result
+
+
+def _ipython_cell() -> int | None:
+    """The execution count of the IPython cell running now (None outside IPython)."""
+    import sys
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "execution_count", None) if shell is not None else None

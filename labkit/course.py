@@ -22,7 +22,7 @@ or derived from the file name and cell index when missing), so ``check`` can com
 it exits 1 naming every exercise that is stale, missing, or has no solution.
 
     python -m labkit.course build [--root DIR]
-    python -m labkit.course check [--root DIR]
+    python -m labkit.course check [--root DIR] [--committed]   # --committed: git's index, not the files
     python -m labkit.course strip FILE...        # remove outputs in place
 
 ``small_machine()`` and ``cluster_size(default)`` let chapters keep clusters small on Binder
@@ -151,13 +151,15 @@ def transform_source(source: str, *, cell_type: str = "code", path: str = "<note
 # notebooks
 
 
-def _read(path: Path, name: str | None = None):
-    """Read a notebook; cells of nbformat >= 4.5 without an id get one derived from ``name``
-    and the cell index (nbformat itself would make up random ones)."""
+def _read(path: Path, name: str | None = None, text: str | None = None):
+    """Read a notebook (from ``text`` when given, else from ``path``); cells of nbformat >= 4.5
+    without an id get one derived from ``name`` and the cell index (nbformat itself would make
+    up random ones)."""
     import warnings
 
     import nbformat
-    text = Path(path).read_text(encoding="utf-8")
+    if text is None:
+        text = Path(path).read_text(encoding="utf-8")
     raw = json.loads(text)
     missing = [i for i, c in enumerate(raw.get("cells", [])) if not c.get("id")]
     with warnings.catch_warnings():
@@ -229,10 +231,11 @@ def exercise_notebook(solution, name: str = "<notebook>"):
     return nb
 
 
-def render_exercise(solution_path: Path, root: Path | None = None) -> str:
-    """The exact text ``build`` writes for one solution notebook."""
+def render_exercise(solution_path: Path, root: Path | None = None, text: str | None = None) -> str:
+    """The exact text ``build`` writes for one solution notebook (``text``: its contents, when
+    they come from somewhere other than the file, e.g. git's index)."""
     name = _display(solution_path, root)
-    return _render(exercise_notebook(_read(solution_path, name), name))
+    return _render(exercise_notebook(_read(solution_path, name, text), name))
 
 
 # ----------------------------------------------------------------------------------------
@@ -281,17 +284,52 @@ def build(root: Path) -> list[Path]:
     return changed
 
 
-def check(root: Path) -> list[str]:
-    """Problems that make exercises/ differ from what ``build`` would write (empty: in sync)."""
+def committed_notebooks(root: Path, folder: str) -> dict[str, bytes] | None:
+    """``{file name: bytes}`` of the notebooks directly in ``root/folder`` as git's index holds
+    them -- what is committed, or staged to be -- not the working files, which JupyterLab
+    rewrites (outputs, a student's answers) as soon as someone works in them. ``None`` when
+    ``root`` is not a git checkout (or git is missing). Raises ``RuntimeError`` naming the
+    file when git cannot read one."""
+    import subprocess
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--", f"{folder}/"],
+                                capture_output=True, check=True).stdout.decode("utf-8")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    out = {}
+    for rel in sorted(x for x in listed.split("\0") if x):
+        name = rel[len(folder) + 1:]
+        if "/" in name or not name.endswith(".ipynb"):
+            continue
+        proc = subprocess.run(["git", "-C", str(root), "show", f":{rel}"], capture_output=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"git could not read the committed {rel}: {proc.stderr.decode(errors='replace')}")
+        out[name] = proc.stdout
+    return out
+
+
+def check(root: Path, *, committed: bool = False) -> list[str]:
+    """Problems that make exercises/ differ from what ``build`` would write (empty: in sync).
+
+    ``committed=True`` compares what git's index holds (see ``committed_notebooks``) instead
+    of the working files, so a student's work in exercises/ never makes the project's own
+    tests fail; raises ``RuntimeError`` when ``root`` is not a git checkout."""
     problems = []
-    solutions = {p.name: p for p in solution_notebooks(root)}
-    exercises = {p.name: p for p in _notebooks(root / "exercises")}
+    if committed:
+        sol_bytes, ex_bytes = committed_notebooks(root, "solutions"), committed_notebooks(root, "exercises")
+        if sol_bytes is None or ex_bytes is None:
+            raise RuntimeError(f"{root} is not a git checkout: check(committed=True) has nothing to read")
+        solutions = {n: root / "solutions" / n for n in sol_bytes}
+        exercises = dict.fromkeys(ex_bytes)
+    else:
+        solutions = {p.name: p for p in solution_notebooks(root)}
+        exercises = {p.name: p for p in _notebooks(root / "exercises")}
     for name, path in solutions.items():
-        want = render_exercise(path, root).encode("utf-8")
-        target = exercises.get(name)
-        if target is None:
+        text = sol_bytes[name].decode("utf-8") if committed else None
+        want = render_exercise(path, root, text).encode("utf-8")
+        if name not in exercises:
             problems.append(f"exercises/{name}: missing (solutions/{name} has no exercise twin)")
-        elif target.read_bytes() != want:
+        elif (ex_bytes[name] if committed else exercises[name].read_bytes()) != want:
             problems.append(f"exercises/{name}: out of date with solutions/{name}")
     for name in exercises:
         if name not in solutions:
@@ -353,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                           ("check", "exit 1 if exercises/ is not what build would write")):
         p = sub.add_parser(cmd, help=helptext)
         p.add_argument("--root", type=Path, default=None, help="course root (default: found from here)")
+        if cmd == "check":
+            p.add_argument("--committed", action="store_true",
+                           help="compare what git's index holds, not the working files (which a student edits)")
     p = sub.add_parser("strip", help="remove outputs and execution counts from notebooks in place")
     p.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -370,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             n = len(solution_notebooks(root))
             print(f"{n} exercise notebook(s) from {root / 'solutions'}; {len(changed)} changed")
             return 0
-        problems = check(root)
+        problems = check(root, committed=args.committed)
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
@@ -378,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"exercises/ is up to date ({len(solution_notebooks(root))} notebook(s))")
         return 0
-    except MarkerError as e:
+    except (MarkerError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -132,4 +132,16 @@ class RuntimeBase:
                               f"-- the traceback was printed above; cluster.restart({node!r}) brings it back")
         raise RequestTimeout(
             f"no reply from {node} to request {type!r} (id {mid}) within {timeout:g} ms; "
-            f"{node} is {self.records[node].state}. Does its on_message reply with ctx.reply(msg, ...)?")
+            + _why_no_reply(node, self.records[node].state))
+
+
+def _why_no_reply(node: str, state: str) -> str:
+    """The likely reason a request to ``node`` (in ``state``) got no reply: what labkit knows
+    (down, paused, crashed) before guessing at the handler."""
+    if state == "down":
+        return f"{node} is down (killed), so nothing handled it: cluster.restart({node!r}) brings it back."
+    if state == "crashed":
+        return f"{node} has crashed (its traceback was printed): cluster.restart({node!r}) brings it back."
+    if state == "paused":
+        return f"{node} is paused and handles nothing until cluster.resume({node!r})."
+    return f"{node} is {state}. Does its on_message reply with ctx.reply(msg, ...)?"

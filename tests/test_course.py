@@ -230,32 +230,92 @@ def test_total_memory_reads_proc_meminfo():
 # the real course folders
 
 
+def _committed(folder: str) -> dict[str, bytes]:
+    """git's version of the course notebooks in ``folder`` (what is committed or staged): the
+    working files are the student's -- JupyterLab saves outputs and answers into them."""
+    found = course.committed_notebooks(ROOT, folder)
+    if found is None:
+        pytest.skip(f"{ROOT} is not a git checkout: there is no committed version to check")
+    return found
+
+
 def test_repo_exercises_are_up_to_date():
-    solutions = sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
-    assert [p.name for p in course.solution_notebooks(ROOT)] == solutions
-    problems = course.check(ROOT)
-    assert problems == [], "\n".join(problems) + "\nrun: python -m labkit.course build"
-    exercises = sorted(p.name for p in (ROOT / "exercises").glob("*.ipynb")) if (ROOT / "exercises").is_dir() else []
-    assert exercises == solutions
+    solutions = sorted(_committed("solutions"))
+    assert solutions, "no committed solutions/ notebooks found"
+    problems = course.check(ROOT, committed=True)
+    assert problems == [], "\n".join(problems) + "\nrun: python -m labkit.course build (and git add exercises/)"
+    assert sorted(_committed("exercises")) == solutions
 
 
-def _committed_notebooks() -> list[Path]:
-    return sorted(p for d in COURSE_DIRS for p in (ROOT / d).glob("*.ipynb"))
+def _committed_notebooks() -> dict[str, bytes]:
+    return {f"{d}/{name}": data for d in COURSE_DIRS for name, data in _committed(d).items()}
+
+
+def _cells_with_outputs(data: bytes) -> list[int]:
+    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    return [i for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
 
 
 def test_course_notebooks_are_committed_without_outputs():
-    dirty = []
-    for path in _committed_notebooks():
-        nb = nbformat.read(str(path), as_version=4)
-        for i, cell in enumerate(nb.cells):
-            if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
-                dirty.append(f"{path.relative_to(ROOT)}: cell {i}")
-    assert not dirty, "notebooks with outputs (run python -m labkit.course strip FILE):\n" + "\n".join(dirty)
+    found = _committed_notebooks()
+    assert found, "no committed notebooks found"
+    dirty = [f"{rel}: cell {i}" for rel, data in found.items() for i in _cells_with_outputs(data)]
+    assert not dirty, "notebooks committed with outputs (run python -m labkit.course strip FILE):\n" + "\n".join(dirty)
 
 
 def test_course_notebook_names_are_numbered_chapters():
-    bad = [str(p.relative_to(ROOT)) for p in _committed_notebooks() if not re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", p.name)]
+    bad = [rel for rel in _committed_notebooks() if not re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", rel.split("/")[1])]
     assert not bad, f"chapter notebooks are named NN_topic.ipynb: {bad}"
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                   cwd=cwd, check=True, capture_output=True)
+
+
+def test_a_students_work_in_the_working_files_never_fails_the_committed_checks(tmp_path):
+    """JupyterLab autosaves outputs and answers into notebooks/ and exercises/; the checks read
+    git's index, so they pass on the student's checkout and still catch a bad commit."""
+    _course(tmp_path)
+    course.build(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    chapter = new_notebook(cells=[new_code_cell("print(1)")])
+    nbformat.write(chapter, str(tmp_path / "notebooks" / "01_time.ipynb"))
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "course")
+    clean = {d: course.committed_notebooks(tmp_path, d) for d in ("notebooks", "exercises", "solutions")}
+
+    # the student runs the chapter (outputs saved) and answers the exercise in place
+    chapter.cells[0].outputs = [new_output("stream", name="stdout", text="1\n")]
+    chapter.cells[0].execution_count = 1
+    nbformat.write(chapter, str(tmp_path / "notebooks" / "01_time.ipynb"))
+    ex_path = tmp_path / "exercises" / "01_time.ipynb"
+    ex = nbformat.read(str(ex_path), as_version=4)
+    ex.cells[1].source = "def tick(local, received):\n    return max(local, received) + 1\n"
+    ex.cells[1].outputs, ex.cells[1].execution_count = [], 3
+    nbformat.write(ex, str(ex_path))
+    (tmp_path / "notebooks" / "scratch.ipynb").write_text(ex_path.read_text())   # untracked: not the course's
+
+    assert course.check(tmp_path) == ["exercises/01_time.ipynb: out of date with solutions/01_time.ipynb"]
+    assert course.check(tmp_path, committed=True) == []
+    now = {d: course.committed_notebooks(tmp_path, d) for d in ("notebooks", "exercises", "solutions")}
+    assert now == clean and "scratch.ipynb" not in now["notebooks"]
+    assert all(_cells_with_outputs(data) == [] for d in ("notebooks", "exercises") for data in now[d].values())
+
+    # ... but outputs that are staged (about to be committed) are caught
+    _git(tmp_path, "add", "notebooks/01_time.ipynb", "exercises/01_time.ipynb")
+    staged = course.committed_notebooks(tmp_path, "notebooks")
+    assert _cells_with_outputs(staged["01_time.ipynb"]) == [0]
+    assert course.check(tmp_path, committed=True) == ["exercises/01_time.ipynb: out of date with solutions/01_time.ipynb"]
+
+
+def test_committed_check_outside_git_says_so(tmp_path):
+    _course(tmp_path)
+    assert course.committed_notebooks(tmp_path, "solutions") is None
+    with pytest.raises(RuntimeError, match="not a git checkout"):
+        course.check(tmp_path, committed=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -395,3 +455,123 @@ def test_readme_python_snippets_run(tmp_path, index):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------------------
+# dev.py lab: the repository root, chapter 00 first, --allow-root with a note
+
+
+def _dev():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cloudlab_dev", ROOT / "dev.py")
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    return dev
+
+
+def _opt(cmd: list[str], name: str) -> str | None:
+    return next((a.split("=", 1)[1] for a in cmd if a.startswith(name + "=")), None)
+
+
+def test_dev_lab_serves_the_repository_root_and_opens_chapter_00():
+    dev = _dev()
+    cmd, notes = dev.lab_command(["jupyter"], ["--port=9999"], euid=1000)
+    assert cmd[:2] == ["jupyter", "lab"] and cmd[-1] == "--port=9999"          # the user's options come last
+    assert Path(_opt(cmd, "--ServerApp.root_dir")) == ROOT
+    url = _opt(cmd, "--LabApp.default_url")
+    assert url == "/lab/tree/notebooks/00_welcome.ipynb" and (ROOT / url[len("/lab/tree/"):]).is_file()
+    assert "--allow-root" not in cmd and notes == []
+    assert not [a for a in cmd[2:] if not a.startswith("--")], f"no positional path narrows the root: {cmd}"
+
+
+def test_dev_lab_as_root_adds_allow_root_with_a_note():
+    dev = _dev()
+    cmd, notes = dev.lab_command(["jupyter"], [], euid=0)
+    assert cmd.count("--allow-root") == 1
+    assert len(notes) == 1 and "--allow-root" in notes[0] and "root" in notes[0]
+    cmd, notes = dev.lab_command(["jupyter"], ["--allow-root"], euid=0)      # given already: once, no note
+    assert cmd.count("--allow-root") == 1 and notes == []
+
+
+@pytest.mark.processes                    # starts a JupyterLab server
+def test_dev_lab_server_reaches_exercises(tmp_path):
+    """The command dev.py builds, really started (with this venv's jupyter, a free port and a
+    token): the contents API finds exercises/ and solutions/, and / redirects to chapter 00."""
+    import secrets
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    dev = _dev()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    cmd, _ = dev.lab_command([sys.executable, "-m", "jupyter"], [
+        "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"])
+    home = tmp_path / "jupyter"
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "ws"))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+    no_redirect = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
+
+    def status(path: str, op=opener) -> tuple[int, str]:
+        try:
+            with op.open(urllib.request.Request(base + path, headers=auth), timeout=5) as r:
+                return r.status, r.headers.get("Location", "")
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Location", "")
+        except OSError:
+            return 0, ""
+
+    log = open(tmp_path / "lab.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while status("/api/status")[0] != 200:
+            assert proc.poll() is None, (tmp_path / "lab.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
+            time.sleep(0.2)
+        for path in ("exercises/00_welcome.ipynb", "notebooks/00_welcome.ipynb", "solutions/00_welcome.ipynb"):
+            assert status(f"/api/contents/{path}?content=0")[0] == 200, path
+        code, location = status("/", no_redirect)
+        assert code in (301, 302) and location.split("?")[0].endswith("/lab/tree/notebooks/00_welcome.ipynb"), (code, location)
+    finally:
+        try:
+            opener.open(urllib.request.Request(base + "/api/shutdown", method="POST", headers=auth), timeout=10).close()
+        except OSError:
+            proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(5)
+        log.close()
+
+
+# ----------------------------------------------------------------------------------------
+# chapter assertions explain themselves (issue 19, item 4)
+
+_CHAPTERS_IN_REWORK = {"05_raft.ipynb": "chapter 05 is reworked under issue 19 by its own author"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(p.name, marks=pytest.mark.xfail(reason=_CHAPTERS_IN_REWORK[p.name], strict=False))
+    if p.name in _CHAPTERS_IN_REWORK else p.name
+    for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
+def test_chapter_assertions_carry_a_message(name):
+    """A bare ``AssertionError`` in a chapter tells the reader nothing; every assert says what it expected."""
+    import ast
+    nb = nbformat.read(str(ROOT / "notebooks" / name), as_version=4)
+    bare = [f"cell {i}, line {node.lineno}: {ast.get_source_segment(cell.source, node)[:80]}"
+            for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Assert) and node.msg is None]
+    assert not bare, f"{name}: asserts without a message:\n" + "\n".join(bare)

@@ -76,3 +76,99 @@ def test_checks_catch_a_lamport_clock_without_the_plus_one(namespace):
             namespace["sweep"](namespace["lamport_scenario"], seeds=range(20), quiet=True, stop_after=1)
     finally:
         namespace["LamportNode"] = good
+
+
+# -- every requirement of a statement is exercised by the visible check (issue 19, item 5) ------
+
+from visiblecheck import visible_report  # noqa: E402
+
+
+def _lamport(**methods):
+    return lambda ns: {"LamportNode": type("Wrong", (ns["LamportNode"],), methods)}
+
+
+def _local_without_tick(self, ctx):
+    self.events.append(["local", self.clock, None])
+
+
+def _send_without_tick(self, ctx, peer):
+    self.events.append(["send", self.clock, ctx.send(peer, "ping", ts=self.clock)])
+
+
+def _send_stamped_before_tick(self, ctx, peer):
+    mid = ctx.send(peer, "ping", ts=self.clock)
+    self.clock += 1
+    self.events.append(["send", self.clock, mid])
+
+
+def _receive_ignoring_ts(self, ctx, msg):
+    self.clock += 1
+    self.events.append(["receive", self.clock, msg.id])
+
+
+def _merge_in_place(ns):
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = max(a.get(k, 0), v)
+        return a
+    return {"merge": merge}
+
+
+def _compare_without_missing_zeros(ns):
+    def compare(a, b):
+        keys = a.keys() & b.keys()
+        le, ge = all(a[k] <= b[k] for k in keys), all(a[k] >= b[k] for k in keys)
+        return "equal" if le and ge else "before" if le else "after" if ge else "concurrent"
+    return {"compare": compare}
+
+
+def _buffer(**methods):
+    return lambda ns: {"CausalBuffer": type("Wrong", (ns["CausalBuffer"],), methods)}
+
+
+def _redeliver_duplicates(self, sender, vc, payload):
+    if vc[sender] <= self.vc[sender]:
+        self.vc[sender] = vc[sender] - 1                  # forget it was delivered
+    return type(self).__mro__[1].receive(self, sender, vc, payload)
+
+
+def _hold_duplicates_again(self, sender, vc, payload):
+    if vc[sender] <= self.vc[sender]:
+        return []
+    self.held.append((sender, vc, payload))               # a copy of a held one is held twice
+    out = []
+    while (ready := next((h for h in self.held if self._deliverable(h[0], h[1])), None)) is not None:
+        self.held.remove(ready)
+        self.vc[ready[0]] += 1
+        out.append(ready[2])
+    return out
+
+
+def _deliver_on_arrival(self, sender, vc, payload):
+    self.vc = {k: max(self.vc.get(k, 0), vc.get(k, 0)) for k in self.vc}
+    return [payload]
+
+
+def _stamp_without_copy(self):
+    self.vc[self.me] += 1
+    return self.vc
+
+
+WRONG = {   # requirement of the statement -> (check cell, wrong answer, what the report must say)
+    "local_event ticks": (0, _lamport(local_event=_local_without_tick), "strictly increase"),
+    "send ticks": (0, _lamport(send=_send_without_tick), "strictly increase"),
+    "a message carries the send's time": (0, _lamport(send=_send_stamped_before_tick), "carries ts="),
+    "receive jumps past msg ts": (0, _lamport(receive=_receive_ignoring_ts), "clock after receipt"),
+    "merge leaves its arguments alone": (1, _merge_in_place, "modified its arguments"),
+    "a missing entry counts as 0": (1, _compare_without_missing_zeros, "should be"),
+    "a delivered duplicate is never delivered again": (2, _buffer(receive=_redeliver_duplicates), "twice"),
+    "a held duplicate is never delivered again": (2, _buffer(receive=_hold_duplicates_again), "still holds"),
+    "hold back until deliverable": (2, _buffer(receive=_deliver_on_arrival), "causal violations"),
+    "stamp returns a copy": (2, _buffer(stamp=_stamp_without_copy), "two stamps"),
+}
+
+
+@pytest.mark.parametrize("requirement", list(WRONG))
+def test_visible_check_catches(requirement):
+    check, wrong, says = WRONG[requirement]
+    assert says in visible_report(NB, check, wrong)

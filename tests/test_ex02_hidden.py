@@ -108,3 +108,106 @@ def test_sessions_that_refuse_everything_fail(namespace):
             namespace["sweep"](namespace["session_scenario"], seeds=range(5), quiet=True, stop_after=1)
     finally:
         namespace["SessionKV"] = base
+
+
+# -- every requirement of a statement is exercised by the visible check (issue 19, item 5) ------
+
+from visiblecheck import visible_report  # noqa: E402
+
+
+def _subclass(name, **methods):
+    return lambda ns: {name: type("Wrong", (ns[name],), methods)}
+
+
+def _g_merge_own_keys(self, other):                   # forgets replicas only the other side knows
+    for r in list(self.counts):
+        self.counts[r] = max(self.counts[r], other.counts.get(r, 0))
+
+
+def _g_merge_overwrites(self, other):                 # takes the other's counts, even smaller ones
+    self.counts.update(other.counts)
+
+
+def _g_increment_shared(self, replica, n=1):          # not "only its own entry"
+    self.counts["everyone"] = self.counts.get("everyone", 0) + n
+
+
+def _pn_negative_into_p(self, replica, delta):        # decrements into p, as negative counts
+    self.p.counts[replica] = self.p.counts.get(replica, 0) + delta
+
+
+def _one_key_per_round(self, ctx, name):              # repairs, but too slowly for the 1 s bound
+    if self.store:
+        key = ctx.rng.choice(sorted(self.store))
+        ctx.send(ctx.rng.choice(ctx.peers), "push", key=key, version=self.store[key])
+    ctx.set_timer("gossip", between=self.GOSSIP)
+
+
+def _reads_without_after(self, f, key):
+    return {"after": self.seen} if f == "write" and self.seen is not None else {}
+
+
+def _writes_without_after(self, f, key):
+    return {"after": self.written[key]} if f == "read" and key in self.written else {}
+
+
+def _write_ignoring_after(self, ctx, msg):
+    if msg.type != "write":
+        return type(self).__mro__[1].on_message(self, ctx, msg)
+    version = [ctx.now, ctx.id, msg["value"]]           # the slow clock's stamp, as it is
+    self.apply(ctx, str(msg["key"]), version)
+    ctx.broadcast("push", key=str(msg["key"]), version=version)
+    ctx.reply(msg, "write_ok", version=version[:2])
+
+
+def _read_never_gives_up(self, ctx, msg):
+    if msg.type != "read":
+        return type(self).__mro__[1].on_message(self, ctx, msg)
+    self.waiting.append(msg)                              # no timer: waits forever
+    self.caught_up(ctx)
+
+
+def _read_refused_at_once(self, ctx, msg):
+    if msg.type != "read":
+        return type(self).__mro__[1].on_message(self, ctx, msg)
+    self.waiting.append(msg)
+    self.caught_up(ctx)
+    if msg in self.waiting:                               # not caught up: refuse without waiting
+        self.waiting.remove(msg)
+        ctx.reply(msg, "error", code=11, text="not caught up")
+
+
+def _give_up_with_code_0(self, ctx, name):           # "timeout": indefinite, not error 11
+    if name == "gossip":
+        return type(self).__mro__[1].on_timer(self, ctx, name)
+    msg = next(m for m in self.waiting if m.id == name)
+    self.waiting.remove(msg)
+    ctx.reply(msg, "error", code=0, text="gave up")
+
+
+WRONG = {   # requirement of the statement -> (check cell, wrong answer, what the report must say)
+    "G-counter merge covers every replica": (0, _subclass("GCounter", merge=_g_merge_own_keys), "counter_bounds"),
+    "G-counter merge is the maximum": (0, _subclass("GCounter", merge=_g_merge_overwrites), "counter_bounds"),
+    "G-counter increments only its own entry": (0, _subclass("GCounter", increment=_g_increment_shared),
+                                                "counter_bounds"),
+    "PN-counter decrements go to n": (0, _subclass("PNCounter", add=_pn_negative_into_p), "counter_bounds"),
+    "anti-entropy converges within 1 s": (1, _subclass("AntiEntropyKV", on_timer=_one_key_per_round),
+                                          "convergence"),
+    "reads send their own write's version": (2, _subclass("Session", fields=_reads_without_after),
+                                             "read-your-writes"),
+    "writes send the largest version seen": (2, _subclass("Session", fields=_writes_without_after),
+                                             "read-your-writes"),
+    "a write is stamped after its session's versions": (2, _subclass("SessionKV", on_message=_write_ignoring_after),
+                                                        "read-your-writes"),
+    "a waiting read gives up after 300 ms": (2, _subclass("SessionKV", on_message=_read_never_gives_up),
+                                             "no definite answer"),
+    "a read waits before giving up": (2, _subclass("SessionKV", on_message=_read_refused_at_once),
+                                      "refused after less than 300 ms"),
+    "giving up is error 11": (2, _subclass("SessionKV", on_timer=_give_up_with_code_0), "no definite answer"),
+}
+
+
+@pytest.mark.parametrize("requirement", list(WRONG))
+def test_visible_check_catches(requirement):
+    check, wrong, says = WRONG[requirement]
+    assert says in visible_report(NB, check, wrong)

@@ -319,3 +319,86 @@ def test_figures_display_as_svg_and_build_from_threads(tiny):
     for t in threads:
         t.join()
     assert len(results) == 3 and len(set(results)) == 1     # deterministic SVG, from any thread
+
+
+# -- fit: every figure fits a ~950-px notebook column, legend included (issue 19, item 2) ----
+
+COLUMN_PX = 950      # JupyterLab's output column at a 1,400-px window with the file browser open
+
+
+def _svg_px(svg: str) -> tuple[float, float]:
+    root = ET.fromstring(svg)
+    return tuple(float(root.get(k).removesuffix("pt")) * 96 / 72 for k in ("width", "height"))
+
+
+def _crowded_journal() -> Journal:
+    """Many message types, every fault kind, client requests: the longest legends."""
+    class Chatty(labkit.Node):
+        TYPES = [f"message_type_{i}" for i in range(12)]
+
+        def on_start(self, ctx):
+            ctx.set_timer("t", between=(10, 30))
+            ctx.report(role="candidate of a long role name" if ctx.id == "n2" else "follower")
+
+        def on_timer(self, ctx, name):
+            ctx.send(ctx.rng.choice(ctx.peers), ctx.rng.choice(self.TYPES))
+            ctx.set_timer("t", between=(10, 30))
+
+        def on_message(self, ctx, msg):
+            if msg.type in ("read", "write"):
+                ctx.reply(msg, value=1)
+
+    with labkit.Cluster(Chatty, n=5, runtime="sim", seed=5) as c:
+        c.run_for(0.2)
+        c.nemesis(["partition"], every=(0.05, 0.1), duration=(0.05, 0.1))
+        c.set_link("n1", "*", delay=3, drop=0.2)
+        c.skew("n5", 50)
+        c.cut("n2", "n3")
+        c.kill("n4")
+        c.pause("n3")
+        for i in range(20):
+            try:
+                c.request(f"n{1 + i % 5}", "read" if i % 3 else "write", timeout=30, as_client=f"c{i % 4}")
+            except labkit.RequestTimeout:
+                pass
+        c.nemesis(None)
+        c.run_for(0.2)
+    return Journal(c.journal.events)
+
+
+def _each_plot_kind():
+    j = _crowded_journal()
+    long_history = [dict(e, process=f"client process with a long name {e['process']}") for e in HISTORY]
+    return {"spacetime": plots.spacetime(j), "spacetime_window": plots.spacetime(j, since=100, until=150),
+            "timeline": plots.timeline(j), "timeline_history": plots.timeline(long_history, highlight=HISTORY[3]),
+            "latency": plots.latency(j), "rate": plots.rate(j), "cluster_view": plots.cluster_view(j),
+            "empty": plots.spacetime(Journal([]))}
+
+
+def test_every_plot_kind_fits_the_column_with_its_legend_inside():
+    figs = _each_plot_kind()
+    summary = figs["cluster_view"].summary
+    assert sum(int(n) for n in re.findall(r"(\d+) (?:up|paused|down|crashed)", summary)) == 5, summary
+    assert "nemesis" not in [t.get_text() for t in figs["spacetime"].axes[0].get_yticklabels()]
+    for name, fig in figs.items():
+        width, height = _svg_px(fig._repr_svg_())
+        assert width <= COLUMN_PX, f"{name}: {width:.0f} px wide, the column is {COLUMN_PX} px"
+        fig.draw_without_rendering()
+        box = fig.bbox
+        assert fig.legends or name == "empty", f"{name}: no legend"
+        for legend in fig.legends:
+            lb = legend.get_window_extent()
+            inside = box.x0 - 0.5 <= lb.x0 and lb.x1 <= box.x1 + 0.5 and box.y0 - 0.5 <= lb.y0 and lb.y1 <= box.y1 + 0.5
+            assert inside, f"{name}: legend {lb} is not inside the figure {box}"
+            for ax in fig.axes:       # below the axes, never over the data
+                assert lb.y1 <= ax.get_window_extent().y0 + 0.5, f"{name}: the legend overlaps the axes"
+
+
+def test_a_wide_figure_made_in_a_chapter_is_scaled_down_to_the_column():
+    fig = plots.PlotFigure(figsize=(14, 7), layout="constrained")
+    fig.subplots().plot([0, 1], [0, 1], label="a line")
+    fig.axes[0].legend(loc="upper right")
+    raw, shown = _svg_px(plots.to_svg(fig)), _svg_px(fig._repr_svg_())
+    assert raw[0] > COLUMN_PX >= shown[0]
+    assert abs(shown[1] / shown[0] - raw[1] / raw[0]) < 1e-3        # scaled as a whole
+    assert ET.fromstring(fig._repr_svg_()).get("viewBox") == ET.fromstring(plots.to_svg(fig)).get("viewBox")

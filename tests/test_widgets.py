@@ -226,6 +226,10 @@ def test_refresher_stops_when_the_cluster_closes(make_panel):
     assert not p.thread.is_alive()
     assert "cluster closed" in p.header.value
     assert all(b.disabled for b in [*p.cells.values(), p.heal_btn, *p.tiles["n1"].buttons.values()])
+    for tile in p.tiles.values():                   # greyed out: no tile still says "up" in green
+        assert tile.state == "closed" and "○ closed" in tile.title.value and "● up" not in tile.title.value
+        assert "#2e7d32" not in tile.title.value + str(tile.box.layout.border)
+    assert {c.style.button_color for c in p.cells.values()} == {"#eeeeee"}
     p.heal_btn.click()                              # still shows, never raises
     assert p.last_action == ("heal all", False, "ClusterClosed: the cluster is closed")
 

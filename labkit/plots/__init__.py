@@ -13,11 +13,15 @@ safe to build from a background thread and are never displayed twice. Returned f
 ``PlotFigure``s: in Jupyter they display inline as SVG with no ``%matplotlib`` line (if the
 inline backend is also active it adds a PNG copy; ``%config InlineBackend.figure_formats =
 ['svg']`` avoids that), and their ``repr`` is a one-line text summary for headless runs.
+
+Every figure fits a notebook column: at most ``MAX_WIDTH_IN`` (9.5 in, 912 px) wide, with its
+legend below the axes, inside the figure. A ``PlotFigure`` a chapter makes wider is shown
+scaled down to that width.
 """
-from ._base import FaultSpan, Op, PlotFigure, fault_spans, operations, to_svg
+from ._base import MAX_WIDTH_IN, FaultSpan, Op, PlotFigure, fault_spans, operations, to_svg
 from .cluster_view import cluster_view
 from .ops import latency, rate, timeline
 from .spacetime import spacetime
 
 __all__ = ["spacetime", "timeline", "latency", "rate", "cluster_view", "fault_spans", "to_svg",
-           "operations", "FaultSpan", "Op", "PlotFigure"]
+           "operations", "FaultSpan", "Op", "PlotFigure", "MAX_WIDTH_IN"]

@@ -37,13 +37,24 @@ FAULT_STYLE: dict[str, tuple[str, str]] = {
 _SVG_LOCK = threading.Lock()
 
 
+#: The widest figure labkit draws, in inches. SVG sizes are in points and browsers show a
+#: point as 96/72 px, so 9.5 in is 912 px: it fits JupyterLab's output column at a 1,400-px
+#: window with the file browser open (about 950 px), and so does every legend inside it.
+MAX_WIDTH_IN = 9.5
+#: Browser pixels per inch of figure (CSS: 96 px per inch, 72 points per inch).
+PX_PER_IN = 96.0
+
+
 class PlotFigure(Figure):
-    """A matplotlib Figure that shows itself as SVG in Jupyter and has a text summary."""
+    """A matplotlib Figure that shows itself as SVG in Jupyter and has a text summary.
+
+    Shown inline, a figure wider than ``MAX_WIDTH_IN`` (one a chapter built itself) is scaled
+    down as a whole to that width, so nothing is cut off at the column's right edge."""
 
     summary: str = "figure"
 
     def _repr_svg_(self) -> str:
-        return to_svg(self)
+        return fit_svg(to_svg(self))
 
     def __repr__(self) -> str:
         return f"<{self.summary}>"
@@ -52,7 +63,46 @@ class PlotFigure(Figure):
 
 
 def new_figure(width: float, height: float) -> PlotFigure:
-    return PlotFigure(figsize=(width, height), layout="constrained")
+    """A constrained-layout figure ``width`` x ``height`` inches, never wider than ``MAX_WIDTH_IN``."""
+    return PlotFigure(figsize=(min(width, MAX_WIDTH_IN), height), layout="constrained")
+
+
+_SVG_SIZE = re.compile(r'<svg\b[^>]*?\swidth="(?P<w>[\d.]+)pt"\s+height="(?P<h>[\d.]+)pt"')
+
+
+def fit_svg(svg: str, max_width_in: float = MAX_WIDTH_IN) -> str:
+    """``svg`` (matplotlib's, sized in points, with a viewBox) shown at most ``max_width_in``
+    wide: a wider one gets its width and height scaled down together; the drawing is kept."""
+    m = _SVG_SIZE.search(svg)
+    if m is None:
+        return svg
+    w, h = float(m["w"]), float(m["h"])
+    limit = max_width_in * 72.0
+    if w <= limit:
+        return svg
+    start, end = m.span()
+    head = svg[start:end].replace(f'width="{m["w"]}pt"', f'width="{limit:.2f}pt"', 1)
+    head = head.replace(f'height="{m["h"]}pt"', f'height="{h * limit / w:.2f}pt"', 1)
+    return svg[:start] + head + svg[end:]
+
+
+LEGEND_FONT = 8.0
+
+
+def add_legend(fig: Figure, handles: Sequence, *, title: str | None = None) -> Any:
+    """The figure's legend, below the axes ("outside lower center") in as many columns as fit
+    the figure's width -- never to the right of it, where a narrow column would cut it off.
+    The figure grows by the legend's height. Returns the Legend (None without handles)."""
+    if not handles:
+        return None
+    width_pt = fig.get_figwidth() * 72.0 - 16.0
+    item_pt = max(len(str(h.get_label())) for h in handles) * LEGEND_FONT * 0.56 + 32.0
+    ncols = max(1, min(len(handles), int(width_pt // item_pt)))
+    rows = math.ceil(len(handles) / ncols) + (1 if title else 0)
+    fig.set_figheight(fig.get_figheight() + rows * LEGEND_FONT * 1.5 / 72.0 + 0.1)   # room for it: the axes keep theirs
+    return fig.legend(handles=list(handles), loc="outside lower center", ncols=ncols, fontsize=LEGEND_FONT,
+                      frameon=False, title=title, title_fontsize=LEGEND_FONT, columnspacing=1.4,
+                      handletextpad=0.5)
 
 
 def to_svg(fig: Figure) -> str:
@@ -138,9 +188,10 @@ def headroom(ax: Any) -> None:
 
 
 def axes_size_pt(ax: Any) -> tuple[float, float]:
-    """The axes' size in points, estimated before layout (the legend outside takes ~2.5 in)."""
+    """The axes' size in points, estimated before layout (tick labels take ~1 in at the left;
+    the legend sits below the axes, see ``add_legend``)."""
     fig, pos = ax.figure, ax.get_position()
-    return (fig.get_figwidth() - 2.5) * 0.94 * 72.0, fig.get_figheight() * pos.height * 72.0
+    return (fig.get_figwidth() - 1.0) * 0.97 * 72.0, fig.get_figheight() * pos.height * 72.0
 
 
 # -- nodes ------------------------------------------------------------------------------------
@@ -149,10 +200,14 @@ def natural_key(s: Any) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(s)))
 
 
+#: Journal "nodes" that are not nodes: the cluster's own events and the nemesis's.
+NOT_NODES = frozenset({"cluster", "nemesis"})
+
+
 def node_ids(journal: Journal | Iterable) -> list[str]:
-    """The node ids that appear in ``journal`` (not clients, not "cluster"), in natural order."""
+    """The node ids that appear in ``journal`` (not clients, not "cluster" or "nemesis"), in natural order."""
     seen = {e.node for e in journal}
-    return sorted((n for n in seen if n != "cluster" and not is_client_id(n)), key=natural_key)
+    return sorted((n for n in seen if n not in NOT_NODES and not is_client_id(n)), key=natural_key)
 
 
 # -- histories --------------------------------------------------------------------------------

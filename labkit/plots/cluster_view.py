@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch, Polygon
 
 from ..journal import Journal
-from ._base import PlotFigure, fault_spans, new_figure, node_ids
+from ._base import PlotFigure, add_legend, fault_spans, new_figure, node_ids
 
 STATE_COLORS = {"up": "#2ca02c", "paused": "#1f77b4", "down": "#7f7f7f", "crashed": "#d62728"}
 _GROUP_COLORS = ["#9467bd", "#ff7f0e", "#17becf", "#bcbd22", "#8c564b", "#e377c2"]
@@ -122,7 +122,7 @@ def cluster_view(cluster_or_journal: Any, at: float | None = None, *, title: str
     if notes:
         ax.text(-1.55, -1.45, "\n".join(notes), fontsize=8, va="bottom", ha="left",
                 color="0.3")
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    add_legend(fig, handles)
     fig.suptitle(title or f"cluster at t = {at:,.0f} ms", fontsize=11, fontweight="bold")
     counts = ", ".join(f"{sum(1 for v in state.values() if v == s)} {s}" for s in present) or "no nodes"
     part = f"; partition {' | '.join(','.join(g) for g in groups)}" if groups else ""

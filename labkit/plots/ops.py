@@ -13,8 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from ..journal import Journal
-from ._base import (FAIL, INFO, OK, Op, PlotFigure, as_spans, axes_size_pt, field, headroom, natural_key, new_figure,
-                    operations, shade_faults)
+from ._base import (FAIL, INFO, MAX_WIDTH_IN, OK, Op, PlotFigure, add_legend, as_spans, axes_size_pt, field, headroom,
+                    natural_key, new_figure, operations, shade_faults)
 
 _COLOR = {"ok": OK, "fail": FAIL, "info": INFO}
 _LEGEND = {"ok": "ok", "fail": "fail (did not happen)", "info": "info (may have happened, any time later)"}
@@ -36,8 +36,7 @@ def _window(ops: Sequence[Op], spans: list) -> tuple[float, float]:
 
 
 def _finish(fig: PlotFigure, ax: Any, handles: list, title: str, note: str) -> PlotFigure:
-    if handles:
-        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    add_legend(fig, handles)
     fig.suptitle(title, fontsize=11, fontweight="bold")
     ax.set_title(note, fontsize=9, loc="left", color="0.25")
     for side in ("top", "right"):
@@ -83,7 +82,7 @@ def timeline(history: Any, *, highlight: Any = None, faults: Any = None,
     lo, hi = _window(ops, spans)
     procs = sorted({o.process for o in ops}, key=natural_key)
     row = {p: i for i, p in enumerate(procs)}
-    fig = new_figure(12.0, min(16.0, max(2.6, 0.42 * len(procs) + 1.8)))
+    fig = new_figure(MAX_WIDTH_IN, min(16.0, max(2.6, 0.42 * len(procs) + 1.8)))
     ax = fig.add_subplot()
     ax.set_xlim(lo, hi)
     ax.set_ylim(len(procs) - 0.4, -0.8)
@@ -140,7 +139,7 @@ def latency(source: Any, *, faults: Any = None, log: bool | None = None, title: 
     ops = operations(source)
     spans = _faults_of(source, faults)
     lo, hi = _window(ops, spans)
-    fig = new_figure(12.0, 4.2)
+    fig = new_figure(MAX_WIDTH_IN, 4.2)
     ax = fig.add_subplot()
     ax.set_xlim(lo, hi)
     ax.set_xlabel("invocation time (ms)")
@@ -197,7 +196,7 @@ def rate(source: Any, *, bin_ms: float | None = None, faults: Any = None, title:
         mag = 10 ** math.floor(math.log10(max(raw, 1e-3)))
         bin_ms = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     edges = np.arange(lo, hi + bin_ms, bin_ms)
-    fig = new_figure(12.0, 3.8)
+    fig = new_figure(MAX_WIDTH_IN, 3.8)
     ax = fig.add_subplot()
     ax.set_xlim(lo, hi)
     ax.set_xlabel("time (ms)")

@@ -23,7 +23,8 @@ from matplotlib.patches import Patch
 
 from ..journal import Journal
 from ..runtime import is_client_id
-from ._base import FAULT_STYLE, PlotFigure, axes_size_pt, fault_spans, natural_key, new_figure, shade_faults
+from ._base import (FAULT_STYLE, MAX_WIDTH_IN, NOT_NODES, PlotFigure, add_legend, axes_size_pt, fault_spans,
+                    natural_key, new_figure, shade_faults)
 
 _TYPE_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2",
                 "#ff7f0e", "#7f7f7f"]
@@ -67,7 +68,7 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
                 m[0] = e
             else:
                 m[1 if e.kind == "deliver" else 2].append(e)
-        if e.node != "cluster":
+        if e.node not in NOT_NODES:
             seen.add(e.node)
     clients = any(is_client_id(n) for n in seen)
     all_nodes = sorted((n for n in seen if not is_client_id(n)), key=natural_key)
@@ -104,7 +105,7 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
 
     # -- figure -----------------------------------------------------------------------------
     n_lanes = max(len(lanes), 1)
-    fig = new_figure(12.0, min(16.0, max(3.0, 0.5 * n_lanes + 1.9)))
+    fig = new_figure(MAX_WIDTH_IN, min(16.0, max(3.0, 0.5 * n_lanes + 1.9)))
     ax = fig.add_subplot()
     ax.set_xlim(x0, x1)
     ax.set_ylim(n_lanes - 0.4, -1.0)
@@ -182,9 +183,7 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
     type_handles = [Line2D([], [], color=color_of[t], lw=2, label=str(t)) for t in color_of]
     if len(top) > len(color_of):
         type_handles.append(Line2D([], [], color=other, lw=2, label=f"{len(top) - len(color_of)} other types"))
-    if type_handles or handles:
-        fig.legend(handles=type_handles + handles, loc="outside right upper", fontsize=8, frameon=False,
-                   title="messages / faults", title_fontsize=8)
+    add_legend(fig, type_handles + handles)
 
     # -- titles and summary -------------------------------------------------------------------
     note = f"{x0:,.0f}–{x1:,.0f} ms, {total:,} messages"

@@ -23,6 +23,7 @@ off), when ``Panel.close()`` is called, or when the panel is garbage.
 from __future__ import annotations
 
 import html
+import re
 import threading
 import time
 import weakref
@@ -39,6 +40,7 @@ DUTY = 0.1                # the refresher reads the cluster at most ~this share 
 RECOST = 50               # a node's counters are re-read at most every RECOST x the last read's cost
 HISTORY = 160             # chart samples kept (40 s at 4 Hz)
 MATRIX_MAX = 12           # bigger clusters get no link matrix (their network line stays)
+CLOSED_COLOUR = "#9e9e9e"   # every tile of a closed cluster: nothing runs any more
 STATE_COLOURS = {"up": "#2e7d32", "down": "#757575", "paused": "#f9a825", "crashed": "#c62828",
                  "starting": "#1565c0"}
 CELLS = {None: ("✓", "#c8e6c9"), "cut": ("✕", "#ef9a9a"), "partition": ("∥", "#ffcc80")}
@@ -260,6 +262,10 @@ class Panel(W.VBox):
         for b in [*self.cells.values(), self.isolate_btn, self.split_btn, self.heal_btn, self.apply_btn,
                   *(b for t in self.tiles.values() for b in t.buttons.values())]:
             b.disabled = True
+        for tile in self.tiles.values():
+            tile.close_out()
+        for cell in self.cells.values():                # no link is "ok" any more either
+            cell.style.button_color = "#eeeeee"
         self.header.value = f"<b>{html.escape(self._title)}</b> &nbsp; <i>cluster closed</i>"
 
     def close(self) -> None:
@@ -321,6 +327,22 @@ class _Tile:
         b["restart"].disabled = state not in ("down", "crashed")
         b["pause"].disabled = state != "up"
         b["resume"].disabled = state != "paused"
+
+
+    def close_out(self) -> None:
+        """The cluster is closed: grey the tile out -- no node runs any more, whatever it showed
+        last (a green "up" under "cluster closed" would be a lie); its last counters stay, greyed."""
+        self.state = "closed"
+        self.title.value = (f"<span style='color:{CLOSED_COLOUR}'><b style='font-size:1.1em'>{html.escape(self.node)}</b> "
+                            f"<span class='labkit-state' style='font-weight:bold'>○ closed</span></span>")
+        self.body.value = f"<small style='color:{CLOSED_COLOUR}'>{_strip_tags(self.body.value)}</small>"
+        self.box.layout.border = f"2px dashed {CLOSED_COLOUR}"
+        for b in self.buttons.values():
+            b.disabled = True
+
+
+def _strip_tags(text: str) -> str:
+    return re.sub(r"<[^>]*>", "", text)
 
 
 def _counters(c: Any, node: str, key: tuple, cache: dict) -> dict:

@@ -1,0 +1,45 @@
+"""Does an exercise's *visible* check catch a wrong answer? (a helper module, not a test)
+
+Issue 19: every requirement in an exercise statement must be exercised by the check cell the
+student runs, not only by the hidden tests. ``visible_report`` runs a solution notebook's
+setup cells, swaps in a wrong answer, then runs the visible part of one check cell (its
+hidden block removed) with its first ``sweep`` stopping at the first failing seed, and
+returns the failure report -- or raises ``AssertionError`` when the wrong answer passed.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import labkit.checks
+from solutionnb import HIDDEN, SolutionNotebook
+
+
+class _Passed(Exception):
+    pass
+
+
+def visible_report(nb: SolutionNotebook, check: int, wrong: Callable[[dict], dict],
+                   seeds: range = range(100)) -> str:
+    """``wrong(ns)`` returns ``{name: replacement}`` built from the setup namespace ``ns``
+    (subclass the reference to break one rule). The check cell's first sweep runs over
+    ``seeds`` and stops at the first failure; nothing after it (the real-process run) runs."""
+    ns = nb.run_setup()
+    ns.update(wrong(ns))
+    real = labkit.checks.sweep
+
+    def first_failure(scenario: Any, seeds_: Any = None, **kw: Any) -> Any:
+        result = real(scenario, seeds=seeds, quiet=True, stop_after=1)   # raises SweepFailed on a failure
+        raise _Passed(result)
+
+    labkit.checks.sweep = first_failure
+    if "sweep" in ns:
+        ns["sweep"] = first_failure
+    try:
+        exec(compile(HIDDEN.sub("", nb.checks[check]), f"{nb.path.name}:visible[{check}]", "exec"), ns)
+    except labkit.checks.SweepFailed as failed:
+        return str(failed)
+    except _Passed as passed:
+        raise AssertionError(f"the visible check of exercise {check + 1} passed a wrong answer: {passed.args[0]}")
+    finally:
+        labkit.checks.sweep = real
+    raise AssertionError(f"check cell {check} ran no sweep")
