@@ -575,3 +575,32 @@ def test_chapter_assertions_carry_a_message(name):
             for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
             for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Assert) and node.msg is None]
     assert not bare, f"{name}: asserts without a message:\n" + "\n".join(bare)
+
+
+def test_nbval_runs_the_committed_notebook_not_the_readers_working_copy(tmp_path):
+    """A reader's answers and scratch notebooks never fail the tests: nbval runs git's index
+    version of a tracked notebook and skips untracked ones; staging an edit tests it."""
+    import shutil
+    import subprocess
+    import sys
+    shutil.copy(os.path.join(ROOT, "conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "nb").mkdir()
+    good = new_notebook(cells=[new_code_cell("x = 1\nassert x == 1")])
+    nbformat.write(good, str(tmp_path / "nb" / "ch.ipynb"))
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "course")
+    bad = new_notebook(cells=[new_code_cell("raise RuntimeError('the reader broke it')")])
+    nbformat.write(bad, str(tmp_path / "nb" / "ch.ipynb"))              # the reader's edit
+    nbformat.write(bad, str(tmp_path / "nb" / "scratch.ipynb"))         # the reader's own notebook
+
+    def run():
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax",
+                               "--nbval-current-env", "nb"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+    r = run()
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-2000:]
+    assert "nb/ch.ipynb: ran the committed version" in r.stdout and "scratch" not in r.stdout
+    _git(tmp_path, "add", "nb/ch.ipynb")                                  # staged: now it is tested
+    r = run()
+    assert r.returncode == 1 and "the reader broke it" in r.stdout, r.stdout[-2000:]
