@@ -12,6 +12,9 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from . import argcheck
+from .errors import ArgumentError
+
 FAULTS = {
     "partition": "split the cluster into a random majority and minority",
     "isolate": "cut one random node off from all others",
@@ -25,11 +28,26 @@ FAULTS = {
 }
 
 
+#: The shortest ``every`` or ``duration`` (seconds): a schedule must let time move on, or it
+#: would apply faults without end at one instant and ``run_for`` would never return.
+MIN_INTERVAL_S = 0.001
+
+
 def _span(x: float | tuple[float, float], what: str) -> tuple[float, float]:
-    lo, hi = (x, x) if isinstance(x, (int, float)) else tuple(x)
-    if not (0 <= lo <= hi):
-        raise ValueError(f"nemesis {what} must be seconds >= 0 or a (lo, hi) range, got {x!r}")
-    return float(lo), float(hi)
+    """``x`` (seconds, or a ``(lo, hi)`` range) as ``(lo, hi)``, each finite, in
+    [MIN_INTERVAL_S, MAX_S], with lo <= hi; else ``ArgumentError`` naming ``what``."""
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+        lo, hi = x
+    elif isinstance(x, (tuple, list)):
+        raise ArgumentError(f"nemesis {what} must be seconds or a (lo, hi) range of two numbers, got {x!r}")
+    else:
+        lo = hi = x
+    name = f"nemesis {what}"
+    lo = argcheck.seconds(lo, name, lo=MIN_INTERVAL_S)
+    hi = argcheck.seconds(hi, name, lo=MIN_INTERVAL_S)
+    if lo > hi:
+        raise ArgumentError(f"{name} range (lo, hi) needs lo <= hi, got {x!r}")
+    return lo, hi
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
+from .argcheck import MAX_MS
 from .errors import UnknownNode
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential")
@@ -56,8 +57,8 @@ class Link:
     def __post_init__(self) -> None:
         for name in ("delay", "jitter", "reorder_ms"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"link {name} must be a number of ms >= 0, got {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not 0 <= v <= MAX_MS:
+                raise ValueError(f"link {name} must be a number of ms >= 0 (finite, at most {MAX_MS:g}), got {v!r}")
         for name in ("drop", "duplicate", "reorder"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
