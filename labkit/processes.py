@@ -372,7 +372,11 @@ class ProcessRuntime(RuntimeBase):
                           RuntimeWarning, stacklevel=_caller_level())
 
     def _read_acks(self) -> None:
-        """Take in acks that came after their fault call stopped waiting (a lagging node)."""
+        """Take in acks that came after their fault call stopped waiting (a lagging node);
+        forget lagging incarnations that are gone (killed, crashed, restarted)."""
+        live = {f"{r.id}/{r.incarnation}" for r in self.records.values() if r.state in ("up", "paused")}
+        for key in [k for k in self._lagging if k not in live]:
+            del self._lagging[key]
         while self._lagging and self.control.poll(0):
             ident, reply = self.control.recv_multipart()
             self._control_reply(ident, reply)

@@ -43,6 +43,7 @@ HOP_MS = 0.1
 LIVELOCK_EVENTS = 1_000_000
 #: After a Ctrl-C, how long (wall seconds) a handler may go on before it is stopped where it is.
 INTERRUPT_GRACE_S = 0.5
+INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cluster is still there"
 
 
 class _SimHost:
@@ -113,11 +114,11 @@ class SimRuntime(RuntimeBase):
         self._sched.cancel(entry)
 
     def _run_until(self, end: float, stop: Callable[[], bool] | None = None) -> bool:
-        self._running = True
+        outer, self._running = self._running, True
         try:
             return self._loop(end, stop)
         finally:
-            self._running = False
+            self._running = outer             # (a reply callback's request nests a run)
 
     def _loop(self, end: float, stop: Callable[[], bool] | None) -> bool:
         heap = self._heap
@@ -127,7 +128,7 @@ class SimRuntime(RuntimeBase):
         queue = guard.queue if guard is not None and guard.queue else 1 << 62
         while heap and heap[0][0] <= end:
             if self._interrupted:
-                raise Interrupted()
+                raise Interrupted(INTERRUPTED)
             if len(heap) > queue:
                 raise StormError(self._queue_report(queue))
             entry = pop(heap)
@@ -202,7 +203,7 @@ class SimRuntime(RuntimeBase):
             if state["finishing"]:
                 return              # the interrupt is already being honoured
             if self._interrupted:   # a second one (the reader's or the grace timer's): stop here
-                raise Interrupted()
+                raise Interrupted(INTERRUPTED)
             self._interrupted = True
             t = threading.Timer(INTERRUPT_GRACE_S, nudge)
             t.daemon = True

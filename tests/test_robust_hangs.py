@@ -12,6 +12,7 @@ Tests marked ``processes`` start real node processes.
 from __future__ import annotations
 
 import _thread
+import json
 import math
 import os
 import signal
@@ -438,3 +439,97 @@ def test_fault_calls_on_a_stuck_node_wait_once_briefly_then_not_at_all():
         assert c.request("n2", "now", timeout=OK_MS)["now"] >= true_now + 4000
         c.heal()
         assert c._rt._lagging == {}                       # caught up: later calls wait for it again
+
+
+INTERRUPT_SCRIPT = """
+import sys, time
+import labkit
+
+class Stuck(labkit.Node):
+    def on_message(self, ctx, msg):
+        if msg.type == "stuck":
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:   # stuck in a blocking call, not in Python code
+                time.sleep(0.05)
+        ctx.reply(msg)
+
+c = labkit.Cluster(Stuck, n=2, runtime="sim", seed=1)
+c.client_send("n1", "stuck")
+print("ready", flush=True)
+t0 = time.monotonic()
+try:
+    c.run_for(10)
+except KeyboardInterrupt as e:
+    print("interrupted", type(e).__name__, round(time.monotonic() - t0, 1), flush=True)
+print("states", c.status()["n1"].state, c.status()["n2"].state, flush=True)
+print("echo", c.request("n2", "echo").type, flush=True)
+"""
+
+
+def test_a_real_sigint_stops_a_handler_stuck_in_a_blocking_call(tmp_path):
+    """A real SIGINT (what "interrupt kernel" sends) to a process whose simulator is stuck in
+    a handler that sleeps in a loop: the cell ends with Interrupted, the node is crashed."""
+    import subprocess
+    import sys
+    script = tmp_path / "stuck.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(
+        labkit.__file__)), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)                                   # let it get stuck in the handler
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = out.splitlines()
+    assert lines[0].startswith("interrupted Interrupted"), (out, err[-2000:])
+    assert float(lines[0].split()[-1]) < 10
+    assert lines[1:] == ["states crashed up", "echo echo_ok"], (out, err[-2000:])
+    assert "labkit.errors.Interrupted: the simulator was interrupted" in err and "time.sleep(0.05)" in err
+
+
+@pytest.mark.processes
+def test_interrupt_kernel_stops_a_simulated_handler_that_never_returns(tmp_path):
+    """In a real Jupyter kernel: "interrupt kernel" during a simulator run whose handler loops
+    without end ends the cell (within about a second), crashes only that node, and the next
+    cell uses the cluster as usual."""
+    try:
+        from .kernelutil import Kernel
+    except ImportError:
+        from kernelutil import Kernel
+    k = Kernel(tmp_path)
+    try:
+        k.ok("import labkit, json, time\n"
+             "class Spin(labkit.Node):\n"
+             "    def on_message(self, ctx, msg):\n"
+             "        if msg.type == 'spin':\n"
+             "            deadline = time.monotonic() + 30\n"
+             "            while time.monotonic() < deadline:\n"
+             "                pass\n"
+             "        ctx.reply(msg)\n"
+             "c = labkit.Cluster(Spin, n=2, runtime='sim', seed=1)\n"
+             "c.client_send('n1', 'spin')\n")
+        timer = threading.Timer(0.8, k.km.interrupt_kernel)
+        t0 = time.monotonic()
+        timer.start()
+        try:
+            out = k.run("c.run_for(5)", timeout=60)
+        finally:
+            timer.cancel()
+        took = time.monotonic() - t0
+        assert out["status"] == "error" and out["error"][0] == "Interrupted", out
+        assert took < 10, took
+        assert "labkit: node n1 crashed" in out["stderr"]
+        out = k.ok("print('STATES', json.dumps({n: s.state for n, s in c.status().items()}, sort_keys=True))\n"
+                   "print('ECHO', c.request('n2', 'echo').type)\n"
+                   "c.run_for(1)\n")
+        lines = dict(line.split(" ", 1) for line in out["stdout"].splitlines())
+        assert json.loads(lines["STATES"]) == {"n1": "crashed", "n2": "up"}
+        assert lines["ECHO"] == "echo_ok"
+    finally:
+        k.close()
