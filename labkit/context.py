@@ -5,8 +5,13 @@ inputs (``_start``, ``_deliver``, ``_fire``) and gives it a *host* for effects: 
 (``now``), a scheduler (``call_at``/``cancel``), the network (``transmit``), the journal
 (``record``) and crash reporting (``crashed``). The simulator's host is an event heap in
 virtual time; the processes runtime's host is a poll loop in a node process. Everything
-else -- ids, timers, RPC bookkeeping, coroutine stepping, counters, crash capture -- lives
-here once, so the two runtimes cannot drift apart.
+else -- ids, timers, RPC bookkeeping, coroutine stepping, counters, crash capture, the storm
+guard's counts (``labkit.guard``) -- lives here once, so the two runtimes cannot drift apart.
+
+Whatever a handler raises is that node's crash -- ``SystemExit``, ``KeyboardInterrupt`` and
+``GeneratorExit`` included -- and never reaches the runtime's loop. The one exception that goes
+on up, after crashing the node, is ``labkit.Interrupted``: the reader's own Ctrl-C, which the
+simulator raises inside a handler that would not return (see ``labkit.sim``).
 
 Coroutine handlers are driven by hand, not by asyncio: a handler coroutine may await only
 ``ctx.rpc`` and ``ctx.sleep``; each await yields a small request object, and the context

@@ -12,6 +12,15 @@ as on a real machine; besides realism, this keeps virtual time moving when nodes
 other without end. A cluster that still makes no progress in time -- e.g. a timer re-armed
 with ``after=0`` from its own handler -- is stopped with an error rather than hanging.
 
+Runs are bounded and interruptible. The storm guard (``labkit.guard``) crashes a node that
+produces events without end and stops the run with a ``StormError``; so does a heap holding
+more than ``Guard.queue`` entries. While the simulator runs (a run, a request, starting,
+restarting or resuming nodes), SIGINT -- Ctrl-C, "interrupt kernel" -- is caught: the run
+stops between two events with ``labkit.Interrupted`` (a ``KeyboardInterrupt``); a handler
+that has not returned ``INTERRUPT_GRACE_S`` later is interrupted where it is, and its node
+crashed. A ``KeyboardInterrupt`` raised by node code itself is that node's crash, like
+``SystemExit`` or any other exception.
+
 Faults map onto the heap: a killed node's context is dead and its entries are skipped; a
 paused node's entries are set aside and run, in order, when it resumes (as a SIGSTOPped
 process handles its backlog after SIGCONT); a partition is checked again when a delayed
@@ -19,6 +28,7 @@ message arrives.
 """
 from __future__ import annotations
 
+import _thread
 import gc
 import heapq
 import random
@@ -197,26 +207,35 @@ class SimRuntime(RuntimeBase):
         def nudge() -> None:  # the grace is over and the run has not stopped: interrupt again
             with lock:
                 if not state["finishing"] and self._interrupted:
-                    signal.pthread_kill(main_ident, signal.SIGINT)
+                    kill = getattr(signal, "pthread_kill", None)
+                    if kill is not None:   # a real signal also wakes a blocking call (time.sleep)
+                        kill(main_ident, signal.SIGINT)
+                    else:
+                        _thread.interrupt_main()
+
+        def arm() -> None:
+            t = threading.Timer(INTERRUPT_GRACE_S, nudge)
+            t.daemon = True
+            state["timer"] = t
+            t.start()
 
         def on_sigint(signum, frame):
             if state["finishing"]:
                 return              # the interrupt is already being honoured
             if self._interrupted:   # a second one (the reader's or the grace timer's): stop here
+                arm()               # (again later, should the handler swallow this one)
                 raise Interrupted(INTERRUPTED)
             self._interrupted = True
-            t = threading.Timer(INTERRUPT_GRACE_S, nudge)
-            t.daemon = True
-            state["timer"] = t
-            t.start()
+            arm()
 
         old = signal.signal(signal.SIGINT, on_sigint)
         self._sigint_installed = True
         try:
             return body()
         finally:
-            with lock:
-                state["finishing"] = True
+            state["finishing"] = True   # first, with no call before it: from here on_sigint is a no-op
+            with lock:                  # (waits out a nudge that is sending its signal)
+                pass
             t = state["timer"]
             if t is not None:
                 t.cancel()
