@@ -533,3 +533,19 @@ def test_interrupt_kernel_stops_a_simulated_handler_that_never_returns(tmp_path)
         assert lines["ECHO"] == "echo_ok"
     finally:
         k.close()
+
+
+@pytest.mark.parametrize("bad", [NAN, INF, -1.0])
+def test_fake_context_advance_refuses_bad_times(bad):
+    from labkit.testing import FakeContext
+    ctx = FakeContext()
+    with pytest.raises(ArgumentError, match=r"FakeContext.advance\(ms\)"):
+        ctx.advance(bad)
+    assert ctx.now == 0.0
+
+
+def test_panel_refuses_a_bad_refresh_rate():
+    with labkit.Cluster(Quiet, n=1, runtime="sim", seed=1) as c:
+        for bad in (NAN, INF, 0, -1):
+            with pytest.raises(ValueError, match="refresh_hz"):
+                c.panel(refresh_hz=bad)
