@@ -128,3 +128,27 @@ def test_a_message_to_itself_is_delivered_to_the_node(runtime):
         assert all(e.get("type") != "hello" for e in c.journal.filter(kind="deliver", node="client"))
         assert [e.get("text") for e in c.journal.filter(kind="log", node="n2")] == \
             [f"hello {i} from n2" for i in range(3)]
+
+
+@pytest.mark.processes
+def test_a_live_panel_never_runs_reply_callbacks():
+    """The control panel's refresher reads status() 10 times a second while no cell runs: the
+    reply reaches the journal through it, but its callback waits for the next run_for."""
+    pytest.importorskip("ipywidgets")
+    from labkit.widgets import Panel
+    calls = []
+    with labkit.Cluster(Quiet, n=2, runtime="processes", seed=5) as c:
+        p = Panel(c, refresh_hz=10)
+        try:
+            mid = c.client_send("n1", "echo", on_reply=lambda ev: calls.append(threading.current_thread()))
+            deadline = time.monotonic() + 20
+            while mid not in c._rt._replies and not c._rt._due and time.monotonic() < deadline:
+                time.sleep(0.02)                 # only the panel's thread reads the cluster here
+            assert len(c._rt._due) == 1, "the panel's refresher did not take the reply in"
+            time.sleep(0.3)                      # three more refreshes
+            assert calls == [] and p.last_action is None
+            c.run_for(0.01)
+            assert calls == [threading.main_thread()]
+            assert p.status_line.value == "<i>ready</i>"      # nothing reported on the panel
+        finally:
+            p.close()
