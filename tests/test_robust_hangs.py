@@ -99,7 +99,7 @@ BAD_CALLS = [
 def _check_refused(c, call, name, shown):
     before = len(c.journal)
     status = c.status()
-    with pytest.raises(ValueError) as ei:        # ArgumentError is a ValueError (and a TypeError)
+    with pytest.raises(ArgumentError) as ei:     # a ValueError (and a TypeError)
         call(c)
     msg = str(ei.value)
     assert name in msg and shown in msg, msg
