@@ -191,9 +191,10 @@ class Cluster:
         """Send ``{type, **body}`` to ``node`` as a client and return the reply message.
 
         ``timeout`` is in ms, a finite number in (0, 1e9]. ``as_client`` names the client
-        ("client", "c0", "c1", ...). Raises ``RequestTimeout`` when no reply comes in time, and
-        ``NodeCrashed`` at once when ``node`` is known to be down or crashed (killed, or
-        crashed in a handler), or as soon as it crashes or is killed while the request waits."""
+        ("client", "c0", "c1", ...). Raises ``RequestTimeout`` when no reply comes in time,
+        ``NodeCrashed`` when the node crashes handling the request, and ``NodeDown`` (both a
+        ``NodeCrashed`` and a ``RequestTimeout``) at once when ``node`` is known to be down or
+        crashed (nothing is sent), or as soon as it goes down while the request waits."""
         client = as_client
         self._rec(node)
         if not is_client_id(client):

@@ -55,3 +55,11 @@ class Interrupted(KeyboardInterrupt):
     ``KeyboardInterrupt`` that node code raised itself (that one is the node's crash). It
     stops the cell like any ``KeyboardInterrupt``; if it had to stop a handler that did not
     return, that node is crashed, since its handler never finished."""
+
+
+class NodeDown(NodeCrashed, RequestTimeout):
+    """Raised by ``cluster.request`` at once when its node is known to be down or crashed
+    (nothing is sent), or as soon as the node goes down while the request waits.
+
+    A ``NodeCrashed``; and, since no reply can come in time, a ``RequestTimeout`` too -- so
+    code that treats ``RequestTimeout`` as "no answer, nothing promised" works unchanged."""

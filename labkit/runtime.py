@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from collections import deque
 
-from .errors import MessageError, NodeCrashed, RequestTimeout
+from .errors import MessageError, NodeCrashed, NodeDown, RequestTimeout
 from .guard import DEFAULTS as GUARD_DEFAULTS, Guard
 from .journal import Event
 from .context import crash_report
@@ -129,7 +129,7 @@ class RuntimeBase:
     def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
         if self.node_down(node):
             rec = self.records[node]
-            raise NodeCrashed(f"{node} is {rec.state} (incarnation {rec.incarnation}): request {type!r} was not "
+            raise NodeDown(f"{node} is {rec.state} (incarnation {rec.incarnation}): request {type!r} was not "
                               f"sent. cluster.restart({node!r}) brings it back")
         mid = self.client_send(client, node, type, body)
         try:
@@ -163,7 +163,7 @@ class RuntimeBase:
                               f"-- the traceback was printed above; cluster.restart({node!r}) brings it back")
         rec = self.records[node]
         if rec.state in ("down", "crashed"):
-            raise NodeCrashed(f"{node} went {rec.state} while request {mid} ({type!r}) waited for its reply; "
+            raise NodeDown(f"{node} went {rec.state} while request {mid} ({type!r}) waited for its reply; "
                               f"cluster.restart({node!r}) brings it back")
         raise RequestTimeout(
             f"no reply from {node} to request {type!r} (id {mid}) within {timeout:g} ms; "

@@ -359,9 +359,12 @@ def test_a_request_to_a_killed_or_crashed_node_fails_at_once(runtime):
     with quiet(labkit.Cluster(Misbehaving, n=2, runtime=runtime, seed=14)) as c:
         c.kill("n1")
         t0, now0 = time.monotonic(), c.now
-        with pytest.raises(NodeCrashed, match="n1 is down"):
+        with pytest.raises(NodeCrashed, match="n1 is down") as ei:
             c.request("n1", "echo", timeout=60_000)
         assert time.monotonic() - t0 < 2
+        # a NodeDown: also a RequestTimeout, so `except RequestTimeout` ("no answer") still works
+        assert isinstance(ei.value, labkit.NodeDown) and isinstance(ei.value, labkit.RequestTimeout)
+        assert c.journal.filter(kind="send", node="client").events == []     # nothing was sent
         if runtime == "sim":
             assert c.now == now0                            # no virtual time waited either
         c.restart("n1")
