@@ -370,7 +370,8 @@ class Cluster:
         """Start a seeded fault schedule (e.g. ``nemesis(["partition", "kill"], every=2)``);
         it acts while the cluster runs. ``nemesis(None)`` stops it and undoes the current fault.
         The same schedule and seed replay the same faults. ``every`` and ``duration`` are
-        seconds (or ``(lo, hi)`` ranges) in [0.001, 1e6]; ``seed`` is an int."""
+        seconds (or ``(lo, hi)`` ranges) in [0, 1e6] whose low ends add up to at least 1 ms;
+        ``seed`` is an int."""
         self._live()
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise TypeError(f"nemesis seed must be an int, got {seed!r}")

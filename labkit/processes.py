@@ -610,6 +610,12 @@ class ProcessRuntime(RuntimeBase):
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
+    def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        now = self.now()
+        w = wire(client, node, type, mid, None, now, body_json)
+        self.record(Event(now, "send", client, mid, wire=w))
+        self.record(Event(now, "drop", node, mid, wire=w, extra={"rule": "node down"}))
+
     def _send_held(self) -> None:
         """Send the requests that reply callbacks made during a drain: one frame per node."""
         held = self._held

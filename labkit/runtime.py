@@ -128,9 +128,17 @@ class RuntimeBase:
 
     def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
         if self.node_down(node):
+            # Refused at once, as a connection to a dead host is: journaled as sent and dropped
+            # (rule "node down") so histories and plots show the attempt, but never sent, so no
+            # later incarnation of the node can handle it.
             rec = self.records[node]
-            raise NodeDown(f"{node} is {rec.state} (incarnation {rec.incarnation}): request {type!r} was not "
-                              f"sent. cluster.restart({node!r}) brings it back")
+            body_json = encode_body(client, node, type, body)
+            self._client_seq += 1
+            mid = f"{client}.1.{self._client_seq}"
+            self._refuse_client(client, node, type, mid, body_json)
+            raise NodeDown(f"{node} is {rec.state} (incarnation {rec.incarnation}): request {type!r} ({mid}) was "
+                           f"refused at once (journaled as dropped, rule 'node down'). "
+                           f"cluster.restart({node!r}) brings it back")
         mid = self.client_send(client, node, type, body)
         try:
             self._wait_for_reply(mid, timeout, node)
@@ -140,6 +148,10 @@ class RuntimeBase:
         return self.finish_request(reply, mid, node, type, timeout)
 
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        raise NotImplementedError
+
+    def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        """Journal a request to a down node as sent and dropped ("node down"); send nothing."""
         raise NotImplementedError
 
     def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:

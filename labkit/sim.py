@@ -320,6 +320,11 @@ class SimRuntime(RuntimeBase):
         self.events.append(Event(self.t, "send", client, mid, wire=w))
         self._push(self.t + HOP_MS, self._arrive, (w,))
 
+    def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        w = (client, node, type, mid, None, round(self.t, 3), body_json)
+        self.events.append(Event(self.t, "send", client, mid, wire=w))
+        self.events.append(Event(self.t, "drop", node, mid, wire=w, extra={"rule": "node down"}))
+
     def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:
         rec = self.records[node]
 
