@@ -679,6 +679,7 @@ class ProcessRuntime(RuntimeBase):
             # close are journaled, not handed to code that would use a closed cluster.
             self._awaiting.clear()
             self._replies.clear()
+            self._due.clear()
             self._read_journal()
             if self.events.full:
                 self._say_unread()

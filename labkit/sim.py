@@ -371,3 +371,4 @@ class SimRuntime(RuntimeBase):
 
     def close(self) -> None:
         self._sched.clear()
+        self._due.clear()

@@ -152,3 +152,20 @@ def test_a_live_panel_never_runs_reply_callbacks():
             assert p.status_line.value == "<i>ready</i>"      # nothing reported on the panel
         finally:
             p.close()
+
+
+@pytest.mark.processes
+def test_callbacks_still_due_when_the_cluster_closes_are_not_run():
+    calls = []
+    c = labkit.Cluster(Quiet, n=1, runtime="processes", seed=6)
+    try:
+        mid = c.client_send("n1", "echo", on_reply=calls.append)
+        deadline = time.monotonic() + 20
+        while not _delivered_to_client(c, [mid]) and time.monotonic() < deadline:
+            c.status()
+            time.sleep(0.01)
+        assert _delivered_to_client(c, [mid]) and calls == []
+    finally:
+        c.close()
+    assert calls == []                                     # never called on a closed cluster
+    assert len(c.journal.filter(kind="deliver", node="client")) == 1
