@@ -303,7 +303,12 @@ class _Node:
         return name in self._node_set or self.is_client_id(name)
 
     def crashed(self, ctx: Any, ev: Any) -> None:
+        """The node crashed: write out the journal (crash line included) and what it sent
+        before, then end the process here and now -- a handler that swallows the crash
+        (``except BaseException``) and goes on looping must not keep a dead node running."""
         self.has_crashed = True
+        self._flush()
+        os._exit(EXIT_CRASHED)
 
     # -- messages ---------------------------------------------------------------------------
     def _journal_msg(self, kind: str, wire: str, rule: str | None = None) -> None:

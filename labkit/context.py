@@ -104,6 +104,7 @@ class Context:
         self._hev = self._wev = self._wwk = 0
         self._wev_t0 = self._wwk_t0 = host.now()
         self._tripped: str | None = None
+        self._cause: Any = None      # what the running handler handles (for a guard crash)
         self._dests = frozenset(peers) | {node_id}
         #: This node's id, e.g. ``"n1"``.
         self.id: str = node_id
@@ -328,9 +329,12 @@ class Context:
     # -- running handlers ------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], args: tuple, cause: Any) -> None:
         self._hev = 0
+        self._cause = cause
         try:
             result = fn(*args)
         except BaseException as e:  # a handler that raises crashes this node only
+            if isinstance(e, GuardTripped) and self.dead:
+                return              # the guard crashed the node already, where it tripped
             self._crash(e, cause)
             if isinstance(e, Interrupted):  # the reader's Ctrl-C: it stops the cell too
                 raise
@@ -340,11 +344,14 @@ class Context:
 
     def _step(self, coro: Any, value: Any, exc: BaseException | None, cause: Any) -> None:
         self._hev = 0
+        self._cause = cause
         try:
             aw = coro.throw(exc) if exc is not None else coro.send(value)
         except StopIteration:
             return
         except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit too: see _run
+            if isinstance(e, GuardTripped) and self.dead:
+                return
             self._crash(e, cause)
             if isinstance(e, Interrupted):
                 raise
@@ -412,21 +419,37 @@ class Context:
         if now - self._wwk_t0 > self._g_window:
             self._wwk_t0, self._wwk = now, 1
             return False
+        self._cause = what
         try:
             self._trip(f"{self.id} woke up more than {self._g_wakeups:,} times (timers, sleeps) within "
                        f"{self._g_window:g} ms of cluster time -- the last was {what} (a timer re-armed "
                        f"with after=0 from its own handler?)", "wakeups")
-        except GuardTripped as e:
-            self._crash(e, what)
+        except GuardTripped:
+            pass
         return True
 
     def _trip(self, reason: str, limit: str) -> None:
-        self._tripped = (f"storm guard: {reason}; the node was stopped. The limit is "
-                         f"Guard({limit}=...); change it with labkit.Cluster(..., guard=labkit.Guard({limit}=...))")
+        """Crash the node over a guard limit, here and now, then raise ``GuardTripped`` to
+        unwind the handler. Crashing first means a handler that swallows the exception
+        (``except BaseException``) cannot keep the node going: it is dead, and each further
+        send, timer or log raises again (the processes runtime ends the process at once)."""
+        msg = (f"storm guard: {reason}; the node was stopped. The limit is Guard({limit}=...); change it "
+               f"with labkit.Cluster(..., guard=labkit.Guard({limit}=...))")
+        self._tripped = msg
         self._guard_limit = limit
-        raise GuardTripped(self._tripped)
+        exc = GuardTripped(msg)
+        # The traceback of where the node was: the handler's frames, not labkit's own.
+        frames = traceback.extract_stack()[:-1]
+        first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in ("_run", "_step")),
+                    default=len(frames))          # (no handler running: a wake-up, no frames to show)
+        while len(frames) > first and frames[-1].filename == __file__:
+            frames.pop()
+        tb = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames[first:])) + \
+            f"labkit.guard.GuardTripped: {msg}\n"
+        self._crash(exc, self._cause, tb)
+        raise exc
 
-    def _crash(self, exc: BaseException, cause: Any) -> None:
+    def _crash(self, exc: BaseException, cause: Any, tb: str | None = None) -> None:
         if isinstance(exc, RuntimeError) and "no running event loop" in str(exc):
             hint = TypeError("a handler called an asyncio function (e.g. asyncio.sleep); nodes have no "
                              "asyncio event loop: use `await ctx.sleep(ms)` and `await ctx.rpc(...)`")
@@ -439,7 +462,8 @@ class Context:
         else:
             what = str(cause)
             mid = None
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if tb is None:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         data = {"error": f"{type(exc).__name__}: {exc}", "cause": what, "traceback": tb,
                 "incarnation": self.incarnation, "seed": self.seed}
         if isinstance(exc, GuardTripped):

@@ -56,7 +56,7 @@ class Guard:
     ========================  ==================  =======================
     field                     simulator           processes
     ========================  ==================  =======================
-    ``per_handler`` (events)  50,000              50,000
+    ``per_handler`` (events)  40,000              50,000
     ``events`` per window     50,000              1,000,000
     ``wakeups`` per window    10,000              10,000
     ``window_ms``             1 (virtual ms)      1000 (real ms)
@@ -88,7 +88,7 @@ class Guard:
 
 
 DEFAULTS = {
-    "sim": Guard(per_handler=50_000, events=50_000, wakeups=10_000, window_ms=1.0, queue=300_000),
+    "sim": Guard(per_handler=40_000, events=50_000, wakeups=10_000, window_ms=1.0, queue=300_000),
     "processes": Guard(per_handler=50_000, events=1_000_000, wakeups=10_000, window_ms=1000.0, queue=None),
 }
 

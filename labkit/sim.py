@@ -109,6 +109,7 @@ class SimRuntime(RuntimeBase):
         self._interrupted = False
         self._sigint_installed = False
         self._running = False       # inside _run_until: a storm stops the run (see _node_crashed)
+        self._storm: str | None = None
 
     # -- the heap --------------------------------------------------------------------------
     def _push(self, t: float, fn: Callable[..., None], args: tuple) -> list:
@@ -156,6 +157,9 @@ class SimRuntime(RuntimeBase):
                 same = 0
                 self.t = t
             fn(*entry[3])
+            if self._storm is not None:
+                msg, self._storm = self._storm, None
+                raise StormError(msg)
             if stop is not None and stop():
                 return True
         self.t = max(self.t, end)
@@ -266,8 +270,10 @@ class SimRuntime(RuntimeBase):
         rec.state = "crashed"
         self.report_crash(ev)
         if self._running and ev.get("guard"):
-            raise StormError(f"{ev.get('error')} (node {rec.id}, t={ev.t:.3f} ms; the crash report above "
-                             f"shows the line it was at)")
+            # Raised by the loop once the handler is out of the way: raised from here, inside
+            # the node's handler, an ``except Exception`` in node code could swallow it.
+            self._storm = (f"{ev.get('error')} (node {rec.id}, t={ev.t:.3f} ms; the crash report above "
+                           f"shows the line it was at)")
 
     # -- the network -----------------------------------------------------------------------
     def _transmit(self, src: str, mid: str, w: tuple) -> None:

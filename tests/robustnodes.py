@@ -68,6 +68,24 @@ class SendLoop(labkit.Node):
             ctx.reply(msg)
 
 
+class SwallowingLoop(labkit.Node):
+    """Sends without end and swallows everything, BaseException included."""
+
+    def on_start(self, ctx):
+        ctx.set_timer("go", after=20)
+
+    def on_timer(self, ctx, name):
+        while True:
+            try:
+                ctx.send(ctx.peers[0], "spam")
+            except BaseException:
+                pass
+
+    def on_message(self, ctx, msg):
+        if msg.type == "echo":
+            ctx.reply(msg)
+
+
 class ZeroTimer(labkit.Node):
     """Re-arms a 0 ms timer from its own handler, without end."""
 

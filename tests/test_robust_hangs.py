@@ -271,9 +271,12 @@ def test_a_send_loop_in_on_start_is_crashed_by_the_guard_with_bounded_memory():
 
 def test_a_send_loop_in_a_timer_stops_the_run_naming_node_and_type():
     with quiet(labkit.Cluster(SendLoop, n=2, runtime="sim", seed=8)) as c:
-        with pytest.raises(StormError, match=r"storm guard: n\d produced more than 50,000 events.*'spam'"):
+        with pytest.raises(StormError, match=r"storm guard: n\d produced more than 40,000 events \(sends, timers, "
+                                             r"logs\) in one call of a handler without returning.*'spam'"):
             c.run_for(1)
-        assert len(c.journal) < 2 * 50_000 + 100
+        assert len(c.journal) < 2 * 40_000 + 100
+        (crash,) = c.crashes                     # the run stopped at the first node over the limit
+        assert "i += 1" not in crash.get("traceback") and "ctx.send(ctx.peers[0], \"spam\", i=i)" in crash.get("traceback")
 
 
 def test_an_exponential_broadcast_storm_is_stopped_naming_node_and_type():
@@ -557,3 +560,19 @@ def test_panel_refuses_a_bad_refresh_rate():
         for bad in (NAN, INF, 0, -1):
             with pytest.raises(ValueError, match="refresh_hz"):
                 c.panel(refresh_hz=bad)
+
+
+@pytest.mark.processes
+def test_processes_a_loop_that_swallows_the_guard_still_ends():
+    try:
+        from .robustnodes import SwallowingLoop
+    except ImportError:
+        from robustnodes import SwallowingLoop
+    with quiet(labkit.Cluster({"n1": SwallowingLoop(), "n2": Quiet()}, runtime="processes", seed=18)) as c:
+        deadline = time.monotonic() + 30
+        while c.status()["n1"].state == "up" and time.monotonic() < deadline:
+            c.run_for(0.2)
+        assert c.status()["n1"].state == "crashed"
+        (crash,) = c.crashes
+        assert "storm guard" in crash.get("error")
+        assert c.request("n2", "echo", timeout=OK_MS).type == "echo_ok"
