@@ -634,7 +634,7 @@ class ProcessRuntime(RuntimeBase):
     def node_down(self, node: str) -> bool:
         rec = self.records[node]
         if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
-            self.sync()                          # it exited: read its crash before answering
+            self._read_journal()                 # it exited: read its crash before answering
         return rec.state in ("down", "crashed")
 
     def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:
