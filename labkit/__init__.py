@@ -33,8 +33,9 @@ with _held_interrupts():
     from . import _child, _pickling, processes, sim  # noqa: F401
 from .cluster import Cluster, NodeStatus
 from .context import Context
-from .errors import (ClusterClosed, LabkitError, MessageError, NodeCrashed, RequestTimeout, RpcTimeout,
-                     StorageCorrupt, StorageError, UnknownNode)
+from .errors import (ArgumentError, ClusterClosed, Interrupted, LabkitError, MessageError, NodeCrashed,
+                     NodeDown, RequestTimeout, RpcTimeout, StorageCorrupt, StorageError, UnknownNode)
+from .guard import Guard, StormError
 from .journal import KINDS, Event, Journal, JournalFull, JournalLimits
 from .message import Message
 from .nemesis import FAULTS, Schedule

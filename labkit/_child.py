@@ -217,9 +217,8 @@ class _Node:
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + path)
         self.socks: dict[str, Any] = {}
-        for peer in self.nodes:
-            if peer != self.id:
-                self.socks[peer] = self._push(os.path.join(d, f"{peer}.in"))
+        for peer in self.nodes:   # this node too: a message to itself goes through its inbox
+            self.socks[peer] = self._push(os.path.join(d, f"{peer}.in"))
         self.client_sock = self._push(os.path.join(d, "client.in"))
         self.control = zc.socket(zmq.DEALER)
         self.control.setsockopt(zmq.LINGER, 0)
@@ -231,11 +230,13 @@ class _Node:
         self.net_rng = node_rng(self.seed, self.id, spec["incarnation"], "network")
 
         from ._pickling import loads
+        from .guard import Guard
         factory = loads(factory_blob)
+        guard = Guard(**spec["guard"]) if spec.get("guard") else None
         store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"), fsync=spec.get("fsync", False))
         self.ctx = Context(self, self.id, factory(), tuple(n for n in self.nodes if n != self.id),
                            incarnation=spec["incarnation"], storage=Storage(self.id, store.data, store.write),
-                           offset_ms=spec["offset_ms"], rate=spec["rate"])
+                           offset_ms=spec["offset_ms"], rate=spec["rate"], guard=guard)
         if store.repair is not None:   # a torn last write was cut: say so before anything else
             self.record(self.Event(self.now(), "repair", self.id, None, store.repair))
         self._handshake()
@@ -302,7 +303,12 @@ class _Node:
         return name in self._node_set or self.is_client_id(name)
 
     def crashed(self, ctx: Any, ev: Any) -> None:
+        """The node crashed: write out the journal (crash line included) and what it sent
+        before, then end the process here and now -- a handler that swallows the crash
+        (``except BaseException``) and goes on looping must not keep a dead node running."""
         self.has_crashed = True
+        self._flush()
+        os._exit(EXIT_CRASHED)
 
     # -- messages ---------------------------------------------------------------------------
     def _journal_msg(self, kind: str, wire: str, rule: str | None = None) -> None:
@@ -434,7 +440,7 @@ class _Node:
             due = timers.next_time()
             if due is not None:
                 wait = due - self.now()
-                timeout = 0 if wait <= 0 else int(wait) + 1
+                timeout = 0 if wait <= 0 else min(int(wait) + 1, 3_600_000)
             else:
                 timeout = None
             ready = dict(poller.poll(timeout))

@@ -14,7 +14,9 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from . import argcheck
 from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
+from .guard import resolve as resolve_guard
 from .journal import Event, Journal, JournalFull, _dumps as _journal_dumps
 from .message import ID_CHARS, EncodeError, Message, check_body
 from .nemesis import FAULTS, Schedule, plan
@@ -23,6 +25,8 @@ from .node import Node
 from .runtime import RuntimeBase, is_client_id
 
 RUNTIMES = ("processes", "sim")
+#: The range of ``skew(rate=...)``: a clock a thousand times slower or faster than true time.
+MIN_CLOCK_RATE, MAX_CLOCK_RATE = 0.001, 1000.0
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,15 @@ class Cluster:
     """A cluster of nodes running ``nodes`` (a Node class, a list, or a dict id -> class/instance).
 
     Use it as a context manager, or call ``close()`` (idempotent) when done.
+
+    ``guard`` sets the storm guard's limits (``labkit.Guard``; see ``labkit.guard``): a node
+    that produces events without end -- a handler sending in a loop, a timer re-armed with
+    ``after=0``, a broadcast storm -- is crashed with the reason, and the simulator stops the
+    run with a ``StormError``. ``"default"`` keeps the runtime's limits; ``None`` switches it off.
     """
 
     def __init__(self, nodes: Any, n: int | None = None, *, runtime: str = "processes",
-                 seed: int | None = None, fsync: bool = False) -> None:
+                 seed: int | None = None, fsync: bool = False, guard: Any = "default") -> None:
         """``fsync=True`` (processes runtime) makes every ``ctx.storage`` write survive a
         machine crash, not only a node kill, at the cost of a disk flush per write; see
         ``labkit.storage`` for what "durable" means. The simulator keeps storage in memory."""
@@ -108,6 +117,7 @@ class Cluster:
             raise TypeError(f"fsync must be True or False, got {fsync!r}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        limits = resolve_guard(guard, runtime)
         if seed is None:
             seed = random.SystemRandom().randrange(1, 2**31)
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -129,6 +139,7 @@ class Cluster:
             from .processes import ProcessRuntime as rt_class
         self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events)
         self._rt.fsync = fsync  # type: ignore[attr-defined]
+        self._rt.guard = limits
         # a weak reference: the journal outlives the cluster without keeping it alive
         self.journal = Journal(self._events, refresh=_weak_call(self, Cluster._rt_sync), seed=seed)
         try:
@@ -169,26 +180,28 @@ class Cluster:
     def run_for(self, seconds: float) -> "Cluster":
         """Let the cluster run for ``seconds`` (virtual seconds in the simulator). Blocks.
 
-        Interrupting the cell stops the wait, not the cluster."""
-        if not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f"run_for takes seconds >= 0, got {seconds!r}")
-        self._live().run_for(float(seconds))
+        Interrupting the cell stops the wait, not the cluster. ``seconds`` is a finite number
+        in [0, 1e6]; anything else raises ``ArgumentError`` (a ``ValueError``)."""
+        seconds = argcheck.seconds(seconds, "run_for(seconds)")
+        self._live().run_for(seconds)
         return self
 
     def request(self, node: str, /, type: str, timeout: float = 1000.0, *, as_client: str = "client",
                 **body: Any) -> Message:
         """Send ``{type, **body}`` to ``node`` as a client and return the reply message.
 
-        ``timeout`` is in ms. ``as_client`` names the client ("client", "c0", "c1", ...).
-        Raises ``RequestTimeout`` or ``NodeCrashed``."""
+        ``timeout`` is in ms, a finite number in (0, 1e9]. ``as_client`` names the client
+        ("client", "c0", "c1", ...). Raises ``RequestTimeout`` when no reply comes in time,
+        ``NodeCrashed`` when the node crashes handling the request, and ``NodeDown`` (both a
+        ``NodeCrashed`` and a ``RequestTimeout``) at once when ``node`` is known to be down or
+        crashed (nothing is sent), or as soon as it goes down while the request waits."""
         client = as_client
         self._rec(node)
         if not is_client_id(client):
             raise ValueError(f"client ids are 'client' or c0, c1, ...; got {client!r}")
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"request timeout is in ms and must be > 0, got {timeout!r}")
+        timeout = argcheck.ms(timeout, "request(timeout)", positive=True)
         check_body(client, type, body)
-        ev = self._rt.request(node, type, float(timeout), body, client)
+        ev = self._rt.request(node, type, timeout, body, client)
         d = ev.data
         return Message(d["src"], d["dst"], d["type"], d["id"], d["body"], d.get("re"), d.get("at", 0.0))
 
@@ -196,8 +209,11 @@ class Cluster:
                     on_reply: Callable[[Event], None] | None = None, **body: Any) -> str:
         """Send a request without waiting (for workload generators); returns its id.
 
-        ``on_reply(event)`` is called with the reply's ``deliver`` event while the cluster runs
-        (``run_for``/``request``). Stop waiting with ``forget(id)``."""
+        ``on_reply(event)`` is called with the reply's ``deliver`` event while the cluster runs:
+        only inside ``run_for``/``request``, on the thread that called them (never on the
+        panel's thread). If it raises, that ``run_for``/``request`` raises the error; the
+        reply is in the journal already, and callbacks still due run at the next call. Stop
+        waiting with ``forget(id)``."""
         self._rec(node)
         if not is_client_id(as_client):
             raise ValueError(f"client ids are 'client' or c0, c1, ...; got {as_client!r}")
@@ -210,6 +226,9 @@ class Cluster:
         or info. Histories are recorded this way, so the journal holds them too."""
         if type not in ("invoke", "ok", "fail", "info"):
             raise ValueError(f"an operation's type is invoke, ok, fail or info; got {type!r}")
+        process = argcheck.whole(process, "record_op(process)", lo=0)
+        if time is not None:
+            time = argcheck.number(time, "record_op(time)", lo=0.0, unit="ms")
         data = {"process": process, "type": type, "f": f, "value": value, **extra}
         if key is not None:
             data["key"] = key
@@ -226,8 +245,12 @@ class Cluster:
     def call_at(self, t_ms: float, fn: Callable[..., None], *args: Any) -> Any:
         """Run ``fn(*args)`` at cluster time ``t_ms`` (while the cluster runs); returns a handle
         for ``cancel``. Virtual time in the simulator; in the processes runtime the call runs
-        in this (the notebook's) thread during ``run_for``/``request``."""
-        return self._live().call_at(float(t_ms), fn, *args)
+        in this (the notebook's) thread during ``run_for``/``request``. ``t_ms`` must be finite
+        (a time already past means "as soon as the cluster runs")."""
+        t_ms = argcheck.number(t_ms, "call_at(t_ms)", unit="ms")
+        if not callable(fn):
+            raise TypeError(f"call_at(t_ms, fn): fn must be callable, got {fn!r}")
+        return self._live().call_at(t_ms, fn, *args)
 
     def cancel(self, handle: Any) -> None:
         """Cancel a ``call_at``."""
@@ -257,7 +280,8 @@ class Cluster:
             self._rt.restart(rec)
 
     def pause(self, node: str) -> None:
-        """Freeze ``node`` (SIGSTOP): it neither handles messages nor fires timers until resumed."""
+        """Freeze ``node`` (SIGSTOP): it neither handles messages nor fires timers until resumed.
+        Fault calls made meanwhile reach it when it resumes (before it handles its backlog)."""
         rec = self._rec(node)
         with self._rt.lock:
             if rec.state != "up":
@@ -279,12 +303,14 @@ class Cluster:
 
     def skew(self, node: str, offset_ms: float = 0.0, rate: float = 1.0) -> None:
         """Make ``node``'s clock read ``true_time * rate + offset_ms``. ``skew(node)`` resets it.
-        Timers run on the node's clock too: a fast clock fires them early."""
+        Timers run on the node's clock too: a fast clock fires them early. ``offset_ms`` is
+        finite, at most 1e9 ms either way; ``rate`` is in [0.001, 1000]."""
         rec = self._rec(node)
-        if not isinstance(rate, (int, float)) or rate <= 0:
-            raise ValueError(f"clock rate must be > 0, got {rate!r}")
-        rec.offset_ms, rec.rate = float(offset_ms), float(rate)
-        self._record("skew", node, offset_ms=float(offset_ms), rate=float(rate))
+        offset_ms = argcheck.number(offset_ms, "skew(offset_ms)", lo=-argcheck.MAX_MS, hi=argcheck.MAX_MS,
+                                    unit="ms")
+        rate = argcheck.number(rate, "skew(rate)", lo=MIN_CLOCK_RATE, hi=MAX_CLOCK_RATE)
+        rec.offset_ms, rec.rate = offset_ms, rate
+        self._record("skew", node, offset_ms=offset_ms, rate=rate)
         self._rt.set_clock(rec)
 
     # -- network faults --------------------------------------------------------------------
@@ -343,8 +369,12 @@ class Cluster:
                 duration: float | tuple[float, float] | None = None) -> Schedule | None:
         """Start a seeded fault schedule (e.g. ``nemesis(["partition", "kill"], every=2)``);
         it acts while the cluster runs. ``nemesis(None)`` stops it and undoes the current fault.
-        The same schedule and seed replay the same faults."""
+        The same schedule and seed replay the same faults. ``every`` and ``duration`` are
+        seconds (or ``(lo, hi)`` ranges) in [0, 1e6] whose low ends add up to at least 1 ms;
+        ``seed`` is an int."""
         self._live()
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"nemesis seed must be an int, got {seed!r}")
         if self._nemesis is not None:
             self._stop_nemesis()
         if schedule is None:
@@ -415,6 +445,9 @@ class Cluster:
 
     def logs(self, node: str | None = None, last: int = 20) -> str:
         """The last ``last`` log lines, one per line."""
+        last = argcheck.whole(last, "logs(last)", lo=0)
+        if last == 0:
+            return ""
         j = self.journal.filter(kind="log", node=node)
         return "\n".join(f"{e.t:9.1f} ms  {e.node:>4}  {e.get('text')}" for e in j[-last:])
 

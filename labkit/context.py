@@ -5,8 +5,13 @@ inputs (``_start``, ``_deliver``, ``_fire``) and gives it a *host* for effects: 
 (``now``), a scheduler (``call_at``/``cancel``), the network (``transmit``), the journal
 (``record``) and crash reporting (``crashed``). The simulator's host is an event heap in
 virtual time; the processes runtime's host is a poll loop in a node process. Everything
-else -- ids, timers, RPC bookkeeping, coroutine stepping, counters, crash capture -- lives
-here once, so the two runtimes cannot drift apart.
+else -- ids, timers, RPC bookkeeping, coroutine stepping, counters, crash capture, the storm
+guard's counts (``labkit.guard``) -- lives here once, so the two runtimes cannot drift apart.
+
+Whatever a handler raises is that node's crash -- ``SystemExit``, ``KeyboardInterrupt`` and
+``GeneratorExit`` included -- and never reaches the runtime's loop. The one exception that goes
+on up, after crashing the node, is ``labkit.Interrupted``: the reader's own Ctrl-C, which the
+simulator raises inside a handler that would not return (see ``labkit.sim``).
 
 Coroutine handlers are driven by hand, not by asyncio: a handler coroutine may await only
 ``ctx.rpc`` and ``ctx.sleep``; each await yields a small request object, and the context
@@ -20,7 +25,9 @@ import random
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from .errors import MessageError, RpcTimeout, UnknownNode
+from . import argcheck
+from .errors import ArgumentError, Interrupted, MessageError, RpcTimeout, UnknownNode
+from .guard import GuardTripped
 from .journal import Event, _dumps as _journal_dumps
 from .message import EncodeError, Message, check_body, dumps as _dumps, encode_body, quote
 from .storage import Storage
@@ -30,6 +37,7 @@ if TYPE_CHECKING:
 
 STATS_INTERVAL_MS = 200.0
 _NOTE_RESERVED = frozenset({"what", "t", "kind", "node", "id"})
+_NO_LIMIT = 1 << 62
 
 
 class Host(Protocol):
@@ -73,7 +81,8 @@ class Context:
     """The ``ctx`` handed to every handler. Times are milliseconds."""
 
     def __init__(self, host: Host, node_id: str, node: "Node", peers: tuple[str, ...], *,
-                 incarnation: int, storage: Storage, offset_ms: float = 0.0, rate: float = 1.0) -> None:
+                 incarnation: int, storage: Storage, offset_ms: float = 0.0, rate: float = 1.0,
+                 guard: Any = None) -> None:
         self._host = host
         self._node = node
         self._seq = 0
@@ -86,6 +95,16 @@ class Context:
         self._offset = offset_ms
         self._rate = rate
         self.dead = False
+        # The storm guard (see labkit.guard): events in this handler call, and events and
+        # wake-ups in the current window; a ``guard`` of None sets no limits.
+        self._g_handler = guard.per_handler if guard is not None else _NO_LIMIT
+        self._g_events = guard.events if guard is not None else _NO_LIMIT
+        self._g_wakeups = guard.wakeups if guard is not None else _NO_LIMIT
+        self._g_window = guard.window_ms if guard is not None else 0.0
+        self._hev = self._wev = self._wwk = 0
+        self._wev_t0 = self._wwk_t0 = host.now()
+        self._tripped: str | None = None
+        self._cause: Any = None      # what the running handler handles (for a guard crash)
         self._dests = frozenset(peers) | {node_id}
         #: This node's id, e.g. ``"n1"``.
         self.id: str = node_id
@@ -117,12 +136,18 @@ class Context:
 
     def _send(self, dst: str, type: str, re: str | None, body: dict) -> str:
         if self.dead:
+            if self._tripped is not None:  # a handler that caught GuardTripped and sends on
+                raise GuardTripped(self._tripped)
             return ""
         if type.__class__ is not str or not type:
             check_body(self.id, type, body)
         if dst not in self._dests and not self._host.is_destination(dst):
             raise UnknownNode(f"{self.id}: cannot send message type {type!r} to unknown node {dst!r}; "
                               f"peers are {list(self.peers)}")
+        self._hev += 1
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(f"message type {type!r} (to {dst})")
         self._seq += 1
         mid = f"{self.id}.{self.incarnation}.{self._seq}"
         self._host.transmit(self, mid, dst, type, re, encode_body(self.id, dst, type, body))
@@ -140,16 +165,14 @@ class Context:
 
     def rpc(self, dst: str, /, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
         """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"{self.id}: rpc timeout is in ms and must be > 0, got {timeout!r}")
+        timeout = argcheck.ms(timeout, f"{self.id}: rpc(timeout)", positive=True)
         mid = self._send(dst, type, None, body)
-        return _Await("rpc", mid, dst, type, float(timeout))
+        return _Await("rpc", mid, dst, type, timeout)
 
     def sleep(self, ms: float) -> _Await:
         """``await ctx.sleep(ms)`` inside a coroutine handler (ms on this node's clock)."""
-        if not isinstance(ms, (int, float)) or ms < 0:
-            raise ValueError(f"{self.id}: sleep takes ms >= 0, got {ms!r}")
-        return _Await("sleep", None, None, None, float(ms))
+        ms = argcheck.ms(ms, f"{self.id}: sleep(ms)")
+        return _Await("sleep", None, None, None, ms)
 
     # -- timers ----------------------------------------------------------------------------
     def set_timer(self, name: str, after: float | None = None,
@@ -159,14 +182,21 @@ class Context:
         if (after is None) == (between is None):
             raise ValueError(f"{self.id}: set_timer({name!r}) needs exactly one of after=ms or between=(lo, hi)")
         if between is not None:
-            lo, hi = between
-            if not (0 <= lo <= hi):
-                raise ValueError(f"{self.id}: set_timer({name!r}, between={between!r}) needs 0 <= lo <= hi")
+            if not isinstance(between, (tuple, list)) or len(between) != 2:
+                raise ArgumentError(f"{self.id}: set_timer({name!r}, between=(lo, hi)) needs two numbers of ms, "
+                                    f"got {between!r}")
+            lo = argcheck.ms(between[0], f"{self.id}: set_timer({name!r}, between=(lo, hi)) lo")
+            hi = argcheck.ms(between[1], f"{self.id}: set_timer({name!r}, between=(lo, hi)) hi")
+            if lo > hi:
+                raise ArgumentError(f"{self.id}: set_timer({name!r}, between={between!r}) needs 0 <= lo <= hi")
             after = self._timer_rng.uniform(lo, hi)
-        elif not isinstance(after, (int, float)) or after < 0:
-            raise ValueError(f"{self.id}: set_timer({name!r}, after={after!r}) needs ms >= 0")
+        else:
+            after = argcheck.ms(after, f"{self.id}: set_timer({name!r}, after)")
         if self.dead:
+            if self._tripped is not None:
+                raise GuardTripped(self._tripped)
             return after
+        self._produce(f"timer {name!r}")
         old = self._timers.pop(name, None)
         if old is not None:
             self._host.cancel(old)
@@ -192,6 +222,7 @@ class Context:
     def log(self, *parts: Any) -> None:
         """Write a line to the journal (shown by ``cluster.logs()``)."""
         if not self.dead:
+            self._produce("log lines")
             self._host.record(Event(self._host.now(), "log", self.id, None,
                                     {"text": " ".join(str(p) for p in parts)}))
 
@@ -208,6 +239,7 @@ class Context:
             raise TypeError(f"ctx.note(): field name(s) {sorted(clash)} are reserved for the journal "
                             f"({', '.join(sorted(_NOTE_RESERVED))}); pick other names")
         if not self.dead:
+            self._produce(f"note {what!r}")
             head = f'{{"what":{quote(what)}'
             try:
                 body = _dumps(fields) if fields else "{}"
@@ -218,9 +250,12 @@ class Context:
                                     head + ("," + body[1:] if len(body) > 2 else "}")))
 
     def count(self, name: str, by: float = 1) -> None:
-        """Add ``by`` to the named counter (read with ``cluster.counters()``); ``name`` is a str."""
+        """Add ``by`` (a finite number) to the named counter (read with ``cluster.counters()``);
+        ``name`` is a str."""
         if name.__class__ is not str and not isinstance(name, str):
             raise TypeError(f"{self.id}: ctx.count(name): counter names are strings (the journal's keys), got {name!r}")
+        if by.__class__ is not int:
+            by = argcheck.number(by, f"{self.id}: count({name!r}, by)")
         self._counters[name] = self._counters.get(name, 0) + by
         self._stats_soon()
 
@@ -276,6 +311,8 @@ class Context:
         if self.dead:
             return
         self._timers.pop(name, None)
+        if self._woken(f"timer {name!r}"):
+            return
         self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
         self._run(self._node.on_timer, (self, name), f"timer {name!r}")
 
@@ -291,21 +328,33 @@ class Context:
 
     # -- running handlers ------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], args: tuple, cause: Any) -> None:
+        self._hev = 0
+        self._cause = cause
         try:
             result = fn(*args)
-        except Exception as e:  # a handler that raises crashes this node only
+        except BaseException as e:  # a handler that raises crashes this node only
+            if isinstance(e, GuardTripped) and self.dead:
+                return              # the guard crashed the node already, where it tripped
             self._crash(e, cause)
+            if isinstance(e, Interrupted):  # the reader's Ctrl-C: it stops the cell too
+                raise
             return
         if inspect.iscoroutine(result):
             self._step(result, None, None, cause)
 
     def _step(self, coro: Any, value: Any, exc: BaseException | None, cause: Any) -> None:
+        self._hev = 0
+        self._cause = cause
         try:
             aw = coro.throw(exc) if exc is not None else coro.send(value)
         except StopIteration:
             return
-        except Exception as e:
+        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit too: see _run
+            if isinstance(e, GuardTripped) and self.dead:
+                return
             self._crash(e, cause)
+            if isinstance(e, Interrupted):
+                raise
             return
         if self.dead:
             coro.close()
@@ -330,7 +379,7 @@ class Context:
             del answered[next(iter(answered))]
 
     def _wake(self, coro: Any, cause: Any) -> None:
-        if not self.dead:
+        if not self.dead and not self._woken(f"ctx.sleep in {cause}"):
             self._step(coro, None, None, cause)
 
     def _rpc_timeout(self, aw: _Await, cause: Any) -> None:
@@ -342,7 +391,65 @@ class Context:
                          f"within {aw.ms:g} ms")
         self._step(pending[0], None, err, cause)
 
-    def _crash(self, exc: BaseException, cause: Any) -> None:
+    # -- the storm guard (labkit.guard) ------------------------------------------------------
+    def _produce(self, what: str) -> None:
+        """Count one journal event this node produces (``_send`` counts inline)."""
+        self._hev += 1
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(what)
+
+    def _over_events(self, what: str) -> None:
+        if self._hev > self._g_handler:
+            self._trip(f"{self.id} produced more than {self._g_handler:,} events (sends, timers, logs) in one "
+                       f"call of a handler without returning -- the last was {what}", "per_handler")
+        now = self._host.now()
+        if now - self._wev_t0 > self._g_window:   # a new window
+            self._wev_t0, self._wev = now, 1
+            return
+        self._trip(f"{self.id} produced more than {self._g_events:,} events (sends, timers, logs) within "
+                   f"{self._g_window:g} ms of cluster time -- the last was {what}", "events")
+
+    def _woken(self, what: str) -> bool:
+        """Count one wake-up (a timer firing, a sleep ending); True if the node crashed over it."""
+        self._wwk += 1
+        if self._wwk <= self._g_wakeups:
+            return False
+        now = self._host.now()
+        if now - self._wwk_t0 > self._g_window:
+            self._wwk_t0, self._wwk = now, 1
+            return False
+        self._cause = what
+        try:
+            self._trip(f"{self.id} woke up more than {self._g_wakeups:,} times (timers, sleeps) within "
+                       f"{self._g_window:g} ms of cluster time -- the last was {what} (a timer re-armed "
+                       f"with after=0 from its own handler?)", "wakeups")
+        except GuardTripped:
+            pass
+        return True
+
+    def _trip(self, reason: str, limit: str) -> None:
+        """Crash the node over a guard limit, here and now, then raise ``GuardTripped`` to
+        unwind the handler. Crashing first means a handler that swallows the exception
+        (``except BaseException``) cannot keep the node going: it is dead, and each further
+        send, timer or log raises again (the processes runtime ends the process at once)."""
+        msg = (f"storm guard: {reason}; the node was stopped. The limit is Guard({limit}=...); change it "
+               f"with labkit.Cluster(..., guard=labkit.Guard({limit}=...))")
+        self._tripped = msg
+        self._guard_limit = limit
+        exc = GuardTripped(msg)
+        # The traceback of where the node was: the handler's frames, not labkit's own.
+        frames = traceback.extract_stack()[:-1]
+        first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in ("_run", "_step")),
+                    default=len(frames))          # (no handler running: a wake-up, no frames to show)
+        while len(frames) > first and frames[-1].filename == __file__:
+            frames.pop()
+        tb = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames[first:])) + \
+            f"labkit.guard.GuardTripped: {msg}\n"
+        self._crash(exc, self._cause, tb)
+        raise exc
+
+    def _crash(self, exc: BaseException, cause: Any, tb: str | None = None) -> None:
         if isinstance(exc, RuntimeError) and "no running event loop" in str(exc):
             hint = TypeError("a handler called an asyncio function (e.g. asyncio.sleep); nodes have no "
                              "asyncio event loop: use `await ctx.sleep(ms)` and `await ctx.rpc(...)`")
@@ -355,10 +462,16 @@ class Context:
         else:
             what = str(cause)
             mid = None
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        ev = Event(self._host.now(), "crash", self.id, mid, {
-            "error": f"{type(exc).__name__}: {exc}", "cause": what, "traceback": tb,
-            "incarnation": self.incarnation, "seed": self.seed})
+        if tb is None:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        data = {"error": f"{type(exc).__name__}: {exc}", "cause": what, "traceback": tb,
+                "incarnation": self.incarnation, "seed": self.seed}
+        if isinstance(exc, GuardTripped):
+            data["guard"] = getattr(self, "_guard_limit", None)
+        elif isinstance(exc, Interrupted):
+            data["error"] = ("Interrupted: the cell was interrupted (Ctrl-C / interrupt kernel) while this "
+                             "handler ran, and it did not return; its node is stopped")
+        ev = Event(self._host.now(), "crash", self.id, mid, data)
         self._kill()
         self._host.record(ev)
         self._host.crashed(self, ev)

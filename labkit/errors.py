@@ -41,3 +41,25 @@ class NodeCrashed(LabkitError):
 
 class ClusterClosed(LabkitError):
     """The cluster was closed; start a new one."""
+
+
+class ArgumentError(LabkitError, ValueError, TypeError):
+    """A bad argument to a labkit call: the message names the argument, its value and what is
+    allowed. A ``ValueError`` (and, for a value of the wrong type, a ``TypeError``)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A real Ctrl-C ("interrupt kernel") that reached the simulator while it ran.
+
+    The simulator turns SIGINT into this, so it can tell the reader's interrupt from a
+    ``KeyboardInterrupt`` that node code raised itself (that one is the node's crash). It
+    stops the cell like any ``KeyboardInterrupt``; if it had to stop a handler that did not
+    return, that node is crashed, since its handler never finished."""
+
+
+class NodeDown(NodeCrashed, RequestTimeout):
+    """Raised by ``cluster.request`` at once when its node is known to be down or crashed
+    (nothing is sent), or as soon as the node goes down while the request waits.
+
+    A ``NodeCrashed``; and, since no reply can come in time, a ``RequestTimeout`` too -- so
+    code that treats ``RequestTimeout`` as "no answer, nothing promised" works unchanged."""

@@ -12,6 +12,9 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from . import argcheck
+from .errors import ArgumentError
+
 FAULTS = {
     "partition": "split the cluster into a random majority and minority",
     "isolate": "cut one random node off from all others",
@@ -25,11 +28,39 @@ FAULTS = {
 }
 
 
+#: The shortest fault cycle, ``every`` + ``duration`` (seconds, the low ends of their ranges):
+#: a schedule must let time move on, or it would apply faults without end at one instant and
+#: ``run_for`` would never return. Either alone may be 0 (a fault undone at once, or faults
+#: back to back).
+MIN_CYCLE_S = 0.001
+
+
 def _span(x: float | tuple[float, float], what: str) -> tuple[float, float]:
-    lo, hi = (x, x) if isinstance(x, (int, float)) else tuple(x)
-    if not (0 <= lo <= hi):
-        raise ValueError(f"nemesis {what} must be seconds >= 0 or a (lo, hi) range, got {x!r}")
-    return float(lo), float(hi)
+    """``x`` (seconds, or a ``(lo, hi)`` range) as ``(lo, hi)``, each finite, in
+    [0, MAX_S], with lo <= hi; else ``ArgumentError`` naming ``what``."""
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+        lo, hi = x
+    elif isinstance(x, (tuple, list)):
+        raise ArgumentError(f"nemesis {what} must be seconds or a (lo, hi) range of two numbers, got {x!r}")
+    else:
+        lo = hi = x
+    name = f"nemesis {what}"
+    lo = argcheck.seconds(lo, name)
+    hi = argcheck.seconds(hi, name)
+    if lo > hi:
+        raise ArgumentError(f"{name} range (lo, hi) needs lo <= hi, got {x!r}")
+    return lo, hi
+
+
+def _spans(every: float | tuple[float, float], duration: float | tuple[float, float]
+           ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Both spans, checked, and checked to make a cycle of at least ``MIN_CYCLE_S``."""
+    e, d = _span(every, "every"), _span(duration, "duration")
+    if e[0] + d[0] < MIN_CYCLE_S:
+        raise ArgumentError(f"nemesis every + duration must be at least {MIN_CYCLE_S:g} s (their low ends), or "
+                            f"faults would repeat without end at one instant; got every={every!r}, "
+                            f"duration={duration!r}")
+    return e, d
 
 
 @dataclass(frozen=True)
@@ -47,14 +78,13 @@ class Schedule:
         if unknown or not faults:
             raise ValueError(f"unknown nemesis fault(s) {unknown}; choose from {sorted(FAULTS)}")
         object.__setattr__(self, "faults", faults)
-        _span(self.every, "every")
-        _span(self.duration, "duration")
+        _spans(self.every, self.duration)
 
 
 def plan(schedule: Schedule, nodes: Sequence[str], seed: int) -> Iterator[tuple[float, dict]]:
     """The endless, seeded sequence of ``(t_seconds, op)`` for ``schedule`` on ``nodes``."""
     rng = random.Random(f"{seed}/nemesis")
-    every, duration = _span(schedule.every, "every"), _span(schedule.duration, "duration")
+    every, duration = _spans(schedule.every, schedule.duration)
     nodes = list(nodes)
     t = 0.0
     while True:

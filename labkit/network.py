@@ -25,7 +25,8 @@ import random
 from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
-from .errors import UnknownNode
+from .argcheck import MAX_MS
+from .errors import ArgumentError, UnknownNode
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential")
 
@@ -56,12 +57,13 @@ class Link:
     def __post_init__(self) -> None:
         for name in ("delay", "jitter", "reorder_ms"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"link {name} must be a number of ms >= 0, got {v!r}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not 0 <= v <= MAX_MS:
+                raise ArgumentError(f"link {name} must be a number of ms >= 0 (finite, at most {MAX_MS:g}), "
+                                    f"got {v!r}")
         for name in ("drop", "duplicate", "reorder"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
-                raise ValueError(f"link {name} is a probability: give a number in [0, 1], got {v!r}")
+                raise ArgumentError(f"link {name} is a probability: give a number in [0, 1], got {v!r}")
         if self.distribution is None:
             object.__setattr__(self, "distribution", "uniform" if self.jitter else "constant")
         if self.distribution not in DISTRIBUTIONS:

@@ -8,8 +8,14 @@ so many clusters never collide.
 
 Nodes send to each other directly; the *receiving* node applies labkit's ``NetworkModel``
 (see ``_child``), whose state the parent pushes over the control socket and waits to be
-acknowledged -- so a fault call has taken effect everywhere when it returns. Client links
-(the notebook) sit outside the model.
+acknowledged -- so a fault call has taken effect on every running node when it returns. A
+node that cannot answer (paused, stopped from outside, stuck in a handler) is not waited for
+long: the change stays queued for it and applies before it handles anything else (see
+``_tell``). Client links (the notebook) sit outside the model.
+
+Reply callbacks (``client_send(on_reply=...)``) run only on the thread driving ``run_for`` /
+``request``: any thread may read the inbox into the journal (``status()`` from the panel's
+thread does), but it only queues the callbacks.
 
 The journal is one file per node incarnation, written with one ``os.write`` per loop round;
 the parent reads new lines when the journal is read and merges them by time (all processes
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from typing import Any, Callable
 
@@ -46,7 +53,10 @@ from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
 START_TIMEOUT_S = 60.0
-ACK_TIMEOUT_S = 5.0
+#: How long a fault call waits for a running node to acknowledge a change before it goes on
+#: without it (the node is stuck in a handler, or stopped from outside labkit). The change
+#: still reaches the node: it is queued, and applied before the node handles anything else.
+ACK_TIMEOUT_S = 1.0
 
 
 def _mp_context():
@@ -208,6 +218,7 @@ class ProcessRuntime(RuntimeBase):
         self._stats: dict[str, Event] = {}        # latest stats event per node
         self._calls = Scheduler()                 # the nemesis's steps, run during run_for/request
         self._net_version = 0
+        self._lagging: dict[str, int] = {}        # "id/incarnation" -> newest change not acked
         self._closed = False
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
         # kill the nodes and remove the directory. (A SIGKILLed parent is the pipe's job.)
@@ -221,7 +232,8 @@ class ProcessRuntime(RuntimeBase):
     def _spec(self, rec: NodeRecord) -> dict:
         return {"id": rec.id, "nodes": list(self.node_ids), "dir": self.dir, "seed": self.seed,
                 "incarnation": rec.incarnation, "t0": self.t0, "launched_at": self.now(),
-                "offset_ms": rec.offset_ms, "rate": rec.rate, "fsync": self.fsync}
+                "offset_ms": rec.offset_ms, "rate": rec.rate, "fsync": self.fsync,
+                "guard": self.guard.as_dict() if self.guard is not None else None}
 
     def _launch(self, recs: list[NodeRecord]) -> None:
         from . import _child
@@ -305,28 +317,89 @@ class ProcessRuntime(RuntimeBase):
 
     # -- telling nodes about changes -------------------------------------------------------
     def _tell(self, targets: list[NodeRecord], cmd: dict) -> None:
-        """Send ``cmd`` to each target and wait for the acks of those running (not paused)."""
+        """Send ``cmd`` to each target and wait for the acks of those running.
+
+        A node paused with ``pause`` applies the change when it is resumed (before its
+        backlog). A node that is stopped from outside labkit (SIGSTOP, seen in /proc), or that
+        let an earlier change wait (stuck in a handler), or that does not answer within
+        ``ACK_TIMEOUT_S``, is not waited for: the change stays queued for it, it applies it as
+        soon as it runs again, and a ``RuntimeWarning`` names it once per such episode."""
         with self._lock:
+            self._read_acks()
             self._net_version += 1
             v = self._net_version
             raw = _dumps({**cmd, "v": v}).encode()
             waiting = set()
+            late = []
             for r in targets:
                 if r.state in ("up", "paused"):
-                    self.control.send_multipart([f"{r.id}/{r.incarnation}".encode(), raw])
-                    if r.state == "up":
-                        waiting.add(f"{r.id}/{r.incarnation}")
+                    key = f"{r.id}/{r.incarnation}"
+                    self.control.send_multipart([key.encode(), raw])
+                    if r.state != "up":
+                        continue
+                    if key in self._lagging:
+                        self._lagging[key] = v
+                    elif _stopped(r.pid):
+                        self._lagging[key] = v
+                        late.append((r.id, _STOPPED))
+                    else:
+                        waiting.add(key)
             deadline = time.monotonic() + ACK_TIMEOUT_S
             while waiting and time.monotonic() < deadline:
                 if self.control.poll(20):
                     ident, reply = self.control.recv_multipart()
-                    if json.loads(reply).get("v") == v:
-                        waiting.discard(ident.decode())
+                    key, rv = ident.decode(), self._control_reply(ident, reply)
+                    if rv == v:
+                        waiting.discard(key)
                 else:
                     for key in list(waiting):
                         rec = self.records[key.split("/")[0]]
                         if rec.proc is None or rec.proc.exitcode is not None:
                             waiting.discard(key)
+                        elif _stopped(rec.pid):          # stopped while we waited
+                            waiting.discard(key)
+                            self._lagging[key] = v
+                            late.append((rec.id, _STOPPED))
+            for key in sorted(waiting):
+                self._lagging[key] = v
+                late.append((key.split("/")[0], f"did not acknowledge it within {ACK_TIMEOUT_S:g} s "
+                                                f"(stuck in a handler, or stopped?)"))
+        what = {"net": "network change", "clock": "clock change"}.get(cmd.get("op"), "change")
+        for node, why in late:
+            warnings.warn(f"labkit: {node} {why} at t={self.now():.0f} ms. The {what} is queued: {node} "
+                          f"applies it, and any later ones, as soon as it runs again; until then it still "
+                          f"works with the old settings. Fault calls no longer wait for it.",
+                          RuntimeWarning, stacklevel=_caller_level())
+
+    def _read_acks(self) -> None:
+        """Take in acks that came after their fault call stopped waiting (a lagging node);
+        forget lagging incarnations that are gone (killed, crashed, restarted)."""
+        live = {f"{r.id}/{r.incarnation}" for r in self.records.values() if r.state in ("up", "paused")}
+        for key in [k for k in self._lagging if k not in live]:
+            del self._lagging[key]
+        while self._lagging and self.control.poll(0):
+            ident, reply = self.control.recv_multipart()
+            self._control_reply(ident, reply)
+
+    def _control_reply(self, ident: bytes, raw: bytes) -> Any:
+        """One message from a node's control socket during a fault call: an ack (its version
+        is returned, and a lagging node that caught up is noted) or a dying node's last words."""
+        key = ident.decode()
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            return None
+        if msg.get("op") == "fatal":
+            self._fatal[key] = str(msg.get("error", ""))
+            return None
+        v = msg.get("v")
+        self._acked(key, v)
+        return v
+
+    def _acked(self, key: str, v: Any) -> None:
+        lag = self._lagging.get(key)
+        if lag is not None and isinstance(v, int) and v >= lag:
+            del self._lagging[key]               # it has caught up with every change
 
     def net_changed(self) -> None:
         self._tell(list(self.records.values()), {"op": "net", "net": self.net.state()})
@@ -444,20 +517,29 @@ class ProcessRuntime(RuntimeBase):
                 st[1] = data[cut:]               # an unfinished last line waits for the rest
 
     def _drain_inbox(self, out: list[Event]) -> None:
-        """Hand client replies to their callbacks; requests the callbacks send are held and
-        go out together when the inbox is empty (one frame per node, as nodes do). A callback
-        may itself wait for a reply (``cluster.request``): that drain nests in this one."""
+        """Journal the client replies waiting in the inbox, and queue their callbacks.
+
+        Any thread may drain (``status()`` from the panel's thread does); callbacks run only
+        in ``_run_callbacks``, on the thread driving ``run_for``/``request``."""
+        while True:
+            try:
+                frame = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            for raw in frame.split(b"\n"):          # a node batches a round's replies
+                self._client_arrive(raw, out)
+
+    def _run_callbacks(self) -> None:
+        """Run the due reply callbacks on this (the caller's) thread. Requests the callbacks
+        send are held and go out together at the end (one frame per node, as nodes do). A
+        callback may itself wait for a reply (``cluster.request``): that run nests in this one."""
+        if not self._due:
+            return
         outermost = self._held is None
         if outermost:
             self._held = {}
         try:
-            while True:
-                try:
-                    frame = self.inbox.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    return
-                for raw in frame.split(b"\n"):          # a node batches a round's replies
-                    self._client_arrive(raw, out)
+            self.run_callbacks()
         finally:
             self._send_held()
             if outermost:
@@ -489,7 +571,8 @@ class ProcessRuntime(RuntimeBase):
         or when somebody reads the journal: parsing them while the cluster runs would take
         CPU from the nodes."""
         with self._lock:
-            self._drain_inbox(self.events)  # client replies: their callbacks run here
+            self._drain_inbox(self.events)  # client replies: journaled here ...
+        self._run_callbacks()                 # ... and their callbacks run here, outside the lock
         calls = self._calls
         while (entry := calls.pop_due(self.now())) is not None:
             entry[2](*entry[3])
@@ -527,6 +610,12 @@ class ProcessRuntime(RuntimeBase):
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
+    def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        now = self.now()
+        w = wire(client, node, type, mid, None, now, body_json)
+        self.record(Event(now, "send", client, mid, wire=w))
+        self.record(Event(now, "drop", node, mid, wire=w, extra={"rule": "node down"}))
+
     def _send_held(self) -> None:
         """Send the requests that reply callbacks made during a drain: one frame per node."""
         held = self._held
@@ -542,13 +631,20 @@ class ProcessRuntime(RuntimeBase):
                         mid = decode(w).id
                         self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
-    def _wait_for_reply(self, mid: str, timeout: float) -> None:
+    def node_down(self, node: str) -> bool:
+        rec = self.records[node]
+        if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
+            self._read_journal()                 # it exited: read its crash before answering
+        return rec.state in ("down", "crashed")
+
+    def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:
         self._send_held()                        # a request made in a reply callback: send it now
         deadline = time.monotonic() + timeout / 1000.0
+        rec = self.records[node]
         while True:
             with self._lock:
                 self._drain_inbox(self.events)
-            if mid in self._replies or mid in self.crashed_ids:
+            if mid in self._replies or mid in self.crashed_ids or rec.state in ("down", "crashed"):
                 break
             left = deadline - time.monotonic()
             if left <= 0:
@@ -583,6 +679,7 @@ class ProcessRuntime(RuntimeBase):
             # close are journaled, not handed to code that would use a closed cluster.
             self._awaiting.clear()
             self._replies.clear()
+            self._due.clear()
             self._read_journal()
             if self.events.full:
                 self._say_unread()
@@ -623,6 +720,30 @@ def _close_process(proc: Any) -> None:
         proc.close()
     except ValueError:       # still running after all, or closed already: nothing to free now
         pass
+
+
+_STOPPED = "is stopped (SIGSTOP from outside labkit?)"
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside labkit."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    f, level = sys._getframe(1), 1
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)).startswith(here):
+        f, level = f.f_back, level + 1
+    return level
+
+
+def _stopped(pid: int | None) -> bool:
+    """Is process ``pid`` stopped (SIGSTOP, SIGTSTP), as Linux's /proc says? False elsewhere."""
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2:data.rindex(b")") + 3] in (b"T", b"t")
+    except (OSError, ValueError):
+        return False
 
 
 def _last_resort_cleanup(pids: set[int], dir: str) -> None:

@@ -24,6 +24,7 @@ import random
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ClusterClosed, NodeCrashed, RequestTimeout, UnknownNode
+from . import argcheck
 from .history import History, Op, OpPair, _thaw as _jsonable
 from .message import encode_body
 
@@ -106,10 +107,8 @@ class Recorder:
 
     def __init__(self, cluster: Any, *, timeout_ms: float = 1000.0, protocol: KVProtocol | None = None,
                  nodes: Sequence[str] | None = None) -> None:
-        if not isinstance(timeout_ms, (int, float)) or timeout_ms <= 0:
-            raise ValueError(f"timeout_ms must be > 0, got {timeout_ms!r}")
         self.cluster = cluster
-        self.timeout_ms = float(timeout_ms)
+        self.timeout_ms = argcheck.ms(timeout_ms, "Recorder(timeout_ms)", positive=True)
         self.protocol = protocol or KVProtocol()
         self.nodes = list(nodes) if nodes is not None else list(cluster.ids)
         unknown = [n for n in self.nodes if n not in cluster.ids]
@@ -137,6 +136,7 @@ class Recorder:
 
     def settle(self, step_s: float = 0.01) -> History:
         """Run the cluster until no operation is open (at most one timeout); return the history."""
+        step_s = argcheck.seconds(step_s, "settle(step_s)", positive=True)
         waited = 0.0
         while self.pending and waited <= self.timeout_ms + 100.0:
             self.cluster.run_for(step_s)
@@ -282,12 +282,18 @@ def workload(cluster: Any, *, clients: int = 5, rate: float = 10.0, duration: fl
     The node must answer the messages described in ``KVProtocol``."""
     mix = dict(DEFAULT_MIX if mix is None else mix)
     bad = [f for f in mix if f not in _FS]
-    if bad or not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+    if bad or not mix:
         raise ValueError(f"mix maps f in {_FS} to weights >= 0 (not all 0); got {mix!r}")
-    if not isinstance(clients, int) or clients < 1:
-        raise ValueError(f"clients must be a whole number >= 1, got {clients!r}")
-    if not isinstance(rate, (int, float)) or rate <= 0 or not isinstance(duration, (int, float)) or duration < 0:
-        raise ValueError(f"rate must be > 0 ops/s and duration >= 0 s; got rate={rate!r}, duration={duration!r}")
+    for f, w in mix.items():
+        mix[f] = argcheck.number(w, f"workload(mix[{f!r}])", lo=0.0)
+    if sum(mix.values()) <= 0:
+        raise ValueError(f"mix maps f in {_FS} to weights >= 0 (not all 0); got {mix!r}")
+    clients = argcheck.whole(clients, "workload(clients)", lo=1, hi=10_000)
+    rate = argcheck.number(rate, "workload(rate)", lo=0.0, hi=1e6, lo_open=True, unit="ops/s")
+    duration = argcheck.seconds(duration, "workload(duration)")
+    values = argcheck.whole(values, "workload(values)", lo=1)
+    if isinstance(keys, int) and not isinstance(keys, bool):
+        keys = argcheck.whole(keys, "workload(keys)", lo=1)
     key_list: list[Any] = [None] if keys is None else list(range(keys)) if isinstance(keys, int) else list(keys)
     if not key_list:
         raise ValueError("keys must name at least one key")

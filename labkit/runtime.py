@@ -6,7 +6,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import MessageError, NodeCrashed, RequestTimeout
+from collections import deque
+
+from .errors import MessageError, NodeCrashed, NodeDown, RequestTimeout
+from .guard import DEFAULTS as GUARD_DEFAULTS, Guard
 from .journal import Event
 from .context import crash_report
 from .message import encode_body, too_large
@@ -52,7 +55,12 @@ class RuntimeBase:
         self._client_seq = 0
         self._awaiting: dict[str, Callable[[Event], None] | None] = {}  # client msg id -> callback
         self._replies: dict[str, Event] = {}                              # replies for request()
+        #: Reply callbacks due to run, with their reply: run only by ``run_callbacks``, on the
+        #: thread that drives the cluster (``run_for``/``request``), never by ``sync``.
+        self._due: deque[tuple[Callable[[Event], None], Event]] = deque()
         self.echo_crashes = True
+        #: Storm-guard limits handed to every node's context (``Cluster(guard=...)``).
+        self.guard: Guard | None = GUARD_DEFAULTS.get(self.name)
 
     def record(self, ev: Event) -> None:
         """A journal event from the cluster itself (faults, client operations)."""
@@ -92,19 +100,48 @@ class RuntimeBase:
         self._replies.pop(mid, None)
 
     def _client_reply(self, ev: Event) -> None:
-        """A message reached a client: hand it to whoever waits for it."""
+        """A message reached a client: hand it to whoever waits for it. A reply callback is
+        only queued here; ``run_callbacks`` runs it (the event is in the journal already)."""
         re = ev.data.get("re")
         if re in self._awaiting:
             handler = self._awaiting.pop(re)
             if handler is None:
                 self._replies[re] = ev
             else:
-                handler(ev)
+                self._due.append((handler, ev))
+
+    def run_callbacks(self) -> None:
+        """Run the reply callbacks that are due, in arrival order, on this thread.
+
+        A callback that raises stops the others: its exception goes up to the cell that runs
+        the cluster (``run_for``/``request`` raises it, with its traceback); the callbacks
+        after it stay queued and run at the next ``run_for``/``request``. Nothing is lost
+        from the journal: the replies were recorded before any callback ran."""
+        due = self._due
+        while due:
+            handler, ev = due.popleft()
+            handler(ev)
+
+    def node_down(self, node: str) -> bool:
+        """Is ``node`` known to be down or crashed (the processes runtime looks first)?"""
+        return self.records[node].state in ("down", "crashed")
 
     def request(self, node: str, type: str, timeout: float, body: dict, client: str) -> Event:
+        if self.node_down(node):
+            # Refused at once, as a connection to a dead host is: journaled as sent and dropped
+            # (rule "node down") so histories and plots show the attempt, but never sent, so no
+            # later incarnation of the node can handle it.
+            rec = self.records[node]
+            body_json = encode_body(client, node, type, body)
+            self._client_seq += 1
+            mid = f"{client}.1.{self._client_seq}"
+            self._refuse_client(client, node, type, mid, body_json)
+            raise NodeDown(f"{node} is {rec.state} (incarnation {rec.incarnation}): request {type!r} ({mid}) was "
+                           f"refused at once (journaled as dropped, rule 'node down'). "
+                           f"cluster.restart({node!r}) brings it back")
         mid = self.client_send(client, node, type, body)
         try:
-            self._wait_for_reply(mid, timeout)
+            self._wait_for_reply(mid, timeout, node)
             reply = self._replies.pop(mid, None)
         finally:
             self.forget(mid)
@@ -113,7 +150,13 @@ class RuntimeBase:
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
         raise NotImplementedError
 
-    def _wait_for_reply(self, mid: str, timeout: float) -> None:
+    def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        """Journal a request to a down node as sent and dropped ("node down"); send nothing."""
+        raise NotImplementedError
+
+    def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:
+        """Run the cluster until the reply to ``mid`` is in, ``node`` crashes handling it or
+        goes down, or ``timeout`` ms pass."""
         raise NotImplementedError
 
     def report_crash(self, ev: Event) -> None:
@@ -130,6 +173,10 @@ class RuntimeBase:
             ev = next(e for e in self.crashes if e.id == mid)
             raise NodeCrashed(f"{node} crashed while handling request {mid} ({type!r}): {ev.get('error')} "
                               f"-- the traceback was printed above; cluster.restart({node!r}) brings it back")
+        rec = self.records[node]
+        if rec.state in ("down", "crashed"):
+            raise NodeDown(f"{node} went {rec.state} while request {mid} ({type!r}) waited for its reply; "
+                              f"cluster.restart({node!r}) brings it back")
         raise RequestTimeout(
             f"no reply from {node} to request {type!r} (id {mid}) within {timeout:g} ms; "
             + _why_no_reply(node, self.records[node].state))

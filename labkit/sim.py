@@ -12,6 +12,15 @@ as on a real machine; besides realism, this keeps virtual time moving when nodes
 other without end. A cluster that still makes no progress in time -- e.g. a timer re-armed
 with ``after=0`` from its own handler -- is stopped with an error rather than hanging.
 
+Runs are bounded and interruptible. The storm guard (``labkit.guard``) crashes a node that
+produces events without end and stops the run with a ``StormError``; so does a heap holding
+more than ``Guard.queue`` entries. While the simulator runs (a run, a request, starting,
+restarting or resuming nodes), SIGINT -- Ctrl-C, "interrupt kernel" -- is caught: the run
+stops between two events with ``labkit.Interrupted`` (a ``KeyboardInterrupt``); a handler
+that has not returned ``INTERRUPT_GRACE_S`` later is interrupted where it is, and its node
+crashed. A ``KeyboardInterrupt`` raised by node code itself is that node's crash, like
+``SystemExit`` or any other exception.
+
 Faults map onto the heap: a killed node's context is dead and its entries are skipped; a
 paused node's entries are set aside and run, in order, when it resumes (as a SIGSTOPped
 process handles its backlog after SIGCONT); a partition is checked again when a delayed
@@ -19,6 +28,7 @@ message arrives.
 """
 from __future__ import annotations
 
+import _thread
 import gc
 import heapq
 import random
@@ -27,7 +37,8 @@ import threading
 from typing import Any, Callable
 
 from .context import Context
-from .errors import LabkitError
+from .errors import Interrupted, LabkitError
+from .guard import StormError
 from .journal import Event
 from .message import Message, loads_trusted, too_large
 from .runtime import NodeRecord, RuntimeBase
@@ -40,6 +51,9 @@ _loads = loads_trusted
 HOP_MS = 0.1
 #: Events allowed at one instant of virtual time before the simulator calls it a livelock.
 LIVELOCK_EVENTS = 1_000_000
+#: After a Ctrl-C, how long (wall seconds) a handler may go on before it is stopped where it is.
+INTERRUPT_GRACE_S = 0.5
+INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cluster is still there"
 
 
 class _SimHost:
@@ -93,6 +107,9 @@ class SimRuntime(RuntimeBase):
         self._net_rng = random.Random(f"{self.seed}/network")
         self._stores: dict[str, dict[str, str]] = {n: {} for n in self.node_ids}
         self._interrupted = False
+        self._sigint_installed = False
+        self._running = False       # inside _run_until: a storm stops the run (see _node_crashed)
+        self._storm: str | None = None
 
     # -- the heap --------------------------------------------------------------------------
     def _push(self, t: float, fn: Callable[..., None], args: tuple) -> list:
@@ -108,12 +125,23 @@ class SimRuntime(RuntimeBase):
         self._sched.cancel(entry)
 
     def _run_until(self, end: float, stop: Callable[[], bool] | None = None) -> bool:
+        outer, self._running = self._running, True
+        try:
+            return self._loop(end, stop)
+        finally:
+            self._running = outer             # (a reply callback's request nests a run)
+
+    def _loop(self, end: float, stop: Callable[[], bool] | None) -> bool:
         heap = self._heap
         pop = heapq.heappop
         same = 0
+        guard = self.guard
+        queue = guard.queue if guard is not None and guard.queue else 1 << 62
         while heap and heap[0][0] <= end:
             if self._interrupted:
-                raise KeyboardInterrupt
+                raise Interrupted(INTERRUPTED)
+            if len(heap) > queue:
+                raise StormError(self._queue_report(queue))
             entry = pop(heap)
             fn = entry[2]
             if fn is None:
@@ -129,13 +157,36 @@ class SimRuntime(RuntimeBase):
                 same = 0
                 self.t = t
             fn(*entry[3])
+            if self._storm is not None:
+                msg, self._storm = self._storm, None
+                raise StormError(msg)
             if stop is not None and stop():
                 return True
         self.t = max(self.t, end)
         return False
 
+    def _queue_report(self, limit: int) -> str:
+        """What fills the heap: the (sender, message type) with the most messages in flight."""
+        by: dict[tuple[str, str], int] = {}
+        arrive = self._arrive
+        for e in self._heap:
+            if e[2] == arrive:
+                w = e[3][0]
+                key = (w[0], w[2])
+                by[key] = by.get(key, 0) + 1
+        top = max(by.items(), key=lambda kv: kv[1]) if by else None
+        what = (f"; most are {top[0][1]!r} messages from {top[0][0]} ({top[1]:,})" if top
+                else " (timers and scheduled calls, no messages)")
+        return (f"storm guard: more than {limit:,} events are waiting in the simulator at t={self.t:.3f} ms"
+                f"{what} -- a message storm (each message answered by several?). The run was stopped; "
+                f"the limit is Guard(queue=...): labkit.Cluster(..., guard=labkit.Guard(queue=...))")
+
     def _with_interrupts(self, body: Callable[[], Any]) -> Any:
-        """Run ``body``; Ctrl-C / Interrupt stops it between two events, never inside a handler.
+        """Run ``body``; Ctrl-C / Interrupt stops it between two events, never inside a handler
+        -- unless a handler has not returned ``INTERRUPT_GRACE_S`` after the Ctrl-C (it loops
+        forever?) or a second Ctrl-C comes: then ``Interrupted`` is raised where the handler
+        is, and that node is crashed (its handler never finished). Either way the cell stops
+        with ``Interrupted``, a ``KeyboardInterrupt``. The cluster stays usable.
 
         While it runs, the cyclic garbage collector runs less often: the journal keeps every
         event alive, so frequent young-generation passes only re-walk survivors (this alone
@@ -148,14 +199,53 @@ class SimRuntime(RuntimeBase):
             finally:
                 gc.set_threshold(*thresholds)
 
+        if self._sigint_installed:   # nested (a reply callback that calls request): already armed
+            try:
+                return body()
+            finally:
+                gc.set_threshold(*thresholds)
+        main_ident = threading.main_thread().ident
+        state: dict[str, Any] = {"finishing": False, "timer": None}
+        lock = threading.Lock()
+
+        def nudge() -> None:  # the grace is over and the run has not stopped: interrupt again
+            with lock:
+                if not state["finishing"] and self._interrupted:
+                    kill = getattr(signal, "pthread_kill", None)
+                    if kill is not None:   # a real signal also wakes a blocking call (time.sleep)
+                        kill(main_ident, signal.SIGINT)
+                    else:
+                        _thread.interrupt_main()
+
+        def arm() -> None:
+            t = threading.Timer(INTERRUPT_GRACE_S, nudge)
+            t.daemon = True
+            state["timer"] = t
+            t.start()
+
         def on_sigint(signum, frame):
+            if state["finishing"]:
+                return              # the interrupt is already being honoured
+            if self._interrupted:   # a second one (the reader's or the grace timer's): stop here
+                arm()               # (again later, should the handler swallow this one)
+                raise Interrupted(INTERRUPTED)
             self._interrupted = True
+            arm()
 
         old = signal.signal(signal.SIGINT, on_sigint)
+        self._sigint_installed = True
         try:
             return body()
         finally:
+            state["finishing"] = True   # first, with no call before it: from here on_sigint is a no-op
+            with lock:                  # (waits out a nudge that is sending its signal)
+                pass
+            t = state["timer"]
+            if t is not None:
+                t.cancel()
+                t.join()        # a signal it sent has run on_sigint (a no-op now) when this returns
             signal.signal(signal.SIGINT, old)
+            self._sigint_installed = False
             self._interrupted = False
             gc.set_threshold(*thresholds)
 
@@ -165,18 +255,25 @@ class SimRuntime(RuntimeBase):
         storage = Storage(rec.id, self._stores[rec.id])
         rec.ctx = Context(host, rec.id, self.factories[rec.id](), self.peers_of(rec.id),
                           incarnation=rec.incarnation, storage=storage,
-                          offset_ms=rec.offset_ms, rate=rec.rate)
+                          offset_ms=rec.offset_ms, rate=rec.rate, guard=self.guard)
         rec.state = "up"
         rec.deferred = []
         rec.ctx._start()
 
     def start(self) -> None:
-        for rec in self.records.values():
-            self._start_node(rec)
+        def start_all() -> None:
+            for rec in self.records.values():
+                self._start_node(rec)
+        self._with_interrupts(start_all)
 
     def _node_crashed(self, rec: NodeRecord, ev: Event) -> None:
         rec.state = "crashed"
         self.report_crash(ev)
+        if self._running and ev.get("guard"):
+            # Raised by the loop once the handler is out of the way: raised from here, inside
+            # the node's handler, an ``except Exception`` in node code could swallow it.
+            self._storm = (f"{ev.get('error')} (node {rec.id}, t={ev.t:.3f} ms; the crash report above "
+                           f"shows the line it was at)")
 
     # -- the network -----------------------------------------------------------------------
     def _transmit(self, src: str, mid: str, w: tuple) -> None:
@@ -204,6 +301,8 @@ class SimRuntime(RuntimeBase):
             ev = Event(self.t, "deliver", dst, mid, wire=w)
             self.events.append(ev)
             self._client_reply(ev)
+            if self._due:
+                self.run_callbacks()
             return
         if rec.state in ("down", "crashed"):
             self.events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "node down"}))
@@ -227,9 +326,16 @@ class SimRuntime(RuntimeBase):
         self.events.append(Event(self.t, "send", client, mid, wire=w))
         self._push(self.t + HOP_MS, self._arrive, (w,))
 
-    def _wait_for_reply(self, mid: str, timeout: float) -> None:
+    def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
+        w = (client, node, type, mid, None, round(self.t, 3), body_json)
+        self.events.append(Event(self.t, "send", client, mid, wire=w))
+        self.events.append(Event(self.t, "drop", node, mid, wire=w, extra={"rule": "node down"}))
+
+    def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:
+        rec = self.records[node]
+
         def done() -> bool:
-            return mid in self._replies or mid in self.crashed_ids
+            return mid in self._replies or mid in self.crashed_ids or rec.state in ("down", "crashed")
 
         self._with_interrupts(lambda: self._run_until(self.t + timeout, done))
 
@@ -244,7 +350,7 @@ class SimRuntime(RuntimeBase):
                 self.events.append(Event(self.t, "drop", w[1], w[3], wire=w, extra={"rule": "node down"}))
 
     def restart(self, rec: NodeRecord) -> None:
-        self._start_node(rec)
+        self._with_interrupts(lambda: self._start_node(rec))
 
     def pause(self, rec: NodeRecord) -> None:
         rec.state = "paused"
@@ -252,8 +358,11 @@ class SimRuntime(RuntimeBase):
     def resume(self, rec: NodeRecord) -> None:
         rec.state = "up"
         backlog, rec.deferred = rec.deferred, []
-        for fn, args in backlog:
-            fn(*args)
+
+        def handle_backlog() -> None:
+            for fn, args in backlog:
+                fn(*args)
+        self._with_interrupts(handle_backlog)
 
     def set_clock(self, rec: NodeRecord) -> None:
         if rec.ctx is not None:
@@ -268,3 +377,4 @@ class SimRuntime(RuntimeBase):
 
     def close(self) -> None:
         self._sched.clear()
+        self._due.clear()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from . import argcheck
 from .context import Context
 from .journal import Event
 from .message import Message, decode, encode, wire
@@ -113,7 +114,8 @@ class FakeContext(Context):
         return msg
 
     def advance(self, ms: float) -> None:
-        """Move the clock ``ms`` forward, running everything that falls due, in order."""
+        """Move the clock ``ms`` (finite, >= 0) forward, running everything that falls due, in order."""
+        ms = argcheck.ms(ms, "FakeContext.advance(ms)")
         host = self._fake
         end = host.t + ms
         while (entry := host.timers.pop_due(end)) is not None:

@@ -162,16 +162,20 @@ def test_timer_draws_agree(runs):
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_request_to_a_down_node_is_not_handled_after_restart(runtime):
-    """A request sent while a node is down times out -- and must not be handled later by the
-    next incarnation (the sim drops it with rule "node down"; the processes runtime queues it
-    in the notebook's ZeroMQ socket and delivers it after restart)."""
+    """A request to a node known to be down fails at once (``NodeDown``), journaled as sent
+    and dropped ("node down"); a message sent to it anyway (``client_send``) must not be
+    handled later by the next incarnation either (the sim drops it with rule "node down"; the
+    processes runtime queues it in the notebook's ZeroMQ socket and delivers it after restart)."""
     with labkit.Cluster(CountingNode, n=2, runtime=runtime, seed=5) as c:
         c.kill("n1")
-        with pytest.raises(labkit.RequestTimeout):
-            c.request("n1", "put", timeout=200, key="ghost", value="written while down")
+        with pytest.raises(labkit.NodeDown, match="n1 is down"):
+            c.request("n1", "put", timeout=OK_MS, key="ghost", value="written while down")
+        c.client_send("n1", "put", key="ghost", value="written while down")
+        c.run_for(0.2)
         c.restart("n1")
         assert c.request("n1", "get", timeout=OK_MS, key="ghost").body["value"] is None
         c.run_for(0.2)
-        (sent,) = c.journal.filter(kind="send", node="client", type="put").events
-        assert c.journal.filter(kind="deliver", id=sent.id).events == []
-        assert [e.get("rule") for e in c.journal.filter(kind="drop", id=sent.id)] == ["node down"]
+        refused, sent = c.journal.filter(kind="send", node="client", type="put").events
+        for ev in (refused, sent):
+            assert c.journal.filter(kind="deliver", id=ev.id).events == []
+            assert [e.get("rule") for e in c.journal.filter(kind="drop", id=ev.id)] == ["node down"]

@@ -129,7 +129,7 @@ def test_kill_loses_fields_keeps_storage_across_restart():
         assert c.kill("n1") is False            # already down
         assert c.status()["n1"].state == "down"
         assert not old.is_running() or old.status() == psutil.STATUS_ZOMBIE
-        with pytest.raises(labkit.RequestTimeout):
+        with pytest.raises(labkit.NodeCrashed, match="n1 is down"):   # known to be down: at once
             c.request("n1", "get", timeout=200)
 
         c.restart("n1")
