@@ -6,13 +6,16 @@ short scenario takes about 15 s)."""
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
 import labkit
-from labkit.checkers import check_raft, leader_within, message_budget, progress
+from labkit.checkers import applied_exactly_once, check_raft, leader_within, message_budget, progress
 from labkit.checks import sweep
-from labkit.raft import LEN_KEY, TERM_KEY, Raft, RaftKV
+from labkit.history import History, Op
+from labkit.raft import LEN_KEY, TERM_KEY, Expired, Raft, RaftKV
+from labkit.recorder import KVProtocol
 from labkit.storage import Storage
 from labkit.testing import FakeContext
 
@@ -219,30 +222,255 @@ def test_old_term_entries_commit_only_with_one_of_the_current_term():
 def test_a_retried_command_is_applied_once():
     node, ctx = leader()
     cmd = {"op": "append", "key": "k", "value": 7, "client": "c1", "seq": 3}
-    for _ in range(2):
-        node._apply_entry(ctx, cmd)
-    assert node.store == {"k": [7]} and node.sessions["c1"] == [3, {"type": "append_ok"}]
-    assert node._apply_entry(ctx, {**cmd, "seq": 2}) is None and node.store == {"k": [7]}
+    assert node._apply_entry(ctx, cmd) == ({"type": "append_ok"}, True)
+    assert node._apply_entry(ctx, cmd) == ({"type": "append_ok"}, False)     # a copy: the first result
+    assert node.store == {"k": [7]} and node.sessions["c1"].results == {3: {"type": "append_ok"}}
+
+
+def test_requests_of_one_client_run_whatever_their_order_in_the_log():
+    """§6.3: seq 2 committed after seq 3 (one forwarded, one sent to the leader) still runs,
+    once; only a copy is skipped."""
+    node, ctx = leader()
+    cmd = {"op": "append", "key": "k", "client": "c1"}
+    for seq, value in [(3, "B"), (2, "A"), (3, "B"), (2, "A"), (1, "Z")]:
+        node._apply_entry(ctx, {**cmd, "seq": seq, "value": value})
+    assert node.store == {"k": "BAZ"}
+
+
+def test_lowest_awaited_releases_results_and_bounds_the_session():
+    node, ctx = leader()
+    cmd = {"op": "append", "key": "k", "client": "c1"}
+    for seq in range(1, 6):
+        node._apply_entry(ctx, {**cmd, "seq": seq, "value": seq})
+    assert sorted(node.sessions["c1"].results) == [1, 2, 3, 4, 5]
+    node._apply_entry(ctx, {**cmd, "seq": 7, "value": 7, "lowest_awaited": 4})   # 1-3 answered, 6 lost
+    s = node.sessions["c1"]
+    assert s.floor == 4 and sorted(s.results) == [4, 5, 7]
+    result, executed = node._apply_entry(ctx, {**cmd, "seq": 2, "value": 2})     # a late copy of 2
+    assert not executed and isinstance(result, Expired) and "seq >= 4" in result.text
+    assert node._apply_entry(ctx, {**cmd, "seq": 6, "value": 6}) == ({"type": "append_ok"}, True)
+    assert node.store == {"k": [1, 2, 3, 4, 5, 7, 6]}
+    node.SESSION_LIMIT = 8                                                        # no lowest_awaited:
+    for seq in range(8, 40):                                                      # the limit bounds it
+        node._apply_entry(ctx, {**cmd, "seq": seq, "value": seq})
+    assert 8 <= len(s.results) <= 10 and s.floor == min(s.results) and max(s.results) == 39
+
+
+def test_malformed_session_fields_get_a_definite_error_naming_the_field():
+    node, ctx = leader()
+    for body, word in [({"seq": "x"}, "seq"), ({"seq": -1}, "seq"), ({"seq": 3, "lowest_awaited": 4}, "lowest_awaited"),
+                       ({"client": 5}, "client")]:
+        ctx.deliver(node, "write", src="c1", key="k", value=1, **body)
+        reply = ctx.outbox(dst="c1")[-1]
+        assert (reply.type, reply.body["code"]) == ("error", 12) and word in reply.body["text"], (body, reply.body)
+
+
+def test_a_request_queued_when_leadership_is_lost_is_refused_only_if_no_copy_can_commit():
+    node, ctx = leader()
+    ctx.deliver(node, "write", src="c1", key="x", value=1, seq=5)
+    ctx.advance(0)                                                   # appended (uncommitted)
+    ctx.deliver(node, "write", src="c1", key="x", value=1, seq=5)    # a duplicate of the message
+    ctx.deliver(node, "write", src="c1", key="y", value=2, seq=6)    # a new request
+    ctx.deliver(node, "request_vote", src="n3", term=node.term + 1, last_log_index=9, last_log_term=9)
+    ctx.advance(0)
+    replies = [(m.type, m.body.get("code")) for m in ctx.outbox(dst="c1")]
+    assert replies == [("error", 11)], replies                       # only seq 6: seq 5 may yet commit
+    assert ("c1", 5) in node.waiting and ("c1", 6) not in node.waiting
+    node._commit(ctx, 2)                                             # the new leader commits the copy
+    assert [m.type for m in ctx.outbox(dst="c1")][1:] == ["write_ok", "write_ok"]   # both copies answered
+
+
+def test_a_request_queued_when_leadership_is_lost_is_answered_if_it_was_executed():
+    node, ctx = leader()
+    ctx.deliver(node, "write", src="c1", key="x", value=1, seq=5)
+    ctx.advance(0)
+    ae = ctx.outbox("append_entries", dst="n2")[-1]
+    ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=node.term, success=True,
+                match_index=node.last_index)
+    assert [m.type for m in ctx.outbox(dst="c1")] == ["write_ok"]
+    ctx.deliver(node, "write", src="c1", key="x", value=1, seq=5)    # a late duplicate
+    ctx.deliver(node, "request_vote", src="n3", term=node.term + 1, last_log_index=9, last_log_term=9)
+    ctx.advance(0)
+    assert [m.type for m in ctx.outbox(dst="c1")] == ["write_ok", "write_ok"]   # not a false error 11
+
+
+# ---- one client id, several requests in flight ------------------------------------------------
+class ConcurrentClient:
+    """One client id with up to ``depth`` requests in flight, each to a random node (so some
+    are forwarded, some go straight to the leader, and they reach the log in any order).
+    Every request is its own Jepsen process in the history, so the linearizability checker
+    treats them as concurrent. ``lowest_awaited=True`` makes it a §6.3 client: it numbers its
+    requests itself (``seq``) and sends the lowest seq it still awaits; otherwise the
+    server numbers them from the message ids."""
+
+    def __init__(self, cluster, client_id: str, rng: random.Random, *, depth: int = 4, timeout_ms: float = 1000,
+                 lowest_awaited: bool = False, first_process: int = 10_000) -> None:
+        self.c, self.id, self.rng, self.depth, self.timeout = cluster, client_id, rng, depth, timeout_ms
+        self.explicit = lowest_awaited
+        self.ops: list[Op] = []
+        self.open: dict[str, tuple] = {}                  # message id -> (invoke op, seq, timer handle)
+        self.process = first_process
+        self.seq = 0
+        self.appended = 0
+
+    def _record(self, process, type, f, value, key, error=None):
+        op = Op(process, type, f, value, key, self.c.now, len(self.ops), error)
+        self.ops.append(op)
+        return op
+
+    def send(self, node: str, f: str, key, value=None):
+        typ, body = KVProtocol().request(f, key, value)
+        self.process += 1
+        inv = self._record(self.process, "invoke", f, value, key)
+        seq = None
+        if self.explicit:
+            self.seq += 1
+            seq = self.seq
+            body.update(seq=seq, lowest_awaited=min([s for _, s, _ in self.open.values()] + [seq]))
+        mid = self.c.client_send(node, typ, as_client=self.id, on_reply=self._on_reply, **body)
+        handle = self.c.call_at(self.c.now + self.timeout, self._on_timeout, mid)
+        self.open[mid] = (inv, seq, handle)
+        return mid
+
+    def _on_reply(self, ev) -> None:
+        inv, _, handle = self.open.pop(ev.get("re"))
+        self.c.cancel(handle)
+        type, value, error = KVProtocol().outcome(inv.f, inv.value, ev.get("type"), ev.get("body") or {})
+        self._record(inv.process, type, inv.f, value, inv.key, error)
+
+    def _on_timeout(self, mid: str) -> None:
+        if mid in self.open:
+            inv, _, _ = self.open.pop(mid)
+            self.c.forget(mid)
+            self._record(inv.process, "info", inv.f, inv.value, inv.key, "timeout")
+
+    def run(self, until_ms: float, keys, every=(2.0, 20.0)) -> None:
+        """Keep ``depth`` requests in flight (appends of unique values, and reads) until
+        ``until_ms``; call before running the cluster."""
+        def tick():
+            if self.c.now >= until_ms:
+                return
+            if len(self.open) < self.depth:
+                node = self.rng.choice(self.c.ids)
+                key = self.rng.choice(keys)
+                if self.rng.random() < 0.75:
+                    self.appended += 1
+                    self.send(node, "append", key, f"{self.id}:{self.appended};")
+                else:
+                    self.send(node, "read", key)
+            self.c.call_at(self.c.now + self.rng.uniform(*every), tick)
+        self.c.call_at(self.c.now, tick)
+
+    def settle(self) -> History:
+        while self.open:
+            self.c.run_for(0.05)
+        return History(self.ops)
+
+
+def concurrent_requests_of_one_client(c, seed: int, until_ms: float, *, lowest_awaited: bool) -> ConcurrentClient:
+    client = ConcurrentClient(c, "c99", random.Random(f"{seed}/concurrent"), lowest_awaited=lowest_awaited)
+    client.run(until_ms, keys=["s0", "s1"])
+    return client
+
+
+def each_append_at_most_once(history: History) -> None:
+    """No appended value shows up twice in any read (a request executed twice would)."""
+    for op in history:
+        if op.type == "ok" and op.f == "read" and op.value:
+            parts = [p for p in str(op.value).split(";") if p]
+            assert len(parts) == len(set(parts)), f"a value was appended twice: read {op.value!r}"
 
 
 # ---- simulator sweeps under a nemesis -------------------------------------------------------
-def chaos(seed: int) -> None:
-    """Five nodes, a seeded nemesis (partitions, kills, pauses), lossy reordering links, a
-    workload; then heal and let it settle: linearizable, and Raft's safety properties."""
-    with labkit.Cluster(RaftKV, n=5, runtime="sim", seed=seed) as c:
-        c.set_link(drop=0.05, reorder=0.1, reorder_ms=50)
+def chaos(seed: int, cls: type = RaftKV) -> None:
+    """Five nodes, a seeded nemesis (partitions, kills, pauses), lossy reordering duplicating
+    links, a workload, and one client id with four requests in flight at once (every other
+    seed a §6.3 client that sends lowest_awaited); then heal and let it settle: linearizable,
+    and Raft's safety properties, every committed request executed exactly once among them."""
+    with labkit.Cluster(cls, n=5, runtime="sim", seed=seed) as c:
+        c.set_link(drop=0.05, reorder=0.1, reorder_ms=50, duplicate=0.02)
         c.nemesis(["partition", "kill", "pause", "isolate"], every=(0.2, 0.6), duration=(0.2, 0.8), seed=seed)
+        concurrent = concurrent_requests_of_one_client(c, seed, c.now + 2000, lowest_awaited=seed % 2 == 1)
         history = labkit.workload(c, clients=6, rate=60, duration=2.0, keys=3)
+        c.nemesis(None)
+        c.heal()
+        mine = concurrent.settle()
         assert not c.crashes, c.crashes[0].get("traceback")
         v = check_raft(c.journal)
         assert v.valid is True, str(v)
+        assert v.details["applied_exactly_once"]["checked"] > 0
         lin = labkit.check_linearizable(history, model="kv")
         assert lin.valid is True, str(lin)
+        lin = labkit.check_linearizable(mine, model="kv")
+        assert lin.valid is True, f"one client, concurrent requests: {lin}"
+        each_append_at_most_once(mine)
 
 
 def test_sweep_safety_under_chaos():
     result = sweep(chaos, seeds=range(SEEDS))
     assert result.passed
+
+
+# ---- the issue's example: two requests of one client, one forwarded ----------------------------
+def two_requests_one_forwarded(c, delay_ms: float = 5.0):
+    """Once a leader is known: ``append A`` to a follower (forwarded), then ``append B`` to the
+    leader, from the default client; both must be applied once and answered."""
+    c.set_link(delay=delay_ms)
+    leader = None
+    while leader is None:
+        c.run_for(0.05)
+        leader = current_leader(c) if c.journal.filter(kind="note") else None
+    follower = next(n for n in c.ids if n != leader)
+    replies = {}
+    c.client_send(follower, "append", key="k", value="A", on_reply=lambda ev: replies.setdefault("A", ev.get("type")))
+    c.client_send(leader, "append", key="k", value="B", on_reply=lambda ev: replies.setdefault("B", ev.get("type")))
+    c.run_for(3.0)
+    value = None
+    for _ in range(10):                                  # the leader may have changed meanwhile
+        reply = c.request(current_leader(c) or leader, "read", key="k", timeout=1000)
+        if reply.type == "read_ok":
+            value = reply.body["value"]
+            break
+        c.run_for(0.3)
+    assert replies == {"A": "append_ok", "B": "append_ok"}, f"answers: {replies}"
+    assert sorted(value) == ["A", "B"], f"k is {value!r}: each append must be applied exactly once"
+    v = applied_exactly_once(c.journal)
+    assert v.valid is True and v.details["checked"] > 0, str(v)
+
+
+def test_two_requests_of_one_client_one_forwarded_are_both_applied_in_the_simulator():
+    def scenario(seed: int) -> None:
+        with labkit.Cluster(RaftKV, n=3, runtime="sim", seed=seed) as c:
+            two_requests_one_forwarded(c)
+    sweep(scenario, seeds=range(20))
+
+
+@pytest.mark.processes
+def test_two_requests_of_one_client_one_forwarded_are_both_applied_on_processes():
+    with labkit.Cluster(RaftKV, n=3, seed=17) as c:
+        two_requests_one_forwarded(c)
+
+
+@pytest.mark.processes
+def test_processes_one_client_with_requests_in_flight_is_linearizable_and_exactly_once():
+    with labkit.Cluster(RaftKV, n=3, seed=18) as c:
+        c.run_for(0.5)
+        c.set_link(delay=3, jitter=2)
+        concurrent = concurrent_requests_of_one_client(c, 18, c.now + 2000, lowest_awaited=False)
+        c.call_at(c.now + 800, lambda: c.kill(current_leader(c)) if current_leader(c) else None)
+        c.run_for(2.0)
+        for n in c.ids:
+            if c.status()[n].state != "up":
+                c.restart(n)
+        mine = concurrent.settle()
+        c.run_for(0.5)
+        assert not c.crashes
+        assert sum(op.type == "ok" for op in mine) > 20
+        lin = labkit.check_linearizable(mine, model="kv")
+        assert lin.valid is True, str(lin)
+        each_append_at_most_once(mine)
+        v = check_raft(c.journal)
+        assert v.valid is True and v.details["applied_exactly_once"]["checked"] > 0, str(v)
 
 
 # ---- durability -------------------------------------------------------------------------------
