@@ -12,6 +12,7 @@ import pytest
 
 import labkit
 from labkit.checkers import applied_exactly_once, check_raft, leader_within, message_budget, progress
+from labkit.checkers.raft import leaderless_ms
 from labkit.checks import sweep
 from labkit.history import History, Op
 from labkit.raft import LEN_KEY, TERM_KEY, Expired, Raft, RaftKV
@@ -121,6 +122,99 @@ def test_restart_recovers_term_vote_and_log_and_notes_the_log():
     notes = [dict(e.data) for e in ctx.events if e.kind == "note"]
     assert notes[:2] == [{"what": "state", "role": "follower", "term": 2},
                          {"what": "log", "index": 1, "entries": [[1, "a"], [2, "b"]]}]
+
+
+# ---- §9.6 PreVote --------------------------------------------------------------------------
+class PreVoteRaft(Raft):
+    PRE_VOTE = True
+
+
+def test_prevote_asks_before_raising_the_term_and_persists_nothing():
+    node, ctx, writes = follower(term=2, cls=PreVoteRaft)
+    ctx.advance(400)                                 # the election timer fires
+    asks = ctx.outbox("pre_vote")
+    assert {m.dst for m in asks} == {"n2", "n3"} and asks[0].body == {"term": 3, "last_log_index": 0,
+                                                                      "last_log_term": 0}
+    assert (node.term, node.role, ctx.storage[TERM_KEY]) == (2, "follower", [2, None]) and not writes
+    assert not ctx.outbox("request_vote")
+    ctx.deliver(node, "pre_vote_ok", src="n2", term=2, granted=True)       # with itself: 2 of 3
+    assert (node.term, node.role, ctx.storage[TERM_KEY]) == (3, "candidate", [3, "n1"])
+    assert ctx.outbox("request_vote")[-1].body["term"] == 3
+
+
+def test_prevote_refused_keeps_the_term_and_a_stale_yes_does_not_count_after_a_new_term():
+    node, ctx, _ = follower(term=2, cls=PreVoteRaft)
+    ctx.advance(400)
+    ctx.deliver(node, "pre_vote_ok", src="n2", term=2, granted=False)
+    ctx.deliver(node, "pre_vote_ok", src="n3", term=2, granted=False)
+    assert (node.term, node.role) == (2, "follower")
+    ctx.deliver(node, "pre_vote_ok", src="n2", term=5, granted=False)      # a real, higher term
+    assert node.term == 5 and node.prevotes is None
+    ctx.deliver(node, "pre_vote_ok", src="n3", term=5, granted=True)       # an answer to the old ask
+    assert (node.term, node.role) == (5, "follower")
+
+
+def test_prevote_is_granted_only_to_an_up_to_date_log_when_no_leader_was_heard_lately():
+    log = [[1, "a"], [2, "b"]]
+    node, ctx, writes = follower(log, term=2, cls=PreVoteRaft)
+    n = len(writes)
+
+    def ask(term, last_index, last_term):
+        ctx.deliver(node, "pre_vote", src="n2", term=term, last_log_index=last_index, last_log_term=last_term)
+        return ctx.sent[-1]
+    assert ask(3, 2, 2).body == {"term": 2, "granted": True}
+    assert ask(3, 1, 2).body["granted"] is False                           # log behind
+    assert ask(2, 5, 2).body["granted"] is False                           # not above our term
+    assert (node.term, node.voted_for, len(writes)) == (2, None, n)        # a pre-vote changes nothing
+    ctx.deliver(node, "append_entries", src="n3", term=2, prev_index=2, prev_term=2, entries=[], commit=0)
+    assert ask(3, 2, 2).body["granted"] is False                           # n3 leads: it is alive
+    ctx.advance(PreVoteRaft.ELECTION_TIMEOUT[0] - 1)
+    assert ask(3, 2, 2).body["granted"] is False
+    ctx.advance(2)
+    assert ask(3, 2, 2).body["granted"] is True
+
+
+def rejoin_disruption(cls: type, seed: int, apart_s: float = 1.5) -> tuple[int, float, bool]:
+    """Cut one follower off an idle five-node cluster for ``apart_s``, heal, and measure: how
+    far the highest term rose after the heal, how many ms there was no leader, and whether
+    the leader of before the heal still leads."""
+    with labkit.Cluster(cls, n=5, runtime="sim", seed=seed) as c:
+        c.set_link(delay=2, jitter=1)
+        c.run_for(1.0)
+        leader = current_leader(c)
+        lonely = next(n for n in c.ids if n != leader)
+        c.isolate(lonely)
+        c.run_for(apart_s)
+        term = max(e["term"] for e in c.journal.filter(kind="note", node=[n for n in c.ids if n != lonely])
+                   if e["what"] == "state")
+        t = c.now
+        c.heal()
+        c.run_for(1.5)
+        assert check_raft(c.journal).valid is True
+        top = max(e["term"] for e in c.journal.filter(kind="note") if e["what"] == "state")
+        return top - term, leaderless_ms(c.journal, since=t, until=c.now), current_leader(c) == leader
+
+
+def test_prevote_stops_a_rejoining_node_from_deposing_the_leader():
+    without = [rejoin_disruption(RaftKV, seed) for seed in range(10)]
+    with_pv = [rejoin_disruption(type("PreVoteKV", (RaftKV,), {"PRE_VOTE": True}), seed) for seed in range(10)]
+    assert all(bump > 0 and gap > 0 for bump, gap, _ in without), without     # deposed every time
+    assert all(r == (0, 0.0, True) for r in with_pv), with_pv                  # never
+
+
+def test_prevote_still_elects_after_the_leader_dies():
+    def scenario(seed: int) -> None:
+        with labkit.Cluster(type("PreVoteKV", (RaftKV,), {"PRE_VOTE": True}), n=5, runtime="sim", seed=seed) as c:
+            c.nemesis(["partition", "kill", "pause"], every=(0.2, 0.6), duration=(0.2, 0.8), seed=seed)
+            history = labkit.workload(c, clients=4, rate=40, duration=2.0, keys=2)
+            c.nemesis(None)
+            c.heal()
+            t = c.now
+            c.run_for(2.0)
+            assert check_raft(c.journal).valid is True
+            assert leader_within(c.journal, after_ms=t, within_ms=1500).valid is True
+            assert labkit.check_linearizable(history, model="kv").valid is True
+    sweep(scenario, seeds=range(20))
 
 
 # ---- the leader: batching, backup, §5.4.2 ---------------------------------------------------

@@ -42,7 +42,8 @@ from ..runtime import is_client_id
 from .verdict import Verdict
 
 __all__ = ["RaftViolation", "election_safety", "log_matching", "state_machine_safety", "leader_completeness",
-           "commit_monotonic", "applied_exactly_once", "leader_within", "progress", "message_budget", "check_raft"]
+           "commit_monotonic", "applied_exactly_once", "leader_within", "leaderless_ms", "progress", "message_budget",
+           "check_raft"]
 
 ROLES = ("follower", "candidate", "leader")
 
@@ -509,6 +510,25 @@ def leader_within(journal: Journal, *, after_ms: float, within_ms: float) -> Ver
     states = {n: list(s) for n, s in sorted(state.items()) if n in up}
     return Verdict(False, name, f"no leader within {within_ms:g} ms of t={after_ms:g} ms", {"states": states},
                    (f"at t={deadline:g} ms the up nodes' (role, term) were {states}",))
+
+
+def leaderless_ms(journal: Journal, *, since: float, until: float) -> float:
+    """How many ms of ``[since, until]`` passed with no up node leading the highest term any
+    up node knows (a measurement, e.g. of the disruption a rejoining node causes)."""
+    if until < since:
+        raise ValueError(f"until ({until:g} ms) is before since ({since:g} ms)")
+    total, t_prev, had = 0.0, since, None
+    for e, state, up in _timeline(journal):
+        if e.t > until:
+            break
+        if e.t >= since and had is False:
+            total += e.t - t_prev
+        if e.t >= since:
+            t_prev = e.t
+        had = _leader(state, up) is not None
+    if had is False or had is None:
+        total += until - t_prev
+    return total
 
 
 def progress(journal: Journal, *, after_ms: float, within_ms: float) -> Verdict:
