@@ -394,51 +394,79 @@ class ConcurrentClient:
     are forwarded, some go straight to the leader, and they reach the log in any order).
     Every request is its own Jepsen process in the history, so the linearizability checker
     treats them as concurrent. ``lowest_awaited=True`` makes it a §6.3 client: it numbers its
-    requests itself (``seq``) and sends the lowest seq it still awaits; otherwise the
-    server numbers them from the message ids."""
+    requests itself (``seq``), sends the lowest seq it still awaits, and retries a request
+    unanswered after ``retry_ms`` -- the same seq, to another random node -- until its
+    timeout; otherwise the server numbers the requests from their message ids (no retries:
+    a resent message would be a new request)."""
 
     def __init__(self, cluster, client_id: str, rng: random.Random, *, depth: int = 4, timeout_ms: float = 1000,
-                 lowest_awaited: bool = False, first_process: int = 10_000) -> None:
+                 lowest_awaited: bool = False, retry_ms: float = 300, first_process: int = 10_000) -> None:
         self.c, self.id, self.rng, self.depth, self.timeout = cluster, client_id, rng, depth, timeout_ms
-        self.explicit = lowest_awaited
+        self.explicit, self.retry_ms = lowest_awaited, retry_ms
         self.ops: list[Op] = []
-        self.open: dict[str, tuple] = {}                  # message id -> (invoke op, seq, timer handle)
+        self.open: dict[int, dict] = {}                   # process -> the request: invoke, seq, message ids
+        self.by_mid: dict[str, int] = {}                  # message id -> process
         self.process = first_process
         self.seq = 0
         self.appended = 0
+        self.retries = 0
 
     def _record(self, process, type, f, value, key, error=None):
         op = Op(process, type, f, value, key, self.c.now, len(self.ops), error)
         self.ops.append(op)
         return op
 
-    def send(self, node: str, f: str, key, value=None):
+    def send(self, node: str, f: str, key, value=None) -> None:
         typ, body = KVProtocol().request(f, key, value)
         self.process += 1
-        inv = self._record(self.process, "invoke", f, value, key)
-        seq = None
+        req = {"inv": self._record(self.process, "invoke", f, value, key), "typ": typ, "body": body, "mids": []}
         if self.explicit:
             self.seq += 1
-            seq = self.seq
-            body.update(seq=seq, lowest_awaited=min([s for _, s, _ in self.open.values()] + [seq]))
-        mid = self.c.client_send(node, typ, as_client=self.id, on_reply=self._on_reply, **body)
-        handle = self.c.call_at(self.c.now + self.timeout, self._on_timeout, mid)
-        self.open[mid] = (inv, seq, handle)
-        return mid
+            body.update(seq=self.seq, lowest_awaited=min([r["body"]["seq"] for r in self.open.values()] + [self.seq]))
+        self.open[self.process] = req
+        self._transmit(self.process, node)
+        req["timeout"] = self.c.call_at(self.c.now + self.timeout, self._on_timeout, self.process)
+
+    def _transmit(self, process: int, node: str) -> None:
+        req = self.open[process]
+        mid = self.c.client_send(node, req["typ"], as_client=self.id, on_reply=self._on_reply, **req["body"])
+        req["mids"].append(mid)
+        self.by_mid[mid] = process
+        if self.explicit:
+            req["retry"] = self.c.call_at(self.c.now + self.retry_ms, self._retry, process)
+
+    def _retry(self, process: int) -> None:
+        if process in self.open:
+            self.retries += 1
+            self._transmit(process, self.rng.choice(self.c.ids))
+
+    def _close(self, process: int) -> dict:
+        req = self.open.pop(process)
+        for mid in req["mids"]:
+            self.by_mid.pop(mid, None)
+            self.c.forget(mid)
+        for handle in ("timeout", "retry"):
+            if handle in req:
+                self.c.cancel(req[handle])
+        return req
 
     def _on_reply(self, ev) -> None:
-        inv, _, handle = self.open.pop(ev.get("re"))
-        self.c.cancel(handle)
+        process = self.by_mid.get(ev.get("re"))
+        if process is None:
+            return
+        inv = self.open[process]["inv"]
         type, value, error = KVProtocol().outcome(inv.f, inv.value, ev.get("type"), ev.get("body") or {})
+        if type == "fail" and len(self.open[process]["mids"]) > 1:
+            return                   # a definite error is about that attempt: another may have got through
+        self._close(process)
         self._record(inv.process, type, inv.f, value, inv.key, error)
 
-    def _on_timeout(self, mid: str) -> None:
-        if mid in self.open:
-            inv, _, _ = self.open.pop(mid)
-            self.c.forget(mid)
+    def _on_timeout(self, process: int) -> None:
+        if process in self.open:
+            inv = self._close(process)["inv"]
             self._record(inv.process, "info", inv.f, inv.value, inv.key, "timeout")
 
-    def run(self, until_ms: float, keys, every=(2.0, 20.0)) -> None:
+    def run(self, until_ms: float, keys, every=(4.0, 30.0)) -> None:
         """Keep ``depth`` requests in flight (appends of unique values, and reads) until
         ``until_ms``; call before running the cluster."""
         def tick():
