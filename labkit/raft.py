@@ -78,6 +78,14 @@ timeout. Only with a majority of yeses does it start a real election. So a node 
 from the others does not raise its term again and again, and does not depose a working
 leader when it rejoins.
 
+Messages are named as in chapter 05's exercise skeleton, by Maelstrom's convention (the reply
+to ``t`` is ``t_ok``, what ``ctx.reply`` sends by default): ``request_vote`` /
+``request_vote_ok``, ``append_entries`` / ``append_entries_ok``, ``pre_vote`` / ``pre_vote_ok``,
+and ``forward`` (a follower passing a client's command to the leader). The bodies differ a
+little: the reference takes the candidate or leader from the sender (``msg.src``) where the
+skeleton also sends it in the body (``candidate``, ``leader``), and its rejections carry a
+conflict term and index for the fast backup.
+
 Observations for the checkers (``labkit.checkers.raft`` documents the schema):
 ``ctx.note("state" | "log" | "commit" | "apply", ...)``; status for the panel with
 ``ctx.report(role=, term=, commit_index=, log_len=, leader=)``.
@@ -96,7 +104,8 @@ from .node import Node
 __all__ = ["Raft", "RaftKV"]
 
 TERM_KEY, LEN_KEY, ENTRY_KEY = "raft/term", "raft/len", "raft/log/"
-RAFT_TYPES = ("request_vote", "vote", "append_entries", "append_reply", "forward", "pre_vote", "pre_vote_ok")
+RAFT_TYPES = ("request_vote", "request_vote_ok", "append_entries", "append_entries_ok", "forward",
+              "pre_vote", "pre_vote_ok")
 Entry = list  # [term, command]
 
 
@@ -321,9 +330,9 @@ class Raft(Node):
         if granted:
             self._become(ctx, self.role, self.term, msg.src)   # durable before the reply says so
             self._reset_election_timer(ctx)
-        ctx.reply(msg, "vote", term=self.term, granted=granted)
+        ctx.reply(msg, "request_vote_ok", term=self.term, granted=granted)
 
-    def _on_vote(self, ctx: Context, msg: Message) -> None:
+    def _on_request_vote_ok(self, ctx: Context, msg: Message) -> None:
         if self.role != "candidate" or msg["term"] != self.term or not msg["granted"]:
             return
         self.votes.add(msg.src)
@@ -421,7 +430,7 @@ class Raft(Node):
             self.inflight[peer][mid] = ctx.now
             self.next_index[peer] = prev + len(entries) + 1
 
-    def _on_append_reply(self, ctx: Context, msg: Message) -> None:
+    def _on_append_entries_ok(self, ctx: Context, msg: Message) -> None:
         b, peer = msg.body, msg.src
         if self.role != "leader" or b["term"] != self.term:
             return
@@ -460,7 +469,7 @@ class Raft(Node):
     def _on_append_entries(self, ctx: Context, msg: Message) -> None:
         b = msg.body
         if b["term"] < self.term:                           # a stale leader: tell it the term
-            ctx.reply(msg, "append_reply", term=self.term, success=False, prev_index=b["prev_index"],
+            ctx.reply(msg, "append_entries_ok", term=self.term, success=False, prev_index=b["prev_index"],
                       conflict_index=0, conflict_term=None)
             return
         assert self.role != "leader", f"{ctx.id}: two leaders in term {self.term}"
@@ -476,7 +485,7 @@ class Raft(Node):
                 ci = prev
                 while ci > 1 and self.term_at(ci - 1) == ct:
                     ci -= 1
-            ctx.reply(msg, "append_reply", term=self.term, success=False, prev_index=prev,
+            ctx.reply(msg, "append_entries_ok", term=self.term, success=False, prev_index=prev,
                       conflict_index=ci, conflict_term=ct)
             return
         for k, entry in enumerate(entries):                # Log Matching: keep what agrees,
@@ -487,7 +496,7 @@ class Raft(Node):
         match = prev + len(entries)
         if b["commit"] > self.commit_index:
             self._commit(ctx, min(b["commit"], match))
-        ctx.reply(msg, "append_reply", term=self.term, success=True, match_index=match)
+        ctx.reply(msg, "append_entries_ok", term=self.term, success=True, match_index=match)
 
     # ---- committing and applying ------------------------------------------------------------
     def _commit(self, ctx: Context, index: int) -> None:

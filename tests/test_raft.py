@@ -51,7 +51,7 @@ def vote(ctx, node, src="n2", term=2, last_index=0, last_term=0):
 def test_a_vote_is_durable_before_the_reply_and_given_once_per_term():
     node, ctx, writes = follower()
     reply = vote(ctx, node, "n2", term=2)
-    assert reply.type == "vote" and reply.body == {"term": 2, "granted": True}
+    assert reply.type == "request_vote_ok" and reply.body == {"term": 2, "granted": True}
     assert ctx.storage[TERM_KEY] == [2, "n2"]
     assert (TERM_KEY, 0) in writes                   # written while the outbox was still empty
     assert vote(ctx, node, "n3", term=2).body["granted"] is False   # one vote per term
@@ -73,7 +73,7 @@ def test_a_higher_term_makes_a_leader_step_down():
     node, ctx, _ = follower(term=1)
     ctx.advance(400)                                 # election timeout: a candidate of term 2
     assert node.role == "candidate" and node.term == 2 and ctx.storage[TERM_KEY] == [2, "n1"]
-    ctx.deliver(node, "vote", src="n2", term=2, granted=True)
+    ctx.deliver(node, "request_vote_ok", src="n2", term=2, granted=True)
     assert node.role == "leader" and node.log == [[2, None]]     # §8: the no-op of its term
     vote(ctx, node, "n3", term=5, last_index=0)
     assert node.role == "follower" and node.term == 5 and node.voted_for is None
@@ -221,7 +221,7 @@ def test_prevote_still_elects_after_the_leader_dies():
 def leader(log=(), term=1, cls=RaftKV):
     node, ctx, writes = follower(log, term=term, cls=cls)
     ctx.advance(400)
-    ctx.deliver(node, "vote", src="n2", term=term + 1, granted=True)
+    ctx.deliver(node, "request_vote_ok", src="n2", term=term + 1, granted=True)
     assert node.role == "leader"
     return node, ctx
 
@@ -238,11 +238,11 @@ def test_a_leader_batches_while_an_append_is_in_flight():
     assert log_notes[-1]["index"] == 2 and len(log_notes[-1]["entries"]) == 5
     assert len(ctx.outbox("append_entries", dst="n2")) == first     # one in flight: nothing new yet
     inflight = ctx.outbox("append_entries", dst="n2")[-1]
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=inflight.id, term=node.term, success=True,
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=inflight.id, term=node.term, success=True,
                 match_index=1)
     batch = ctx.outbox("append_entries", dst="n2")[-1]
     assert batch.body["prev_index"] == 1 and [e[1]["value"] for e in batch.body["entries"]] == [0, 1, 2, 3, 4]
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=batch.id, term=node.term, success=True, match_index=6)
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=batch.id, term=node.term, success=True, match_index=6)
     assert node.commit_index == 6 and [m.type for m in ctx.outbox(dst="c1")] == ["write_ok"] * 5
 
 
@@ -256,14 +256,14 @@ def test_a_leader_pipelines_batches_and_a_rejection_resets_the_pipeline():
     assert [(m.body["prev_index"], len(m.body["entries"])) for m in sent] == [(0, 1), (1, 2), (3, 2), (5, 2)]
     assert node.next_index["n2"] == 8 and len(node.inflight["n2"]) == 4
     # n2 lacks the no-op (its AppendEntries was lost): the second batch is rejected
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=sent[1].id, term=node.term, success=False,
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=sent[1].id, term=node.term, success=False,
                 prev_index=1, conflict_index=1, conflict_term=None)
     again = ctx.outbox("append_entries", dst="n2")[len(sent):]
     assert node.inflight["n2"].keys() == {m.id for m in again}
     assert [(m.body["prev_index"], len(m.body["entries"])) for m in again][0] == (0, 2)
     # a late rejection of a batch the pipeline already dropped changes nothing
     before = (node.next_index["n2"], dict(node.inflight["n2"]))
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=sent[2].id, term=node.term, success=False,
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=sent[2].id, term=node.term, success=False,
                 prev_index=3, conflict_index=1, conflict_term=None)
     assert (node.next_index["n2"], dict(node.inflight["n2"])) == before
 
@@ -286,7 +286,7 @@ def test_flow_control_holds_commands_beyond_the_uncommitted_limit():
     ctx.advance(0)
     assert node.last_index == 3 and len(node.queued) == 3           # no-op + 2; three wait
     ae = ctx.outbox("append_entries", dst="n2")[-1]
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=node.term, success=True,
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=ae.id, term=node.term, success=True,
                 match_index=node.last_index)
     ctx.advance(0)                                                  # committed: room for three more
     assert node.commit_index == 3 and node.last_index == 6 and not node.queued
@@ -296,7 +296,7 @@ def test_fast_backup_skips_a_conflicting_term():
     node, ctx = leader([[1, "a"], [1, "b"], [2, "c"], [2, "d"]], term=2, cls=Raft)   # leader of term 3, log of 5
     ae = ctx.outbox("append_entries", dst="n2")[-1]
     assert ae.body["prev_index"] == 4
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=3, success=False, prev_index=4,
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=ae.id, term=3, success=False, prev_index=4,
                 conflict_index=2, conflict_term=1)
     resend = ctx.outbox("append_entries", dst="n2")[-1]
     assert resend.body["prev_index"] == 2            # resumes past our last entry of term 1
@@ -379,7 +379,7 @@ def test_a_request_queued_when_leadership_is_lost_is_answered_if_it_was_executed
     ctx.deliver(node, "write", src="c1", key="x", value=1, seq=5)
     ctx.advance(0)
     ae = ctx.outbox("append_entries", dst="n2")[-1]
-    ctx.deliver(node, "append_reply", src="n2", in_reply_to=ae.id, term=node.term, success=True,
+    ctx.deliver(node, "append_entries_ok", src="n2", in_reply_to=ae.id, term=node.term, success=True,
                 match_index=node.last_index)
     assert [m.type for m in ctx.outbox(dst="c1")] == ["write_ok"]
     ctx.deliver(node, "write", src="c1", key="x", value=1, seq=5)    # a late duplicate
@@ -666,7 +666,7 @@ def test_an_idle_cluster_keeps_to_its_message_budget():
         # 2 followers x (AppendEntries + reply) every 50 ms = 80/s; MIT allows 60 RPCs/s
         v = message_budget(c.journal, since=1000, until=3000, per_second=100)
         assert v.valid is True, str(v)
-        assert v.details["by_type"].keys() == {"append_entries", "append_reply"}
+        assert v.details["by_type"].keys() == {"append_entries", "append_entries_ok"}
         assert message_budget(c.journal, since=1000, until=3000, per_second=20).failed
 
 
