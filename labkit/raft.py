@@ -56,7 +56,8 @@ committed request is executed exactly once and answered. The floor bounds the me
 
 * a client (or request) may send ``lowest_awaited``, the lowest seq it still awaits an
   answer for (§6.3); the session then forgets the results below it and the floor rises;
-* without that, a session keeps ``SESSION_LIMIT`` results and forgets the oldest beyond it.
+* without that, a session keeps ``SESSION_LIMIT`` to twice as many results, forgetting the
+  oldest when it holds more.
 
 A command below the floor without a result is not executed (its client no longer awaits it,
 or more than ``SESSION_LIMIT`` newer requests were executed meanwhile) and is answered with
@@ -122,7 +123,7 @@ class Raft(Node):
     RETRY_MS: float = 25.0                # no leader known: look again after this long
     NOOP_ON_ELECTION: bool = True         # §8: a new leader commits a blank entry of its term
     PRE_VOTE: bool = False                # §9.6: ask "would you vote for me?" before a new term
-    SESSION_LIMIT: int = 1024             # results a client session keeps without lowest_awaited
+    SESSION_LIMIT: int = 1024             # results a session keeps (up to 2x) without lowest_awaited
 
     # ---- the state machine: override these ----------------------------------------------
     def apply(self, ctx: Context, command: Any) -> Any:
@@ -526,17 +527,23 @@ class Raft(Node):
         without a result gets ``Expired`` (see the module docstring)."""
         if command is None:                                # a leader's no-op
             return None, False
-        if not _is_request(command):
+        if type(command) is not dict or "seq" not in command or "client" not in command:
             return self.apply(ctx, command), True
-        session = self.sessions.get(command["client"])
+        client, seq = command["client"], command["seq"]    # (the hot path: Session's rules, inlined)
+        session = self.sessions.get(client)
         if session is None:
-            session = self.sessions[command["client"]] = Session(command["client"])
-        session.release_below(command.get("lowest_awaited"))
-        known = session.lookup(command["seq"])
-        if known is not _UNKNOWN:
-            return known, False
-        result = self.apply(ctx, command)
-        session.record(command["seq"], result, self.SESSION_LIMIT)
+            session = self.sessions[client] = Session(client)
+        low = command.get("lowest_awaited")
+        if low is not None and low > session.floor:
+            session.release_below(low)
+        results = session.results
+        if seq in results:
+            return results[seq], False                     # a copy: the first one's result
+        if seq < session.floor:
+            return Expired(client, seq, session.floor), False
+        result = results[seq] = self.apply(ctx, command)
+        if len(results) > 2 * self.SESSION_LIMIT:
+            session.trim(self.SESSION_LIMIT)
         return result, True
 
     def _session_result(self, command: dict) -> Any:
@@ -546,11 +553,14 @@ class Raft(Node):
 
     def on_applied(self, ctx: Context, index: int, command: Any, result: Any) -> None:
         """Answer whoever waits for this command (a client here, or a forwarding node)."""
-        if _is_request(command):
-            key = _request_key(command)
-            self.uncertain.pop(key, None)
-            for answer in self.waiting.pop(key, ()):
-                answer(result)
+        if type(command) is dict and "seq" in command and "client" in command:
+            key = (command["client"], command["seq"])
+            if self.uncertain:
+                self.uncertain.pop(key, None)
+            answers = self.waiting.pop(key, None)
+            if answers:
+                for answer in answers:
+                    answer(result)
 
     # ---- §8 client interaction ------------------------------------------------------------
     @staticmethod
@@ -708,14 +718,11 @@ class Session:
             self.floor = lowest_awaited
             self.results = {s: r for s, r in self.results.items() if s >= lowest_awaited}
 
-    def record(self, seq: int, result: Any, limit: int) -> None:
-        """Keep ``result``; beyond ``limit`` results (plus a quarter, so the cost is spread)
-        forget the oldest, raising the floor past them."""
-        self.results[seq] = result
-        if len(self.results) > limit + limit // 4:
-            keep = sorted(self.results)[-limit:]
-            self.floor = keep[0]
-            self.results = {s: self.results[s] for s in keep}
+    def trim(self, limit: int) -> None:
+        """Keep the ``limit`` newest results; the floor rises to the oldest kept."""
+        keep = sorted(self.results)[-limit:]
+        self.floor = keep[0]
+        self.results = {s: self.results[s] for s in keep}
 
 
 def _is_request(command: Any) -> bool:
