@@ -68,7 +68,9 @@ live in memory and are rebuilt after a restart by replaying the log (no snapshot
 ``labkit.checkers.raft.applied_exactly_once`` checks the rule above on the journal.
 A definite error (11) goes to a client only when no copy of its request can be in a log:
 a request queued when leadership is lost is answered from the session if it was executed,
-and kept waiting if a copy is in the log, uncommitted. Reads go through the log too: the
+and kept waiting if a copy is in the log, uncommitted. A definite error speaks for the request
+*message* it answers: a client that resends a seq to another node must wait for the other
+attempts (or time out) before it counts the request as failed. Reads go through the log too: the
 simplest way to make them linearizable (no leases, no ReadIndex).
 
 PreVote (dissertation §9.6, off by default: ``PRE_VOTE = True`` turns it on): a node whose
