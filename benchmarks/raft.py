@@ -75,8 +75,8 @@ class DrivenKV(RaftKV):
         command = {"op": "write", "key": run["seq"] % 64, "value": run["seq"], "client": "bench",
                    "seq": run["seq"]}
         run["open"] += 1
-        self._wait_for(command, lambda result: self._drive_done(ctx, run, result))
-        self.enqueue(ctx, command, lambda: self._drive_done(ctx, run, None))
+        self.enqueue(ctx, command, lambda result: self._drive_done(ctx, run, result),
+                     lambda: self._drive_done(ctx, run, None))
 
     def _drive_done(self, ctx, run, result):
         if run["open"] < 0:

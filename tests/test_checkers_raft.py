@@ -6,8 +6,9 @@ import pytest
 
 import labkit
 from labkit import Event, Journal
-from labkit.checkers import (check_raft, commit_monotonic, election_safety, leader_completeness, leader_within,
-                             log_matching, message_budget, progress, state_machine_safety)
+from labkit.checkers import (applied_exactly_once, check_raft, commit_monotonic, election_safety,
+                             leader_completeness, leader_within, log_matching, message_budget, progress,
+                             state_machine_safety)
 from labkit.checks import SweepFailed, sweep
 from labkit.raft import TERM_KEY, Raft, RaftKV
 from labkit.testing import FakeContext
@@ -37,8 +38,12 @@ class J:
     def commit(self, node, index):
         return self._add("note", node, what="commit", index=index)
 
-    def apply(self, node, index, term, command):
-        return self._add("note", node, what="apply", index=index, term=term, command=command)
+    def apply(self, node, index, term, command, **more):
+        return self._add("note", node, what="apply", index=index, term=term, command=command, **more)
+
+    def applies(self, node, index, last, skipped=None):
+        more = {} if skipped is None else {"skipped": list(skipped)}
+        return self._add("note", node, what="apply", index=index, last=last, **more)
 
     def kill(self, node):
         return self._add("kill", node)
@@ -393,4 +398,115 @@ def test_a_journal_without_raft_notes_is_unknown_not_a_pass():
         v = check_raft(c.journal)
     assert v.valid is None and "no Raft notes" in str(v)
     assert all(f(c.journal).valid is None for f in (election_safety, log_matching, state_machine_safety,
-                                                      leader_completeness, commit_monotonic))
+                                                      leader_completeness, commit_monotonic, applied_exactly_once))
+
+
+# ---- applied exactly once: completeness, and client requests executed once (§6.3) ---------------
+def req(seq, value, client="c1", **more):
+    return {"op": "append", "key": "k", "value": value, "client": client, "seq": seq, **more}
+
+
+def sessions_journal(log, skipped_n1, skipped_n2=None):
+    """n1 leads term 1 with ``log`` (after its no-op); both nodes commit and apply it all."""
+    j = J()
+    for n in ("n1", "n2"):
+        j.start(n)
+    entries = [[1, None]] + [[1, c] for c in log]
+    j.state("n1", "candidate", 1).state("n1", "leader", 1).log("n1", 1, entries)
+    j.state("n2", "follower", 1).log("n2", 1, entries)
+    for n, skipped in (("n1", skipped_n1), ("n2", skipped_n1 if skipped_n2 is None else skipped_n2)):
+        j.commit(n, len(entries)).applies(n, 1, len(entries), skipped)
+    return j
+
+
+def test_applied_exactly_once_passes_copies_and_requests_out_of_order():
+    # seq 3 committed before seq 2 (one forwarded, one sent to the leader): both executed; a copy skipped
+    j = sessions_journal([req(3, "B"), req(2, "A"), req(3, "B")], skipped_n1=[4])
+    v = applied_exactly_once(j.journal)
+    assert v.valid is True and v.details["checked"] == 6, str(v)
+    assert check_raft(j.journal).valid is True
+
+
+def test_applied_exactly_once_catches_a_dropped_committed_request():
+    # the old "last seq only" table: seq 2 after seq 3 is skipped, though never executed
+    v = applied_exactly_once(sessions_journal([req(3, "B"), req(2, "A")], skipped_n1=[3]).journal)
+    assert v.failed and "applied committed entry 3" in str(v) and "a committed command was dropped" in str(v)
+    assert v.explanations[0].property == "applied exactly once" and v.explanations[0].index == 3
+    assert check_raft(sessions_journal([req(3, "B"), req(2, "A")], skipped_n1=[3]).journal).failed
+
+
+def test_applied_exactly_once_catches_a_request_executed_twice_and_diverging_nodes():
+    v = applied_exactly_once(sessions_journal([req(2, "A"), req(2, "A")], skipped_n1=[]).journal)
+    assert v.failed and "executed request 2 of client 'c1' twice: at index 2 and again at index 3" in str(v)
+    v = applied_exactly_once(sessions_journal([req(2, "A"), req(2, "A")], skipped_n1=[3], skipped_n2=[]).journal)
+    assert v.failed and "skipped by n1" in str(v) and "but executed by n2" in str(v)
+
+
+def test_applied_exactly_once_allows_skipping_what_the_client_no_longer_awaits():
+    log = [req(5, "B", lowest_awaited=5), req(4, "A")]         # the client awaited nothing below 5
+    assert applied_exactly_once(sessions_journal(log, skipped_n1=[3]).journal).valid is True
+    log = [req(5, "B", lowest_awaited=4), req(4, "A")]         # ... but it still awaited 4
+    assert applied_exactly_once(sessions_journal(log, skipped_n1=[3]).journal).failed
+
+
+def test_applied_exactly_once_requires_up_nodes_to_apply_what_they_committed():
+    j = healthy().commit("n1", 2)
+    assert applied_exactly_once(j.journal).valid is True
+    j = healthy().log("n1", 3, [[1, "c"]]).commit("n1", 3)     # committed, never applied
+    v = applied_exactly_once(j.journal)
+    assert v.failed and "n1 committed up to index 3 but applied only up to 2" in str(v)
+    assert applied_exactly_once(j.kill("n1").journal).valid is True   # a killed node applies nothing more
+
+
+def test_applied_exactly_once_says_when_requests_were_not_checked_and_rejects_bad_notes():
+    v = applied_exactly_once(healthy().journal)                 # apply notes without 'skipped'
+    assert v.valid is True and "not checked" in v.summary and v.details["checked"] == 0
+    with pytest.raises(ValueError, match="skipped"):
+        applied_exactly_once(sessions_journal([req(1, "A")], skipped_n1=[7]).journal)
+
+
+class LastSeqOnly(RaftKV):
+    """The old session table: each client's highest seq and its result only, so a request that
+    reaches the log after a newer one of the same client is skipped -- and never answered."""
+
+    def on_start(self, ctx):
+        self.last_seq = {}
+        super().on_start(ctx)
+
+    def _apply_entry(self, ctx, command):
+        if not (isinstance(command, dict) and "client" in command):
+            return (None, False) if command is None else (self.apply(ctx, command), True)
+        last = self.last_seq.get(command["client"])
+        if last is not None and command["seq"] <= last[0]:
+            return (last[1] if command["seq"] == last[0] else None), False
+        result = self.apply(ctx, command)
+        self.last_seq[command["client"]] = [command["seq"], result]
+        return result, True
+
+    def client_reply(self, ctx, msg, result):
+        if isinstance(result, dict):                   # None: "older than the client's last": silence
+            super().client_reply(ctx, msg, result)
+
+
+def test_the_old_session_table_fails_and_the_reference_passes_the_issue_example():
+    from test_raft import two_requests_one_forwarded
+    for cls, ok in ((LastSeqOnly, False), (RaftKV, True)):
+        with labkit.Cluster(cls, n=3, runtime="sim", seed=3) as c:
+            try:
+                two_requests_one_forwarded(c)
+            except AssertionError as e:
+                assert not ok, f"{cls.__name__}: {e}"
+                assert "answers: {'B': 'append_ok'}" in str(e), str(e)     # A never answered
+            else:
+                assert ok, f"{cls.__name__} passed"
+            v = applied_exactly_once(c.journal)
+            assert v.valid is ok, str(v)
+            if not ok:
+                assert "a committed command was dropped" in str(v) and "'value': 'A'" in str(v)
+
+
+def test_the_chaos_sweep_catches_the_old_session_table():
+    from test_raft import chaos
+    with pytest.raises(SweepFailed) as err:
+        sweep(lambda seed: chaos(seed, LastSeqOnly), seeds=range(10), stop_after=1, quiet=True)
+    assert "applied_exactly_once" in str(err.value) and "dropped" in str(err.value)

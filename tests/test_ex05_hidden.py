@@ -72,7 +72,36 @@ def test_checks_catch_a_node_that_votes_twice_in_a_term(namespace):
                 self.reset_election_timer(ctx)
             ctx.reply(msg, term=self.term, granted=granted)
 
-    _fails(namespace, "election_scenario", VotesTwice, seeds=range(60))
+    with pytest.raises(AssertionError, match=r"one vote per term \(§5.2\)"):   # the direct check: every run
+        namespace["sweep"](lambda seed: namespace["election_scenario"](seed, VotesTwice), seeds=range(1),
+                           quiet=True)
+
+
+@pytest.mark.parametrize("bug, message", [
+    ("no up-to-date check", r"§5.4.1: a voter whose log ends at index 2, term 2 must refuse"),
+    ("compares lengths only", r"§5.4.1: a voter whose log ends at index 2, term 2 must (grant|refuse)"),
+    ("vote not recorded", r"voted_for is None"),
+    ("refuses everyone", r"refused n2"),
+])
+def test_direct_check_names_the_broken_vote_rule(namespace, bug, message):
+    base = namespace["Election"]
+
+    class Voter(base):
+        def on_request_vote(self, ctx, msg):
+            if msg["term"] > self.term:
+                self.step_down(ctx, msg["term"])
+            mine = (self.term_at(self.last_index()), self.last_index())
+            theirs = (msg["last_log_term"], msg["last_log_index"])
+            up_to_date = {"no up-to-date check": True, "compares lengths only": theirs[1] >= mine[1]}.get(bug, theirs >= mine)
+            granted = (bug != "refuses everyone" and msg["term"] == self.term
+                       and self.voted_for in (None, msg["candidate"]) and up_to_date)
+            if granted and bug != "vote not recorded":
+                self.set_term(ctx, self.term, voted_for=msg["candidate"])
+            ctx.reply(msg, term=self.term, granted=granted)
+
+    namespace["vote_rule"]()
+    with pytest.raises(AssertionError, match=message):
+        namespace["vote_rule"](Voter)
 
 
 def test_checks_catch_a_follower_that_truncates_on_stale_messages(namespace):

@@ -10,7 +10,7 @@
   ``availability`` (overall and during ``fault_windows``), ``messages_per_op``.
 * Raft (over ``ctx.note`` observations, schema in ``labkit.checkers.raft``): ``check_raft``
   (``election_safety``, ``log_matching``, ``state_machine_safety``, ``leader_completeness``,
-  ``commit_monotonic``), liveness ``leader_within`` / ``progress``, cost ``message_budget``.
+  ``commit_monotonic``, ``applied_exactly_once``), liveness ``leader_within`` / ``progress``, cost ``message_budget``.
 * ``synthetic_history`` makes linearizable histories of a correct object, for tests and demos.
 
 A verdict is ``valid`` True, False or None (unknown -- a checker that runs out of time never
@@ -25,8 +25,8 @@ from .journal_checks import (ClusterView, FaultWindow, always, availability, con
 from .linearizable import Violation, check_linearizable
 from .models import (CASRegister, Counter, FIFOQueue, KV, MODELS, NIL, Model, ModelBase, Mutex, Register, SetModel,
                      model)
-from .raft import (RaftViolation, check_raft, commit_monotonic, election_safety, leader_completeness, leader_within,
-                   log_matching, message_budget, progress, state_machine_safety)
+from .raft import (RaftViolation, applied_exactly_once, check_raft, commit_monotonic, election_safety,
+                   leader_completeness, leader_within, log_matching, message_budget, progress, state_machine_safety)
 from .synthetic import DEFAULT_MIXES, synthetic_history
 from .verdict import UnknownVerdict, Verdict
 
@@ -41,5 +41,5 @@ __all__ = [
     "FaultWindow", "ClusterView",
     "synthetic_history", "DEFAULT_MIXES",
     "check_raft", "election_safety", "log_matching", "state_machine_safety", "leader_completeness",
-    "commit_monotonic", "leader_within", "progress", "message_budget", "RaftViolation",
+    "commit_monotonic", "applied_exactly_once", "leader_within", "progress", "message_budget", "RaftViolation",
 ]

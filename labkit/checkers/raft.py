@@ -13,13 +13,21 @@ between any Raft implementation (``labkit.raft``, the chapter's exercise) and th
 * ``ctx.note("apply", index=<i>, term=<entry's term>, command=<command>)`` -- when an entry
   is applied to the state machine; or, for a run of entries, ``ctx.note("apply", index=<i>,
   last=<j>)`` -- entries ``i..j`` of the node's log (as its ``log`` notes describe it) were
-  applied, in order (cheaper: the commands are not written again).
+  applied, in order (cheaper: the commands are not written again). Either form may carry
+  ``skipped=[i, ...]``: the entries of the note that the state machine did *not* execute
+  (a copy of a client request it had executed, or one its client no longer awaited). A
+  node that writes ``skipped`` (an empty list too) declares what it executed, and
+  ``applied_exactly_once`` checks it.
+
+A *client request* is a command that is a dict with ``client`` and ``seq`` (an int numbering
+that client's requests); it may carry ``lowest_awaited``, the lowest seq its client still
+awaited when it sent it (Raft dissertation §6.3) -- requests below it are settled.
 
 A node's notes are split into *incarnations* at its ``start`` events (a restart loses
 volatile state: the log is known again only from the ``index=1`` note, the commit index
 starts from 0). Every checker returns a ``Verdict`` whose explanations are
 ``RaftViolation``s: the property, the node(s), term, index, the conflicting entries and
-times -- the smallest evidence, not a dump. ``check_raft`` runs the five safety checkers.
+times -- the smallest evidence, not a dump. ``check_raft`` runs the six safety checkers.
 Liveness (``leader_within``, ``progress``) and cost (``message_budget``) take time bounds.
 """
 from __future__ import annotations
@@ -34,7 +42,8 @@ from ..runtime import is_client_id
 from .verdict import Verdict
 
 __all__ = ["RaftViolation", "election_safety", "log_matching", "state_machine_safety", "leader_completeness",
-           "commit_monotonic", "leader_within", "progress", "message_budget", "check_raft"]
+           "commit_monotonic", "applied_exactly_once", "leader_within", "leaderless_ms", "progress", "message_budget",
+           "check_raft"]
 
 ROLES = ("follower", "candidate", "leader")
 
@@ -86,7 +95,8 @@ class _Node:
         self.term = 0
         self.log: list[tuple[int, Any]] = []
         self.commit = 0
-        self.applied = 0
+        self.applied = 0            # state_machine_safety's own count
+        self.applied_to = 0         # the highest index the node's apply notes reached
 
 
 def _walk(journal: Any) -> Iterator[tuple[Event, str, _Node, dict]]:
@@ -131,6 +141,7 @@ def _walk(journal: Any) -> Iterator[tuple[Event, str, _Node, dict]]:
                 if "command" not in e.data:
                     raise _bad(e, "an apply note needs the command (or last=<index> for a run of entries)")
                 info["applies"] = [(index, _int(e, "term", 0), e["command"])]
+            n.applied_to = max(n.applied_to, info["applies"][-1][0])
         yield e, what, n, info
 
 
@@ -327,13 +338,131 @@ def commit_monotonic(journal: Journal) -> Verdict:
                     f"changed", {"commits": commits, "committed": len(committed)})
 
 
+# ---- completeness: every committed command applied, each client request executed once --------------
+def _request(cmd: Any) -> tuple[Any, Any] | None:
+    """``(client, seq)`` of a client request (§6.3), or None for any other command."""
+    if isinstance(cmd, dict) and "client" in cmd and "seq" in cmd:
+        return _cmd(cmd["client"]), _cmd(cmd["seq"])
+    return None
+
+
+class _Sessions:
+    """What one incarnation's state machine executed, as its apply notes say."""
+
+    def __init__(self) -> None:
+        self.executed: dict[tuple, int] = {}     # (client, seq) -> index where it was executed
+        self.floor: dict[Any, int] = {}          # client -> highest lowest_awaited seen so far
+        self.reports = True                      # False once an apply note lacks ``skipped``
+
+
+@_observed
+def applied_exactly_once(journal: Journal) -> Verdict:
+    """Completeness, where state machine safety checks agreement. (1) Every node up at the
+    end of the journal has applied every entry it committed (Figure 2: commitIndex >
+    lastApplied means apply). (2) For nodes whose ``apply`` notes say which entries they
+    skipped: every committed client request is *executed* exactly once per incarnation
+    (dissertation §6.3) -- a skipped entry must be a copy of a request executed before, or
+    below a ``lowest_awaited`` its client sent earlier in the log; nothing is executed twice;
+    and all nodes execute or skip the same indices."""
+    bad: list[RaftViolation] = []
+    sessions: dict[_Node, _Sessions] = {}                # incarnation -> its sessions (kept alive: no id reuse)
+    verdicts: dict[int, tuple[bool, Event]] = {}         # index -> (executed?, first note saying so)
+    last: dict[str, _Node] = {}
+    checked = applies = 0
+    for e, what, n, info in _walk(journal):
+        last[e.node] = n
+        if what != "apply":
+            continue
+        s = sessions.setdefault(n, _Sessions())
+        skipped = e.get("skipped")
+        if skipped is None:
+            s.reports = False
+        elif not (isinstance(skipped, list) and all(type(i) is int for i in skipped)):
+            raise _bad(e, f"skipped must be a list of the note's indices that were not executed, got {skipped!r}")
+        elif any(not info["applies"][0][0] <= i <= info["applies"][-1][0] for i in skipped):
+            raise _bad(e, f"skipped {skipped} names indices outside the note's "
+                          f"{info['applies'][0][0]}..{info['applies'][-1][0]}")
+        for i, term, cmd in info["applies"]:
+            applies += 1
+            if cmd is None or not s.reports:
+                continue
+            checked += 1
+            _check_execution(e, n, i, term, cmd, i in skipped, s, verdicts, bad)
+    down = _down_at_end(journal)
+    for node, n in sorted(last.items()):
+        applied = n.applied_to
+        if node not in down and n.commit > applied:
+            bad.append(RaftViolation(
+                "applied exactly once", f"{node} committed up to index {n.commit} but applied only up to {applied} "
+                f"by the end of the journal: committed entries {applied + 1}..{n.commit} were never applied",
+                0.0, node, n.term, applied + 1))
+    if not any(s.reports for s in sessions.values()):
+        note = ("; no node lists the entries it skipped (apply notes without 'skipped'), so "
+                "exactly-once execution of client requests was not checked")
+    else:
+        note = f"; {checked} applies checked for exactly-once execution"
+    return _verdict("applied_exactly_once", bad, f"every up node applied what it committed{note}",
+                    {"applies": applies, "checked": checked})
+
+
+def _down_at_end(journal: Any) -> set[str]:
+    """Nodes whose last start was followed by a kill or a crash (a paused node is up)."""
+    down: set[str] = set()
+    for e in _events(journal):
+        if e.kind == "start":
+            down.discard(e.node)
+        elif e.kind in ("kill", "crash"):
+            down.add(e.node)
+    return down
+
+
+def _check_execution(e: Event, n: _Node, i: int, term: int, cmd: Any, skipped: bool, s: _Sessions,
+                     verdicts: dict, bad: list) -> None:
+    key = _request(cmd)
+    first = verdicts.setdefault(i, (not skipped, e))
+    if first[0] == skipped:
+        bad.append(RaftViolation(
+            "applied exactly once", f"index {i} [term {term}, {cmd!r}] was {'executed' if first[0] else 'skipped'} "
+            f"by {_at(first[1])} but {'skipped' if skipped else 'executed'} by {_at(e)}: their state machines "
+            f"diverge", e.t, e.node, term, i, {"nodes": [first[1].node, e.node], "times": [first[1].t, e.t]}))
+    if key is None:
+        if skipped:
+            bad.append(RaftViolation("applied exactly once", f"{_at(e)} skipped committed entry {i} [term {term}, "
+                                     f"{cmd!r}], which is not a client request (no client and seq): it must be "
+                                     f"executed", e.t, e.node, term, i))
+        return
+    client, seq = cmd["client"], cmd["seq"]
+    low = cmd.get("lowest_awaited")
+    if type(low) is int:
+        s.floor[key[0]] = max(s.floor.get(key[0], low), low)
+    if skipped:
+        if key in s.executed:
+            return
+        floor = s.floor.get(key[0])
+        if type(seq) is int and floor is not None and seq < floor:
+            return
+        bad.append(RaftViolation(
+            "applied exactly once", f"{_at(e)} (incarnation {n.incarnation}) applied committed entry {i} "
+            f"[term {term}, {cmd!r}] without executing it, but request {seq!r} of client {client!r} was never "
+            f"executed before and its client still awaited it (no lowest_awaited above {seq!r}): a committed "
+            f"command was dropped", e.t, e.node, term, i, {"client": client, "seq": seq}))
+    elif key in s.executed:
+        bad.append(RaftViolation(
+            "applied exactly once", f"{_at(e)} (incarnation {n.incarnation}) executed request {seq!r} of client "
+            f"{client!r} twice: at index {s.executed[key]} and again at index {i}", e.t, e.node, term, i,
+            {"client": client, "seq": seq, "indices": [s.executed[key], i]}))
+    else:
+        s.executed[key] = i
+
+
 # ---- all of the safety properties -------------------------------------------------------------
 def check_raft(journal: Journal) -> Verdict:
-    """Election safety, log matching, state machine safety, leader completeness and
-    commit monotonicity, combined (failing if any fails)."""
+    """Election safety, log matching, state machine safety, leader completeness, commit
+    monotonicity and applied exactly once, combined (failing if any fails)."""
     evs = _events(journal)
     return Verdict.combine("raft", [f(evs) for f in (election_safety, log_matching, state_machine_safety,
-                                                       leader_completeness, commit_monotonic)])
+                                                       leader_completeness, commit_monotonic,
+                                                       applied_exactly_once)])
 
 
 # ---- liveness ---------------------------------------------------------------------------------
@@ -381,6 +510,25 @@ def leader_within(journal: Journal, *, after_ms: float, within_ms: float) -> Ver
     states = {n: list(s) for n, s in sorted(state.items()) if n in up}
     return Verdict(False, name, f"no leader within {within_ms:g} ms of t={after_ms:g} ms", {"states": states},
                    (f"at t={deadline:g} ms the up nodes' (role, term) were {states}",))
+
+
+def leaderless_ms(journal: Journal, *, since: float, until: float) -> float:
+    """How many ms of ``[since, until]`` passed with no up node leading the highest term any
+    up node knows (a measurement, e.g. of the disruption a rejoining node causes)."""
+    if until < since:
+        raise ValueError(f"until ({until:g} ms) is before since ({since:g} ms)")
+    total, t_prev, had = 0.0, since, None
+    for e, state, up in _timeline(journal):
+        if e.t > until:
+            break
+        if e.t >= since and had is False:
+            total += e.t - t_prev
+        if e.t >= since:
+            t_prev = e.t
+        had = _leader(state, up) is not None
+    if had is False or had is None:
+        total += until - t_prev
+    return total
 
 
 def progress(journal: Journal, *, after_ms: float, within_ms: float) -> Verdict:
