@@ -560,13 +560,7 @@ def test_dev_lab_server_reaches_exercises(tmp_path):
 # ----------------------------------------------------------------------------------------
 # chapter assertions explain themselves (issue 19, item 4)
 
-_CHAPTERS_IN_REWORK = {"05_raft.ipynb": "chapter 05 is reworked under issue 19 by its own author"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(p.name, marks=pytest.mark.xfail(reason=_CHAPTERS_IN_REWORK[p.name], strict=False))
-    if p.name in _CHAPTERS_IN_REWORK else p.name
-    for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
+@pytest.mark.parametrize("name", [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
 def test_chapter_assertions_carry_a_message(name):
     """A bare ``AssertionError`` in a chapter tells the reader nothing; every assert says what it expected."""
     import ast
