@@ -596,7 +596,9 @@ def test_processes_one_client_with_requests_in_flight_is_linearizable_and_exactl
 
 
 # ---- durability -------------------------------------------------------------------------------
-def acked_survive_a_full_restart(cluster, seconds: float = 2.0) -> None:
+def acked_survive_a_full_restart(cluster, seconds: float = 2.0, while_down=None) -> None:
+    """A workload of appends, every node killed, ``while_down(cluster)`` (e.g. tear the last
+    write of each storage file), every node restarted: each acknowledged append is read back."""
     history = labkit.workload(cluster, clients=4, rate=40, duration=seconds, mix={"append": 1}, keys=3)
     acked = {}
     for p in history.pairs():
@@ -605,6 +607,8 @@ def acked_survive_a_full_restart(cluster, seconds: float = 2.0) -> None:
     assert acked, "no append was acknowledged"
     for n in cluster.ids:
         cluster.kill(n)
+    if while_down is not None:
+        while_down(cluster)
     for n in cluster.ids:
         cluster.restart(n)
     rec = labkit.Recorder(cluster, timeout_ms=1000)
