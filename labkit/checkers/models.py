@@ -82,6 +82,11 @@ class ModelBase:
     def is_read(self, f: str) -> bool:
         return f in self.reads
 
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        """What this model expects of ``value`` for ``f``, if ``value`` is not that; else None.
+        The checker calls it before searching so that a bad value is named, not crashed on."""
+        return None
+
     def __repr__(self) -> str:
         return f"<model {self.name}>"
 
@@ -113,11 +118,20 @@ class CASRegister(Register):
     name = "cas-register"
     fs = frozenset({"read", "write", "cas"})
 
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        return _check_cas(f, value)
+
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f == "cas":
             old, new = value
             return _s(new) if state == _s(old) else None
         return super().step(state, f, value)
+
+
+def _check_cas(f: str, value: Any) -> str | None:
+    if f == "cas" and not (isinstance(value, tuple) and len(value) == 2):
+        return "a [from to] pair for cas"
+    return None
 
 
 def _empty(x: Any) -> bool:
@@ -134,6 +148,9 @@ class KV(ModelBase):
     name = "kv"
     fs = frozenset({"get", "read", "put", "write", "append", "cas"})
     reads = frozenset({"get", "read"})
+
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        return _check_cas(f, value)
 
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f in ("get", "read"):
@@ -166,6 +183,13 @@ class Counter(ModelBase):
     def init(self) -> Hashable:
         return 0
 
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        if f != "read" and value is None:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "a number" + (" to add" if f != "read" else " read back")
+        return None
+
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f == "read":
             return state if value == state else None
@@ -181,6 +205,11 @@ class SetModel(ModelBase):
 
     def init(self) -> Hashable:
         return frozenset()
+
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        if f == "read" and not (value is None or isinstance(value, (tuple, frozenset))):
+            return "a read's value to be a vector or set of the elements"
+        return None
 
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f == "add":
