@@ -234,8 +234,9 @@ def _in_order(rows: list[tuple[int, Op, bool]], source: str) -> list[tuple[int, 
     for line, op, has in rows:
         for what, v, last in (("index", op.index if has else None, last_i), ("time", op.time, last_t)):
             if v is not None and last is not None and v < last[0]:
-                raise HistoryError(f"{source}: line {line}: {what} {v:g} goes backwards (line {last[1]} has "
-                                   f"{last[0]:g}); only some ops have :index/:time, so the order cannot be "
+                unit = " ms" if what == "time" else ""
+                raise HistoryError(f"{source}: line {line}: {what} {v:g}{unit} goes backwards (line {last[1]} has "
+                                   f"{last[0]:g}{unit}); only some ops have :index/:time, so the order cannot be "
                                    f"repaired -- give every op an :index (or a :time)")
         if has:
             last_i = (op.index, line)
