@@ -337,3 +337,68 @@ def test_timeline_highlights_the_operation_a_violation_could_not_place():
     from matplotlib.text import Text
     assert "highlighted" in [t.get_text() for t in fig.findobj(Text)]
     assert "highlighted" not in [t.get_text() for t in plots.timeline(h).findobj(Text)]
+
+
+# -- contended histories, budgets, the reference search -----------------------------------
+
+from labkit.checkers.synthetic import contended_kv_history  # noqa: E402
+
+
+@pytest.mark.parametrize("style", ["porcupine", "list-append"])
+@pytest.mark.parametrize("clients", [1, 10])
+def test_contended_kv_histories_are_decided(style, clients):
+    good = contended_kv_history(clients=clients, ops=400, keys=4, style=style, seed=3)
+    assert check_linearizable(good, "kv", timeout=60).valid is True
+    bad = contended_kv_history(clients=clients, ops=400, keys=4, style=style, seed=3, violation=True)
+    v = check_linearizable(bad, "kv", timeout=60)
+    assert v.valid is False
+    x = v.explanations[0]
+    assert x.op.f == "get" and x.op.value not in x.states and "cannot be placed" in str(x)
+    changed = [(a, b) for a, b in zip(good, bad) if a != b]
+    assert len(changed) == 1 and changed[0][1].index == x.op.completion.index   # the stale get is named
+
+
+def test_contended_generator_is_deterministic_and_checks_its_arguments():
+    assert contended_kv_history(ops=50, seed=5) == contended_kv_history(ops=50, seed=5)
+    with pytest.raises(ValueError, match="style"):
+        contended_kv_history(style="queue")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 24), st.integers(1, 6), st.integers(0, 10**6), st.sampled_from(["porcupine", "list-append"]),
+       st.booleans())
+def test_the_search_agrees_with_the_reference_search(ops, clients, seed, style, flip):
+    """The read reduction and compact keys never change a verdict (the reference: the search
+    as it was, with and without Lowe's cache)."""
+    h = contended_kv_history(ops=ops, clients=clients, keys=1, style=style, seed=seed, slow=0.3,
+                             slow_latency=(10.0, 40.0))
+    if flip:
+        gets = [o for o in h if o.type == "ok" and o.f == "get"]
+        if gets:
+            g = gets[seed % len(gets)]
+            h = History(Op(o.process, o.type, o.f, o.value[:-1] if o.value else ("x",), o.key, o.time)
+                        if o is g else o for o in h)
+    want = check_linearizable(h, "kv", algorithm="reference", memo=False, timeout=None).valid
+    assert check_linearizable(h, "kv", algorithm="reference", timeout=None).valid is want
+    assert check_linearizable(h, "kv", timeout=None).valid is want
+
+
+def test_a_memory_budget_answers_unknown_never_memoryerror():
+    v = check_linearizable(pathological(16), "register", timeout=60, memory=4096)
+    assert v.valid is None and "memory budget of 4 kB reached after" in v.summary
+    assert v.details["unchecked_keys"] == [None] and v.details["memory_budget"] == 4096
+    v = check_linearizable(pathological(16), "register", timeout=60, memory="4k", algorithm="reference")
+    assert v.valid is None and "memory budget" in v.summary
+    with pytest.raises(ValueError, match="memory"):
+        check_linearizable(pathological(3), "register", memory="lots")
+
+
+def test_progress_calls_back_for_long_checks(monkeypatch):
+    import labkit.checkers.linearizable as lin
+    seen = []
+    bar = lin._Progress(seen.append, 3, after=0.0)
+    bar.update(1, 500, "k")
+    bar.close(3, 900)
+    assert seen[0]["keys_done"] == 1 and seen[0]["configs"] == 500 and seen[-1]["keys_done"] == 3
+    monkeypatch.setenv("CI", "1")
+    assert lin._progress_wanted(None) is False and lin._progress_wanted(True) is True
