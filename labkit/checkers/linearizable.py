@@ -337,6 +337,26 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             pos[i] = k_ok
             k_ok += 1
 
+    # Lookahead (models with ``may_read``): the writes each read overlaps, i.e. the only ops
+    # that can still be placed before it once it can be placed itself.
+    may_read = getattr(m, "may_read", None)
+    writers: dict[int, tuple[int, ...]] = {}
+    if may_read is not None:
+        open_w: set[int] = set()
+        open_r: dict[int, list[int]] = {}
+        for _, i, c in evs:
+            if reads[i]:
+                if c:
+                    open_r[i] = list(open_w)
+                else:
+                    writers[i] = tuple(open_r.pop(i))
+            elif c:
+                open_w.add(i)
+                for lst in open_r.values():
+                    lst.append(i)
+            else:
+                open_w.discard(i)
+
     state: Hashable = m.init()
     w, win, inf = 0, 0, 0
     remaining = n_ok
@@ -386,6 +406,37 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                     nxt[prv[ret]] = nxt[ret]
                     prv[nxt[ret]] = prv[ret]
                     entry = nxt[0]
+                    if may_read is not None:
+                        # Can every read that could go next still see its value, given the
+                        # writes it overlaps that are not placed yet? If not, this config is
+                        # dead: treat it as stuck at that read's return.
+                        e = entry
+                        while is_call[e]:
+                            r = op_of[e]
+                            if reads[r]:
+                                ws = []
+                                for j in writers[r]:
+                                    if infos[j]:
+                                        if not inf & pos[j]:
+                                            ws.append((fs[j], vals[j]))
+                                    elif pos[j] >= w and not (win >> (pos[j] - w)) & 1:
+                                        ws.append((fs[j], vals[j]))
+                                if not may_read(state, vals[r], ws):
+                                    entry = match[e]
+                                    if entry >= best and len(best_states) < 1000:
+                                        # The states it could have seen: these writes placed
+                                        # in any order before it (as the full search would).
+                                        seen = _closure(state, [j for j in writers[r] if (
+                                            not inf & pos[j] if infos[j] else
+                                            pos[j] >= w and not (win >> (pos[j] - w)) & 1)], steps, fs, vals)
+                                        if entry > best:
+                                            best, best_states = entry, seen
+                                            best_stack = [op_of[x[0]] for x in stack]
+                                        else:
+                                            best_states |= seen
+                                        entry = 0       # recorded: just back up
+                                    break
+                            e = nxt[e]
                     continue
                 if not forced:
                     entry = nxt[entry]
@@ -396,7 +447,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                 continue
         elif entry > best:
             best, best_states, best_stack = entry, {state}, [op_of[s[0]] for s in stack]
-        elif entry == best and len(best_states) < 1000:
+        elif entry == best and 0 < entry and len(best_states) < 1000:
             best_states.add(state)
         # Backtrack; a read that fitted the state was no real choice: keep going back past it.
         while True:
@@ -416,6 +467,26 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             if not forced:
                 break
         entry = nxt[entry]
+
+
+def _closure(state: Hashable, js: list[int], steps: list, fs: list, vals: list, cap: int = 300) -> set:
+    """States reachable from ``state`` by applying some of the ops ``js`` in some order (at most
+    ``cap`` steps): what a read could have seen when these writes were still open."""
+    seen = {state}
+    todo = [(state, 0)]
+    n = 0
+    while todo and n < cap:
+        st, used = todo.pop()
+        for k, j in enumerate(js):
+            if used >> k & 1:
+                continue
+            n += 1
+            new = steps[j](st, fs[j], vals[j])
+            if new is not None:
+                if new not in seen:
+                    seen.add(new)
+                todo.append((new, used | 1 << k))
+    return seen
 
 
 def _search_reference(m: Model, pairs: list[OpPair], limits: "_Limits", memo: bool = True) -> tuple[bool, dict]:

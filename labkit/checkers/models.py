@@ -111,6 +111,20 @@ class Register(ModelBase):
         return state if state == _s(value) else None
 
 
+    def may_read(self, state: Hashable, value: Any, writes: list) -> bool:
+        """Can a read of ``value`` succeed after some of ``writes`` ((f, value) of ops not
+        placed yet) are applied to ``state``? False only when certainly not (the checker's
+        lookahead prunes on it); True is always a safe answer."""
+        v = _s(value)
+        if state == v:
+            return True
+        for f, x in writes:
+            if (f == "write" and _s(x) == v) or (f == "cas" and isinstance(x, tuple) and len(x) == 2
+                                                 and _s(x[1]) == v):
+                return True
+        return False
+
+
 class CASRegister(Register):
     """A register with compare-and-set: ``cas`` with value ``(from, to)`` succeeds only when
     the register holds ``from``."""
@@ -152,6 +166,11 @@ class KV(ModelBase):
     def check_value(self, f: str, value: Any, info: bool) -> str | None:
         return _check_cas(f, value)
 
+    def may_read(self, state: Hashable, value: Any, writes: list) -> bool:
+        """See ``Register.may_read``: only a put, a cas, or appends that extend the state to
+        ``value`` (value starts with the state, then with one of the appends) can get there."""
+        return _kv_may_read(state, value, writes)
+
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f in ("get", "read"):
             return state if _same(state, value) else None
@@ -167,6 +186,35 @@ class KV(ModelBase):
             return state + (value,) if isinstance(state, tuple) else None
         old, new = value  # cas
         return _s(new) if _same(state, old) else None
+
+
+def _kv_may_read(state: Hashable, value: Any, writes: list) -> bool:
+    if _same(state, value):
+        return True
+    appends = [x for f, x in writes if f == "append"]
+
+    def grows_into(base: Any) -> bool:     # base + some appends == value?
+        if not appends:
+            return False
+        if _empty(base):
+            base = "" if isinstance(value, str) else ()
+        if isinstance(base, str) and isinstance(value, str):
+            n = len(base)
+            return len(value) > n and value.startswith(base) and any(
+                isinstance(a, str) and value.startswith(a, n) for a in appends)
+        if isinstance(base, tuple) and isinstance(value, tuple):
+            n = len(base)
+            return len(value) > n and value[:n] == base and value[n] in appends
+        return False
+
+    if grows_into(state):
+        return True
+    for f, x in writes:
+        if f == "cas":
+            return True                     # not worth modelling: never prune past a cas
+        if f in ("put", "write") and (_same(_s(x), value) or grows_into(_s(x))):
+            return True
+    return False
 
 
 def _same(a: Any, b: Any) -> bool:
