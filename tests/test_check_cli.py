@@ -27,9 +27,11 @@ def files(tmp_path_factory):
     reads = [o for o in good if o.type == "ok" and o.f == "read"]
     bad = History(Op(o.process, o.type, o.f, 42, o.key, o.time) if o is reads[5] else o for o in good)
     bad.save_edn(str(d / "bad.edn"))
-    n = 16
+    n = 18       # n concurrent writes, then reads of 0, 1, 0: every subset must be tried
     slow = [Op(p, "invoke", "write", p) for p in range(n)] + [Op(p, "ok", "write", p) for p in range(n)]
-    History(slow + [Op(n, "invoke", "read"), Op(n, "ok", "read", -1)]).save_jsonl(str(d / "slow.jsonl"))
+    for v in (0, 1, 0):
+        slow += [Op(n, "invoke", "read"), Op(n, "ok", "read", v)]
+    History(slow).save_jsonl(str(d / "slow.jsonl"))
     (d / "broken.edn").write_text('{:process 0, :type :invoke, :f :read, :value nil}\n'
                                   '{:process 0, :type :ok, :f :read, :value [1 2}\n')
     (d / "broken.jsonl").write_text('{"process":0,"type":"invoke","f":"read"}\n\n{"process":0,"type":"ok",\n')

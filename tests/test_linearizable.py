@@ -202,7 +202,16 @@ def test_custom_model_and_unknown_operations():
 # -- timeouts -----------------------------------------------------------------------------
 
 def pathological(n: int = 14) -> History:
-    """n concurrent writes, then a read of a value none wrote: the search must try them all."""
+    """n concurrent writes, then reads of 0, 1 and 0 again (0 was written once): no order
+    works, and the search must try every subset of the writes to find out."""
+    rows = [(p, "invoke", "write", p) for p in range(n)] + [(p, "ok", "write", p) for p in range(n)]
+    for v in (0, 1, 0):
+        rows += [(n, "invoke", "read"), (n, "ok", "read", v)]
+    return H(*rows)
+
+
+def never_written(n: int) -> History:
+    """n concurrent writes, then a read of a value none wrote."""
     rows = [(p, "invoke", "write", p) for p in range(n)] + [(p, "ok", "write", p) for p in range(n)]
     return H(*rows, (n, "invoke", "read"), (n, "ok", "read", -1))
 
@@ -219,12 +228,21 @@ def test_timeout_gives_unknown_never_a_pass(memo):
 
 
 def test_a_small_pathological_history_is_decided():
-    v = check_linearizable(pathological(6), "register", timeout=None)
+    v = check_linearizable(never_written(6), "register", timeout=None, algorithm="reference")
     assert v.valid is False and v.explanations[0].n_states == 6
+    v = check_linearizable(pathological(6), "register", timeout=None)
+    assert v.valid is False and v.explanations[0].op.value == 1     # after reading 0, 1 is gone
+
+
+def test_a_read_no_write_could_satisfy_fails_without_a_search():
+    v = check_linearizable(never_written(30), "register", timeout=5)
+    assert v.valid is False and v.details["configs"] == 0
+    x = v.explanations[0]
+    assert x.op.value == -1 and x.n_states == 0 and "No operation invoked before it returned" in str(x)
 
 
 def test_a_violation_on_one_key_wins_over_a_timeout_on_another():
-    slow = [Op(o.process, o.type, o.f, o.value, "slow") for o in pathological(16)]
+    slow = [Op(o.process, o.type, o.f, o.value, "slow") for o in pathological(18)]
     bad = [Op(100, "invoke", "write", 1, "bad"), Op(100, "ok", "write", 1, "bad"),
            Op(101, "invoke", "read", None, "bad"), Op(101, "ok", "read", 2, "bad")]
     v = check_linearizable(History(bad + slow), "register", timeout=0.05)

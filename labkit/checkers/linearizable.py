@@ -103,7 +103,8 @@ class Violation:
         states = ", ".join(repr(s) for s in self.states)
         more = f" (and {self.n_states - len(self.states)} more)" if self.n_states > len(self.states) else ""
         lines = [f"Not linearizable{key} ({self.model}): {self.op} cannot be placed.",
-                 f"  The states it could have seen: {states}{more}."]
+                 f"  The states it could have seen: {states}{more}." if self.n_states else
+                 "  No operation invoked before it returned could leave a state it can read."]
         if self.concurrent:
             lines.append("  Concurrent with it:")
             lines += [f"    {p}" for p in self.concurrent[:10]]
@@ -356,6 +357,20 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                     lst.append(i)
             else:
                 open_w.discard(i)
+
+        # A read that no write invoked before its return could ever satisfy is a violation
+        # whatever the order (e.g. a value never written): say so without a search. Cheap only
+        # while few distinct writes exist, as in registers over a few values.
+        init = m.init()
+        seen_w: dict = {}
+        for _, i, c in evs:
+            if len(seen_w) > 64:
+                break
+            if c and not reads[i]:
+                seen_w.setdefault((fs[i], vals[i]), None)
+            elif not c and reads[i] and not may_read(init, vals[i], list(seen_w)):
+                return False, {"configs": 0, "cache": 0, "bytes": 0, "op": ops[i][0], "states": set(),
+                               "linearized": []}
 
     state: Hashable = m.init()
     w, win, inf = 0, 0, 0
@@ -663,8 +678,9 @@ def check_linearizable(history: History | Iterable[Op], model: str | Model = "kv
     ``progress``: ``None`` shows progress (keys done / total, configurations) in a notebook or
     on a terminal once a check has run 2 s, and never under CI (``$CI`` set); ``True`` always
     after 2 s, ``False`` never; a callable gets a dict instead. ``algorithm``: ``"fast"`` (the
-    default: the read reduction and compact cache keys) or ``"reference"`` (the search as it
-    was; with ``memo=False`` also without Lowe's cache -- for benchmarks and property tests).
+    default: read reduction, lookahead, compact cache keys) or ``"reference"`` (the search as
+    it was). ``memo=False`` runs the reference search without Lowe's cache (exponentially
+    slower; for benchmarks and property tests).
 
     Raises HistoryError for a malformed history, ValueError for an op ``f`` the model does
     not know, ModelValueError (a ValueError) for a value it cannot use."""
@@ -698,7 +714,7 @@ def check_linearizable(history: History | Iterable[Op], model: str | Model = "kv
             continue
         limits.key = key
         try:
-            if algorithm == "fast":
+            if algorithm == "fast" and memo:
                 ok, info = _search(m, ps, limits)
             else:
                 ok, info = _search_reference(m, ps, limits, memo)
