@@ -338,6 +338,31 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             pos[i] = k_ok
             k_ok += 1
 
+    # Twins: ops with the same f and value act the same, so of two that can both go next, only
+    # the one that must return first needs trying (an exchange argument; info ops never
+    # return). twins[c]: the same-acting ops invoked before c, returning no later, still open
+    # at c's call.
+    ret_at = [0] * len(ops)
+    call_at = [0] * len(ops)
+    for slot in range(1, n + 1):
+        if is_call[slot]:
+            call_at[op_of[slot]] = slot
+        else:
+            ret_at[op_of[slot]] = slot
+    twins: list[tuple[int, ...]] = [()] * len(ops)
+    by_act: dict = {}
+    for i in sorted(range(len(ops)), key=call_at.__getitem__):
+        try:
+            act = (fs[i], vals[i], infos[i])
+            same = by_act.setdefault(act, [])
+        except TypeError:
+            continue
+        same[:] = [t for t in same if ret_at[t] > call_at[i]]
+        twins[i] = tuple(t for t in same if ret_at[t] <= ret_at[i])
+        same.append(i)
+
+    blind = getattr(m, "blind_writes", frozenset())
+
     # Lookahead (models with ``may_read``): the writes each read overlaps, i.e. the only ops
     # that can still be placed before it once it can be placed itself.
     may_read = getattr(m, "may_read", None)
@@ -376,8 +401,11 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
     w, win, inf = 0, 0, 0
     remaining = n_ok
     stack: list[tuple] = []
-    cache: set = set()
-    add = cache.add
+    # Lowe's cache, keyed by (watermark, window, state) -> the info-op sets seen with it. A
+    # config whose info set contains one seen before is dominated (an info op never has to be
+    # placed, so the config with fewer placed can do all this one can): pruned like a hit.
+    cache: dict = {}
+    entries = 0
     best = -1
     best_states: set = set()
     best_stack: list[int] = []
@@ -389,10 +417,31 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
     while True:
         configs += 1
         if not configs % check_every:
-            limits.check(configs, len(cache), nbytes)
+            limits.check(configs, entries, nbytes)
         if is_call[entry]:
             i = op_of[entry]
+            if twins[i]:
+                for t in twins[i]:
+                    if not (inf & pos[t] if infos[t] else pos[t] < w or (win >> (pos[t] - w)) & 1):
+                        break               # an open twin that returns no later goes first
+                else:
+                    t = -1
+                if t >= 0:
+                    entry = nxt[entry]
+                    continue
             new = steps[i](state, fs[i], vals[i])
+            if new is not None and infos[i] and blind:
+                # Register-like models: an info op placed where nothing reads what it left
+                # could as well not have happened (the next op overwrites it): place it only
+                # when some op that could go next observes the new state.
+                e = nxt[0]
+                while is_call[e]:
+                    r = op_of[e]
+                    if r != i and fs[r] not in blind and steps[r](new, fs[r], vals[r]) is not None:
+                        break
+                    e = nxt[e]
+                else:
+                    new = None
             if new is not None:
                 if infos[i]:
                     nw, nwin, ninf = w, win, inf | pos[i]
@@ -404,24 +453,39 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                         t = (~nwin & (nwin + 1)).bit_length() - 1
                         nwin >>= t
                         nw += t
-                key = (nw, nwin, ninf, new)
+                key = (nw, nwin, new)
                 forced = reads[i] and new == state
-                if key not in cache:
-                    add(key)
+                seen = cache.get(key)
+                if seen is None:
+                    cache[key] = [ninf]
+                    fresh = True
                     nbytes += _ENTRY_BYTES + sizeof(nwin) + sizeof(new)
+                elif ninf:
+                    fresh = True
+                    for x in seen:
+                        if not x & ~ninf:
+                            fresh = False
+                            break
+                else:
+                    fresh = 0 not in seen
+                if fresh and seen is not None:
+                    seen.append(ninf)
+                    nbytes += 8 + sizeof(ninf)
+                if fresh:
+                    entries += 1
                     stack.append((entry, state, w, win, inf, forced))
                     state, w, win, inf = new, nw, nwin, ninf
                     if not infos[i]:
                         remaining -= 1
                         if remaining == 0:
-                            return True, {"configs": configs, "cache": len(cache), "bytes": nbytes}
+                            return True, {"configs": configs, "cache": entries, "bytes": nbytes}
                     ret = match[entry]
                     nxt[prv[entry]] = nxt[entry]
                     prv[nxt[entry]] = prv[entry]
                     nxt[prv[ret]] = nxt[ret]
                     prv[nxt[ret]] = prv[ret]
                     entry = nxt[0]
-                    if may_read is not None:
+                    if may_read is not None and not forced:     # a placed read changes nothing
                         # Can every read that could go next still see its value, given the
                         # writes it overlaps that are not placed yet? If not, this config is
                         # dead: treat it as stuck at that read's return.
@@ -468,7 +532,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
         while True:
             if not stack:
                 bad = ops[op_of[best]][0]
-                return False, {"configs": configs, "cache": len(cache), "bytes": nbytes, "op": bad,
+                return False, {"configs": configs, "cache": entries, "bytes": nbytes, "op": bad,
                                "states": best_states, "linearized": [ops[i][0] for i in best_stack]}
             entry, state, w, win, inf, forced = stack.pop()
             i = op_of[entry]

@@ -98,6 +98,10 @@ class Register(ModelBase):
     name = "register"
     fs = frozenset({"read", "write"})
     reads = frozenset({"read"})
+    #: Ops that set the state whatever it was. Declaring them tells the checker that every
+    #: other op observes the state, so an ``info`` op need only be placed right before an op
+    #: that observes what it left (else the next op overwrites it unseen).
+    blind_writes = frozenset({"write"})
 
     def __init__(self, initial: Any = None) -> None:
         self.initial = initial

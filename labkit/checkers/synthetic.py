@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
-from ..history import History, Op
+from ..history import History, Op, OpPair
 
-__all__ = ["synthetic_history", "contended_kv_history", "DEFAULT_MIXES"]
+__all__ = ["synthetic_history", "contended_kv_history", "etcd_register_history", "DEFAULT_MIXES"]
 
 #: Default operation mix per model.
 DEFAULT_MIXES: dict[str, dict[str, float]] = {
@@ -239,3 +239,38 @@ def _inject_stale_read(planned: list, result: dict, built: dict, style: str, rng
 
 
 _INF_T = float("inf")
+
+
+def etcd_register_history(*, clients: int = 10, ops: int = 300, values: int = 10, info: float = 0.05,
+                          violation: bool = False, seed: int = 0) -> History:
+    """A single cas-register history shaped like Jepsen's etcd test: ``clients`` clients doing
+    reads, writes and cas (40/30/30 %) over ``values`` values, latencies of 1-10 ms, a fraction
+    ``info`` of ops timing out (the client moves on as a new process), cas failures as
+    ``fail``. Linearizable by construction -- unless ``violation``: then one read in the
+    second half returns a stale value v, one that was overwritten before the read began and
+    that no write or cas that could still come after the overwrite sets again. Raises
+    ValueError when no read qualifies (try another seed or more values)."""
+    h = synthetic_history("cas-register", ops=ops, clients=clients, values=values, info=info, seed=seed)
+    if not violation:
+        return h
+    pairs = h.pairs()
+    setters = [p for p in pairs if p.type != "fail" and p.f in ("write", "cas")]
+
+    def sets(p: OpPair) -> Any:
+        return p.value[1] if p.f == "cas" else p.value
+
+    def end(p: OpPair) -> float:
+        return p.completion.index if p.type == "ok" else _INF_T   # type: ignore[union-attr]
+
+    reads = [p for p in pairs[len(pairs) // 2:] if p.f == "read" and p.type == "ok"]
+    for r in reads:
+        before = [w for w in setters if end(w) < r.invoke.index]
+        for w2 in sorted(before, key=end, reverse=True):
+            for w in before:
+                v = sets(w)
+                if end(w) < w2.invoke.index and v != sets(w2) and v != r.value and not any(
+                        sets(x) == v and end(x) > w2.invoke.index for x in setters):
+                    target = r.completion
+                    return History(Op(o.process, o.type, o.f, v, o.key, o.time, o.index, o.error)
+                                   if o is target else o for o in h)
+    raise ValueError("no read in the second half can be made stale for sure: try another seed or more values")
