@@ -420,3 +420,15 @@ def test_progress_calls_back_for_long_checks(monkeypatch):
     assert seen[0]["keys_done"] == 1 and seen[0]["configs"] == 500 and seen[-1]["keys_done"] == 3
     monkeypatch.setenv("CI", "1")
     assert lin._progress_wanted(None) is False and lin._progress_wanted(True) is True
+
+
+@pytest.mark.parametrize("clients, seed", [(5, 1), (10, 2), (15, 2)])
+def test_etcd_style_register_histories_and_their_stale_read(clients, seed):
+    from labkit.checkers.synthetic import etcd_register_history
+    good = etcd_register_history(clients=clients, seed=seed)
+    assert check_linearizable(good, "cas-register", timeout=60).valid is True
+    bad = etcd_register_history(clients=clients, seed=seed, violation=True)
+    (changed,) = [b for a, b in zip(good, bad) if a != b]
+    v = check_linearizable(bad, "cas-register", timeout=60)
+    assert v.valid is False and v.explanations[0].op.completion.index == changed.index
+    assert check_linearizable(bad, "cas-register", timeout=60, algorithm="reference").valid is False

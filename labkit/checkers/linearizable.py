@@ -19,29 +19,41 @@ once (``memo=False`` turns that cache off, for the benchmark). Histories on inde
 are split and checked one key at a time (Herlihy & Wing's locality / P-compositionality;
 Horn & Kroening 2015, as in Porcupine).
 
-Two refinements over that search (``algorithm="reference"`` keeps it as it was):
+Refinements over that search (``algorithm="reference"`` keeps it as it was, as the baseline
+and the referee of the property tests):
 
 * The read reduction. A pure read that the current state satisfies, and whose call is
   among the next candidates, can be linearized now without loss: it changes nothing, so any
-  linearization that places it later can place it here instead. Such a read is placed
-  without leaving a choice point behind, and when its subtree fails the search backs up
-  past it at once (the configuration before it is dead too).
-* A compact cache key. Every ``ok`` op whose return has been passed is linearized, so the
-  bitset is kept as (watermark, bits above it): ``w`` counts the ops, in invocation order,
-  of the all-linearized prefix and only the window above it is stored; ``info`` ops, which
-  may stay out forever, have a bitset of their own. A cache entry then costs about the
-  concurrency in bits, not the length of the history (a 200,000-op register history no
-  longer needs a 25 kB bitset per entry).
+  linearization that places it later can place it here instead. It is placed without leaving
+  a choice point, and when its subtree fails the search backs up past it at once.
+* Twins. Two open ops with the same ``f`` and value act the same; of two that could both go
+  next, only the one that must return first is tried (swap them in any linearization).
+* Lookahead (models with ``may_read``: register, cas-register, kv). After each placement,
+  every read that could go next must still be able to see its value through the writes it
+  overlaps that are not placed yet (for kv: the value starts with the state and then with
+  one of those appends, or with a pending put); if not, the configuration is dead. This is
+  what decides the contended kv histories: without it a slow append linearized too early is
+  refuted only by a read much later, after every interleaving in between has been tried.
+  A read that no write invoked before its return could satisfy fails at once, unsearched.
+* Info ops. A cached config with the same ok ops and state but a subset of the info ops
+  placed dominates (an info op never has to be placed), so the cache maps (ok ops, state) to
+  info sets and prunes supersets. In register-like models (``blind_writes``) an info op is
+  placed only where an op that could go next observes what it left.
+* A compact cache key: every ok op whose return has been passed is linearized, so the bitset
+  is kept as (watermark, bits above it) over the ok ops in invocation order, plus a bitset
+  of info ops; a cache entry costs about the concurrency in bits, not the history's length.
 
-Tried and measured, not kept (benchmarks/linearizability.py, 50-client kv histories): Lowe's
-just-in-time linearization (place an op only when its return forces it; configurations
-(event, placed-open-ops, state)) decided them correctly but explored ~1.4 M configurations
-against ~1.3 M for the search here, and slower per step in Python; trying candidates in
-order of their return (earliest deadline first) cut configurations by a quarter but cost
-more per step than it saved. Sources: Wing & Gong, "Testing and verifying concurrent
-objects" (JPDC 1993); Lowe, "Testing for linearizability" (CCPE 2017); Horn & Kroening,
-"Faster linearizability checking via P-compositionality" (FORTE 2015); Porcupine's
-``checkSingle`` (A. Athalye) for the list layout and per-key partition.
+Tried and measured, not kept: Lowe's just-in-time linearization (place an op only when its
+return forces it; configurations (event, placed open ops, state)) decided the contended kv
+histories correctly but explored ~1.4 M configurations on the hardest key against ~1.3 M for
+the plain search, slower per step; trying candidates earliest-return-first cut
+configurations by a quarter but cost more per step than it saved. Still hard: stale reads in
+register histories with many (~20) info ops, where every subset of info ops placed before
+the read must be refuted (benchmarks/linearizability.py shows which). Sources: Wing & Gong,
+"Testing and verifying concurrent objects" (JPDC 1993); Lowe, "Testing for
+linearizability" (CCPE 2017); Horn & Kroening, "Faster linearizability checking via
+P-compositionality" (FORTE 2015); Porcupine's ``checkSingle`` (A. Athalye) for the list
+layout and per-key partition.
 
 Budgets: a timeout and a memory budget (the cache's entries are counted and their bytes
 estimated; the process's RSS growth is checked too). Reaching either gives "unknown" with
