@@ -420,7 +420,8 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
     entries = 0
     best = -1
     best_states: set = set()
-    best_stack: list[int] = []
+    best_path: tuple | None = None
+    path: tuple | None = None      # the ops placed, as a linked list (op, rest): O(1) to keep
     configs = 0
     nbytes = 0
     sizeof = sys.getsizeof
@@ -485,7 +486,8 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                     nbytes += 8 + sizeof(ninf)
                 if fresh:
                     entries += 1
-                    stack.append((entry, state, w, win, inf, forced))
+                    stack.append((entry, state, w, win, inf, forced, path))
+                    path = (i, path)
                     state, w, win, inf = new, nw, nwin, ninf
                     if not infos[i]:
                         remaining -= 1
@@ -522,7 +524,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                                             pos[j] >= w and not (win >> (pos[j] - w)) & 1)], steps, fs, vals)
                                         if entry > best:
                                             best, best_states = entry, seen
-                                            best_stack = [op_of[x[0]] for x in stack]
+                                            best_path = path
                                         else:
                                             best_states |= seen
                                         entry = 0       # recorded: just back up
@@ -537,7 +539,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                 entry = nxt[entry]
                 continue
         elif entry > best:
-            best, best_states, best_stack = entry, {state}, [op_of[s[0]] for s in stack]
+            best, best_states, best_path = entry, {state}, path
         elif entry == best and 0 < entry and len(best_states) < 1000:
             best_states.add(state)
         # Backtrack; a read that fitted the state was no real choice: keep going back past it.
@@ -545,8 +547,8 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             if not stack:
                 bad = ops[op_of[best]][0]
                 return False, {"configs": configs, "cache": entries, "bytes": nbytes, "op": bad,
-                               "states": best_states, "linearized": [ops[i][0] for i in best_stack]}
-            entry, state, w, win, inf, forced = stack.pop()
+                               "states": best_states, "linearized": _unlink(best_path, ops)}
+            entry, state, w, win, inf, forced, path = stack.pop()
             i = op_of[entry]
             if not infos[i]:
                 remaining += 1
@@ -558,6 +560,14 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             if not forced:
                 break
         entry = nxt[entry]
+
+
+def _unlink(path: tuple | None, ops: list) -> list[OpPair]:
+    out = []
+    while path is not None:
+        out.append(ops[path[0]][0])
+        path = path[1]
+    return out[::-1]
 
 
 def _closure(state: Hashable, js: list[int], steps: list, fs: list, vals: list, cap: int = 300) -> set:
