@@ -34,7 +34,10 @@ and the referee of the property tests):
   one of those appends, or with a pending put); if not, the configuration is dead. This is
   what decides the contended kv histories: without it a slow append linearized too early is
   refuted only by a read much later, after every interleaving in between has been tried.
-  A read that no write invoked before its return could satisfy fails at once, unsearched.
+  A read that no write invoked before its return could satisfy fails at once, unsearched;
+  so does, in registers, a read every setter of whose value is surely overwritten before it
+  was invoked (a classic stale read) -- after the search has had 100,000 configurations to
+  find the fuller explanation (the states it could have seen).
 * Info ops. A cached config with the same ok ops and state but a subset of the info ops
   placed dominates (an info op never has to be placed), so the cache maps (ok ops, state) to
   info sets and prunes supersets. In register-like models (``blind_writes``) an info op is
@@ -47,9 +50,10 @@ Tried and measured, not kept: Lowe's just-in-time linearization (place an op onl
 return forces it; configurations (event, placed open ops, state)) decided the contended kv
 histories correctly but explored ~1.4 M configurations on the hardest key against ~1.3 M for
 the plain search, slower per step; trying candidates earliest-return-first cut
-configurations by a quarter but cost more per step than it saved. Still hard: stale reads in
-register histories with many (~20) info ops, where every subset of info ops placed before
-the read must be refuted (benchmarks/linearizability.py shows which). Sources: Wing & Gong,
+configurations by a quarter but cost more per step than it saved. Still hard for the search
+itself: a violation in a register history with many (~20) info ops that the stale-read
+check above does not recognise, where every subset of info ops placed before it must be
+refuted. Sources: Wing & Gong,
 "Testing and verifying concurrent objects" (JPDC 1993); Lowe, "Testing for
 linearizability" (CCPE 2017); Horn & Kroening, "Faster linearizability checking via
 P-compositionality" (FORTE 2015); Porcupine's ``checkSingle`` (A. Athalye) for the list
@@ -80,7 +84,7 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Iterable
 
 from ..history import History, Op, OpPair
-from .models import Model, model as _model
+from .models import Model, Register, _s, model as _model
 from .verdict import Verdict
 
 __all__ = ["check_linearizable", "Violation", "ModelValueError", "default_memory_budget", "parse_size"]
@@ -116,7 +120,8 @@ class Violation:
         more = f" (and {self.n_states - len(self.states)} more)" if self.n_states > len(self.states) else ""
         lines = [f"Not linearizable{key} ({self.model}): {self.op} cannot be placed.",
                  f"  The states it could have seen: {states}{more}." if self.n_states else
-                 "  No operation invoked before it returned could leave a state it can read."]
+                 "  No state it could read: every op that leaves that value came after it, or was "
+                 "surely overwritten before it was invoked."]
         if self.concurrent:
             lines.append("  Concurrent with it:")
             lines += [f"    {p}" for p in self.concurrent[:10]]
@@ -142,6 +147,8 @@ class _OutOfMemory(Exception):
 #: Bytes of one cache entry besides its bitset and state: the set slot (hash + pointer, at a
 #: load factor of 3/5) and the key tuple with its small ints. An estimate, checked against RSS.
 _ENTRY_BYTES = 130
+#: Configurations the search may spend to explain a read already known to be stale.
+_EXPLAIN_CONFIGS = 100_000
 _GB = 1 << 30
 
 
@@ -379,6 +386,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
     # that can still be placed before it once it can be placed itself.
     may_read = getattr(m, "may_read", None)
     writers: dict[int, tuple[int, ...]] = {}
+    stale_verdict = None
     if may_read is not None:
         open_w: set[int] = set()
         open_r: dict[int, list[int]] = {}
@@ -398,6 +406,12 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
         # A read that no write invoked before its return could ever satisfy is a violation
         # whatever the order (e.g. a value never written): say so without a search. Cheap only
         # while few distinct writes exist, as in registers over a few values.
+        stale = _overwritten_read(m, ops)
+        if stale is not None:
+            # Certainly not linearizable. The search gives the better explanation (the
+            # states the read could have seen); let it try for a while.
+            stale_verdict = (False, {"configs": 0, "cache": 0, "bytes": 0, "op": ops[stale][0],
+                                     "states": set(), "linearized": []})
         init = m.init()
         seen_w: dict = {}
         for _, i, c in evs:
@@ -431,6 +445,9 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
         configs += 1
         if not configs % check_every:
             limits.check(configs, entries, nbytes)
+            if stale_verdict is not None and configs >= _EXPLAIN_CONFIGS:
+                stale_verdict[1]["configs"] = configs
+                return stale_verdict
         if is_call[entry]:
             i = op_of[entry]
             if twins[i]:
@@ -560,6 +577,57 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             if not forced:
                 break
         entry = nxt[entry]
+
+
+def _overwritten_read(m: Model, ops: list) -> int | None:
+    """Registers only: the first read (by return) whose value every op that sets it cannot be
+    the last setter before it -- each is surely overwritten (an ok write or cas of another
+    value was invoked after it returned and returned before the read was invoked), or it was
+    invoked after the read returned. Such a read is stale whatever the order. None if there
+    is none (or too many distinct values to look cheaply)."""
+    if not isinstance(m, Register):
+        return None
+    init = m.init()
+    evs = []
+    for i, (p, is_info, f, v) in enumerate(ops):
+        if f == "read" and not is_info:
+            evs.append((p.invoke.index, 0, i))
+            evs.append((p.completion.index, 1, i))
+        elif f in ("write", "cas"):
+            evs.append((p.invoke.index, 2, i))
+            if not is_info:
+                evs.append((p.completion.index, 3, i))
+    evs.sort()
+
+    def sets(i: int) -> Any:
+        v = ops[i][3]
+        return _s(v[1] if ops[i][2] == "cas" else v)
+
+    last_inv: dict = {}      # value -> latest invocation of an ok setter of it that has returned
+    max_ret: dict = {}       # value -> latest return of a setter of it invoked so far (info: inf)
+    kill: dict[int, float] = {}
+    for _, kind, i in evs:
+        if kind == 0:
+            v = _s(ops[i][3])
+            kill[i] = max((t for u, t in last_inv.items() if u != v), default=-_INF)
+        elif kind == 2:
+            u = sets(i)
+            c = ops[i][0].completion
+            r = _INF if ops[i][1] else c.index
+            if r > max_ret.get(u, -_INF):
+                max_ret[u] = r
+        elif kind == 3:
+            u = sets(i)
+            if ops[i][0].invoke.index > last_inv.get(u, -_INF):
+                last_inv[u] = ops[i][0].invoke.index
+            if len(last_inv) > 64:
+                return None
+        else:
+            v = _s(ops[i][3])
+            k = kill.pop(i)
+            if not (max_ret.get(v, -_INF) > k or (v == init and k == -_INF)):
+                return i
+    return None
 
 
 def _unlink(path: tuple | None, ops: list) -> list[OpPair]:
