@@ -6,7 +6,7 @@ Jepsen stores a history as EDN, one operation map per line::
 
 Supported: maps ``{}``, vectors ``[]``, lists ``()``, sets ``#{}``, keywords (``:f``,
 ``:ns/name``), strings, integers (``42``, ``42N``), floats (``1.5``, ``1e3``, ``1.5M``),
-``nil``, ``true``/``false``, symbols, comments (``;``), discards (``#_``) and tagged
+``nil``, ``true``/``false``, ``##NaN``/``##Inf``/``##-Inf``, symbols, comments (``;``), discards (``#_``) and tagged
 literals (``#jepsen.history.Op{...}`` reads as its map; the tag is dropped). Commas are
 white space. Not supported: characters (``\\a``), ratios, ``#inst``/``#uuid`` as
 anything but their string.
@@ -58,6 +58,7 @@ _INT = re.compile(r"[+-]?\d+N?\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?M?\Z")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "b": "\b", "f": "\f", "/": "/"}
 _END = object()
+_SYMBOLIC = {"NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
 
 
 class _Reader:
@@ -164,6 +165,12 @@ class _Reader:
         if nxt == "{":
             self.i += 2
             return frozenset(_hashable(x) for x in self.read_seq("}"))
+        if nxt == "#":                      # symbolic values ##NaN, ##Inf, ##-Inf
+            self.i += 2
+            tok = self.read_atom()
+            if tok not in _SYMBOLIC:
+                raise self.error(f"unknown symbolic value ##{tok}")
+            return _SYMBOLIC[tok]
         self.i += 1
         tag = self.read_atom()
         if not isinstance(tag, Symbol):

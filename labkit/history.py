@@ -191,6 +191,60 @@ class OpPair:
         return f"p{self.process} {self.f}{key} {self.value!r} -> {self.type}{span} (op #{self.invoke.index})"
 
 
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text of a history file; HistoryError naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise HistoryError(f"{source}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at column {col}); "
+                           f"history files are UTF-8") from None
+
+
+def _check_process(p: Any, edn_form: bool) -> None:
+    """Jepsen's process ids: an integer for a client, a keyword (EDN) or a name such as
+    "nemesis" (JSON) for anything else. Strings of digits, floats, nil, booleans and
+    collections are refused -- they would be dropped or mis-paired without a word."""
+    if isinstance(p, int) and not isinstance(p, bool):
+        return
+    if edn_form and isinstance(p, edn.Keyword):
+        return
+    if not edn_form and isinstance(p, str) and p.isidentifier():
+        return
+    other = "a keyword such as :nemesis" if edn_form else 'a name such as "nemesis"'
+    raise HistoryError(f"process must be an integer (a client) or {other}, got "
+                       f"{edn.dumps(p) if edn_form else json.dumps(p)}")
+
+
+def _in_order(rows: list[tuple[int, Op, bool]], source: str) -> list[tuple[int, Op]]:
+    """Put (line, op, has_index) rows in real-time order: by ``index`` when every op has one,
+    else by ``time`` when every op has one (ties keep line order), else by line -- provided
+    the indices and times that are there never go backwards; if they do, HistoryError names
+    the first line where they do."""
+    if rows and all(h for _, _, h in rows):
+        out = sorted(rows, key=lambda r: r[1].index)
+        for (l1, a, _), (l2, b, _) in zip(out, out[1:]):
+            if a.index == b.index:
+                raise HistoryError(f"{source}: line {l2}: index {b.index} repeats line {l1}'s")
+        return [(line, op) for line, op, _ in out]
+    if rows and all(op.time is not None for _, op, _ in rows):
+        return [(line, op) for line, op, _ in sorted(rows, key=lambda r: r[1].time)]
+    last_i = last_t = None
+    for line, op, has in rows:
+        for what, v, last in (("index", op.index if has else None, last_i), ("time", op.time, last_t)):
+            if v is not None and last is not None and v < last[0]:
+                unit = " ms" if what == "time" else ""
+                raise HistoryError(f"{source}: line {line}: {what} {v:g}{unit} goes backwards (line {last[1]} has "
+                                   f"{last[0]:g}{unit}); only some ops have :index/:time, so the order cannot be "
+                                   f"repaired -- give every op an :index (or a :time)")
+        if has:
+            last_i = (op.index, line)
+        if op.time is not None:
+            last_t = (op.time, line)
+    return [(line, op) for line, op, _ in rows]
+
+
 class History(Sequence[Op]):
     """An ordered, immutable list of ``Op``.
 
@@ -224,6 +278,18 @@ class History(Sequence[Op]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, History) and self._ops == other._ops
+
+    def line_of(self, index: int) -> int | None:
+        """The file line the op with this ``index`` was read from (histories loaded from a
+        file), else None."""
+        return getattr(self, "_lines", {}).get(index)
+
+    @classmethod
+    def _from_rows(cls, rows: list[tuple[int, Op, bool]], source: str) -> "History":
+        ordered = _in_order(rows, source)
+        h = cls(op for _, op in ordered)
+        h._lines = {op.index: line for op, (line, _) in zip(h._ops, ordered)}
+        return h
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -310,21 +376,24 @@ class History(Sequence[Op]):
 
     @classmethod
     def from_jsonl(cls, text: str, source: str = "<text>") -> "History":
-        ops = []
+        rows = []
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                ops.append(Op.from_dict(json.loads(line)))
+                d = json.loads(line)
+                if isinstance(d, Mapping) and "process" in d:
+                    _check_process(d["process"], edn_form=False)
+                rows.append((n, Op.from_dict(d), isinstance(d, Mapping) and "index" in d))
             except (ValueError, TypeError) as e:  # json errors and HistoryError are ValueErrors
                 raise HistoryError(f"{source}: line {n}: {e}") from None
-        return cls(ops)
+        return cls._from_rows(rows, source)
 
     @classmethod
     def load_jsonl(cls, path: str) -> "History":
         """Read a JSON-lines history. Raises HistoryError naming the file and line, OSError."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_jsonl(f.read(), path)
+        with open(path, "rb") as f:
+            return cls.from_jsonl(_decode(f.read(), path), path)
 
     # -- EDN -------------------------------------------------------------------------------
     def to_edn(self, independent: bool = True) -> str:
@@ -379,9 +448,11 @@ class History(Sequence[Op]):
             client = [d for _, d in raw if isinstance(d.get("process"), int)]
             independent = bool(client) and all("key" not in d for _, d in raw) and all(
                 isinstance(d.get("value"), list) and len(d["value"]) == 2 for d in client)
-        ops = []
+        rows = []
         for line, d in raw:
             try:
+                if "process" in d:
+                    _check_process(d["process"], edn_form=True)
                 if "time" in d and isinstance(d["time"], (int, float)) and not isinstance(d["time"], bool):
                     d["time"] = d["time"] / 1e6
                 if independent and isinstance(d.get("process"), int):
@@ -389,22 +460,22 @@ class History(Sequence[Op]):
                     if not (isinstance(v, list) and len(v) == 2):
                         raise HistoryError(f"expected an independent [key value] tuple, got {edn.dumps(v)}")
                     d["key"], d["value"] = v
-                ops.append(Op.from_dict(d))
+                rows.append((line, Op.from_dict(d), "index" in d))
             except HistoryError as e:
                 raise HistoryError(f"{source}: line {line}: {e}") from None
-        return cls(ops)
+        return cls._from_rows(rows, source)
 
     @classmethod
     def load_edn(cls, path: str, independent: bool | None = None) -> "History":
         """Read an EDN history (see ``from_edn``). Raises HistoryError naming file and line."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_edn(f.read(), path, independent)
+        with open(path, "rb") as f:
+            return cls.from_edn(_decode(f.read(), path), path, independent)
 
     @classmethod
     def load(cls, path: str) -> "History":
         """Read ``.edn`` or ``.jsonl``/``.json`` by extension (else by the first character)."""
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            text = _decode(f.read(), path)
         low = path.lower()
         if low.endswith(".edn"):
             return cls.from_edn(text, path)

@@ -202,7 +202,16 @@ def test_custom_model_and_unknown_operations():
 # -- timeouts -----------------------------------------------------------------------------
 
 def pathological(n: int = 14) -> History:
-    """n concurrent writes, then a read of a value none wrote: the search must try them all."""
+    """n concurrent writes, then reads of 0, 1 and 0 again (0 was written once): no order
+    works, and the search must try every subset of the writes to find out."""
+    rows = [(p, "invoke", "write", p) for p in range(n)] + [(p, "ok", "write", p) for p in range(n)]
+    for v in (0, 1, 0):
+        rows += [(n, "invoke", "read"), (n, "ok", "read", v)]
+    return H(*rows)
+
+
+def never_written(n: int) -> History:
+    """n concurrent writes, then a read of a value none wrote."""
     rows = [(p, "invoke", "write", p) for p in range(n)] + [(p, "ok", "write", p) for p in range(n)]
     return H(*rows, (n, "invoke", "read"), (n, "ok", "read", -1))
 
@@ -219,12 +228,33 @@ def test_timeout_gives_unknown_never_a_pass(memo):
 
 
 def test_a_small_pathological_history_is_decided():
-    v = check_linearizable(pathological(6), "register", timeout=None)
+    v = check_linearizable(never_written(6), "register", timeout=None, algorithm="reference")
     assert v.valid is False and v.explanations[0].n_states == 6
+    v = check_linearizable(pathological(6), "register", timeout=None)
+    assert v.valid is False and v.explanations[0].op.value == 1     # after reading 0, 1 is gone
+
+
+def test_a_read_no_write_could_satisfy_fails_without_a_search():
+    v = check_linearizable(never_written(30), "register", timeout=5)
+    assert v.valid is False and v.details["configs"] == 0
+    x = v.explanations[0]
+    assert x.op.value == -1 and x.n_states == 0 and "No state it could read" in str(x)
+
+
+def test_a_surely_overwritten_read_is_named_even_when_the_search_is_hopeless():
+    """40 concurrent info writes, then write 0 and write 1 in turn, then reads of 1 and 0: the
+    read of 0 is stale whatever the order. The checker names it at once, after a bounded try
+    at a fuller explanation."""
+    n = 40
+    rows = [(p, "invoke", "write", p + 2) for p in range(n)] + [(p, "info", "write", p + 2) for p in range(n)]
+    rows += [(n, "invoke", "write", 0), (n, "ok", "write", 0), (n, "invoke", "write", 1), (n, "ok", "write", 1)]
+    rows += [(n + 1, "invoke", "read"), (n + 1, "ok", "read", 1), (n + 1, "invoke", "read"), (n + 1, "ok", "read", 0)]
+    v = check_linearizable(H(*rows), "register", timeout=60)
+    assert v.valid is False and v.explanations[0].op.value == 0
 
 
 def test_a_violation_on_one_key_wins_over_a_timeout_on_another():
-    slow = [Op(o.process, o.type, o.f, o.value, "slow") for o in pathological(16)]
+    slow = [Op(o.process, o.type, o.f, o.value, "slow") for o in pathological(18)]
     bad = [Op(100, "invoke", "write", 1, "bad"), Op(100, "ok", "write", 1, "bad"),
            Op(101, "invoke", "read", None, "bad"), Op(101, "ok", "read", 2, "bad")]
     v = check_linearizable(History(bad + slow), "register", timeout=0.05)
@@ -337,3 +367,80 @@ def test_timeline_highlights_the_operation_a_violation_could_not_place():
     from matplotlib.text import Text
     assert "highlighted" in [t.get_text() for t in fig.findobj(Text)]
     assert "highlighted" not in [t.get_text() for t in plots.timeline(h).findobj(Text)]
+
+
+# -- contended histories, budgets, the reference search -----------------------------------
+
+from labkit.checkers.synthetic import contended_kv_history  # noqa: E402
+
+
+@pytest.mark.parametrize("style", ["porcupine", "list-append"])
+@pytest.mark.parametrize("clients", [1, 10])
+def test_contended_kv_histories_are_decided(style, clients):
+    good = contended_kv_history(clients=clients, ops=400, keys=4, style=style, seed=3)
+    assert check_linearizable(good, "kv", timeout=60).valid is True
+    bad = contended_kv_history(clients=clients, ops=400, keys=4, style=style, seed=3, violation=True)
+    v = check_linearizable(bad, "kv", timeout=60)
+    assert v.valid is False
+    x = v.explanations[0]
+    assert x.op.f == "get" and x.op.value not in x.states and "cannot be placed" in str(x)
+    changed = [(a, b) for a, b in zip(good, bad) if a != b]
+    assert len(changed) == 1 and changed[0][1].index == x.op.completion.index   # the stale get is named
+
+
+def test_contended_generator_is_deterministic_and_checks_its_arguments():
+    assert contended_kv_history(ops=50, seed=5) == contended_kv_history(ops=50, seed=5)
+    with pytest.raises(ValueError, match="style"):
+        contended_kv_history(style="queue")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 24), st.integers(1, 6), st.integers(0, 10**6), st.sampled_from(["porcupine", "list-append"]),
+       st.booleans())
+def test_the_search_agrees_with_the_reference_search(ops, clients, seed, style, flip):
+    """The read reduction and compact keys never change a verdict (the reference: the search
+    as it was, with and without Lowe's cache)."""
+    h = contended_kv_history(ops=ops, clients=clients, keys=1, style=style, seed=seed, slow=0.3,
+                             slow_latency=(10.0, 40.0))
+    if flip:
+        gets = [o for o in h if o.type == "ok" and o.f == "get"]
+        if gets:
+            g = gets[seed % len(gets)]
+            h = History(Op(o.process, o.type, o.f, o.value[:-1] if o.value else ("x",), o.key, o.time)
+                        if o is g else o for o in h)
+    want = check_linearizable(h, "kv", algorithm="reference", memo=False, timeout=None).valid
+    assert check_linearizable(h, "kv", algorithm="reference", timeout=None).valid is want
+    assert check_linearizable(h, "kv", timeout=None).valid is want
+
+
+def test_a_memory_budget_answers_unknown_never_memoryerror():
+    v = check_linearizable(pathological(16), "register", timeout=60, memory=4096)
+    assert v.valid is None and "memory budget of 4 kB reached after" in v.summary
+    assert v.details["unchecked_keys"] == [None] and v.details["memory_budget"] == 4096
+    v = check_linearizable(pathological(16), "register", timeout=60, memory="4k", algorithm="reference")
+    assert v.valid is None and "memory budget" in v.summary
+    with pytest.raises(ValueError, match="memory"):
+        check_linearizable(pathological(3), "register", memory="lots")
+
+
+def test_progress_calls_back_for_long_checks(monkeypatch):
+    import labkit.checkers.linearizable as lin
+    seen = []
+    bar = lin._Progress(seen.append, 3, after=0.0)
+    bar.update(1, 500, "k")
+    bar.close(3, 900)
+    assert seen[0]["keys_done"] == 1 and seen[0]["configs"] == 500 and seen[-1]["keys_done"] == 3
+    monkeypatch.setenv("CI", "1")
+    assert lin._progress_wanted(None) is False and lin._progress_wanted(True) is True
+
+
+@pytest.mark.parametrize("clients, seed", [(5, 1), (10, 2), (15, 2)])
+def test_etcd_style_register_histories_and_their_stale_read(clients, seed):
+    from labkit.checkers.synthetic import etcd_register_history
+    good = etcd_register_history(clients=clients, seed=seed)
+    assert check_linearizable(good, "cas-register", timeout=60).valid is True
+    bad = etcd_register_history(clients=clients, seed=seed, violation=True)
+    (changed,) = [b for a, b in zip(good, bad) if a != b]
+    v = check_linearizable(bad, "cas-register", timeout=60)
+    assert v.valid is False and v.explanations[0].op.completion.index == changed.index
+    assert check_linearizable(bad, "cas-register", timeout=60, algorithm="reference").valid is False

@@ -82,6 +82,11 @@ class ModelBase:
     def is_read(self, f: str) -> bool:
         return f in self.reads
 
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        """What this model expects of ``value`` for ``f``, if ``value`` is not that; else None.
+        The checker calls it before searching so that a bad value is named, not crashed on."""
+        return None
+
     def __repr__(self) -> str:
         return f"<model {self.name}>"
 
@@ -93,6 +98,10 @@ class Register(ModelBase):
     name = "register"
     fs = frozenset({"read", "write"})
     reads = frozenset({"read"})
+    #: Ops that set the state whatever it was. Declaring them tells the checker that every
+    #: other op observes the state, so an ``info`` op need only be placed right before an op
+    #: that observes what it left (else the next op overwrites it unseen).
+    blind_writes = frozenset({"write"})
 
     def __init__(self, initial: Any = None) -> None:
         self.initial = initial
@@ -106,6 +115,20 @@ class Register(ModelBase):
         return state if state == _s(value) else None
 
 
+    def may_read(self, state: Hashable, value: Any, writes: list) -> bool:
+        """Can a read of ``value`` succeed after some of ``writes`` ((f, value) of ops not
+        placed yet) are applied to ``state``? False only when certainly not (the checker's
+        lookahead prunes on it); True is always a safe answer."""
+        v = _s(value)
+        if state == v:
+            return True
+        for f, x in writes:
+            if (f == "write" and _s(x) == v) or (f == "cas" and isinstance(x, tuple) and len(x) == 2
+                                                 and _s(x[1]) == v):
+                return True
+        return False
+
+
 class CASRegister(Register):
     """A register with compare-and-set: ``cas`` with value ``(from, to)`` succeeds only when
     the register holds ``from``."""
@@ -113,11 +136,20 @@ class CASRegister(Register):
     name = "cas-register"
     fs = frozenset({"read", "write", "cas"})
 
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        return _check_cas(f, value)
+
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f == "cas":
             old, new = value
             return _s(new) if state == _s(old) else None
         return super().step(state, f, value)
+
+
+def _check_cas(f: str, value: Any) -> str | None:
+    if f == "cas" and not (isinstance(value, tuple) and len(value) == 2):
+        return "a [from to] pair for cas"
+    return None
 
 
 def _empty(x: Any) -> bool:
@@ -134,6 +166,14 @@ class KV(ModelBase):
     name = "kv"
     fs = frozenset({"get", "read", "put", "write", "append", "cas"})
     reads = frozenset({"get", "read"})
+
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        return _check_cas(f, value)
+
+    def may_read(self, state: Hashable, value: Any, writes: list) -> bool:
+        """See ``Register.may_read``: only a put, a cas, or appends that extend the state to
+        ``value`` (value starts with the state, then with one of the appends) can get there."""
+        return _kv_may_read(state, value, writes)
 
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f in ("get", "read"):
@@ -152,6 +192,35 @@ class KV(ModelBase):
         return _s(new) if _same(state, old) else None
 
 
+def _kv_may_read(state: Hashable, value: Any, writes: list) -> bool:
+    if _same(state, value):
+        return True
+    appends = [x for f, x in writes if f == "append"]
+
+    def grows_into(base: Any) -> bool:     # base + some appends == value?
+        if not appends:
+            return False
+        if _empty(base):
+            base = "" if isinstance(value, str) else ()
+        if isinstance(base, str) and isinstance(value, str):
+            n = len(base)
+            return len(value) > n and value.startswith(base) and any(
+                isinstance(a, str) and value.startswith(a, n) for a in appends)
+        if isinstance(base, tuple) and isinstance(value, tuple):
+            n = len(base)
+            return len(value) > n and value[:n] == base and value[n] in appends
+        return False
+
+    if grows_into(state):
+        return True
+    for f, x in writes:
+        if f == "cas":
+            return True                     # not worth modelling: never prune past a cas
+        if f in ("put", "write") and (_same(_s(x), value) or grows_into(_s(x))):
+            return True
+    return False
+
+
 def _same(a: Any, b: Any) -> bool:
     return a == b or (_empty(a) and _empty(b))
 
@@ -165,6 +234,13 @@ class Counter(ModelBase):
 
     def init(self) -> Hashable:
         return 0
+
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        if f != "read" and value is None:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "a number" + (" to add" if f != "read" else " read back")
+        return None
 
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f == "read":
@@ -181,6 +257,11 @@ class SetModel(ModelBase):
 
     def init(self) -> Hashable:
         return frozenset()
+
+    def check_value(self, f: str, value: Any, info: bool) -> str | None:
+        if f == "read" and not (value is None or isinstance(value, (tuple, frozenset))):
+            return "a read's value to be a vector or set of the elements"
+        return None
 
     def step(self, state: Hashable, f: str, value: Any) -> Hashable | None:
         if f == "add":

@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
-from ..history import History, Op
+from ..history import History, Op, OpPair
 
-__all__ = ["synthetic_history", "DEFAULT_MIXES"]
+__all__ = ["synthetic_history", "contended_kv_history", "etcd_register_history", "DEFAULT_MIXES"]
 
 #: Default operation mix per model.
 DEFAULT_MIXES: dict[str, dict[str, float]] = {
@@ -135,3 +135,142 @@ def synthetic_history(model: str = "kv", *, ops: int = 100, clients: int = 5, ke
                                   ("timeout" if kind == "info" else "definite"))))
     events.sort(key=lambda e: (e[0], e[1]))
     return History(e[2] for e in events)
+
+
+def contended_kv_history(*, clients: int = 50, keys: int = 10, ops: int = 2000, style: str = "porcupine",
+                         slow: float = 0.05, latency: tuple[float, float] = (1.0, 10.0),
+                         slow_latency: tuple[float, float] = (50.0, 400.0), gap: float = 2.0,
+                         mix: Mapping[str, float] | None = None, violation: bool = False,
+                         seed: int = 0) -> History:
+    """A key-value history under heavy contention, like MIT 6.824's kvraft tests (which
+    Porcupine's ``kv`` test data comes from): ``clients`` clients, each running one operation
+    after another on a random one of ``keys`` keys, with ``get``/``put``/``append``
+    (50/10/40 %). Latencies are uniform in ``latency`` ms, except that a fraction ``slow`` of
+    operations take ``slow_latency`` ms (a retry across a partition or a leader change), so
+    that a few operations stay open while many others come and go.
+
+    ``style``: ``"porcupine"`` -- string values, ``append`` concatenates (``"x 3 7 y"``, client
+    3's 7th op), a ``get`` returns the whole string, as in Porcupine's kv model; or
+    ``"list-append"`` -- unique integers appended to lists, reads return the list (Jepsen's
+    list-append workload, one key per op), ``put`` replaces the list with ``[v]``.
+
+    The store is correct (each op takes effect at a random instant inside its interval), so the
+    history is linearizable -- unless ``violation``: then one ``get`` in the second half misses
+    an append that certainly came before it (the append was invoked after the put that started
+    the value it read had completed, and completed before the get was invoked), a stale read
+    no linearization can explain. Same arguments, same history. Raises ValueError for an
+    unknown ``style`` or a history too small to hold a violation."""
+    if style not in ("porcupine", "list-append"):
+        raise ValueError(f"style is 'porcupine' or 'list-append', not {style!r}")
+    rng = random.Random(seed)
+    mix = dict(mix or {"get": 0.5, "put": 0.1, "append": 0.4})
+    fs, weights = list(mix), list(mix.values())
+    free = [0.0] * clients
+    counter = [0] * clients
+    planned = []   # [invoke, end, effect, client, f, arg, key]
+    for _ in range(ops):
+        c = min(range(clients), key=lambda j: (free[j], j))
+        t = free[c] + rng.uniform(0.0, gap)
+        d = rng.uniform(*slow_latency) if rng.random() < slow else rng.uniform(*latency)
+        f = rng.choices(fs, weights)[0]
+        key = str(rng.randrange(keys)) if style == "porcupine" else rng.randrange(keys)
+        if f == "get":
+            arg = None
+        elif style == "porcupine":
+            arg = f"x {c} {counter[c]} y"
+        else:
+            arg = clients * counter[c] + c + 1
+            arg = (arg,) if f == "put" else arg
+        counter[c] += 1
+        planned.append([t, t + d, rng.uniform(t, t + d), c, f, arg, key])
+        free[c] = t + d
+    empty: Any = "" if style == "porcupine" else ()
+    state: dict[Any, Any] = {}
+    # Per key, the value as a list of the ops that built it: [put or None, append, append, ...].
+    parts: dict[Any, list[int | None]] = {}
+    result: dict[int, Any] = {}
+    built: dict[int, list[int | None]] = {}
+    for i in sorted(range(ops), key=lambda i: planned[i][2]):
+        _, _, _, _, f, arg, key = planned[i]
+        cur = state.get(key, empty)
+        if f == "get":
+            result[i] = cur
+            built[i] = list(parts.get(key, [None]))
+        elif f == "put":
+            state[key] = arg
+            parts[key] = [i]
+            result[i] = arg
+        else:
+            state[key] = cur + arg if style == "porcupine" else cur + (arg,)
+            parts.setdefault(key, [None]).append(i)
+            result[i] = arg
+    if violation:
+        _inject_stale_read(planned, result, built, style, rng)
+    events: list[tuple[float, int, Op]] = []
+    for i, (t, end, _, c, f, arg, key) in enumerate(planned):
+        events.append((t, 1, Op(c, "invoke", f, arg, key, t)))
+        events.append((end, 0, Op(c, "ok", f, result[i], key, end)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return History(e[2] for e in events)
+
+
+def _inject_stale_read(planned: list, result: dict, built: dict, style: str, rng: random.Random) -> None:
+    """Make one get in the second half miss an append that surely preceded it (see above)."""
+    n = len(planned)
+    candidates = []
+    for g in range(n // 2, n):
+        if planned[g][4] != "get":
+            continue
+        start = planned[g][0]
+        put = built[g][0]
+        after = planned[put][1] if put is not None else -_INF_T
+        sure = [a for a in built[g][1:] if a is not None and planned[a][1] < start and planned[a][0] > after]
+        if sure:
+            candidates.append((g, sure))
+    if not candidates:
+        raise ValueError("no get in the second half surely follows an append: use more ops or fewer keys")
+    g, sure = candidates[rng.randrange(min(len(candidates), 20))]
+    drop = rng.choice(sure)
+    keep = [i for i in built[g] if i != drop]
+    if style == "porcupine":
+        result[g] = "".join(planned[i][5] for i in keep if i is not None)
+    else:
+        result[g] = (() if keep[0] is None else planned[keep[0]][5]) + tuple(planned[i][5] for i in keep[1:])
+
+
+_INF_T = float("inf")
+
+
+def etcd_register_history(*, clients: int = 10, ops: int = 300, values: int = 10, info: float = 0.05,
+                          violation: bool = False, seed: int = 0) -> History:
+    """A single cas-register history shaped like Jepsen's etcd test: ``clients`` clients doing
+    reads, writes and cas (40/30/30 %) over ``values`` values, latencies of 1-10 ms, a fraction
+    ``info`` of ops timing out (the client moves on as a new process), cas failures as
+    ``fail``. Linearizable by construction -- unless ``violation``: then one read in the
+    second half returns a stale value v, one that was overwritten before the read began and
+    that no write or cas that could still come after the overwrite sets again. Raises
+    ValueError when no read qualifies (try another seed or more values)."""
+    h = synthetic_history("cas-register", ops=ops, clients=clients, values=values, info=info, seed=seed)
+    if not violation:
+        return h
+    pairs = h.pairs()
+    setters = [p for p in pairs if p.type != "fail" and p.f in ("write", "cas")]
+
+    def sets(p: OpPair) -> Any:
+        return p.value[1] if p.f == "cas" else p.value
+
+    def end(p: OpPair) -> float:
+        return p.completion.index if p.type == "ok" else _INF_T   # type: ignore[union-attr]
+
+    reads = [p for p in pairs[len(pairs) // 2:] if p.f == "read" and p.type == "ok"]
+    for r in reads:
+        before = [w for w in setters if end(w) < r.invoke.index]
+        for w2 in sorted(before, key=end, reverse=True):
+            for w in before:
+                v = sets(w)
+                if end(w) < w2.invoke.index and v != sets(w2) and v != r.value and not any(
+                        sets(x) == v and end(x) > w2.invoke.index for x in setters):
+                    target = r.completion
+                    return History(Op(o.process, o.type, o.f, v, o.key, o.time, o.index, o.error)
+                                   if o is target else o for o in h)
+    raise ValueError("no read in the second half can be made stale for sure: try another seed or more values")
