@@ -465,17 +465,22 @@ class Cluster:
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop every node and free every resource. Safe to call twice. The journal stays."""
+        """Stop every node and free every resource. Safe to call twice. The journal stays.
+
+        Ctrl-C during ``close`` is held until it is done (then raised): a close cut in half
+        would leave node processes, descriptors and the cluster's directory behind."""
         if self._closed:
             return
-        try:
-            if self._nemesis is not None:
-                self._nemesis.stop()
-                self._nemesis = None
-            self._record("close")
-        finally:
-            self._closed = True
-            self._rt.close()  # stops the nodes first, then reads the rest of the journal
+        from ._interrupts import held_interrupts
+        with held_interrupts():
+            try:
+                if self._nemesis is not None:
+                    self._nemesis.stop()
+                    self._nemesis = None
+                self._record("close")
+            finally:
+                self._closed = True
+                self._rt.close()  # stops the nodes first, then reads the rest of the journal
 
     @property
     def closed(self) -> bool:

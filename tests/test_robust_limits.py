@@ -773,3 +773,39 @@ def test_clusters_kept_in_jupyters_out_leak_no_descriptors(tmp_path):
         assert after <= before, f"{after - before} descriptors leaked over 30 clusters in Out[]"
     finally:
         k.close()
+
+
+INTERRUPTED_CLOSE = """
+import json, os, signal, sys, labkit, psutil
+from labkit.processes import ProcessRuntime
+from procnodes import Lab
+real = ProcessRuntime.close
+def close_with_ctrl_c(self):
+    os.kill(os.getpid(), signal.SIGINT)      # Ctrl-C arrives while close() is under way
+    real(self)
+ProcessRuntime.close = close_with_ctrl_c
+c = labkit.Cluster(Lab, n=3, seed=1)
+pids = [s.pid for s in c.status().values()]
+d = c._rt.dir
+try:
+    c.close()
+    raised = False
+except KeyboardInterrupt:
+    raised = True
+alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+print("RESULT " + json.dumps({"raised": raised, "closed": c.closed, "alive": alive, "dir": os.path.exists(d)}))
+"""
+
+
+@pytest.mark.processes
+def test_ctrl_c_during_close_is_held_until_the_cluster_is_closed(tmp_path):
+    """close() is not cut in half by Ctrl-C: the interrupt arrives after it, and the nodes
+    and the cluster's directory are gone (found by the CI run: an interrupt in close left
+    descriptors behind)."""
+    script = tmp_path / "close.py"
+    script.write_text(INTERRUPTED_CLOSE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env, cwd=HERE)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert res == {"raised": True, "closed": True, "alive": [], "dir": False}, res
