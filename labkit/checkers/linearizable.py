@@ -311,14 +311,11 @@ def _prepare(m: Model, pairs: list[OpPair]) -> list[tuple[OpPair, bool, str, Any
     return ops
 
 
-def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dict]:
-    """Search one key's operations with Wing & Gong's walk, Lowe's cache, a compact cache key
-    and the read reduction (see the module docstring). Returns (linearizable, info); raises
-    _Timeout or _OutOfMemory."""
-    ops = _prepare(m, pairs)
-    n_ok = sum(1 for o in ops if not o[1])
-    if n_ok == 0:
-        return True, {"configs": 0, "cache": 0}
+def _event_list(ops: list[tuple[OpPair, bool, str, Any]]) -> tuple[int, list, list, list, list, list]:
+    """Wing & Gong's doubly linked list of call and return events, in history order (an info
+    op's return after everything, in invocation order): slots 1..n, slot 0 the head, the
+    next of the last is 0. Returns (n, nxt, prv, is_call, op_of, match) -- ``match`` maps a
+    call's slot to its return's."""
     big = max(max(p.invoke.index for p, *_ in ops), max((p.completion.index for p, i, *_ in ops
                                                           if not i), default=0)) + 1
     evs = []
@@ -340,6 +337,18 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
             call_slot[i] = slot
         else:
             match[call_slot[i]] = slot
+    return n, nxt, prv, is_call, op_of, match
+
+
+def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dict]:
+    """Search one key's operations with Wing & Gong's walk, Lowe's cache, a compact cache key
+    and the read reduction (see the module docstring). Returns (linearizable, info); raises
+    _Timeout or _OutOfMemory."""
+    ops = _prepare(m, pairs)
+    n_ok = sum(1 for o in ops if not o[1])
+    if n_ok == 0:
+        return True, {"configs": 0, "cache": 0}
+    n, nxt, prv, is_call, op_of, match = _event_list(ops)
     steps = [m.step_info if o[1] else m.step for o in ops]
     fs = [o[2] for o in ops]
     vals = [o[3] for o in ops]
@@ -390,7 +399,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
     if may_read is not None:
         open_w: set[int] = set()
         open_r: dict[int, list[int]] = {}
-        for _, i, c in evs:
+        for i, c in zip(op_of[1:], is_call[1:]):   # the events in history order
             if reads[i]:
                 if c:
                     open_r[i] = list(open_w)
@@ -414,7 +423,7 @@ def _search(m: Model, pairs: list[OpPair], limits: "_Limits") -> tuple[bool, dic
                                      "states": set(), "linearized": []})
         init = m.init()
         seen_w: dict = {}
-        for _, i, c in evs:
+        for i, c in zip(op_of[1:], is_call[1:]):   # the events in history order
             if len(seen_w) > 64:
                 break
             if c and not reads[i]:
@@ -662,38 +671,11 @@ def _search_reference(m: Model, pairs: list[OpPair], limits: "_Limits", memo: bo
     """The search as it was before the read reduction and the compact cache key (``algorithm=
     "reference"``): kept as the baseline of the benchmark and the referee of the property tests.
     Returns (linearizable, info); raises _Timeout or _OutOfMemory."""
-    ops: list[tuple[OpPair, bool, str, Any]] = []   # (pair, is_info, f, value)
-    for p in pairs:
-        t = p.type
-        if t == "fail" or (t == "info" and m.is_read(p.f)):
-            continue
-        ops.append((p, t == "info", p.f, p.value))
+    ops = _prepare(m, pairs)
     n_ok = sum(1 for o in ops if not o[1])
     if n_ok == 0:
         return True, {"configs": 0}
-    # Events in history order; info returns after everything, in invocation order.
-    big = max(max(p.invoke.index for p, *_ in ops), max((p.completion.index for p, i, *_ in ops
-                                                          if not i), default=0)) + 1
-    evs = []
-    for i, (p, is_info, _, _) in enumerate(ops):
-        evs.append((p.invoke.index, i, True))
-        evs.append((big + i if is_info else p.completion.index, i, False))  # type: ignore[union-attr]
-    evs.sort()
-    n = len(evs)
-    # Linked list over event slots 1..n; slot 0 is the head, next of the last is 0 (end).
-    nxt = list(range(1, n + 2))
-    nxt[n] = 0
-    prv = list(range(-1, n))
-    is_call = [False] * (n + 1)
-    op_of = [0] * (n + 1)
-    match = [0] * (n + 1)
-    call_slot = [0] * len(ops)
-    for slot, (_, i, c) in enumerate(evs, 1):
-        is_call[slot], op_of[slot] = c, i
-        if c:
-            call_slot[i] = slot
-        else:
-            match[call_slot[i]] = slot
+    n, nxt, prv, is_call, op_of, match = _event_list(ops)
     steps = [m.step_info if o[1] else m.step for o in ops]
     fs = [o[2] for o in ops]
     vals = [o[3] for o in ops]
