@@ -473,15 +473,21 @@ class EventStore:
             return rows                          # a writer might escape it some other way
         needle = f'"{mid}"'.encode("ascii")
         keep = []
+        for part, refs, lines, objs in self._batches(rows):
+            keep.extend(r for r, ref, line in zip(part.tolist(), refs, lines)
+                        if (objs[~ref].id == mid if line is None else needle in line))
+        return np.asarray(keep, dtype=np.int64)
+
+    def _batches(self, rows: np.ndarray) -> Iterator[tuple]:
+        """``rows`` in batches of BATCH: (rows, refs, lines -- None for an in-process event --,
+        the objects), each batch read under the lock."""
         for i in range(0, len(rows), BATCH):
             part = rows[i:i + BATCH]
             with self._lock:
                 refs = self._ref.a[part].tolist()
                 lines = self._lines(refs, self._size.a[part].tolist())
                 objs = self._objs
-            keep.extend(r for r, ref, line in zip(part.tolist(), refs, lines)
-                        if (objs[~ref].id == mid if line is None else needle in line))
-        return np.asarray(keep, dtype=np.int64)
+            yield part, refs, lines, objs
 
     def events(self, rows: np.ndarray) -> list:
         """The events at ``rows`` (Event objects, built now for rows held as text)."""
@@ -516,12 +522,7 @@ class EventStore:
 
     def iter_lines(self, rows: np.ndarray) -> Iterator[str]:
         """The journal lines of ``rows`` (JSON, each ending with a newline), in batches."""
-        for i in range(0, len(rows), BATCH):
-            part = rows[i:i + BATCH]
-            with self._lock:
-                refs = self._ref.a[part].tolist()
-                lines = self._lines(refs, self._size.a[part].tolist())
-                objs = self._objs
+        for _, refs, lines, objs in self._batches(rows):
             yield "".join(event_line(objs[~ref]) + "\n" if line is None else line.decode("utf-8") + "\n"
                           for ref, line in zip(refs, lines))
 
