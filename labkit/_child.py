@@ -69,7 +69,10 @@ def _drop_inherited_keepalives() -> None:
 def write_all(fd: int, buf: bytes) -> None:
     """``os.write`` until every byte is written (a write may be short: a file-size limit, a
     signal); raises OSError (ENOSPC, EFBIG, EIO, ...) when the OS refuses."""
-    view = memoryview(buf)
+    n = os.write(fd, buf)              # every byte at once, almost always: the hot path
+    if n == len(buf):
+        return
+    view = memoryview(buf)[n:]
     while view:
         n = os.write(fd, view)
         if n <= 0:
