@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import argcheck
+from ._interrupts import held_interrupts
 from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
 from .guard import resolve as resolve_guard
 from .journal import Event, Journal, JournalFull, _dumps as _journal_dumps
@@ -471,7 +472,6 @@ class Cluster:
         would leave node processes, descriptors and the cluster's directory behind."""
         if self._closed:
             return
-        from ._interrupts import held_interrupts
         with held_interrupts():
             try:
                 if self._nemesis is not None:
