@@ -10,7 +10,7 @@ so the simulator and the processes runtime refuse exactly the same inputs.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ArgumentError
 
@@ -21,16 +21,27 @@ MAX_MS = 1e9
 MAX_S = MAX_MS / 1000.0
 
 
+_INFS = (float("inf"), float("-inf"))
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def number(value: Any, name: str, *, lo: float | None = None, hi: float | None = None,
+def number(value: Any, name: "str | Callable[[], str]", *, lo: float | None = None, hi: float | None = None,
            lo_open: bool = False, unit: str = "") -> float:
     """``value`` as a float, if it is a finite real number in the range; else ``ArgumentError``.
 
     ``lo``/``hi`` bound the range (inclusive; ``lo_open`` excludes ``lo``); ``name`` is how the
-    error names the argument (e.g. ``"run_for(seconds)"``); ``unit`` is said in the error."""
+    error names the argument (e.g. ``"run_for(seconds)"``), or a function that returns it --
+    handlers call this on every timer and send, so the name is built only for an error;
+    ``unit`` is said in the error."""
+    t = type(value)
+    if (t is int or t is float) and value == value and (lo is None or value > lo or (value == lo and not lo_open)) \
+            and (hi is None or value <= hi) and value not in _INFS:
+        return float(value)                  # the common case, with nothing formatted
+    if callable(name):
+        name = name()
     low = "(" if lo_open else "["
     rng = f"{low}{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'}]"
     what = f"{name} must be a finite number in {rng}" + (f" ({unit})" if unit else "")
@@ -67,7 +78,7 @@ def whole(value: Any, name: str, *, lo: int | None = None, hi: int | None = None
     return int(value)
 
 
-def ms(value: Any, name: str, *, positive: bool = False) -> float:
+def ms(value: Any, name: "str | Callable[[], str]", *, positive: bool = False) -> float:
     """A duration in ms: finite, >= 0 (> 0 if ``positive``), at most ``MAX_MS``."""
     return number(value, name, lo=0.0, hi=MAX_MS, lo_open=positive, unit="ms")
 

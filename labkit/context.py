@@ -165,13 +165,13 @@ class Context:
 
     def rpc(self, dst: str, /, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
         """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""
-        timeout = argcheck.ms(timeout, f"{self.id}: rpc(timeout)", positive=True)
+        timeout = argcheck.ms(timeout, lambda: f"{self.id}: rpc(timeout)", positive=True)
         mid = self._send(dst, type, None, body)
         return _Await("rpc", mid, dst, type, timeout)
 
     def sleep(self, ms: float) -> _Await:
         """``await ctx.sleep(ms)`` inside a coroutine handler (ms on this node's clock)."""
-        ms = argcheck.ms(ms, f"{self.id}: sleep(ms)")
+        ms = argcheck.ms(ms, lambda: f"{self.id}: sleep(ms)")
         return _Await("sleep", None, None, None, ms)
 
     # -- timers ----------------------------------------------------------------------------
@@ -185,13 +185,13 @@ class Context:
             if not isinstance(between, (tuple, list)) or len(between) != 2:
                 raise ArgumentError(f"{self.id}: set_timer({name!r}, between=(lo, hi)) needs two numbers of ms, "
                                     f"got {between!r}")
-            lo = argcheck.ms(between[0], f"{self.id}: set_timer({name!r}, between=(lo, hi)) lo")
-            hi = argcheck.ms(between[1], f"{self.id}: set_timer({name!r}, between=(lo, hi)) hi")
+            lo = argcheck.ms(between[0], lambda: f"{self.id}: set_timer({name!r}, between=(lo, hi)) lo")
+            hi = argcheck.ms(between[1], lambda: f"{self.id}: set_timer({name!r}, between=(lo, hi)) hi")
             if lo > hi:
                 raise ArgumentError(f"{self.id}: set_timer({name!r}, between={between!r}) needs 0 <= lo <= hi")
             after = self._timer_rng.uniform(lo, hi)
         else:
-            after = argcheck.ms(after, f"{self.id}: set_timer({name!r}, after)")
+            after = argcheck.ms(after, lambda: f"{self.id}: set_timer({name!r}, after)")
         if self.dead:
             if self._tripped is not None:
                 raise GuardTripped(self._tripped)
@@ -255,7 +255,7 @@ class Context:
         if name.__class__ is not str and not isinstance(name, str):
             raise TypeError(f"{self.id}: ctx.count(name): counter names are strings (the journal's keys), got {name!r}")
         if by.__class__ is not int:
-            by = argcheck.number(by, f"{self.id}: count({name!r}, by)")
+            by = argcheck.number(by, lambda: f"{self.id}: count({name!r}, by)")
         self._counters[name] = self._counters.get(name, 0) + by
         self._stats_soon()
 
