@@ -104,6 +104,26 @@ def test_direct_check_names_the_broken_vote_rule(namespace, bug, message):
         namespace["vote_rule"](Voter)
 
 
+def test_direct_check_catches_a_candidate_that_counts_replies_not_voters(namespace):
+    """A duplicated granted reply counted twice lets a minority elect a leader: the stage 1
+    check delivers one reply three times and must name the rule (a cold review found that no
+    seed of the sweep caught this before)."""
+    base = namespace["Election"]
+
+    class CountsReplies(base):
+        def on_vote_reply(self, ctx, msg):
+            if msg["term"] > self.term:
+                self.step_down(ctx, msg["term"])
+                return
+            if self.role == "candidate" and msg["term"] == self.term and msg["granted"]:
+                self.count = getattr(self, "count", 1) + 1
+                if self.count >= self.majority:
+                    self.become_leader(ctx)
+
+    with pytest.raises(AssertionError, match=r"majority of distinct voters \(§5.2\)"):
+        namespace["vote_rule"](CountsReplies)
+
+
 def test_checks_catch_a_follower_that_truncates_on_stale_messages(namespace):
     base = namespace["Replication"]
 
