@@ -200,10 +200,11 @@ WRONG = {   # requirement of the statement -> (check cell, wrong answer, what th
     "a write is stamped after its session's versions": (2, _subclass("SessionKV", on_message=_write_ignoring_after),
                                                         "read-your-writes"),
     "a waiting read gives up after 300 ms": (2, _subclass("SessionKV", on_message=_read_never_gives_up),
-                                             "no definite answer"),
+                                             "no reply at all"),
     "a read waits before giving up": (2, _subclass("SessionKV", on_message=_read_refused_at_once),
                                       "refused after less than 300 ms"),
-    "giving up is error 11": (2, _subclass("SessionKV", on_timer=_give_up_with_code_0), "no definite answer"),
+    "giving up is error 11": (2, _subclass("SessionKV", on_timer=_give_up_with_code_0),
+                              "not a definite refusal"),
 }
 
 
