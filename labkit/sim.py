@@ -255,7 +255,7 @@ class SimRuntime(RuntimeBase):
         storage = Storage(rec.id, self._stores[rec.id])
         rec.ctx = Context(host, rec.id, self.factories[rec.id](), self.peers_of(rec.id),
                           incarnation=rec.incarnation, storage=storage,
-                          offset_ms=rec.offset_ms, rate=rec.rate, guard=self.guard)
+                          offset_ms=rec.offset_ms, rate=rec.rate, guard=self.guard, slow=rec.slow)
         rec.state = "up"
         rec.deferred = []
         rec.ctx._start()
@@ -367,6 +367,10 @@ class SimRuntime(RuntimeBase):
     def set_clock(self, rec: NodeRecord) -> None:
         if rec.ctx is not None:
             rec.ctx._set_clock(rec.offset_ms, rec.rate)
+
+    def set_slow(self, rec: NodeRecord) -> None:
+        if rec.ctx is not None:
+            rec.ctx._set_slow(rec.slow)
 
     def net_changed(self) -> None:
         pass  # the model is read directly
