@@ -354,6 +354,10 @@ class _Node:
             self._journal_msg("drop", wire, rule)
             return
         now = self.now()
+        if self.net.shaped:       # a bandwidth limit: wait for the link, then be sent
+            tx = self.net.transmit(src, self.id, len(frame), now)
+            if tx:
+                delays = [tx + d for d in delays]
         for i, d in enumerate(delays):
             if d <= 0 and i == 0:
                 self._deliver(wire, msg)

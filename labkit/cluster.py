@@ -373,8 +373,11 @@ class Cluster:
         self._net_changed("heal")
 
     def set_link(self, src: str = "*", dst: str = "*", **settings: Any) -> Link:
-        """Set delay / jitter / distribution / drop / duplicate / reorder on links src -> dst
-        (``"*"`` = every node). Returns the resulting settings of one matching link."""
+        """Set delay / jitter / distribution / drop / duplicate / reorder / bandwidth on links
+        src -> dst (``"*"`` = every node). Returns the resulting settings of one matching link.
+        ``bandwidth`` is bytes per second (e.g. 125_000 for 1 Mbit/s; None: no limit): each
+        directed link then sends one message at a time, size / bandwidth each, and later
+        messages queue behind (see ``labkit.network``). Bad values raise ``ArgumentError``."""
         self._live()
         link = self.net.set_link(src, dst, **settings)
         self._net_changed("link", src=src, dst=dst, **settings)

@@ -40,7 +40,7 @@ from .context import Context
 from .errors import Interrupted, LabkitError
 from .guard import StormError
 from .journal import Event
-from .message import Message, loads_trusted, too_large
+from .message import Message, loads_trusted, too_large, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 from .storage import Storage
@@ -291,6 +291,10 @@ class SimRuntime(RuntimeBase):
         if rule is not None:
             self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
+        if self.net.shaped:       # a bandwidth limit: wait for the link, then be sent
+            tx = self.net.transmit(src, dst, len(wire(*w).encode()), t)
+            if tx:
+                delays = [tx + d for d in delays]
         for d in delays:
             self._push(t + HOP_MS + d, self._arrive, (w,))
 
