@@ -34,7 +34,7 @@ with _held_interrupts():
 from .cluster import Cluster, NodeStatus
 from .context import Context
 from .errors import (ArgumentError, ClusterClosed, Interrupted, LabkitError, MessageError, NodeCrashed,
-                     NodeDown, RequestTimeout, RpcTimeout, StorageCorrupt, StorageError, UnknownNode)
+                     NodeDown, Overloaded, RequestTimeout, RpcTimeout, StorageCorrupt, StorageError, UnknownNode)
 from .guard import Guard, StormError
 from .journal import KINDS, Event, Journal, JournalFull, JournalLimits
 from .message import Message

@@ -239,7 +239,8 @@ class _Node:
         store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"), fsync=spec.get("fsync", False))
         self.ctx = Context(self, self.id, factory(), tuple(n for n in self.nodes if n != self.id),
                            incarnation=spec["incarnation"], storage=Storage(self.id, store.data, store.write),
-                           offset_ms=spec["offset_ms"], rate=spec["rate"], guard=guard)
+                           offset_ms=spec["offset_ms"], rate=spec["rate"], guard=guard,
+                           slow=spec.get("slow", 1.0))
         if store.repair is not None:   # a torn last write was cut: say so before anything else
             self.record(self.Event(self.now(), "repair", self.id, None, store.repair))
         self._handshake()
@@ -353,6 +354,10 @@ class _Node:
             self._journal_msg("drop", wire, rule)
             return
         now = self.now()
+        if self.net.shaped:       # a bandwidth limit: wait for the link, then be sent
+            tx = self.net.transmit(src, self.id, len(frame), now)
+            if tx:
+                delays = [tx + d for d in delays]
         for i, d in enumerate(delays):
             if d <= 0 and i == 0:
                 self._deliver(wire, msg)
@@ -377,6 +382,8 @@ class _Node:
             self.net.load_state(cmd["net"])
         elif op == "clock":
             self.ctx._set_clock(cmd["offset_ms"], cmd["rate"])
+        elif op == "slow":
+            self.ctx._set_slow(cmd["factor"])
         self.control.send(_dumps({"op": "ack", "v": cmd.get("v")}).encode())
 
     def _flush(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from . import argcheck
 from ._interrupts import held_interrupts
+from .capacity import MAX_SLOW, MIN_SLOW, check_capacity
 from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
 from .guard import resolve as resolve_guard
 from .journal import Event, Journal, JournalFull, _dumps as _journal_dumps
@@ -37,9 +38,10 @@ class NodeStatus:
     state: str          # "up" | "down" | "paused" | "crashed"
     incarnation: int
     pid: int | None = None
+    slow: float = 1.0   # cluster.slow: ctx.work takes this many times as long (1: normal)
 
     def __str__(self) -> str:
-        return f"{self.state} (incarnation {self.incarnation})"
+        return f"{self.state} (incarnation {self.incarnation}" + (f", {self.slow:g}x slow)" if self.slow != 1 else ")")
 
 
 def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
@@ -48,8 +50,10 @@ def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
         if isinstance(x, type):
             if not issubclass(x, Node):
                 raise TypeError(f"{where}: {x.__name__} must subclass labkit.Node")
+            check_capacity(x, where)
             return x
         if isinstance(x, Node):
+            check_capacity(x, where)
             return _Template(x)
         raise TypeError(f"{where}: expected a labkit.Node subclass or instance, got {x!r}")
 
@@ -314,6 +318,24 @@ class Cluster:
         self._record("skew", node, offset_ms=offset_ms, rate=rate)
         self._rt.set_clock(rec)
 
+    def slow(self, node: str, factor: float) -> None:
+        """The gray failure: ``node`` stays up and answers, but each ``ctx.work`` it starts from
+        now on takes ``factor`` times as long (``factor`` in [1, 1000]; 1 is normal speed).
+        Handlers that never await ``ctx.work`` take no modelled time, so nothing of theirs
+        slows. Like ``skew``, it is the machine's: it survives ``kill`` and ``restart``, until
+        ``unslow(node)``. Journaled as a ``slow`` event (``factor``) and shaded on plots.
+        Source: Huang et al., "Gray Failure", HotOS 2017; see ``labkit.capacity``."""
+        rec = self._rec(node)
+        factor = argcheck.number(factor, "slow(factor)", lo=MIN_SLOW, hi=MAX_SLOW)
+        with self._rt.lock:
+            rec.slow = factor
+            self._record("slow", node, factor=factor)
+            self._rt.set_slow(rec)  # type: ignore[attr-defined]
+
+    def unslow(self, node: str) -> None:
+        """Undo ``slow(node, ...)``: ``node``'s work takes its normal time again."""
+        self.slow(node, 1.0)
+
     # -- network faults --------------------------------------------------------------------
     def _net_changed(self, kind: str, **data: Any) -> None:
         with self._rt.lock:
@@ -351,8 +373,11 @@ class Cluster:
         self._net_changed("heal")
 
     def set_link(self, src: str = "*", dst: str = "*", **settings: Any) -> Link:
-        """Set delay / jitter / distribution / drop / duplicate / reorder on links src -> dst
-        (``"*"`` = every node). Returns the resulting settings of one matching link."""
+        """Set delay / jitter / distribution / drop / duplicate / reorder / bandwidth on links
+        src -> dst (``"*"`` = every node). Returns the resulting settings of one matching link.
+        ``bandwidth`` is bytes per second (e.g. 125_000 for 1 Mbit/s; None: no limit): each
+        directed link then sends one message at a time, size / bandwidth each, and later
+        messages queue behind (see ``labkit.network``). Bad values raise ``ArgumentError``."""
         self._live()
         link = self.net.set_link(src, dst, **settings)
         self._net_changed("link", src=src, dst=dst, **settings)
@@ -414,7 +439,7 @@ class Cluster:
         rt = self._live()
         with rt.lock:
             rt.poll_states()
-            return {n: NodeStatus(r.state, r.incarnation, r.pid) for n, r in rt.records.items()}
+            return {n: NodeStatus(r.state, r.incarnation, r.pid, r.slow) for n, r in rt.records.items()}
 
     def counters(self, node: str | None = None) -> dict:
         """Named counters (``ctx.count``) and reported status (``ctx.report``) per node."""
@@ -518,7 +543,8 @@ class _NemesisRun:
             return
         self.apply(op)
         self.undo = None if op["op"] in ("heal", "restart", "resume", "clear_links") or \
-            (op["op"] == "skew" and not op["offset_ms"]) else self._undo_of(op)
+            (op["op"] == "skew" and not op["offset_ms"]) or (op["op"] == "slow" and op["factor"] == 1) \
+            else self._undo_of(op)
         self.arm()
 
     @staticmethod
@@ -526,7 +552,8 @@ class _NemesisRun:
         return {"partition": {"op": "heal"}, "kill": {"op": "restart", "node": op.get("node")},
                 "pause": {"op": "resume", "node": op.get("node")},
                 "set_link": {"op": "clear_links"},
-                "skew": {"op": "skew", "node": op.get("node"), "offset_ms": 0.0}}[op["op"]]
+                "skew": {"op": "skew", "node": op.get("node"), "offset_ms": 0.0},
+                "slow": {"op": "slow", "node": op.get("node"), "factor": 1.0}}[op["op"]]
 
     def apply(self, op: dict) -> None:
         c = self.cluster
@@ -539,6 +566,8 @@ class _NemesisRun:
             c.set_link(**args)
         elif kind == "skew":
             c.skew(args["node"], args["offset_ms"])
+        elif kind == "slow":
+            c.slow(args["node"], args["factor"])
         elif kind == "kill":
             c.kill(args["node"])
         elif kind == "restart":

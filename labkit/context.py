@@ -14,9 +14,10 @@ on up, after crashing the node, is ``labkit.Interrupted``: the reader's own Ctrl
 simulator raises inside a handler that would not return (see ``labkit.sim``).
 
 Coroutine handlers are driven by hand, not by asyncio: a handler coroutine may await only
-``ctx.rpc`` and ``ctx.sleep``; each await yields a small request object, and the context
-resumes the coroutine when the reply arrives, the timeout fires or the sleep ends. That
-keeps the simulator deterministic and needs no event loop in the node process.
+``ctx.rpc``, ``ctx.sleep`` and ``ctx.work``; each await yields a small request object, and the
+context resumes the coroutine when the reply arrives, the timeout fires, the sleep ends or the
+work is done. That keeps the simulator deterministic and needs no event loop in the node
+process. Work, workers, the queue and shedding are ``labkit.capacity``'s (a mixin of Context).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import argcheck
-from .errors import ArgumentError, Interrupted, MessageError, RpcTimeout, UnknownNode
+from .capacity import CapacityMixin, _Resumed
+from .errors import ArgumentError, Interrupted, MessageError, Overloaded, RpcTimeout, UnknownNode
 from .guard import GuardTripped
 from .journal import Event, _dumps as _journal_dumps
 from .message import EncodeError, Message, check_body, dumps as _dumps, encode_body, quote
@@ -56,7 +58,7 @@ class Host(Protocol):
 
 
 class _Await:
-    """What a coroutine handler yields: an RPC waiting for its reply, or a sleep."""
+    """What a coroutine handler yields: an RPC waiting for its reply, a sleep, or work."""
 
     __slots__ = ("kind", "msg_id", "dst", "type", "ms")
 
@@ -69,7 +71,7 @@ class _Await:
     def __repr__(self) -> str:
         if self.kind == "rpc":
             return f"<rpc {self.type!r} to {self.dst} id={self.msg_id} timeout={self.ms}ms>"
-        return f"<sleep {self.ms}ms>"
+        return f"<{self.kind} {self.ms}ms>"
 
 
 def node_rng(seed: int, node: str, incarnation: int, purpose: str = "node") -> random.Random:
@@ -77,17 +79,17 @@ def node_rng(seed: int, node: str, incarnation: int, purpose: str = "node") -> r
     return random.Random(f"{seed}/{node}/{incarnation}/{purpose}")
 
 
-class Context:
+class Context(CapacityMixin):
     """The ``ctx`` handed to every handler. Times are milliseconds."""
 
     def __init__(self, host: Host, node_id: str, node: "Node", peers: tuple[str, ...], *,
                  incarnation: int, storage: Storage, offset_ms: float = 0.0, rate: float = 1.0,
-                 guard: Any = None) -> None:
+                 guard: Any = None, slow: float = 1.0) -> None:
         self._host = host
         self._node = node
         self._seq = 0
         self._timers: dict[str, Any] = {}
-        self._rpcs: dict[str, tuple[Any, Any]] = {}   # msg id -> (coroutine, timeout handle)
+        self._rpcs: dict[str, tuple[Any, Any, Any]] = {}   # msg id -> (coroutine, timeout handle, cause)
         self._answered: dict[str, None] = {}           # rpc ids answered or timed out (recent ones)
         self._counters: dict[str, float] = {}
         self._status: dict[str, Any] = {}
@@ -119,6 +121,7 @@ class Context:
         self._timer_rng = node_rng(host.seed, node_id, incarnation, "timers")
         #: Durable key/value storage; survives kill and restart (JSON values).
         self.storage: Storage = storage
+        self._init_capacity(node, slow)
 
     # -- time ------------------------------------------------------------------------------
     @property
@@ -173,6 +176,17 @@ class Context:
         """``await ctx.sleep(ms)`` inside a coroutine handler (ms on this node's clock)."""
         ms = argcheck.ms(ms, lambda: f"{self.id}: sleep(ms)")
         return _Await("sleep", None, None, None, ms)
+
+    def work(self, ms: float) -> _Await:
+        """``await ctx.work(ms)`` inside a coroutine handler: ``ms`` of service time (node clock,
+        finite, >= 0) with a worker of this node occupied, times the node's slow factor
+        (``cluster.slow``). Without a free worker the work waits its turn (FIFO); with the
+        node class's ``queue_limit`` already waiting it raises ``labkit.Overloaded`` -- which,
+        uncaught in a message handler, answers the message with error code 11 instead of
+        crashing the node. In the simulator it is virtual time; in processes a real wait that
+        burns no CPU. See ``labkit.capacity``."""
+        ms = argcheck.ms(ms, lambda: f"{self.id}: work(ms)")
+        return _Await("work", None, None, None, ms)
 
     # -- timers ----------------------------------------------------------------------------
     def set_timer(self, name: str, after: float | None = None,
@@ -281,9 +295,12 @@ class Context:
 
     def _emit_stats(self) -> None:
         self._stats_pending = False
+        busy = self._cap_on and self._capacity_stats()
         self._host.record(Event(self._host.now(), "stats", self.id, None,
                                 {"counters": dict(self._counters), "status": dict(self._status),
                                  "incarnation": self.incarnation}))
+        if busy:           # while there is work, keep taking stats (until a window shows none)
+            self._stats_soon()
 
     # -- inputs from the runtime -----------------------------------------------------------
     def _start(self) -> None:
@@ -297,10 +314,10 @@ class Context:
         if re is not None:
             pending = self._rpcs.pop(re, None)
             if pending is not None:
-                coro, handle = pending
+                coro, handle, cause = pending
                 self._host.cancel(handle)
                 self._remember_answered(re)
-                self._step(coro, msg, None, f"resuming after the reply {msg.id} to rpc {re}")
+                self._step(coro, msg, None, _Resumed(cause, msg.id, re))
                 return
             if re in self._answered:  # a late or duplicated reply: the coroutine has moved on
                 self.count("late_replies")
@@ -321,10 +338,12 @@ class Context:
         self.dead = True
         for h in self._timers.values():
             self._host.cancel(h)
-        for _, h in self._rpcs.values():
+        for _, h, _ in self._rpcs.values():
             self._host.cancel(h)
         self._timers.clear()
         self._rpcs.clear()
+        self._queue.clear()
+        self._holding.clear()
 
     # -- running handlers ------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], args: tuple, cause: Any) -> None:
@@ -335,6 +354,9 @@ class Context:
         except BaseException as e:  # a handler that raises crashes this node only
             if isinstance(e, GuardTripped) and self.dead:
                 return              # the guard crashed the node already, where it tripped
+            if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
+                self._unhandled_overload(e, cause)
+                return
             self._crash(e, cause)
             if isinstance(e, Interrupted):  # the reader's Ctrl-C: it stops the cell too
                 raise
@@ -345,32 +367,42 @@ class Context:
     def _step(self, coro: Any, value: Any, exc: BaseException | None, cause: Any) -> None:
         self._hev = 0
         self._cause = cause
+        outer, self._stepping = self._stepping, coro
         try:
             aw = coro.throw(exc) if exc is not None else coro.send(value)
         except StopIteration:
+            self._stepping = outer
             return
         except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit too: see _run
+            self._stepping = outer
             if isinstance(e, GuardTripped) and self.dead:
+                return
+            if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
+                self._unhandled_overload(e, cause)
                 return
             self._crash(e, cause)
             if isinstance(e, Interrupted):
                 raise
             return
+        self._stepping = outer
         if self.dead:
             coro.close()
             return
         if not isinstance(aw, _Await):
             coro.close()
             self._crash(TypeError(
-                f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...) and ctx.sleep(ms) "
+                f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...), ctx.sleep(ms) and "
+                f"ctx.work(ms) "
                 f"(asyncio functions do not run inside nodes)"), cause)
             return
-        now = self._host.now()
-        if aw.kind == "sleep":
-            self._host.call_at(now + aw.ms / self._rate, self._wake, coro, cause)
+        kind = aw.kind
+        if kind == "sleep":
+            self._host.call_at(self._host.now() + aw.ms / self._rate, self._wake, coro, cause)
+        elif kind == "rpc":
+            handle = self._host.call_at(self._host.now() + aw.ms / self._rate, self._rpc_timeout, aw, cause)
+            self._rpcs[aw.msg_id] = (coro, handle, cause)
         else:
-            handle = self._host.call_at(now + aw.ms / self._rate, self._rpc_timeout, aw, cause)
-            self._rpcs[aw.msg_id] = (coro, handle)
+            self._await_work(coro, aw.ms, cause)
 
     def _remember_answered(self, msg_id: str) -> None:
         answered = self._answered

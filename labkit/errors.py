@@ -39,6 +39,14 @@ class NodeCrashed(LabkitError):
     """Raised by ``cluster.request`` when the node crashed while handling the request."""
 
 
+class Overloaded(LabkitError):
+    """Raised inside a coroutine handler at ``await ctx.work(ms)`` when the node cannot take
+    the work: every worker is busy and ``queue_limit`` others already wait (the request is
+    *shed*, counted as ``shed``). Left uncaught in a message handler it does not crash the
+    node: the message is answered with a Maelstrom error, code 11 (temporarily-unavailable);
+    see ``labkit.capacity``."""
+
+
 class ClusterClosed(LabkitError):
     """The cluster was closed; start a new one."""
 

@@ -4,7 +4,8 @@ One derivation for everything that shades or counts faults -- the plots' shading
 availability and convergence checkers, the panel. A span is a fault's period in force:
 
 * ``down`` (kill .. restart), ``crashed`` (crash .. restart), ``paused`` (pause .. resume),
-  ``skew`` (skew .. skew back to offset 0, rate 1) -- node faults, ``node`` set;
+  ``skew`` (skew .. skew back to offset 0, rate 1), ``slow`` (slow .. unslow, i.e. factor 1;
+  like skew it outlives kill and restart) -- node faults, ``node`` set;
 * ``partition`` (partition .. the next partition or heal), ``cut`` (cut .. uncut or heal),
   ``link`` (link settings .. clear_links), ``nemesis`` (nemesis start .. stop).
 
@@ -107,6 +108,11 @@ def fault_spans(journal: Any) -> list[FaultSpan]:
             stop(("skew", n), t)
             if off or rate != 1:
                 start(("skew", n), t, "skew", f"{n} {off:+g} ms" + (f" ×{rate:g}" if rate != 1 else ""), n)
+        elif k == "slow":
+            factor = float(e.get("factor", 1) or 1)
+            stop(("slow", n), t)
+            if factor != 1:
+                start(("slow", n), t, "slow", f"{n} ×{factor:g}", n)
         elif k == "nemesis":
             if e.get("op") == "start":
                 start(("nemesis",), t, "nemesis", "nemesis: " + ", ".join(e.get("faults") or ()))

@@ -52,6 +52,7 @@ KINDS = {
     "link": "link fault settings changed (`src`, `dst`, settings)",
     "clear_links": "all link fault settings were removed",
     "skew": "a node's clock was skewed (`offset_ms`, `rate`)",
+    "slow": "a node's speed changed: its ctx.work takes `factor` x as long (1: normal again) -- the gray failure",
     "log": "a node logged a line (`text`)",
     "note": "a node journaled a protocol observation with `ctx.note` (`what`, fields)",
     "stats": "a node's counters and reported status (`counters`, `status`)",

@@ -25,8 +25,12 @@ FAULTS = {
     "duplicate": "duplicate 20% of messages",
     "reorder": "hold back 20% of messages up to 200 ms",
     "skew": "skew a random node's clock by ±100..1000 ms",
+    "slow": "make a random node 10x slower (gray failure: up and answering, its ctx.work 10x longer)",
 }
 
+
+#: How much slower the nemesis's "slow" fault makes a node (``cluster.slow``).
+SLOW_FACTOR = 10.0
 
 #: The shortest fault cycle, ``every`` + ``duration`` (seconds, the low ends of their ranges):
 #: a schedule must let time move on, or it would apply faults without end at one instant and
@@ -109,6 +113,9 @@ def _fault_ops(fault: str, nodes: list[str], rng: random.Random) -> tuple[dict, 
         return {"op": "kill", "node": victim}, {"op": "restart", "node": victim}
     if fault == "pause":
         return {"op": "pause", "node": victim}, {"op": "resume", "node": victim}
+    if fault == "slow":
+        return ({"op": "slow", "node": victim, "factor": SLOW_FACTOR},
+                {"op": "slow", "node": victim, "factor": 1.0})
     if fault == "skew":
         off = rng.choice((-1, 1)) * rng.uniform(100, 1000)
         return ({"op": "skew", "node": victim, "offset_ms": round(off, 1)},

@@ -4,15 +4,27 @@ Theory of operation. Faults are rules over *directed links* between nodes:
 
 * ``groups``: a partition. Nodes in different groups cannot talk (rule ``"partition"``).
 * ``cuts``: directed links that are cut (rule ``"cut"``); a two-way cut is two one-way cuts.
-* ``rules``: link settings (delay, jitter, distribution, drop, duplicate, reorder), each for a
-  source and destination pattern where ``"*"`` matches any node. Later rules override the
-  fields they set.
+* ``rules``: link settings (delay, jitter, distribution, drop, duplicate, reorder, bandwidth),
+  each for a source and destination pattern where ``"*"`` matches any node. Later rules
+  override the fields they set.
 
 ``route(src, dst, rng)`` is asked once per message when it enters the network and returns the
 delays of the copies to deliver (none when dropped, two when duplicated) and the rule that
 dropped it. ``blocked(src, dst)`` is asked again when a delayed copy is due, so a partition
 applies to every message that has not yet been delivered when the call returns -- including
 messages already queued for delay.
+
+Bandwidth. A link with ``bandwidth`` (bytes per second) sends one message at a time: a
+message of ``size`` bytes occupies it for ``size / bandwidth`` s (its serialization delay),
+starting when the link is free -- so messages queue behind each other, first come first
+served, and a burst leaves as a train. ``transmit(src, dst, size, now)`` keeps each directed
+link's "busy until" time and returns how long the message waits and is sent (ms); the
+link's delay is added after it (propagation). The size is the message's wire encoding (its
+JSON line, in UTF-8 bytes). A duplicated copy is the network's, made after sending: it adds
+no second transmission. This is the link of ns-3's point-to-point model (a device with a
+``DataRate`` sends one packet at a time, each for size / rate, while the rest wait in its
+queue). Who sends first is decided by when the model sees the message: the simulator at the
+send, the processes runtime at the receiver, in arrival order.
 
 Clients (the notebook) sit outside the model: faults apply between nodes, as in Jepsen and
 Maelstrom, where client links are perfect so that anomalies are the system's, not the test's.
@@ -29,6 +41,8 @@ from .argcheck import MAX_MS
 from .errors import ArgumentError, UnknownNode
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential")
+#: The largest link bandwidth, bytes per second (1 TB/s: faster than any real link).
+MAX_BANDWIDTH = 1e12
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,8 @@ class Link:
     * ``duplicate``: probability a second copy is delivered (with its own delay).
     * ``reorder``: probability a message is held back an extra ``reorder_ms * U(0, 1)``,
       so that messages sent after it overtake it.
+    * ``bandwidth``: bytes per second the link sends, one message at a time (messages queue
+      behind each other); ``None`` (the default) is no limit. 125_000 is 1 Mbit/s.
     """
 
     delay: float = 0.0
@@ -53,8 +69,16 @@ class Link:
     duplicate: float = 0.0
     reorder: float = 0.0
     reorder_ms: float = 100.0
+    bandwidth: float | None = None
 
     def __post_init__(self) -> None:
+        bw = self.bandwidth
+        if bw is not None:
+            if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not math.isfinite(bw) \
+                    or not 0 < bw <= MAX_BANDWIDTH:
+                raise ArgumentError(f"link bandwidth is bytes per second: give a number in (0, {MAX_BANDWIDTH:g}] "
+                                    f"(125_000 is 1 Mbit/s), or None for no limit; got {bw!r}")
+            object.__setattr__(self, "bandwidth", float(bw))
         for name in ("delay", "jitter", "reorder_ms"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not 0 <= v <= MAX_MS:
@@ -102,6 +126,9 @@ class NetworkModel:
         self.rules: list[tuple[str, str, dict[str, Any]]] = []
         self._links: dict[tuple[str, str], Link] = {}
         self._faulty = False
+        #: Some rule sets a bandwidth: callers ask ``transmit`` for each message that is routed.
+        self.shaped = False
+        self._busy_until: dict[tuple[str, str], float] = {}   # a link's sending ends then (ms)
 
     # -- changing the model ----------------------------------------------------------------
     def _check(self, *names: str, wildcard: bool = False) -> None:
@@ -190,6 +217,7 @@ class NetworkModel:
     def _changed(self) -> None:
         self._links.clear()
         self._faulty = bool(self.groups or self.cuts or self.rules)
+        self.shaped = any(st.get("bandwidth") is not None for _, _, st in self.rules)
 
     # -- asking the model ------------------------------------------------------------------
     def blocked(self, src: str, dst: str) -> str | None:
@@ -231,6 +259,20 @@ class NetworkModel:
         if lk.duplicate and rng.random() < lk.duplicate:
             delays.append(lk.sample_delay(rng))
         return delays, None
+
+    def transmit(self, src: str, dst: str, size: int, now: float) -> float:
+        """ms from ``now`` until a message of ``size`` bytes has left ``src -> dst``: the wait
+        for the link, plus ``size / bandwidth``. 0 for a link without a bandwidth. The link
+        stays busy until then (each directed link is one FIFO sender)."""
+        if src not in self._node_set or dst not in self._node_set:
+            return 0.0
+        bw = self.link(src, dst).bandwidth
+        if bw is None:
+            return 0.0
+        key = (src, dst)
+        done = max(now, self._busy_until.get(key, 0.0)) + size * 1000.0 / bw
+        self._busy_until[key] = done
+        return done - now
 
     def describe(self) -> str:
         parts = []

@@ -8,7 +8,9 @@ unchanged in real processes and in the deterministic simulator.
 Fields on ``self`` are volatile: ``kill`` and ``restart`` give the node a fresh object.
 Whatever must survive goes in ``ctx.storage``.
 
-Any handler may be ``async def`` and ``await ctx.rpc(...)`` or ``await ctx.sleep(ms)``.
+Any handler may be ``async def`` and ``await ctx.rpc(...)``, ``await ctx.sleep(ms)`` or
+``await ctx.work(ms)`` (service time, served by one of the node's ``workers``; see
+``labkit.capacity``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,16 @@ if TYPE_CHECKING:
 
 
 class Node:
-    """Subclass this and override the handlers you need."""
+    """Subclass this and override the handlers you need.
+
+    Capacity (``labkit.capacity``), set in the class body and checked when the cluster is
+    made: ``workers`` serve ``ctx.work`` at once; up to ``queue_limit`` more wait for one, in
+    FIFO order; beyond that work is shed (``labkit.Overloaded``, error code 11 to the sender)."""
+
+    #: How many ``ctx.work`` (or admitted requests) are served at once: a whole number >= 1.
+    workers: int = 1
+    #: How many may wait for a worker before the next is shed: a whole number >= 0.
+    queue_limit: int = 64
 
     def on_start(self, ctx: "Context") -> Any:
         """Called once when this incarnation of the node starts (also after ``restart``)."""

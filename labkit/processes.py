@@ -232,7 +232,7 @@ class ProcessRuntime(RuntimeBase):
     def _spec(self, rec: NodeRecord) -> dict:
         return {"id": rec.id, "nodes": list(self.node_ids), "dir": self.dir, "seed": self.seed,
                 "incarnation": rec.incarnation, "t0": self.t0, "launched_at": self.now(),
-                "offset_ms": rec.offset_ms, "rate": rec.rate, "fsync": self.fsync,
+                "offset_ms": rec.offset_ms, "rate": rec.rate, "slow": rec.slow, "fsync": self.fsync,
                 "guard": self.guard.as_dict() if self.guard is not None else None}
 
     def _launch(self, recs: list[NodeRecord]) -> None:
@@ -364,7 +364,7 @@ class ProcessRuntime(RuntimeBase):
                 self._lagging[key] = v
                 late.append((key.split("/")[0], f"did not acknowledge it within {ACK_TIMEOUT_S:g} s "
                                                 f"(stuck in a handler, or stopped?)"))
-        what = {"net": "network change", "clock": "clock change"}.get(cmd.get("op"), "change")
+        what = {"net": "network change", "clock": "clock change", "slow": "speed change"}.get(cmd.get("op"), "change")
         for node, why in late:
             warnings.warn(f"labkit: {node} {why} at t={self.now():.0f} ms. The {what} is queued: {node} "
                           f"applies it, and any later ones, as soon as it runs again; until then it still "
@@ -406,6 +406,9 @@ class ProcessRuntime(RuntimeBase):
 
     def set_clock(self, rec: NodeRecord) -> None:
         self._tell([rec], {"op": "clock", "offset_ms": rec.offset_ms, "rate": rec.rate})
+
+    def set_slow(self, rec: NodeRecord) -> None:
+        self._tell([rec], {"op": "slow", "factor": rec.slow})
 
     # -- the journal -----------------------------------------------------------------------
     def record(self, ev: Event) -> None:

@@ -29,6 +29,7 @@ class NodeRecord:
     incarnation: int = 1
     offset_ms: float = 0.0
     rate: float = 1.0
+    slow: float = 1.0              # cluster.slow: ctx.work takes this many times as long
     ctx: Any = None                # sim: the live Context
     deferred: list = field(default_factory=list)
     proc: Any = None               # processes: the OS process

@@ -40,7 +40,7 @@ from .context import Context
 from .errors import Interrupted, LabkitError
 from .guard import StormError
 from .journal import Event
-from .message import Message, loads_trusted, too_large
+from .message import Message, loads_trusted, too_large, wire
 from .runtime import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 from .storage import Storage
@@ -255,7 +255,7 @@ class SimRuntime(RuntimeBase):
         storage = Storage(rec.id, self._stores[rec.id])
         rec.ctx = Context(host, rec.id, self.factories[rec.id](), self.peers_of(rec.id),
                           incarnation=rec.incarnation, storage=storage,
-                          offset_ms=rec.offset_ms, rate=rec.rate, guard=self.guard)
+                          offset_ms=rec.offset_ms, rate=rec.rate, guard=self.guard, slow=rec.slow)
         rec.state = "up"
         rec.deferred = []
         rec.ctx._start()
@@ -291,6 +291,10 @@ class SimRuntime(RuntimeBase):
         if rule is not None:
             self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
+        if self.net.shaped:       # a bandwidth limit: wait for the link, then be sent
+            tx = self.net.transmit(src, dst, len(wire(*w).encode()), t)
+            if tx:
+                delays = [tx + d for d in delays]
         for d in delays:
             self._push(t + HOP_MS + d, self._arrive, (w,))
 
@@ -367,6 +371,10 @@ class SimRuntime(RuntimeBase):
     def set_clock(self, rec: NodeRecord) -> None:
         if rec.ctx is not None:
             rec.ctx._set_clock(rec.offset_ms, rec.rate)
+
+    def set_slow(self, rec: NodeRecord) -> None:
+        if rec.ctx is not None:
+            rec.ctx._set_slow(rec.slow)
 
     def net_changed(self) -> None:
         pass  # the model is read directly

@@ -7,6 +7,10 @@
     assert ctx.sent[-1].type == "pong"
     ctx.advance(100)                              # fires due timers through node.on_timer
 
+``await ctx.work(ms)`` works here as in a cluster: the node's ``workers`` and ``queue_limit``
+apply, ``advance`` ends the work, ``in_flight`` / ``queued`` / ``counters["shed"]`` show the
+load, and ``slow(factor)`` plays ``cluster.slow``.
+
 It is the real ``Context`` on a tiny host that records instead of sending, with a clock you
 move by hand -- so what passes here behaves the same in a cluster.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from . import argcheck
+from .capacity import MAX_SLOW, MIN_SLOW, check_capacity
 from .context import Context
 from .journal import Event
 from .message import Message, decode, encode, wire
@@ -97,16 +102,26 @@ class FakeContext(Context):
     def outbox(self, type: str | None = None, dst: str | None = None) -> list[Message]:
         return [m for m in self.sent if (type is None or m.type == type) and (dst is None or m.dst == dst)]
 
+    def _use(self, node: Node) -> None:
+        if node is not self._node:
+            self._node = node
+            self._workers, self._queue_limit = check_capacity(node, self.id)
+
+    def slow(self, factor: float) -> None:
+        """Make this node's ``ctx.work`` take ``factor`` (in [1, 1000]) times as long from now
+        on, as ``cluster.slow(node, factor)`` does; ``slow(1)`` is normal speed."""
+        self._set_slow(argcheck.number(factor, "FakeContext.slow(factor)", lo=MIN_SLOW, hi=MAX_SLOW))
+
     def start(self, node: Node) -> None:
         """Run ``node.on_start`` through the context (coroutines are driven)."""
-        self._node = node
+        self._use(node)
         self._start()
         self._reraise()
 
     def deliver(self, node: Node, type: str, src: str = "n2", in_reply_to: str | None = None,
                 **body: Any) -> Message:
         """Deliver a message from ``src`` to ``node`` and run its handler."""
-        self._node = node
+        self._use(node)
         self._n += 1
         msg = decode(encode(src, self.id, type, f"{src}.0.{self._n}", in_reply_to, self.now, body))
         self._deliver(msg)

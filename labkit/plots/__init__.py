@@ -5,6 +5,7 @@
     latency(history_or_journal, faults=)     latency over time, rolling median
     rate(history_or_journal, faults=)        operations per second over time
     cluster_view(cluster_or_journal, at=)    nodes, states, roles, cuts, partitions
+    capacity(cluster_or_journal, nodes=)     worker utilization, queue length and shed work per node
     fault_spans(journal)                     [(start_ms, end_ms, kind, detail)], shaded on every time axis
     to_svg(fig)                              SVG text
 
@@ -19,9 +20,10 @@ legend below the axes, inside the figure. A ``PlotFigure`` a chapter makes wider
 scaled down to that width.
 """
 from ._base import MAX_WIDTH_IN, FaultSpan, Op, PlotFigure, fault_spans, operations, to_svg
+from .capacity import capacity
 from .cluster_view import cluster_view
 from .ops import latency, rate, timeline
 from .spacetime import spacetime
 
-__all__ = ["spacetime", "timeline", "latency", "rate", "cluster_view", "fault_spans", "to_svg",
+__all__ = ["spacetime", "timeline", "latency", "rate", "cluster_view", "capacity", "fault_spans", "to_svg",
            "operations", "FaultSpan", "Op", "PlotFigure", "MAX_WIDTH_IN"]

@@ -32,6 +32,7 @@ FAULT_STYLE: dict[str, tuple[str, str]] = {
     "cut": ("#e377c2", "link cut"),
     "link": ("#bcbd22", "link faults"),
     "skew": ("#17becf", "clock skew"),
+    "slow": ("#e6550d", "node slow (gray failure)"),
     "nemesis": ("#8c564b", "nemesis running"),
 }
 _SVG_LOCK = threading.Lock()

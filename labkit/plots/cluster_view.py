@@ -47,7 +47,7 @@ def cluster_view(cluster_or_journal: Any, at: float | None = None, *, title: str
                         cuts.add((x, y))
                         if not one_way:
                             cuts.add((y, x))
-        elif s.kind in ("link", "skew", "nemesis"):
+        elif s.kind in ("link", "skew", "slow", "nemesis"):
             notes.append(f"{s.kind}: {s.detail}" if s.kind != "nemesis" else s.detail)
     role: dict[str, str] = {}
     for e in events:

@@ -121,7 +121,7 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
     handles: list = shade_faults(ax, net_spans)
     node_kinds = []
     for s in spans:
-        y = y_of.get(s.detail.split()[0]) if s.kind in ("down", "crashed", "paused") else None
+        y = y_of.get(s.detail.split()[0]) if s.kind in ("down", "crashed", "paused", "slow") else None
         if y is None or s.end < x0 or s.start > x1:
             continue
         ax.broken_barh([(s.start, max(s.end - s.start, 1e-6))], (y - 0.22, 0.44),

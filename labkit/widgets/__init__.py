@@ -2,7 +2,7 @@
 
 ``panel(cluster)`` returns a ``Panel`` widget (ipywidgets 8): a tile per node (state,
 incarnation, the role it reports with ``ctx.report(role=...)``, a few ``ctx.count`` counters,
-and kill / restart / pause / resume buttons), a link matrix (click a cell to cut src -> dst,
+and kill / restart / pause / resume / slow buttons), a link matrix (click a cell to cut src -> dst,
 click again to restore it; a toggle makes clicks two-way), presets (isolate a node, a
 minority split, heal all), delay and drop sliders applied to every link, a strip chart of
 one metric, and a status line with the last action and its result.
@@ -26,8 +26,8 @@ one is listening, so ``has_frontend()`` decides by where the code runs:
    --execute and papermill do -- means text.
 
 Headless, ``panel()`` prints ``text_summary(cluster)`` (node states, incarnations, reported
-roles and ``cluster.net.describe()``; no times, pids or counters, so the same cluster state
-prints the same text) and returns None.
+roles, slow factors and ``cluster.net.describe()``; no times, pids or counters, so the same
+cluster state prints the same text) and returns None.
 """
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def text_summary(cluster: Any) -> str:
     lines = [f"labkit panel: Cluster({cluster.runtime}, {len(status)} nodes, seed={cluster.seed})"]
     for node, s in status.items():
         role = counters[node]["status"].get("role") if s.state in ("up", "paused") else None
-        lines.append(f"  {node:<6} {s.state:<8} incarnation {s.incarnation}" + (f"  role {role}" if role else ""))
+        lines.append(f"  {node:<6} {s.state:<8} incarnation {s.incarnation}" + (f"  role {role}" if role else "")
+                     + (f"  slow ×{s.slow:g}" if s.slow != 1 else ""))
     lines.append(f"  network: {cluster.net.describe()}")
     return "\n".join(lines)
 

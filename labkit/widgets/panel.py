@@ -32,7 +32,9 @@ from typing import Any, Callable
 
 import ipywidgets as W
 
+from ..capacity import METRICS as CAPACITY_METRICS
 from ..errors import ClusterClosed
+from ..nemesis import SLOW_FACTOR
 from .chart import NO_METRIC, strip_chart
 
 MAX_HZ = 10.0
@@ -63,7 +65,8 @@ class Panel(W.VBox):
     """The live control panel of one cluster (see ``labkit.widgets.panel``).
 
     Its controls are attributes, for tests and power users: ``tiles[node].buttons[name]``
-    (name: kill / restart / pause / resume), ``cells[(src, dst)]``, ``two_way``, ``target``,
+    (name: kill / restart / pause / resume / slow -- slow toggles ``cluster.slow(node, 10)``
+    and ``cluster.unslow(node)``), ``cells[(src, dst)]``, ``two_way``, ``target``,
     ``isolate_btn``, ``split_btn``, ``heal_btn``, ``delay``, ``drop``, ``apply_btn``,
     ``metric_menu``, ``chart``, ``status_line``. ``last_action`` is ``(label, ok, message)``
     of the last button action; ``thread`` is the refresher. ``close()`` stops it."""
@@ -237,7 +240,7 @@ class Panel(W.VBox):
     def _render(self, snap: dict) -> None:
         self.header.value = f"<b>{html.escape(self._title)}</b> &nbsp; t = {snap['now'] / 1000:.1f} s"
         for n, tile in self.tiles.items():
-            tile.show(snap["state"][n], snap["inc"][n], snap["status"][n], snap["counters"][n])
+            tile.show(snap["state"][n], snap["inc"][n], snap["status"][n], snap["counters"][n], snap["slow"][n])
         for (s, d), b in self.cells.items():
             rule = snap["links"][(s, d)]
             b.description, b.style.button_color = CELLS[rule]
@@ -304,22 +307,41 @@ class _Tile:
                              lambda: p._act(f"pause {node}", lambda c: c.pause(node))),
             "resume": _button("resume", "SIGCONT: handles its backlog",
                               lambda: p._act(f"resume {node}", lambda c: None if c.resume(node) else "was not paused")),
+            "slow": _button(f"slow ×{SLOW_FACTOR:g}", f"the gray failure: up and answering, but its ctx.work "
+                            f"takes {SLOW_FACTOR:g}x as long (click again: normal speed)", self._toggle_slow),
         }
+        self._panel = weakref.ref(p)
+        self.slow = 1.0
         self.box = W.VBox([self.title, self.body, W.HBox(list(self.buttons.values()))],
                           layout=W.Layout(border="2px solid #999", padding="4px", margin="3px", min_width="240px"))
         self.box.add_class("labkit-tile")
         self.box.add_class(f"labkit-tile-{node}")
 
-    def show(self, state: str, incarnation: int, status: dict, counters: dict) -> None:
+    def _toggle_slow(self) -> None:
+        p, node = self._panel(), self.node
+        if p is None:
+            return
+        if self.slow != 1:
+            p._act(f"unslow {node}", lambda c: c.unslow(node))
+        else:
+            p._act(f"slow {node} ×{SLOW_FACTOR:g}", lambda c: c.slow(node, SLOW_FACTOR))
+
+    def show(self, state: str, incarnation: int, status: dict, counters: dict, slow: float = 1.0) -> None:
         colour = STATE_COLOURS.get(state, "#555")
         live = state in ("up", "paused")
         role = status.get("role") if live else None
-        self.state = state
+        self.state, self.slow = state, slow
         self.title.value = (f"<b style='font-size:1.1em'>{html.escape(self.node)}</b> "
                             f"<span class='labkit-state' style='color:{colour};font-weight:bold'>● {state}</span>"
-                            f" <small>#{incarnation}</small>" + (f" · <b>{html.escape(str(role))}</b>" if role else ""))
+                            f" <small>#{incarnation}</small>" + (f" · <b>{html.escape(str(role))}</b>" if role else "")
+                            + (f" <span class='labkit-slow' style='color:#d62728'>· ×{slow:g} slow</span>"
+                               if slow != 1 else ""))
         facts = [f"{k}={v}" for k, v in status.items() if k != "role"][:2] if live else []
-        facts += [f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(counters.items())[:4]]
+        facts += [f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                  for k, v in sorted(counters.items()) if k not in CAPACITY_METRICS][:4]
+        if "utilization" in counters:      # a node that serves work (labkit.capacity): its USE line
+            facts.append(f"in flight {counters.get('in_flight', 0):g} · queued {counters.get('queued', 0):g} · "
+                         f"util {counters['utilization']:.0%} · shed {counters.get('shed', 0):g}")
         self.body.value = "<small>" + html.escape(" · ".join(facts) or "no counters yet") + "</small>"
         self.box.layout.border = f"2px solid {colour}"
         b = self.buttons
@@ -327,6 +349,7 @@ class _Tile:
         b["restart"].disabled = state not in ("down", "crashed")
         b["pause"].disabled = state != "up"
         b["resume"].disabled = state != "paused"
+        b["slow"].description = "unslow" if slow != 1 else f"slow ×{SLOW_FACTOR:g}"
 
 
     def close_out(self) -> None:
@@ -380,7 +403,7 @@ def _read(c: Any, metric: Any, cache: dict) -> dict | None:
         st = c.status()
         cn = {n: _counters(c, n, (s.incarnation, s.state), cache) for n, s in st.items()}
         snap = {"now": c.now, "state": {n: s.state for n, s in st.items()},
-                "inc": {n: s.incarnation for n, s in st.items()},
+                "inc": {n: s.incarnation for n, s in st.items()}, "slow": {n: s.slow for n, s in st.items()},
                 "status": {n: cn[n]["status"] for n in st}, "counters": {n: cn[n]["counters"] for n in st},
                 "links": {(s, d): c.net.blocked(s, d) for s in st for d in st if s != d},
                 "net": c.net.describe(), "metric": None, "metric_error": None}
