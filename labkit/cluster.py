@@ -434,8 +434,8 @@ class Cluster:
         """``{node: NodeStatus(state, incarnation, pid)}``.
 
         Never reads the journal: states come from the nodes' processes, so this stays quick
-        however long the journal grows. (A crash's traceback is printed when the journal is
-        next read -- by ``run_for``, ``request`` or ``cluster.journal``.)"""
+        however long the journal grows. (A crash's traceback is printed when the cluster next
+        runs -- ``run_for``, ``request`` -- or its journal is read.)"""
         rt = self._live()
         with rt.lock:
             rt.poll_states()

@@ -57,6 +57,8 @@ START_TIMEOUT_S = 60.0
 #: without it (the node is stuck in a handler, or stopped from outside labkit). The change
 #: still reaches the node: it is queued, and applied before the node handles anything else.
 ACK_TIMEOUT_S = 1.0
+#: How often (s) a running cluster asks whether a node process has exited.
+EXIT_CHECK_S = 0.01
 
 
 def _mp_context():
@@ -220,6 +222,7 @@ class ProcessRuntime(RuntimeBase):
         self._net_version = 0
         self._lagging: dict[str, int] = {}        # "id/incarnation" -> newest change not acked
         self._closed = False
+        self._next_exit_check = 0.0             # monotonic s: when _pump next asks for exits
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
         # kill the nodes and remove the directory. (A SIGKILLed parent is the pipe's job.)
         self._pids: set[int] = set()
@@ -579,9 +582,15 @@ class ProcessRuntime(RuntimeBase):
         calls = self._calls
         while (entry := calls.pop_due(self.now())) is not None:
             entry[2](*entry[3])
-        if self._exited or any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
-                               for r in self.records.values()):
-            self._read_journal()
+        # Has a node process exited (a crash to report)? Asking costs a waitpid per node, so at
+        # most every EXIT_CHECK_S: a crash is noticed within that, a request's round trip
+        # does not pay for it.
+        t = time.monotonic()
+        if self._exited or t >= self._next_exit_check:
+            self._next_exit_check = t + EXIT_CHECK_S
+            if self._exited or any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
+                                   for r in self.records.values()):
+                self._read_journal()
         due = calls.next_time()
         return min(50.0, due - self.now()) if due is not None else 50.0
 
@@ -647,14 +656,19 @@ class ProcessRuntime(RuntimeBase):
         while True:
             with self._lock:
                 self._drain_inbox(self.events)
-            if mid in self._replies or mid in self.crashed_ids or rec.state in ("down", "crashed"):
+            if mid in self._replies:
+                # The reply is journaled (it came through the inbox); the node's own lines are
+                # read when somebody reads the journal -- not here, on every request: that read
+                # was most of the client round trip.
+                return
+            if mid in self.crashed_ids or rec.state in ("down", "crashed"):
                 break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             wait = min(self._pump(), left * 1000.0)
             self.inbox.poll(max(1, int(wait)))
-        self._read_journal()
+        self._read_journal()                     # no reply: a crash to learn about, perhaps
 
     def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
         e = self._stats.get(rec.id)
