@@ -82,7 +82,7 @@ class Caller(labkit.Node):
         t0 = ctx.now
         try:
             r = await ctx.http.request(b.get("method", "GET"), b["to"], b["path"], json=b.get("json"),
-                                       timeout=b.get("timeout", 300), **kw)
+                                       timeout=b.get("call_timeout", 300), **kw)
             ctx.reply(msg, outcome="ok" if r.status < 500 else "5xx", status=r.status, body=await r.text(),
                       ms=ctx.now - t0)
         except labkit.ServerTimeoutError as e:
