@@ -209,7 +209,10 @@ class Context(ServingMixin):
                                   f"({list(self._dests)})")
             raise UnknownNode(f"{self.id}: ctx.http cannot call unknown node {dst!r}; nodes are "
                               f"{sorted(self._dests)}")
-        self._produce(f"HTTP request {type!r} (to {dst})")
+        self._hev += 1
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(f"HTTP request {type!r} (to {dst})")
         self._seq += 1
         mid = f"{self.id}.{self.incarnation}.{self._seq}"
         self._host.transmit_http(self, mid, dst, type, body_json, call)

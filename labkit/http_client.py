@@ -28,7 +28,7 @@ from . import argcheck
 from .context import _Await
 from .errors import ArgumentError, MessageError
 from .http_types import METHODS, ClientResponse, encode_request, header_list, query_string, request_payload
-from .message import too_large
+from .message import quote, too_large
 
 if TYPE_CHECKING:
     from .context import Context
@@ -85,25 +85,37 @@ class HttpClient:
         once; the awaited call raises ``ServerTimeoutError``, ``ClientConnectorError`` or
         ``ServerDisconnectedError`` (see the module docstring)."""
         ctx = self._ctx
-        method = method.upper() if isinstance(method, str) else method
-        where = f"{ctx.id}: ctx.http.{str(method).lower()}({node!r}, {path!r})"
         if method not in METHODS:
-            raise ArgumentError(f"{where}: method must be one of {sorted(METHODS)}, got {method!r}")
-        timeout = argcheck.ms(timeout, lambda: f"{where} timeout", positive=True)
+            method = method.upper() if isinstance(method, str) else method
+            if method not in METHODS:
+                raise ArgumentError(f"{self._where(method, node, path)}: method must be one of {sorted(METHODS)}, "
+                                    f"got {method!r}")
+        if timeout.__class__ is not float or not 0 < timeout <= argcheck.MAX_MS:
+            timeout = argcheck.ms(timeout, lambda: f"{self._where(method, node, path)} timeout", positive=True)
         if ssl is not None and ssl is not False:
             import ssl as _ssl
             if not isinstance(ssl, _ssl.SSLContext):
-                raise TypeError(f"{where}: ssl= must be an ssl.SSLContext (or None), got {ssl!r}")
-        p, qs = query_string(path, params, where)
-        hl = header_list(headers, where)
-        payload = request_payload(json, data, hl, where)
-        body_json = encode_request(method, p, qs, hl, payload)
+                raise TypeError(f"{self._where(method, node, path)}: ssl= must be an ssl.SSLContext (or None), "
+                                f"got {ssl!r}")
+        if (headers is None and params is None and json is None and data is None and path.__class__ is str
+                and path[:1] == "/" and "?" not in path):          # the common call: nothing to build
+            p, qs, hl, payload = path, "", [], None
+            body_json = f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}'
+        else:
+            where = self._where(method, node, path)
+            p, qs = query_string(path, params, where)
+            hl = header_list(headers, where)
+            payload = request_payload(json, data, hl, where)
+            body_json = encode_request(method, p, qs, hl, payload)
+            big = too_large(p, body_json)
+            if big is not None:
+                raise MessageError(f"{where}: the request is {big[len('too large: '):]}; send less at a time")
         type = f"{method} {p}"
-        big = too_large(type, body_json)
-        if big is not None:
-            raise MessageError(f"{where}: the request is {big[len('too large: '):]}; send less at a time")
         mid = ctx._send_http(node, type, body_json, HttpCall(method, p, qs, hl, payload, ssl or None))
         return _HttpAwait("http", mid, node, type, timeout)
+
+    def _where(self, method: Any, node: Any, path: Any) -> str:
+        return f"{self._ctx.id}: ctx.http.{str(method).lower()}({node!r}, {path!r})"
 
     def get(self, node: str, path: str, **kw: Any) -> _HttpAwait:
         """``await ctx.http.get(node, path, params=, headers=, timeout=ms)``."""

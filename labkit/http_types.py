@@ -358,6 +358,13 @@ def json_response(data: Any = _MISSING, *, text: str | None = None, body: bytes 
     """A JSON response (``aiohttp.web.json_response``): ``json_response({"count": 3})``. The
     data is encoded with labkit's strict JSON (raises ``ArgumentError`` naming the path to a
     value JSON cannot carry: NaN, a set, a non-str key)."""
+    if (headers is None and text is None and body is None and data is not _MISSING and status.__class__ is int
+            and 100 <= status <= 599 and content_type == "application/json"):      # the common case, quickly
+        r = Response.__new__(Response)
+        r.status, r.reason, r._headers = status, reason, None
+        r._hraw = [["Content-Type", JSON_TYPE]]
+        r._payload = ("json", encode_json(data, "json_response(data)"))
+        return r
     if data is not _MISSING and (text is not None or body is not None):
         raise ArgumentError("json_response: give data, or text= / body=, not both (as aiohttp)")
     r = Response(text=text if data is _MISSING else None, body=body, status=status, reason=reason,
