@@ -137,3 +137,38 @@ def test_eight_clusters_with_services_never_collide_and_leave_nothing():
     assert all(_refused(_port(u)) for u in urls)
     assert not any(os.path.exists(d) for d in dirs)
     assert {p.pid for p in _node_procs()} <= before
+
+
+def test_services_leave_when_the_notebook_is_killed(tmp_path):
+    """SIGKILL the process that owns the cluster: its service nodes leave (the watchdog pipe)
+    and their ports close."""
+    import signal
+    import time
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import sys, time, labkit\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "from httpnodes import Inventory\n"
+        "c = labkit.Cluster({'inv': Inventory, 'inv2': Inventory})\n"
+        "print(c.url('inv'), c.url('inv2'), *[s.pid for s in c.status().values()], flush=True)\n"
+        "time.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        fields = p.stdout.readline().split()
+        assert len(fields) == 4, fields
+        urls, pids = fields[:2], [int(x) for x in fields[2:]]
+        assert not any(_refused(_port(u)) for u in urls)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(psutil.pid_exists(x) and psutil.Process(x).status()
+                                                   != psutil.STATUS_ZOMBIE for x in pids):
+            time.sleep(0.1)                       # bounded wait for the nodes to notice and exit
+        assert not any(psutil.pid_exists(x) and psutil.Process(x).status() != psutil.STATUS_ZOMBIE for x in pids)
+        assert all(_refused(_port(u)) for u in urls)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
