@@ -41,6 +41,14 @@ from .message import Message
 from .nemesis import FAULTS, Schedule
 from .network import Link, NetworkModel
 from .node import Node
+from .service import Service, delete, get, post, put, route
+from .http_types import ClientResponse, HttpResponse, Request, Response, json_response
+from .http_errors import (ClientConnectionError, ClientConnectorError, ClientError, ClientResponseError,
+                          ClientSSLError, ContentTypeError, HTTPBadGateway, HTTPBadRequest, HTTPConflict,
+                          HTTPException, HTTPForbidden, HTTPGatewayTimeout, HTTPInternalServerError,
+                          HTTPMethodNotAllowed, HTTPNotFound, HTTPPreconditionFailed, HTTPServiceUnavailable,
+                          HTTPTooManyRequests, HTTPUnauthorized, HTTPUnprocessableEntity, ServerConnectionError,
+                          ServerDisconnectedError, ServerTimeoutError)
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,10 @@ pipe whose write end only the parent holds. The process:
    then hand outgoing messages to ZeroMQ -- so a SIGKILL can lose a round's sends, but the
    journal never shows a delivery whose send it lacks.
 
+A ``labkit.Service`` runs a different loop, on asyncio, with a real aiohttp server and client
+(``labkit._child_async``); so does a plain node from its first ``ctx.http`` call on (the poll
+loop hands over at the end of that round). Plain nodes that never call HTTP keep this loop.
+
 The process ends when the watchdog pipe reports EOF (the parent died, however it died), on
 SIGKILL from the parent (``kill``/``close``), or after a handler crash has been journaled.
 It ignores SIGINT, so interrupting a notebook cell does not stop the cluster.
@@ -115,7 +119,12 @@ def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
     node = _Node.__new__(_Node)
     try:
         node.__init__(spec, factory_blob, watch)  # type: ignore[misc]
-        node.run()
+        if spec.get("service"):
+            from ._child_async import run_async
+            run_async(node, started=False)
+        elif node.run() == "async":     # a plain node made its first HTTP call
+            from ._child_async import run_async
+            run_async(node, started=True)
     except SystemExit:
         raise
     except BaseException as e:  # storage that cannot open, a full disk, or a bug in labkit
@@ -206,6 +215,8 @@ class _Node:
         self.timers = Scheduler()
         self.jbuf: list[str] = []
         self.out: list[tuple[str, str]] = []
+        self.http_out: list[tuple] = []       # HTTP calls to start once the journal is written
+        self.wants_async = False              # a ctx.http call: hand over to the asyncio loop
         self.has_crashed = False
         self.jid = _dumps(self.id)
         self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
@@ -302,6 +313,22 @@ class _Node:
 
     def record(self, ev: Any) -> None:
         self.jbuf.append(self.event_line(ev) + "\n")
+
+    def transmit_http(self, ctx: Any, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
+        """An HTTP request (``ctx.http``): journaled now, made after the round's journal write
+        by the asyncio loop (``labkit._child_async``), which this loop hands over to."""
+        if not self.wants_async and "aiohttp" not in sys.modules:
+            # A plain node's first call loads aiohttp here (~0.3 s, once), before the call's
+            # timeout is armed: the wait is the import's, not the call's.
+            import aiohttp  # noqa: F401
+        now = self.now()
+        w = self.wire(self.id, dst, type, mid, None, now, body_json)
+        self.jbuf.append(f'{{"t":{now:.3f},"kind":"send","node":{self.jid},{w[1:]}\n')
+        self.http_out.append((mid, dst, call, w, now))
+        self.wants_async = True
+
+    def cancel_http(self, ctx: Any, mid: str) -> None:
+        pass   # (the asyncio loop cancels the call; here none has started yet)
 
     def is_destination(self, name: str) -> bool:
         return name in self._node_set or self.is_client_id(name)
@@ -418,7 +445,8 @@ class _Node:
                 self.jbuf.clear()
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self) -> str | None:
+        """The poll loop. Returns "async" when a ``ctx.http`` call asks for the asyncio loop."""
         zmq = self.zmq
         poller = zmq.Poller()
         inbox, control = self.inbox, self.control
@@ -428,25 +456,12 @@ class _Node:
         poller.register(watch_fd, zmq.POLLIN)
         timers = self.timers
         NOBLOCK, Again, EVENTS, POLLIN = zmq.NOBLOCK, zmq.Again, zmq.EVENTS, zmq.POLLIN
-        gc.freeze()  # start-up objects never need collecting: cheaper collections from here on
-        gc.set_threshold(50_000, 1, gc.get_threshold()[2])   # a young generation-1: see below
-        # Objects that survive an older-generation collection are long-lived (a Raft log, a
-        # store): freeze them after it, so later collections scan only what is new and a
-        # node's GC pause stays short as its state grows (an 80 ms pause on a follower with a
-        # large log was enough to start a needless election). The cost: cyclic garbage made
-        # later out of frozen objects is never collected -- rare in node state.
-        survivors = [False]
-
-        def after_collection(phase: str, info: dict) -> None:
-            if phase == "stop" and info["generation"] >= 1:
-                survivors[0] = True
-
-        gc.callbacks.append(after_collection)
+        survivors = self.gc_setup()
         self.ctx._start()
         self._flush()
         if not self.has_crashed:
             self.control.send(_dumps({"op": "started"}).encode())
-        while not self.has_crashed:
+        while not self.has_crashed and not self.wants_async:
             due = timers.next_time()
             if due is not None:
                 wait = due - self.now()
@@ -482,5 +497,26 @@ class _Node:
             if survivors[0]:
                 survivors[0] = False
                 gc.freeze()
+        if self.wants_async and not self.has_crashed:
+            return "async"
         self._flush()
         os._exit(EXIT_CRASHED)
+
+    def gc_setup(self) -> list:
+        """Tune the collector for a long-lived node; returns the flag a loop checks to freeze."""
+        gc.freeze()  # start-up objects never need collecting: cheaper collections from here on
+        gc.set_threshold(50_000, 1, gc.get_threshold()[2])   # a young generation-1: see below
+        # Objects that survive an older-generation collection are long-lived (a Raft log, a
+        # store): freeze them after it, so later collections scan only what is new and a
+        # node's GC pause stays short as its state grows (an 80 ms pause on a follower with a
+        # large log was enough to start a needless election). The cost: cyclic garbage made
+        # later out of frozen objects is never collected -- rare in node state.
+        survivors = [False]
+
+        def after_collection(phase: str, info: dict) -> None:
+            if phase == "stop" and info["generation"] >= 1:
+                survivors[0] = True
+
+        gc.callbacks.append(after_collection)
+        self.survivors = survivors
+        return survivors

@@ -225,6 +225,24 @@ class Cluster:
         check_body(as_client, type, body)
         return self._rt.client_send(as_client, node, type, body, on_reply)
 
+    def http(self, node: str, /, *, as_client: str = "client") -> Any:
+        """An HTTP client of the service ``node``, from the notebook: ``cluster.http("inv").get(
+        "/stock/apple")`` blocks like ``request`` and returns a ``labkit.HttpResponse``
+        (``status``, ``headers``, ``json()``, ``text()``); ``.send(method, path,
+        on_response=fn, on_error=fn, timeout=ms)`` does not wait (for workloads). Both runtimes.
+        See ``labkit.cluster_http`` for the errors."""
+        from .cluster_http import ClusterHttp
+        return ClusterHttp(self, node, as_client)
+
+    def url(self, node: str) -> str:
+        """The real address of the service ``node`` in the processes runtime,
+        ``http://127.0.0.1:PORT`` (``https://...`` if it serves TLS): open it with ``curl``, a
+        browser, ``requests`` or ``aiohttp``. A restarted node listens on a new port: ask again.
+        Raises ``LabkitError`` in the simulator (it has no sockets: use ``cluster.http(node)``),
+        for a plain ``Node`` (it serves no HTTP) and for a node that is down."""
+        self._rec(node)
+        return self._rt.url(node)
+
     def record_op(self, process: int, type: str, f: str, value: Any = None, key: Any = None,
                   time: float | None = None, **extra: Any) -> None:
         """Journal a client operation (a Jepsen history entry): ``type`` is invoke, ok, fail

@@ -14,10 +14,13 @@ on up, after crashing the node, is ``labkit.Interrupted``: the reader's own Ctrl
 simulator raises inside a handler that would not return (see ``labkit.sim``).
 
 Coroutine handlers are driven by hand, not by asyncio: a handler coroutine may await only
-``ctx.rpc``, ``ctx.sleep`` and ``ctx.work``; each await yields a small request object, and the
-context resumes the coroutine when the reply arrives, the timeout fires, the sleep ends or the
-work is done. That keeps the simulator deterministic and needs no event loop in the node
-process. Work, workers, the queue and shedding are ``labkit.capacity``'s (a mixin of Context).
+``ctx.rpc``, ``ctx.sleep``, ``ctx.work`` and ``ctx.http`` calls (and coroutines that never suspend,
+such as ``req.json()``); each await yields a small request object (``_Await``), and the
+context resumes the coroutine when the reply arrives, the timeout fires, the sleep ends or
+the work is done. That keeps the simulator deterministic and needs no event loop in a plain
+node's process. An HTTP call is an RPC whose reply is the response message and which may
+also end as refused or reset (``_http_failed``). Work, workers, the queue and shedding are
+``labkit.capacity``'s; serving HTTP is ``labkit.service.ServingMixin``'s (both mixed in here).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from .errors import ArgumentError, Interrupted, MessageError, Overloaded, RpcTim
 from .guard import GuardTripped
 from .journal import Event, _dumps as _journal_dumps
 from .message import EncodeError, Message, check_body, dumps as _dumps, encode_body, quote
+from .service import ServingMixin
 from .storage import Storage
 
 if TYPE_CHECKING:
@@ -55,6 +59,14 @@ class Host(Protocol):
     def record(self, event: Event) -> None: ...
     def is_destination(self, name: str) -> bool: ...
     def crashed(self, ctx: "Context", event: Event) -> None: ...
+    # HTTP (labkit.service, labkit.http_client): a request leaves, a response answers request
+    # ``re``, a caller gives up on ``msg_id`` (timeout), a handler raised (answered 500).
+    def transmit_http(self, ctx: "Context", msg_id: str, dst: str, type: str, body_json: str,
+                      call: Any) -> None: ...
+    def respond_http(self, ctx: "Context", msg_id: str, dst: str, type: str, re: str,
+                     body_json: str) -> None: ...
+    def cancel_http(self, ctx: "Context", msg_id: str) -> None: ...
+    def handler_failed(self, ctx: "Context", event: Event) -> None: ...
 
 
 class _Await:
@@ -79,7 +91,7 @@ def node_rng(seed: int, node: str, incarnation: int, purpose: str = "node") -> r
     return random.Random(f"{seed}/{node}/{incarnation}/{purpose}")
 
 
-class Context(CapacityMixin):
+class Context(ServingMixin, CapacityMixin):
     """The ``ctx`` handed to every handler. Times are milliseconds."""
 
     def __init__(self, host: Host, node_id: str, node: "Node", peers: tuple[str, ...], *,
@@ -108,6 +120,8 @@ class Context(CapacityMixin):
         self._tripped: str | None = None
         self._cause: Any = None      # what the running handler handles (for a guard crash)
         self._dests = frozenset(peers) | {node_id}
+        self._routes = getattr(type(node), "_labkit_routes", None)   # a Service's route table
+        self._http_client: Any = None
         #: This node's id, e.g. ``"n1"``.
         self.id: str = node_id
         #: The other nodes of the cluster.
@@ -171,6 +185,48 @@ class Context(CapacityMixin):
         timeout = argcheck.ms(timeout, lambda: f"{self.id}: rpc(timeout)", positive=True)
         mid = self._send(dst, type, None, body)
         return _Await("rpc", mid, dst, type, timeout)
+
+    @property
+    def http(self) -> Any:
+        """HTTP calls to other nodes: ``r = await ctx.http.get(node, path, timeout=ms)`` (also
+        ``post/put/delete/patch/head``, aiohttp's arguments); see ``labkit.http_client``."""
+        c = self._http_client
+        if c is None:
+            from .http_client import HttpClient
+            c = self._http_client = HttpClient(self)
+        return c
+
+    def _send_http(self, dst: str, type: str, body_json: str, call: Any) -> str:
+        """Send an HTTP request message (``ctx.http``); returns its id."""
+        if self.dead:
+            if self._tripped is not None:
+                raise GuardTripped(self._tripped)
+            return ""
+        if dst not in self._dests:
+            if self._host.is_destination(dst):
+                raise UnknownNode(f"{self.id}: ctx.http cannot call {dst!r}: clients serve no HTTP; call a node "
+                                  f"({list(self._dests)})")
+            raise UnknownNode(f"{self.id}: ctx.http cannot call unknown node {dst!r}; nodes are "
+                              f"{sorted(self._dests)}")
+        self._hev += 1
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(f"HTTP request {type!r} (to {dst})")
+        self._seq += 1
+        mid = f"{self.id}.{self.incarnation}.{self._seq}"
+        self._host.transmit_http(self, mid, dst, type, body_json, call)
+        return mid
+
+    def _http_failed(self, msg_id: str, exc: BaseException) -> bool:
+        """The HTTP call ``msg_id`` was refused or reset: raise ``exc`` in its coroutine.
+        False if nobody waits for it any more (answered, timed out, or the node is gone)."""
+        pending = self._rpcs.pop(msg_id, None)
+        if pending is None or self.dead:
+            return False
+        self._host.cancel(pending[1])
+        self._remember_answered(msg_id)
+        self._step(pending[0], None, exc, pending[2])   # the cause it awaited in, as a timeout does
+        return True
 
     def sleep(self, ms: float) -> _Await:
         """``await ctx.sleep(ms)`` inside a coroutine handler (ms on this node's clock)."""
@@ -322,6 +378,9 @@ class Context(CapacityMixin):
             if re in self._answered:  # a late or duplicated reply: the coroutine has moved on
                 self.count("late_replies")
                 return
+        elif self._routes is not None and msg.body.get("http") == "1.1":   # an HTTP request to a Service
+            self._http_request(msg)
+            return
         self._run(self._node.on_message, (self, msg), msg)
 
     def _fire(self, name: str) -> None:
@@ -391,14 +450,14 @@ class Context(CapacityMixin):
         if not isinstance(aw, _Await):
             coro.close()
             self._crash(TypeError(
-                f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...), ctx.sleep(ms) and "
-                f"ctx.work(ms) "
-                f"(asyncio functions do not run inside nodes)"), cause)
+                f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...), ctx.sleep(ms), "
+                f"ctx.work(ms), ctx.http calls and req.json()/text() (asyncio functions do not run inside "
+                f"nodes)"), cause)
             return
         kind = aw.kind
         if kind == "sleep":
             self._host.call_at(self._host.now() + aw.ms / self._rate, self._wake, coro, cause)
-        elif kind == "rpc":
+        elif kind == "rpc" or kind == "http":
             handle = self._host.call_at(self._host.now() + aw.ms / self._rate, self._rpc_timeout, aw, cause)
             self._rpcs[aw.msg_id] = (coro, handle, cause)
         else:
@@ -419,8 +478,14 @@ class Context(CapacityMixin):
         if pending is None or self.dead:
             return
         self._remember_answered(aw.msg_id)
-        err = RpcTimeout(f"{self.id}: no reply to rpc {aw.type!r} (id {aw.msg_id}) from {aw.dst} "
-                         f"within {aw.ms:g} ms")
+        if aw.kind == "http":
+            from .http_errors import ServerTimeoutError
+            err: BaseException = ServerTimeoutError(
+                f"{self.id}: no response to {aw.type} from {aw.dst} (request {aw.msg_id}) within {aw.ms:g} ms")
+            self._host.cancel_http(self, aw.msg_id)
+        else:
+            err = RpcTimeout(f"{self.id}: no reply to rpc {aw.type!r} (id {aw.msg_id}) from {aw.dst} "
+                             f"within {aw.ms:g} ms")
         self._step(pending[0], None, err, cause)
 
     # -- the storm guard (labkit.guard) ------------------------------------------------------
@@ -484,7 +549,8 @@ class Context(CapacityMixin):
     def _crash(self, exc: BaseException, cause: Any, tb: str | None = None) -> None:
         if isinstance(exc, RuntimeError) and "no running event loop" in str(exc):
             hint = TypeError("a handler called an asyncio function (e.g. asyncio.sleep); nodes have no "
-                             "asyncio event loop: use `await ctx.sleep(ms)` and `await ctx.rpc(...)`")
+                             "asyncio event loop: use `await ctx.sleep(ms)`, `await ctx.rpc(...)` and "
+                             "`await ctx.http.get(...)`")
             hint.__cause__ = exc
             hint.__traceback__ = exc.__traceback__
             exc = hint

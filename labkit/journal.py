@@ -41,6 +41,8 @@ KINDS = {
     "timer_fire": "a timer fired (`name`)",
     "start": "a node incarnation started (`incarnation`)",
     "crash": "a handler raised: the node is down (`error`, `traceback`, `cause`, `seed`)",
+    "handler_error": "a service's HTTP handler raised: answered 500, the node goes on (`error`, `traceback`, "
+                     "`handler`, `request` id, `method`, `path`, `remote`, `seed`)",
     "kill": "the node was killed (SIGKILL in the processes runtime)",
     "restart": "the node was restarted with its durable storage",
     "pause": "the node was paused (SIGSTOP)",

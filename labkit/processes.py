@@ -223,6 +223,8 @@ class ProcessRuntime(RuntimeBase):
         self._lagging: dict[str, int] = {}        # "id/incarnation" -> newest change not acked
         self._closed = False
         self._next_exit_check = 0.0             # monotonic s: when _pump next asks for exits
+        from .service import is_service
+        self._services = frozenset(n for n, f in self.factories.items() if is_service(f))
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
         # kill the nodes and remove the directory. (A SIGKILLed parent is the pipe's job.)
         self._pids: set[int] = set()
@@ -233,7 +235,7 @@ class ProcessRuntime(RuntimeBase):
 
     # -- starting nodes --------------------------------------------------------------------
     def _spec(self, rec: NodeRecord) -> dict:
-        return {"id": rec.id, "nodes": list(self.node_ids), "dir": self.dir, "seed": self.seed,
+        return {"service": rec.id in self._services, "services": sorted(self._services), "id": rec.id, "nodes": list(self.node_ids), "dir": self.dir, "seed": self.seed,
                 "incarnation": rec.incarnation, "t0": self.t0, "launched_at": self.now(),
                 "offset_ms": rec.offset_ms, "rate": rec.rate, "slow": rec.slow, "fsync": self.fsync,
                 "guard": self.guard.as_dict() if self.guard is not None else None}
@@ -311,6 +313,31 @@ class ProcessRuntime(RuntimeBase):
         with self._lock:
             self._signal(rec, signal.SIGKILL)
             rec.proc.join(5)
+            self._forget_port(rec.id)
+
+    def _forget_port(self, node: str) -> None:
+        """A dead service's port file goes with it: callers are refused at once, and never
+        sent to whatever process gets that port number next."""
+        try:
+            os.unlink(os.path.join(self.dir, f"{node}.port"))
+        except FileNotFoundError:
+            pass
+
+    def url(self, node: str) -> str:
+        rec = self.records[node]
+        if node not in self._services:
+            raise LabkitError(f"cluster.url({node!r}): {node} is a plain labkit.Node, not a labkit.Service; "
+                              f"it serves no HTTP")
+        self.poll_states()
+        if rec.state in ("down", "crashed"):
+            raise LabkitError(f"cluster.url({node!r}): {node} is {rec.state}; cluster.restart({node!r}) "
+                              f"brings it back (on a new port: ask for its url again)")
+        try:
+            with open(os.path.join(self.dir, f"{node}.port")) as f:
+                scheme, port, _ = f.read().split()
+        except (OSError, ValueError):
+            raise LabkitError(f"cluster.url({node!r}): {node} is not listening (it is {rec.state})") from None
+        return f"{scheme}://127.0.0.1:{port}"
 
     def pause(self, rec: NodeRecord) -> None:
         self._signal(rec, signal.SIGSTOP)
@@ -457,11 +484,13 @@ class ProcessRuntime(RuntimeBase):
                     # journals only: a node id may itself start with "j-" ("j-x.in")
                     self._read_file(os.path.join(self.dir, name))
             store.sync()
-            new = store.text_rows_of_kinds(("stats", "crash"), self._scanned)
+            new = store.text_rows_of_kinds(("stats", "crash", "handler_error"), self._scanned)
             self._scanned = store.nrows
             for e in store.events(new):
                 if e.kind == "stats":
                     self._stats[e.node] = e
+                elif e.kind == "handler_error":
+                    self.report_handler_error(e)
                 else:
                     rec = self.records.get(e.node)
                     if rec is not None and e.get("incarnation") == rec.incarnation:

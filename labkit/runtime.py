@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from collections import deque
 
-from .errors import MessageError, NodeCrashed, NodeDown, RequestTimeout
+from .errors import LabkitError, MessageError, NodeCrashed, NodeDown, RequestTimeout
 from .guard import DEFAULTS as GUARD_DEFAULTS, Guard
 from .journal import Event
 from .context import crash_report
@@ -52,6 +52,7 @@ class RuntimeBase:
         #: never sees a node half-way through a kill, restart or close.
         self.lock = threading.RLock()
         self.crashes: list[Event] = []
+        self.handler_errors: list[Event] = []   # handler_error events (HTTP 500s), as reported
         self.crashed_ids: set[str] = set()
         self._client_seq = 0
         self._awaiting: dict[str, Callable[[Event], None] | None] = {}  # client msg id -> callback
@@ -166,6 +167,19 @@ class RuntimeBase:
             self.crashed_ids.add(ev.id)
         if self.echo_crashes:
             print(crash_report(ev), file=sys.stderr)
+
+    def url(self, node: str) -> str:
+        """The node's HTTP address (processes runtime only)."""
+        raise LabkitError(f"cluster.url({node!r}): the simulator has no sockets, so there is no URL to open: its "
+                          f"HTTP exchanges are messages in virtual time. Use cluster.http({node!r}).get(path) here, "
+                          f"or Cluster(..., runtime='processes') for a real address that curl and a browser reach")
+
+    def report_handler_error(self, ev: Event) -> None:
+        """A service's handler raised (answered 500; the node goes on): show it like a crash."""
+        self.handler_errors.append(ev)
+        if self.echo_crashes:
+            from .service import handler_error_report
+            print(handler_error_report(ev), file=sys.stderr)
 
     def finish_request(self, reply: Event | None, mid: str, node: str, type: str, timeout: float) -> Event:
         if reply is not None:

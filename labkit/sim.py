@@ -36,6 +36,7 @@ import signal
 import threading
 from typing import Any, Callable
 
+from ._sim_http import SimHttpMixin
 from .context import Context
 from .errors import Interrupted, LabkitError
 from .guard import StormError
@@ -93,8 +94,21 @@ class _SimHost:
     def crashed(self, ctx: Context, ev: Event) -> None:
         self.rt._node_crashed(self.rec, ev)
 
+    # HTTP: see labkit._sim_http
+    def transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
+        self.rt._transmit_http(ctx, mid, dst, type, body_json)
 
-class SimRuntime(RuntimeBase):
+    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+        self.rt._respond_http(ctx, mid, dst, type, re, body_json)
+
+    def cancel_http(self, ctx: Context, mid: str) -> None:
+        pass  # the response, if one comes, is dropped as "connection closed" (see _sim_http)
+
+    def handler_failed(self, ctx: Context, ev: Event) -> None:
+        self.rt.report_handler_error(ev)
+
+
+class SimRuntime(SimHttpMixin, RuntimeBase):
     """One process, virtual time, one seed."""
 
     name = "sim"
@@ -110,6 +124,7 @@ class SimRuntime(RuntimeBase):
         self._sigint_installed = False
         self._running = False       # inside _run_until: a storm stops the run (see _node_crashed)
         self._storm: str | None = None
+        self._http_setup()
 
     # -- the heap --------------------------------------------------------------------------
     def _push(self, t: float, fn: Callable[..., None], args: tuple) -> list:
@@ -268,6 +283,7 @@ class SimRuntime(RuntimeBase):
 
     def _node_crashed(self, rec: NodeRecord, ev: Event) -> None:
         rec.state = "crashed"
+        self._reset_http(rec.id)
         self.report_crash(ev)
         if self._running and ev.get("guard"):
             # Raised by the loop once the handler is out of the way: raised from here, inside
@@ -347,8 +363,11 @@ class SimRuntime(RuntimeBase):
         if rec.ctx is not None:
             rec.ctx._kill()
         rec.state = "down"
+        self._reset_http(rec.id)
         backlog, rec.deferred = rec.deferred, []
         for fn, args in backlog:  # messages a paused node never handled are lost with it
+            if self._deferred_http_lost(fn, args):
+                continue
             if fn == self._arrive:
                 w = args[0]
                 self.events.append(Event(self.t, "drop", w[1], w[3], wire=w, extra={"rule": "node down"}))

@@ -11,6 +11,13 @@
 apply, ``advance`` ends the work, ``in_flight`` / ``queued`` / ``counters["shed"]`` show the
 load, and ``slow(factor)`` plays ``cluster.slow``.
 
+A ``labkit.Service`` is tested through its routes, and its own HTTP calls answered by hand:
+
+    r = ctx.fetch(node, "GET", "/stock/apple")    # runs the handler; returns an HttpResponse
+    assert r.status == 200 and r.json() == {"count": 3}
+    call = ctx.http_requests()[-1]                # a ctx.http call the node made (a Message)
+    ctx.respond(call, status=200, json={"ok": True})   # or ctx.refuse(call) / ctx.reset(call)
+
 It is the real ``Context`` on a tiny host that records instead of sending, with a clock you
 move by hand -- so what passes here behaves the same in a cluster.
 """
@@ -38,6 +45,8 @@ class _FakeHost:
         self.events: list[Event] = []
         self.crash: Event | None = None
         self.nodes = nodes
+        self.responses: dict[str, Message] = {}     # request id -> the service's response
+        self.handler_errors: list[Event] = []
 
     def now(self) -> float:
         return self.t
@@ -61,6 +70,22 @@ class _FakeHost:
 
     def crashed(self, ctx: Context, ev: Event) -> None:
         self.crash = ev
+
+    def transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
+        self.transmit(ctx, mid, dst, type, None, body_json)
+
+    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+        w = wire(ctx.id, dst, type, mid, re, self.t, body_json)
+        msg = decode(w)
+        self.sent.append(msg)
+        self.responses[re] = msg
+        self.events.append(Event(self.t, "send", ctx.id, mid, wire=w))
+
+    def cancel_http(self, ctx: Context, mid: str) -> None:
+        pass
+
+    def handler_failed(self, ctx: Context, ev: Event) -> None:
+        self.handler_errors.append(ev)
 
 
 class FakeContext(Context):
@@ -103,9 +128,12 @@ class FakeContext(Context):
         return [m for m in self.sent if (type is None or m.type == type) and (dst is None or m.dst == dst)]
 
     def _use(self, node: Node) -> None:
+        """Run ``node`` from now on: its capacity (``workers``, ``queue_limit``) and, for a
+        ``labkit.Service``, its routes."""
         if node is not self._node:
             self._node = node
             self._workers, self._queue_limit = check_capacity(node, self.id)
+        self._routes = getattr(type(node), "_labkit_routes", None)
 
     def slow(self, factor: float) -> None:
         """Make this node's ``ctx.work`` take ``factor`` (in [1, 1000]) times as long from now
@@ -138,6 +166,76 @@ class FakeContext(Context):
             entry[2](*entry[3])
             self._reraise()
         host.t = end
+
+    # -- services (labkit.Service) -------------------------------------------------------------
+    @property
+    def handler_errors(self) -> list[Event]:
+        """``handler_error`` events: handlers that raised (answered 500), with tracebacks."""
+        return self._fake.handler_errors
+
+    def fetch(self, node: Node, method: str, path: str, *, json: Any = None, data: Any = None,
+              headers: Any = None, params: Any = None, src: str = "client", timeout: float = 1000.0) -> Any:
+        """Send an HTTP request from ``src`` to the service ``node`` and return its
+        ``labkit.HttpResponse`` (``status``, ``headers``, ``json()``, ``text()``). While the
+        handler waits (``ctx.sleep``, ``ctx.work``, its own HTTP calls), the clock moves to
+        each due timer in turn, for at most ``timeout`` ms; no response by then raises
+        AssertionError (answer the node's own calls first with ``respond``)."""
+        from .http_types import HttpResponse, encode_request, header_list, query_string, request_payload
+        self._use(node)
+        if self._routes is None:
+            raise TypeError(f"FakeContext.fetch: {type(node).__name__} is not a labkit.Service; it serves no HTTP")
+        where = f"FakeContext.fetch({method!r}, {path!r})"
+        timeout = argcheck.ms(timeout, f"{where} timeout", positive=True)
+        p, qs = query_string(path, params, where)
+        hl = header_list(headers, where)
+        body_json = encode_request(method.upper(), p, qs, hl, request_payload(json, data, hl, where))
+        self._n += 1
+        mid = f"{src}.0.{self._n}"
+        msg = decode(wire(src, self.id, f"{method.upper()} {p}", mid, None, self.now, body_json))
+        self._deliver(msg)
+        self._reraise()
+        host = self._fake
+        end = host.t + timeout
+        while mid not in host.responses:
+            entry = host.timers.pop_due(end)
+            if entry is None:
+                raise AssertionError(f"{where}: no response within {timeout:g} ms of fake time; is the handler "
+                                     f"waiting for one of its own HTTP calls? (ctx.http_requests(), ctx.respond)")
+            host.t = entry[0]
+            entry[2](*entry[3])
+            self._reraise()
+        r = host.responses.pop(mid)
+        return HttpResponse._from_message(r)
+
+    def http_requests(self, dst: str | None = None) -> list[Message]:
+        """The HTTP requests this node made with ``ctx.http`` (as Messages: ``type`` is
+        "GET /path", the body holds method, path, query, headers and payload)."""
+        return [m for m in self.sent if m.body.get("http") == "1.1" and "method" in m.body
+                and (dst is None or m.dst == dst)]
+
+    def respond(self, request: Message, status: int = 200, *, json: Any = None, text: str | None = None,
+                headers: Any = None) -> None:
+        """Answer the node's HTTP call ``request`` (from ``http_requests()``) as its server would."""
+        from .http_types import Response, json_response
+        from .message import loads
+        resp = json_response(json, status=status, headers=headers) if json is not None else             Response(status=status, text=text, headers=headers)
+        self._n += 1
+        reply = Message(request.dst, self.id, str(status), f"{request.dst}.0.{self._n}",
+                        loads(resp._encode()), request.id, self.now)
+        self._deliver(reply)
+        self._reraise()
+
+    def refuse(self, request: Message) -> None:
+        """Make the node's HTTP call ``request`` fail as refused (``ClientConnectorError``)."""
+        from .http_errors import ClientConnectorError
+        self._http_failed(request.id, ClientConnectorError(f"{request.dst}: connection refused (FakeContext.refuse)"))
+        self._reraise()
+
+    def reset(self, request: Message) -> None:
+        """Make the node's HTTP call ``request`` fail as reset (``ServerDisconnectedError``)."""
+        from .http_errors import ServerDisconnectedError
+        self._http_failed(request.id, ServerDisconnectedError(f"{request.dst}: server disconnected (FakeContext.reset)"))
+        self._reraise()
 
     def _reraise(self) -> None:
         if self._raise and self._fake.crash is not None:

@@ -288,7 +288,8 @@ def _op(inv: Any, done: Any) -> Op:
 
 def _journal_ops(journal: Journal) -> list[Op]:
     """Client requests in a journal: a client's send is the invocation, the reply delivered
-    to it (``re`` = the request id) the completion; a reply of type "error" is a failure."""
+    to it (``re`` = the request id) the completion; a reply of type "error" is a failure, and
+    so is an HTTP response (``cluster.http``) with a status of 400 or more."""
     sends, replies = [], {}
     for e in journal:
         if e.kind == "send" and is_client_id(e.node):
@@ -300,9 +301,15 @@ def _journal_ops(journal: Journal) -> list[Op]:
         r = replies.get(s.id)
         value = _body_value(r.get("body")) if r is not None else None
         value = _body_value(s.get("body")) if value is None else value
-        ty = "info" if r is None else ("fail" if r.type == "error" else "ok")
+        ty = "info" if r is None else ("fail" if r.type == "error" or _http_failed(r) else "ok")
         ops.append(Op(s.node, s.type, value, None, ty, s.t, r.t if r is not None else None, s, r))
     return ops
+
+
+def _http_failed(reply: Any) -> bool:
+    """Is ``reply`` an HTTP response (see ``labkit.http_types``) with an error status?"""
+    t = reply.type
+    return bool(t) and t.isdigit() and int(t) >= 400 and (reply.get("body") or {}).get("http") == "1.1"
 
 
 def _body_value(body: Any) -> Any:

@@ -1,0 +1,407 @@
+"""The node process's asyncio loop: a real aiohttp server and client (processes runtime).
+
+Theory of operation. A ``labkit.Service`` runs this loop from the start; a plain ``Node``
+switches to it at the end of the round of its first ``ctx.http`` call (before, it runs
+``_child``'s poll loop; plain nodes that never call HTTP keep that loop and its speed). The
+node object, its sockets, scheduler and context are the same; only the loop differs:
+
+* ZeroMQ sockets are watched with ``loop.add_reader`` on their ``zmq.FD``. That descriptor is
+  *edge*-triggered: it signals a change, not a level, so each reader drains while the socket's
+  ``EVENTS`` says POLLIN, re-checking after every ``recv`` and after every ``send`` on the same
+  socket (the control socket answers each command), and the readers run once at start for
+  what came before they were registered;
+* labkit's timers (``Scheduler``) are driven by one asyncio ``TimerHandle`` at the earliest due
+  time, re-armed at the end of every round;
+* every callback that runs node code (a frame from the inbox, a control command, a timer, an
+  HTTP request or response) ends its round with ``_flush``: the round's journal lines go out in
+  one ``os.write`` *before* anything the round sent -- ZeroMQ frames, HTTP responses (futures
+  resolved for the aiohttp handlers waiting on them) and HTTP calls (tasks started) -- so the
+  journal never shows a delivery whose send it lacks.
+
+The server listens on an ephemeral loopback TCP port (``127.0.0.1:0``) and writes it to
+``<id>.port`` in the cluster's private 0700 directory (atomically; removed when the node
+dies), where callers and ``cluster.url`` find it; a restarted node writes its new port. TCP
+rather than a unix socket: one listener serves peers and outside tools (curl, a browser),
+and TLS works node to node (aiohttp's ``UnixConnector`` cannot do TLS: it passes no ``ssl``
+to ``create_unix_connection``). Calls carry ``X-Labkit-From/Id/At`` headers so the server
+journals the same message id and send time the caller did; requests without them come from
+outside (sender "client") and sit outside the network model, like the notebook's.
+
+Faults (the same meaning as in the simulator, ``labkit._sim_http``; the *receiver* applies
+the ``NetworkModel``, per direction, as for messages):
+
+=========================  ===============================  ==============================
+fault                      request (caller -> server)       response (server -> caller)
+=========================  ===============================  ==============================
+partition / cut link       black hole: the caller checks    the caller drops it on arrival
+                           the link before connecting;      -> ServerTimeoutError
+                           the server drops it on arrival
+                           -> ServerTimeoutError
+one-way cut                only that direction is lost      only that direction is lost
+delay / jitter / reorder   the server delays the handler    the caller delays the resumption
+drop (probability)         the server never answers         the caller ignores the response
+duplicate                  none (TCP delivers once)         none
+kill / crash               refused: ClientConnectorError    open requests are reset:
+                           (the port is closed)             ServerDisconnectedError
+pause (SIGSTOP)            the kernel accepts, nobody       (the caller waits) -> timeout
+                           answers -> ServerTimeoutError
+skew                       the node's clock: its timeouts and ctx.now run on it
+a plain Node as server     refused: ClientConnectorError (it has no server)
+=========================  ===============================  ==============================
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from ._child import MAX_BATCH, _Node
+from .http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError
+from .http_types import encode_request, encode_response, headers_for_journal, payload_bytes, payload_of_bytes
+from .message import ID_CHARS, Message, dumps as _dumps, loads
+
+URL: Any = None   # yarl.URL, imported with aiohttp when the loop starts
+
+#: Headers the HTTP stacks add by themselves: kept from the journaled message bodies, so the
+#: caller's ``send`` and the server's ``deliver`` of one exchange hold the same body.
+REQUEST_STACK_HEADERS = frozenset({"host", "user-agent", "accept", "accept-encoding", "content-length",
+                                   "connection", "keep-alive", "transfer-encoding"})
+RESPONSE_STACK_HEADERS = frozenset({"date", "server", "content-length", "connection", "keep-alive",
+                                    "transfer-encoding"})
+
+
+def run_async(node: _Node, started: bool) -> None:
+    """Run ``node`` on the asyncio loop until it ends (the process exits from inside)."""
+    node.__class__ = AsyncNode
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(node._amain(started))  # type: ignore[attr-defined]
+
+
+class AsyncNode(_Node):
+    """``_Node`` on asyncio, with the HTTP side of the Host interface."""
+
+    async def _amain(self, started: bool) -> None:
+        import aiohttp
+        import zmq
+        global URL
+        from yarl import URL
+        self.aiohttp = aiohttp
+        self.loop = loop = asyncio.get_running_loop()
+        self.serving: dict[str, list] = {}    # request id -> [future, outside?]
+        self.http_resp: list[tuple] = []      # (future, web.Response, outside?, wire, dst) after the write
+        self.calls: dict[str, asyncio.Task] = {}
+        self.ports: dict[str, tuple] = {}
+        self.ext_seq = 0
+        self.timer_handle: Any = None
+        self.timer_due: float | None = None
+        self.port_path = os.path.join(self.spec["dir"], f"{self.id}.port")
+        self.services = frozenset(self.spec.get("services", ()))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False, skip_auto_headers=("Content-Type",))
+        # aiohttp retries an idempotent request once on a new connection when a pooled one was
+        # closed under it; a server killed mid-request must look reset (as in the simulator),
+        # not refused by the retry. (A private flag, the one aiohttp's own test client sets.)
+        if hasattr(self.session, "_retry_connection"):
+            self.session._retry_connection = False
+        self.EVENTS, self.POLLIN, self.NOBLOCK = zmq.EVENTS, zmq.POLLIN, zmq.NOBLOCK
+        if not started:
+            self.gc_setup()
+            self.ctx._start()
+            if self.spec.get("service") and not self.has_crashed:
+                await self._serve()
+            self._flush()
+            if self.has_crashed:
+                return
+            self.control.send(_dumps({"op": "started"}).encode())
+        loop.add_reader(self.control.getsockopt(zmq.FD), self._on_control)
+        loop.add_reader(self.inbox.getsockopt(zmq.FD), self._on_inbox)
+        loop.add_reader(self.watch.fileno(), self._parent_gone)
+        self._on_control()            # what came before the readers were registered
+        self._on_inbox()
+        self._end_round()
+        await loop.create_future()    # forever: the process ends with os._exit
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+        ssl_ctx = self.ctx._node.ssl_context(self.ctx)
+        self.scheme = "https" if ssl_ctx is not None else "http"
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        srv = await self.loop.create_server(server, "127.0.0.1", 0, ssl=ssl_ctx, backlog=512)
+        port = srv.sockets[0].getsockname()[1]
+        tmp = self.port_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{self.scheme} {port} {self.spec['incarnation']}\n")
+        os.replace(tmp, self.port_path)
+
+    # -- rounds -------------------------------------------------------------------------------------
+    def _end_round(self) -> None:
+        if self.has_crashed:
+            return
+        self._flush()
+        due = self.timers.next_time()
+        if due == self.timer_due and self.timer_handle is not None:
+            return
+        if self.timer_handle is not None:
+            self.timer_handle.cancel()
+            self.timer_handle = None
+        self.timer_due = due
+        if due is not None:
+            self.timer_handle = self.loop.call_at(self.t0 + due / 1000.0, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer_handle = None
+        self.timer_due = None
+        timers = self.timers
+        now = self.now()
+        while not self.has_crashed:
+            entry = timers.pop_due(now)
+            if entry is None:
+                break
+            entry[2](*entry[3])
+        self._end_round()
+        if self.survivors[0]:
+            self.survivors[0] = False
+            import gc
+            gc.freeze()
+
+    def _on_control(self) -> None:
+        control = self.control
+        while control.getsockopt(self.EVENTS) & self.POLLIN:   # re-checked after each ack sent
+            self._control(control.recv(self.NOBLOCK))
+        self._end_round()
+
+    def _on_inbox(self) -> None:
+        inbox = self.inbox
+        n = 0
+        while not self.has_crashed and inbox.getsockopt(self.EVENTS) & self.POLLIN:
+            self._arrive_frame(inbox.recv(self.NOBLOCK))
+            n += 1
+            if n >= MAX_BATCH:                   # let the rest of the loop run; come back
+                self.loop.call_soon(self._on_inbox)
+                break
+        self._end_round()
+
+    def _flush(self) -> None:
+        _Node._flush(self)
+        if self.http_resp:
+            resp, self.http_resp = self.http_resp, []
+            for fut, web_resp, outside, w, dst in resp:
+                if fut.done():                   # the caller went away meanwhile
+                    self._journal_drop(dst, w, "connection closed")
+                    continue
+                fut.set_result(web_resp)
+                if outside:                     # nobody else can journal an outside client's receipt
+                    self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"deliver","node":"{dst}",{w[1:]}\n')
+        if self.http_out:
+            out, self.http_out = self.http_out, []
+            for mid, dst, call, w, at in out:
+                self.calls[mid] = self.loop.create_task(self._call(mid, dst, call, w, at))
+        if self.jbuf:
+            _Node._flush(self)
+
+    def crashed(self, ctx: Any, ev: Any) -> None:
+        try:
+            os.unlink(self.port_path)          # callers are refused at once, never sent elsewhere
+        except (OSError, AttributeError):
+            pass
+        _Node.crashed(self, ctx, ev)
+
+    def _journal_drop(self, node: str, wire: str, rule: str) -> None:
+        self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"drop","node":{_dumps(node)},{wire[1:-1]},'
+                         f'"rule":{_dumps(rule)}}}\n')
+
+    # -- the caller's side ---------------------------------------------------------------------------
+    def _port_of(self, dst: str) -> tuple[str, int] | None:
+        path = os.path.join(self.spec["dir"], f"{dst}.port")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns)
+        cached = self.ports.get(dst)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            with open(path) as f:
+                scheme, port, _ = f.read().split()
+        except (OSError, ValueError):
+            return None
+        found = (scheme, int(port))
+        self.ports[dst] = (key, found)
+        return found
+
+    def cancel_http(self, ctx: Any, mid: str) -> None:
+        task = self.calls.pop(mid, None)
+        if task is not None:
+            task.cancel()                      # closes the connection: the server sees the caller go
+
+    def _fail(self, mid: str, dst: str, w: str, rule: str, exc: BaseException) -> None:
+        self._journal_drop(dst, w, rule)
+        self.ctx._http_failed(mid, exc)
+
+    async def _call(self, mid: str, dst: str, call: Any, w: str, at: float) -> None:
+        aiohttp = self.aiohttp
+        src = self.id
+        what = f"{src}: {call.method} {call.path} to {dst} (request {mid})"
+        try:
+            rule = self.net.blocked(src, dst)
+            if rule is not None:               # a black hole: the caller's timeout ends it
+                self._journal_drop(dst, w, rule)
+                return
+            if dst not in self.services:
+                self._fail(mid, dst, w, "not serving HTTP", ClientConnectorError(
+                    f"{what}: connection refused; {dst} is a plain labkit.Node, not a labkit.Service: "
+                    f"it serves no HTTP"))
+                return
+            found = self._port_of(dst)
+            if found is None:
+                self._fail(mid, dst, w, "node down", ClientConnectorError(
+                    f"{what}: connection refused; {dst} is down (killed or crashed): nothing listens"))
+                return
+            scheme, port = found
+            if (scheme == "https") != (call.ssl is not None):
+                self._fail(mid, dst, w, "TLS mismatch", ClientSSLError(
+                    f"{what}: {dst} serves {scheme.upper()}; " + ("pass ssl=<an ssl.SSLContext that trusts its "
+                                                                   "certificate>" if scheme == "https" else
+                                                                   "call it without ssl=")))
+                return
+            url = f"{scheme}://127.0.0.1:{port}{call.path}" + (f"?{call.query}" if call.query else "")
+            headers = [(k, v) for k, v in call.headers]
+            headers += [("X-Labkit-From", src), ("X-Labkit-Id", mid), ("X-Labkit-At", repr(round(at, 3)))]
+            kw: dict[str, Any] = {"ssl": call.ssl, "server_hostname": dst} if call.ssl is not None else {}
+            async with self.session.request(call.method, URL(url, encoded=True), headers=headers,
+                                            data=payload_bytes(call.payload) or None, **kw) as resp:
+                body = await resp.read()
+        except asyncio.CancelledError:
+            return                            # the call timed out (cancel_http)
+        except aiohttp.ClientSSLError as e:
+            self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{what}: TLS handshake failed: {e}"))
+        except aiohttp.ClientConnectorError as e:
+            self._fail(mid, dst, w, "node down", ClientConnectorError(f"{what}: connection refused ({e})"))
+        except (aiohttp.ClientError, OSError) as e:
+            self._fail(mid, dst, w, "connection reset", ServerDisconnectedError(
+                f"{what}: {dst} went away while the request was open: server disconnected ({type(e).__name__}: {e})"))
+        else:
+            self._response(mid, dst, resp, body)
+        finally:
+            self.calls.pop(mid, None)
+            self._end_round()
+
+    def _response(self, mid: str, dst: str, resp: Any, body: bytes) -> None:
+        real = list(resp.headers.items())
+        rid = resp.headers.get("X-Labkit-Id") or f"{dst}.0.{mid}"
+        try:
+            rat = float(resp.headers.get("X-Labkit-At", ""))
+        except ValueError:
+            rat = self.now()
+        payload = payload_of_bytes(body, resp.headers.get("Content-Type"))
+        body_json = encode_response(resp.status, resp.reason, headers_for_journal(real, RESPONSE_STACK_HEADERS),
+                                    payload)
+        w = self.wire(dst, self.id, str(resp.status), rid, mid, rat, body_json)
+        delays, rule = self.net.route(dst, self.id, self.net_rng)
+        if rule is not None:
+            self._journal_drop(self.id, w, rule)
+            return
+        msg = Message(dst, self.id, str(resp.status), rid, loads(body_json), mid, rat)
+        msg.body["headers"] = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
+        if delays[0] <= 0:
+            self._response_arrives(w, msg)
+        else:
+            self.call_at(self.now() + delays[0], self._response_later, w, msg)
+
+    def _response_later(self, w: str, msg: Message) -> None:
+        rule = self.net.blocked(msg.src, self.id)
+        if rule is not None:
+            self._journal_drop(self.id, w, rule)
+            return
+        self._response_arrives(w, msg)
+
+    def _response_arrives(self, w: str, msg: Message) -> None:
+        if msg.in_reply_to not in self.ctx._rpcs:   # it timed out meanwhile
+            self._journal_drop(self.id, w, "connection closed")
+            return
+        self._journal_msg("deliver", w)
+        self.ctx._deliver(msg)
+
+    # -- the server's side ---------------------------------------------------------------------------
+    async def _handle(self, request: Any) -> Any:
+        from aiohttp import web
+        body = await request.read()
+        h = request.headers
+        src = h.get("X-Labkit-From")
+        now = self.now()
+        outside = src is None
+        if outside:                           # curl, a browser, requests: outside the network model
+            self.ext_seq += 1
+            src, mid, at = "client", f"{self.id}.{self.spec['incarnation']}.x{self.ext_seq}", now
+        else:
+            mid = h.get("X-Labkit-Id", "")
+            try:
+                at = float(h.get("X-Labkit-At", ""))
+            except ValueError:
+                at = -1.0
+            if src not in self._node_set or not mid or not set(mid) <= ID_CHARS or len(mid) > 100 or at < 0:
+                return web.Response(status=400, text="400: Bad Request: malformed X-Labkit-* headers")
+        real = list(h.items())
+        body_json = encode_request(request.method, request.path, request.query_string,
+                                   headers_for_journal(real, REQUEST_STACK_HEADERS),
+                                   payload_of_bytes(body, h.get("Content-Type")))
+        type = f"{request.method} {request.path}"
+        w = self.wire(src, self.id, type, mid, None, at, body_json)
+        fut = self.loop.create_future()
+        self.serving[mid] = [fut, outside]
+        msg = Message(src, self.id, type, mid, loads(body_json), None, at)
+        msg.body["headers"] = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
+        try:
+            if outside:
+                self._request_arrives(w, msg)
+            else:
+                delays, rule = self.net.route(src, self.id, self.net_rng)
+                if rule is not None:
+                    self._journal_drop(self.id, w, rule)     # a black hole: never answered
+                elif delays[0] > 0:
+                    self.call_at(now + delays[0], self._request_later, w, msg)
+                else:
+                    self._request_arrives(w, msg)
+            self._end_round()
+            return await fut
+        finally:
+            self.serving.pop(mid, None)
+
+    def _request_later(self, w: str, msg: Message) -> None:
+        rule = self.net.blocked(msg.src, self.id)
+        if rule is not None:
+            self._journal_drop(self.id, w, rule)
+            return
+        self._request_arrives(w, msg)
+
+    def _request_arrives(self, w: str, msg: Message) -> None:
+        self._journal_msg("deliver", w)
+        self.ctx._deliver(msg)
+
+    def respond_http(self, ctx: Any, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+        from aiohttp import web
+        from multidict import CIMultiDict
+        now = self.now()
+        w = self.wire(self.id, dst, type, mid, re, now, body_json)
+        self.jbuf.append(f'{{"t":{now:.3f},"kind":"send","node":{self.jid},{w[1:]}\n')
+        entry = self.serving.pop(re, None)
+        if entry is None:
+            if self.is_client_id(dst):         # the notebook's request came over ZeroMQ
+                self.out.append((dst, w))
+            else:
+                self._journal_drop(dst, w, "connection closed")
+            return
+        d = loads(body_json)
+        headers = CIMultiDict(d.get("headers") or ())
+        headers["X-Labkit-Id"] = mid
+        headers["X-Labkit-At"] = repr(round(now, 3))
+        pl = next(((k, d[k] if k != "json" else _dumps(d[k])) for k in ("json", "body", "body64") if k in d), None)
+        resp = web.Response(status=d["status"], reason=d.get("reason"), body=payload_bytes(pl), headers=headers)
+        self.http_resp.append((entry[0], resp, entry[1], w, dst))
+
+    def handler_failed(self, ctx: Any, ev: Any) -> None:
+        pass   # journaled; the notebook prints it when it reads the journal
+
