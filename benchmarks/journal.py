@@ -1,7 +1,7 @@
 """Read a 1.2M-event journal into the notebook's process: time and peak memory.
 
 The journal is a minute of fast gossip on 48 nodes, built synthetically (no cluster runs) but
-written line by line by the node runtime's own journal writer (``labkit._child._Node``'s
+written line by line by the node runtime's own journal writer (``labkit.runtime.child._Node``'s
 ``transmit`` / ``_journal_msg`` / ``record``), one file per node as in a real run: every
 ~14 ms each node's timer fires, it sends a gossip message to two random peers (each
 delivered, or now and then dropped, at the peer), sets its timer again; now and then it
@@ -159,7 +159,7 @@ def measure(what: str, d: str) -> dict:
     import labkit
     from labkit.journal import Event, Journal, JournalLimits
     from labkit.journal_store import EventStore
-    from labkit.processes import ProcessRuntime
+    from labkit.runtime.processes import ProcessRuntime
 
     before = _rss_mb()
     t0 = time.perf_counter()
@@ -244,7 +244,7 @@ def main() -> None:
              f"in {time.perf_counter() - t0:.1f} s")
         from labkit.journal import Journal
         from labkit.journal_store import EventStore
-        from labkit.processes import ProcessRuntime
+        from labkit.runtime.processes import ProcessRuntime
         import types
         rt = types.SimpleNamespace(_files={}, events=EventStore(by_time=True))
         for path in _files(d):

@@ -1,4 +1,4 @@
-"""The reference Raft key-value store (labkit.raft.RaftKV) against PySyncObj, in the same run.
+"""The reference Raft key-value store (labkit.systems.raft.RaftKV) against PySyncObj, in the same run.
 
 Both: 3 nodes, one OS process each, on this machine (labkit over ZeroMQ ipc, PySyncObj over
 TCP loopback), one replicated write per operation.
@@ -39,7 +39,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import labkit  # noqa: E402
-from labkit.raft import RaftKV  # noqa: E402
+from labkit.systems.raft import RaftKV  # noqa: E402
 
 
 class DrivenKV(RaftKV):

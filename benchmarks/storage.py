@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from labkit.message import dumps as _dumps  # noqa: E402
-from labkit.storage import FileBackedData, Storage  # noqa: E402
+from labkit.runtime.storage import FileBackedData, Storage  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import emit, info, median  # noqa: E402

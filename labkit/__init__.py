@@ -30,7 +30,10 @@ with _held_interrupts():
         pass
     import zmq as _zmq  # noqa: F401
 
-    from . import _child, _pickling, processes, sim  # noqa: F401
+    from .runtime import child as _child  # noqa: F401
+    from .runtime import pickling as _pickling  # noqa: F401
+    from .runtime import processes  # noqa: F401
+    from .runtime import sim  # noqa: F401
 from .cluster import Cluster, NodeStatus
 from .context import Context
 from .errors import (ArgumentError, ClusterClosed, Interrupted, LabkitError, MessageError, NodeCrashed,
@@ -39,7 +42,7 @@ from .guard import Guard, StormError
 from .journal import KINDS, Event, Journal, JournalFull, JournalLimits
 from .message import Message
 from .nemesis import FAULTS, Schedule
-from .network import Link, NetworkModel
+from .runtime.network import Link, NetworkModel
 from .node import Node
 from .service import Service, delete, get, post, put, route
 from .http_types import ClientResponse, HttpResponse, Request, Response, json_response
@@ -53,7 +56,7 @@ from .http_errors import (ClientConnectionError, ClientConnectorError, ClientErr
 __version__ = "0.1.0"
 
 #: Loaded on first use, so node processes never pay for matplotlib or the checkers.
-_LAZY_MODULES = ("plots", "checkers", "checks", "history", "recorder", "testing", "edn", "widgets", "raft")
+_LAZY_MODULES = ("plots", "checkers", "checks", "history", "recorder", "testing", "edn", "widgets", "raft", "systems", "runtime")
 _LAZY_NAMES = {
     "History": "history", "Op": "history", "OpPair": "history", "HistoryError": "history",
     "Recorder": "recorder", "Client": "recorder", "KVProtocol": "recorder", "workload": "recorder",

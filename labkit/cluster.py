@@ -22,9 +22,9 @@ from .guard import resolve as resolve_guard
 from .journal import Event, Journal, JournalFull, _dumps as _journal_dumps
 from .message import ID_CHARS, EncodeError, Message, check_body
 from .nemesis import FAULTS, Schedule, plan
-from .network import Link, NetworkModel
+from .runtime.network import Link, NetworkModel
 from .node import Node
-from .runtime import RuntimeBase, is_client_id
+from .runtime.base import RuntimeBase, is_client_id
 
 RUNTIMES = ("processes", "sim")
 #: The range of ``skew(rate=...)``: a clock a thousand times slower or faster than true time.
@@ -117,7 +117,7 @@ class Cluster:
                  seed: int | None = None, fsync: bool = False, guard: Any = "default") -> None:
         """``fsync=True`` (processes runtime) makes every ``ctx.storage`` write survive a
         machine crash, not only a node kill, at the cost of a disk flush per write; see
-        ``labkit.storage`` for what "durable" means. The simulator keeps storage in memory."""
+        ``labkit.runtime.storage`` for what "durable" means. The simulator keeps storage in memory."""
         if not isinstance(fsync, bool):
             raise TypeError(f"fsync must be True or False, got {fsync!r}")
         if runtime not in RUNTIMES:
@@ -139,9 +139,9 @@ class Cluster:
         self._nemesis: Any = None
         rt_class: type[RuntimeBase]
         if runtime == "sim":
-            from .sim import SimRuntime as rt_class
+            from .runtime.sim import SimRuntime as rt_class
         else:
-            from .processes import ProcessRuntime as rt_class
+            from .runtime.processes import ProcessRuntime as rt_class
         self._rt: RuntimeBase = rt_class(factories, seed, self.net, self._events)
         self._rt.fsync = fsync  # type: ignore[attr-defined]
         self._rt.guard = limits
@@ -395,7 +395,7 @@ class Cluster:
         src -> dst (``"*"`` = every node). Returns the resulting settings of one matching link.
         ``bandwidth`` is bytes per second (e.g. 125_000 for 1 Mbit/s; None: no limit): each
         directed link then sends one message at a time, size / bandwidth each, and later
-        messages queue behind (see ``labkit.network``). Bad values raise ``ArgumentError``."""
+        messages queue behind (see ``labkit.runtime.network``). Bad values raise ``ArgumentError``."""
         self._live()
         link = self.net.set_link(src, dst, **settings)
         self._net_changed("link", src=src, dst=dst, **settings)

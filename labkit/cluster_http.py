@@ -29,7 +29,7 @@ from .errors import ArgumentError, NodeCrashed, NodeDown, RequestTimeout
 from .http_errors import ClientConnectorError, ServerDisconnectedError, ServerTimeoutError
 from .http_types import METHODS, HttpResponse, encode_request, header_list, query_string, request_payload
 from .message import Message, loads
-from .runtime import is_client_id
+from .runtime.base import is_client_id
 from .service import is_service
 
 if TYPE_CHECKING:

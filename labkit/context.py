@@ -11,7 +11,7 @@ guard's counts (``labkit.guard``) -- lives here once, so the two runtimes cannot
 Whatever a handler raises is that node's crash -- ``SystemExit``, ``KeyboardInterrupt`` and
 ``GeneratorExit`` included -- and never reaches the runtime's loop. The one exception that goes
 on up, after crashing the node, is ``labkit.Interrupted``: the reader's own Ctrl-C, which the
-simulator raises inside a handler that would not return (see ``labkit.sim``).
+simulator raises inside a handler that would not return (see ``labkit.runtime.sim``).
 
 Coroutine handlers are driven by hand, not by asyncio: a handler coroutine may await only
 ``ctx.rpc``, ``ctx.sleep``, ``ctx.work`` and ``ctx.http`` calls (and coroutines that never suspend,
@@ -36,7 +36,7 @@ from .guard import GuardTripped
 from .journal import Event, _dumps as _journal_dumps
 from .message import EncodeError, Message, check_body, dumps as _dumps, encode_body, quote
 from .service import ServingMixin
-from .storage import Storage
+from .runtime.storage import Storage
 
 if TYPE_CHECKING:
     from .node import Node

@@ -31,9 +31,9 @@ from .context import Context
 from .journal import Event
 from .message import Message, decode, encode, wire
 from .node import Node
-from .runtime import is_client_id
-from .scheduler import Scheduler
-from .storage import Storage
+from .runtime.base import is_client_id
+from .runtime.scheduler import Scheduler
+from .runtime.storage import Storage
 
 
 class _FakeHost:

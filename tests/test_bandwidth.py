@@ -1,4 +1,4 @@
-"""Bandwidth-limited links (labkit.network): a link sends one message at a time, each for
+"""Bandwidth-limited links (labkit.runtime.network): a link sends one message at a time, each for
 size / bandwidth, so a burst queues and leaves as a train -- in the model, the simulator and
 real processes."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import labkit
 from labkit import ArgumentError
 from labkit.faults import fault_spans
 from labkit.message import encode
-from labkit.network import Link, NetworkModel
+from labkit.runtime.network import Link, NetworkModel
 
 try:                                   # tests/ as a package, or as a plain directory
     from .capnodes import Burst
@@ -82,7 +82,7 @@ def test_sim_a_burst_leaves_as_a_train_spaced_by_size_over_bandwidth():
         train = _train(c, "n1", "n2")
         assert [i for _, i in train] == [0, 1, 2, 3, 4]          # first come, first served
         for k, (t, _) in enumerate(train):                       # wait, send, then 5 ms on the wire
-            assert t == pytest.approx(t0 + labkit.sim.HOP_MS + 5 + (k + 1) * tx, abs=1e-6)
+            assert t == pytest.approx(t0 + labkit.runtime.sim.HOP_MS + 5 + (k + 1) * tx, abs=1e-6)
         links = c.journal.filter(kind="link")
         assert links[0].get("bandwidth") == 100_000
         assert any(s.kind == "link" and "bandwidth=100000" in s.detail for s in fault_spans(c.journal))

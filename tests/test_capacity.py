@@ -321,7 +321,7 @@ def test_sim_slow_node_latency_is_exactly_factor_times():
             t0 = c.now
             reply = c.request(node, "job", ms=20)
             return c.now - t0, reply.body["served"]
-        hop = 2 * labkit.sim.HOP_MS
+        hop = 2 * labkit.runtime.sim.HOP_MS
         assert latency("n1") == pytest.approx((20 + hop, 20), abs=1e-9)
         c.slow("n1", 5)
         assert c.status()["n1"].slow == 5 and "5x slow" in str(c.status()["n1"])

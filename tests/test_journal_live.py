@@ -9,7 +9,7 @@ import pytest
 import labkit
 from labkit.journal import JournalFull
 from labkit.journal_store import EventStore
-from labkit.processes import ProcessRuntime
+from labkit.runtime.processes import ProcessRuntime
 
 try:                                   # tests/ as a package, or as a plain directory
     from .procnodes import Lab, Pinger

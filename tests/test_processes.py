@@ -532,7 +532,7 @@ def test_directories_of_dead_owners_are_swept_when_a_cluster_starts(tmp_path):
     import subprocess
     import tempfile
 
-    from labkit.processes import OWNER_FILE
+    from labkit.runtime.processes import OWNER_FILE
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     base = tempfile.gettempdir() if len(tempfile.gettempdir()) <= 40 else "/tmp"

@@ -1,4 +1,4 @@
-"""The reference Raft (labkit.raft): unit tests on a fake context, simulator sweeps under a
+"""The reference Raft (labkit.systems.raft): unit tests on a fake context, simulator sweeps under a
 seeded nemesis, durability, liveness, the idle message budget, and real processes.
 
 LABKIT_RAFT_SEEDS sets the sweep size (default 200, the issue's figure; the sweep of a
@@ -15,9 +15,9 @@ from labkit.checkers import applied_exactly_once, check_raft, leader_within, mes
 from labkit.checkers.raft import leaderless_ms
 from labkit.checks import sweep
 from labkit.history import History, Op
-from labkit.raft import LEN_KEY, TERM_KEY, Expired, Raft, RaftKV
+from labkit.systems.raft import LEN_KEY, TERM_KEY, Expired, Raft, RaftKV
 from labkit.recorder import KVProtocol
-from labkit.storage import Storage
+from labkit.runtime.storage import Storage
 from labkit.testing import FakeContext
 
 SEEDS = int(os.environ.get("LABKIT_RAFT_SEEDS", "200"))

@@ -329,8 +329,8 @@ def test_abandoned_pymp_dirs_are_swept_and_live_ones_kept(tmp_path):
     its forkserver socket (and it is not brand new)."""
     import socket
     import time
-    from labkit._host import PYMP_MIN_AGE_S
-    from labkit.processes import _sweep_stale
+    from labkit.runtime.host import PYMP_MIN_AGE_S
+    from labkit.runtime.processes import _sweep_stale
 
     def pymp(name, bound, age, extra=None):
         d = tmp_path / name
@@ -377,9 +377,9 @@ def test_a_long_tmpdir_without_a_short_fallback_says_what_to_set(tmp_path):
     long_dir = tmp_path / ("a-rather-long-temporary-directory-name-" * 3)
     long_dir.mkdir()
     out = run_py("""
-        import labkit, labkit._host
+        import labkit, labkit.runtime.host
         from procnodes import Lab
-        labkit._host.SHORT_TMP = "/nonexistent-short-tmp"
+        labkit.runtime.host.SHORT_TMP = "/nonexistent-short-tmp"
         try:
             labkit.Cluster(Lab, n=1, seed=1)
         except labkit.LabkitError as e:
@@ -777,7 +777,7 @@ def test_clusters_kept_in_jupyters_out_leak_no_descriptors(tmp_path):
 
 INTERRUPTED_CLOSE = """
 import json, os, signal, sys, labkit, psutil
-from labkit.processes import ProcessRuntime
+from labkit.runtime.processes import ProcessRuntime
 from procnodes import Lab
 real = ProcessRuntime.close
 def close_with_ctrl_c(self):

@@ -1,5 +1,5 @@
-"""labkit.scheduler: the one heap behind every runtime's timers."""
-from labkit.scheduler import Scheduler
+"""labkit.runtime.scheduler: the one heap behind every runtime's timers."""
+from labkit.runtime.scheduler import Scheduler
 
 
 def test_due_entries_come_in_time_then_scheduling_order():

@@ -10,7 +10,7 @@ import math
 import pytest
 
 import labkit
-from labkit.sim import HOP_MS as HOP
+from labkit.runtime.sim import HOP_MS as HOP
 from labkit import ClusterClosed, MessageError, NodeCrashed, RequestTimeout, UnknownNode
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import labkit
 from labkit.errors import StorageError
-from labkit.storage import MAGIC, FileBackedData, Storage
+from labkit.runtime.storage import MAGIC, FileBackedData, Storage
 
 
 def open_store(path):

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import labkit
 from labkit.errors import LabkitError, StorageCorrupt, StorageError
-from labkit.storage import MAGIC, FileBackedData, Storage, frame
+from labkit.runtime.storage import MAGIC, FileBackedData, Storage, frame
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -261,7 +261,7 @@ def test_a_file_size_limit_makes_the_write_fail_and_keeps_the_file_whole(tmp_pat
     path = tmp_path / "s.wal"
     p = run_script(f"""
         import resource, json
-        from labkit.storage import FileBackedData, Storage
+        from labkit.runtime.storage import FileBackedData, Storage
         from labkit.errors import StorageError
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
         back = FileBackedData({str(path)!r}); s = Storage("n1", back.data, back.write)
@@ -490,7 +490,7 @@ def test_processes_raft_keeps_every_acknowledged_write_after_sigkill_of_all_with
     torn last write added to every node's storage file (what a kill mid-write leaves), restart:
     every acknowledged append is read back and each node journaled its repair."""
     from labkit.checkers.raft import check_raft
-    from labkit.raft import RaftKV
+    from labkit.systems.raft import RaftKV
     from test_raft import acked_survive_a_full_restart
     rng = random.Random(5)
 

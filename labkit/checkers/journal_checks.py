@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from ..history import History
 from ..journal import Event
-from ..runtime import is_client_id
+from ..runtime.base import is_client_id
 from ..faults import FaultSpan, fault_spans
 from .verdict import Verdict
 

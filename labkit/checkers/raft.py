@@ -1,7 +1,7 @@
 """Raft's properties (Figure 3 of the extended paper), checked over the journal.
 
 The checkers read what each node *says* it did, with ``ctx.note``. The schema is a contract
-between any Raft implementation (``labkit.raft``, the chapter's exercise) and these checkers:
+between any Raft implementation (``labkit.systems.raft``, the chapter's exercise) and these checkers:
 
 * ``ctx.note("state", role=<"follower"|"candidate"|"leader">, term=<int>)`` -- on every
   change of role or term, after the term and vote are persisted.
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ..journal import Event, Journal
-from ..runtime import is_client_id
+from ..runtime.base import is_client_id
 from .verdict import Verdict
 
 __all__ = ["RaftViolation", "election_safety", "log_matching", "state_machine_safety", "leader_completeness",

@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 
 from ..faults import FaultSpan, _fmt_groups, fault_spans
 from ..journal import Journal
-from ..runtime import is_client_id
+from ..runtime.base import is_client_id
 
 OK, FAIL, INFO = "#2ca02c", "#d62728", "#ff7f0e"
 #: Colour and legend text of each kind of fault span.

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..journal import Journal
-from ..runtime import is_client_id
+from ..runtime.base import is_client_id
 from ._base import (FAULT_STYLE, MAX_WIDTH_IN, NOT_NODES, PlotFigure, add_legend, axes_size_pt, fault_spans,
                     natural_key, new_figure, shade_faults)
 

@@ -27,7 +27,7 @@ to ``create_unix_connection``). Calls carry ``X-Labkit-From/Id/At`` headers so t
 journals the same message id and send time the caller did; requests without them come from
 outside (sender "client") and sit outside the network model, like the notebook's.
 
-Faults (the same meaning as in the simulator, ``labkit._sim_http``; the *receiver* applies
+Faults (the same meaning as in the simulator, ``labkit.runtime.sim_http``; the *receiver* applies
 the ``NetworkModel``, per direction, as for messages):
 
 =========================  ===============================  ==============================
@@ -55,10 +55,10 @@ import asyncio
 import os
 from typing import Any
 
-from ._child import MAX_BATCH, _Node
-from .http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError
-from .http_types import encode_request, encode_response, headers_for_journal, payload_bytes, payload_of_bytes
-from .message import ID_CHARS, Message, dumps as _dumps, loads
+from .child import MAX_BATCH, _Node
+from ..http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError
+from ..http_types import encode_request, encode_response, headers_for_journal, payload_bytes, payload_of_bytes
+from ..message import ID_CHARS, Message, dumps as _dumps, loads
 
 URL: Any = None   # yarl.URL, imported with aiohttp when the loop starts
 

@@ -37,8 +37,8 @@ import random
 from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
-from .argcheck import MAX_MS
-from .errors import ArgumentError, UnknownNode
+from ..argcheck import MAX_MS
+from ..errors import ArgumentError, UnknownNode
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential")
 #: The largest link bandwidth, bytes per second (1 TB/s: faster than any real link).

@@ -36,13 +36,13 @@ import signal
 import threading
 from typing import Any, Callable
 
-from ._sim_http import SimHttpMixin
-from .context import Context
-from .errors import Interrupted, LabkitError
-from .guard import StormError
-from .journal import Event
-from .message import Message, loads_trusted, too_large, wire
-from .runtime import NodeRecord, RuntimeBase
+from .sim_http import SimHttpMixin
+from ..context import Context
+from ..errors import Interrupted, LabkitError
+from ..guard import StormError
+from ..journal import Event
+from ..message import Message, loads_trusted, too_large, wire
+from .base import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 from .storage import Storage
 
@@ -94,7 +94,7 @@ class _SimHost:
     def crashed(self, ctx: Context, ev: Event) -> None:
         self.rt._node_crashed(self.rec, ev)
 
-    # HTTP: see labkit._sim_http
+    # HTTP: see labkit.runtime.sim_http
     def transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
         self.rt._transmit_http(ctx, mid, dst, type, body_json)
 

@@ -16,7 +16,7 @@ pipe whose write end only the parent holds. The process:
    journal never shows a delivery whose send it lacks.
 
 A ``labkit.Service`` runs a different loop, on asyncio, with a real aiohttp server and client
-(``labkit._child_async``); so does a plain node from its first ``ctx.http`` call on (the poll
+(``labkit.runtime.child_async``); so does a plain node from its first ``ctx.http`` call on (the poll
 loop hands over at the end of that round). Plain nodes that never call HTTP keep this loop.
 
 The process ends when the watchdog pipe reports EOF (the parent died, however it died), on
@@ -35,7 +35,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .message import MAX_FRAME_BYTES, dumps as _dumps, split_frames, too_large
+from ..message import MAX_FRAME_BYTES, dumps as _dumps, split_frames, too_large
 
 MAX_BATCH = 256
 EXIT_CRASHED = 3
@@ -120,10 +120,10 @@ def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
     try:
         node.__init__(spec, factory_blob, watch)  # type: ignore[misc]
         if spec.get("service"):
-            from ._child_async import run_async
+            from .child_async import run_async
             run_async(node, started=False)
         elif node.run() == "async":     # a plain node made its first HTTP call
-            from ._child_async import run_async
+            from .child_async import run_async
             run_async(node, started=True)
     except SystemExit:
         raise
@@ -136,7 +136,7 @@ def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
 
 def _describe(e: BaseException, node: Any) -> tuple[str, str]:
     """What went wrong, in words for the crash report: (error, cause)."""
-    from .errors import StorageError
+    from ..errors import StorageError
     if isinstance(e, StorageError):
         return str(e), "opening its storage" if not hasattr(node, "ctx") else "writing its storage"
     if isinstance(e, OSError) and e.errno is not None:
@@ -189,12 +189,12 @@ class _Node:
     def __init__(self, spec: dict, factory_blob: bytes, watch: Any) -> None:
         import zmq
 
-        from .context import Context, node_rng
-        from .journal import Event, event_line
-        from .message import decode, wire
+        from ..context import Context, node_rng
+        from ..journal import Event, event_line
+        from ..message import decode, wire
         from .network import NetworkModel
         from .scheduler import Scheduler
-        from .runtime import is_client_id
+        from .base import is_client_id
         from .storage import FileBackedData, Storage
 
         self.zmq = zmq
@@ -243,8 +243,8 @@ class _Node:
         self.net = NetworkModel(self.nodes)
         self.net_rng = node_rng(self.seed, self.id, spec["incarnation"], "network")
 
-        from ._pickling import loads
-        from .guard import Guard
+        from .pickling import loads
+        from ..guard import Guard
         factory = loads(factory_blob)
         guard = Guard(**spec["guard"]) if spec.get("guard") else None
         store = FileBackedData(os.path.join(d, f"storage-{self.id}.jsonl"), fsync=spec.get("fsync", False))
@@ -316,7 +316,7 @@ class _Node:
 
     def transmit_http(self, ctx: Any, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
         """An HTTP request (``ctx.http``): journaled now, made after the round's journal write
-        by the asyncio loop (``labkit._child_async``), which this loop hands over to."""
+        by the asyncio loop (``labkit.runtime.child_async``), which this loop hands over to."""
         if not self.wants_async and "aiohttp" not in sys.modules:
             # A plain node's first call loads aiohttp here (~0.3 s, once), before the call's
             # timeout is armed: the wait is the import's, not the call's.

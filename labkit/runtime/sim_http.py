@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import Context
-from .journal import Event
-from .message import Message, loads_trusted as _loads
-from .service import is_service
+from ..context import Context
+from ..journal import Event
+from ..message import Message, loads_trusted as _loads
+from ..service import is_service
 
-HOP_MS = 0.1   # the same as labkit.sim.HOP_MS (kept here to avoid an import cycle)
+HOP_MS = 0.1   # the same as labkit.runtime.sim.HOP_MS (kept here to avoid an import cycle)
 
 
 class SimHttpMixin:
@@ -65,7 +65,7 @@ class SimHttpMixin:
         self._push(t + HOP_MS + delays[0], self._arrive_http, (w,))  # type: ignore[attr-defined]
 
     def _http_refused(self, ctx: Context, w: tuple) -> None:
-        from .http_errors import ClientConnectorError
+        from ..http_errors import ClientConnectorError
         src, dst, type, mid = w[0], w[1], w[2], w[3]
         down = dst in self._services
         rule = "node down" if down else "not serving HTTP"
@@ -144,7 +144,7 @@ class SimHttpMixin:
                 caller._host.call_at(self.t + HOP_MS, self._http_reset, caller, w)  # type: ignore[attr-defined]
 
     def _http_reset(self, ctx: Context, w: tuple) -> None:
-        from .http_errors import ServerDisconnectedError
+        from ..http_errors import ServerDisconnectedError
         src, dst, type, mid = w[0], w[1], w[2], w[3]
         if mid not in ctx._rpcs:          # it stopped waiting (timed out): its connection was closed
             return

@@ -43,13 +43,13 @@ from typing import Any, Callable
 
 import zmq
 
-from ._host import OWNER_FILE, dead_forkserver_dir, ensure_fd_limit, own_mp_tempdir, short_base
-from ._interrupts import held_interrupts
-from .errors import LabkitError
-from .journal import Event, JournalFull
-from .journal_store import BLOCK_BYTES
-from .message import MAX_FRAME_BYTES, decode, dumps as _dumps, split_frames, wire
-from .runtime import NodeRecord, RuntimeBase
+from .host import OWNER_FILE, dead_forkserver_dir, ensure_fd_limit, own_mp_tempdir, short_base
+from .._interrupts import held_interrupts
+from ..errors import LabkitError
+from ..journal import Event, JournalFull
+from ..journal_store import BLOCK_BYTES
+from ..message import MAX_FRAME_BYTES, decode, dumps as _dumps, split_frames, wire
+from .base import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 
 START_TIMEOUT_S = 60.0
@@ -67,7 +67,7 @@ def _mp_context():
     ctx = mp.get_context(method)
     if method == "forkserver":
         own_mp_tempdir(_START_LOCK)
-        ctx.set_forkserver_preload(["labkit._child", "labkit.context", "labkit.network", "labkit._pickling", "zmq"])
+        ctx.set_forkserver_preload(["labkit.runtime.child", "labkit.context", "labkit.runtime.network", "labkit.runtime.pickling", "zmq"])
     return ctx
 
 
@@ -179,7 +179,7 @@ class ProcessRuntime(RuntimeBase):
             self._cleanup_files()
 
     def _setup(self) -> None:
-        from . import _pickling
+        from ..runtime import pickling as _pickling
         self._lock = self.lock
         self.dir = _short_tmpdir()
         self.t0 = time.monotonic()
@@ -223,7 +223,7 @@ class ProcessRuntime(RuntimeBase):
         self._lagging: dict[str, int] = {}        # "id/incarnation" -> newest change not acked
         self._closed = False
         self._next_exit_check = 0.0             # monotonic s: when _pump next asks for exits
-        from .service import is_service
+        from ..service import is_service
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
         # kill the nodes and remove the directory. (A SIGKILLed parent is the pipe's job.)
@@ -241,7 +241,7 @@ class ProcessRuntime(RuntimeBase):
                 "guard": self.guard.as_dict() if self.guard is not None else None}
 
     def _launch(self, recs: list[NodeRecord]) -> None:
-        from . import _child
+        from ..runtime import child as _child
         for rec in recs:
             # Ctrl-C waits until the process is started and recorded (so close() stops it): an
             # interrupt inside multiprocess's start-up would leave a process or a lock behind.

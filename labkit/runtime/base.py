@@ -8,11 +8,11 @@ from typing import Any, Callable
 
 from collections import deque
 
-from .errors import LabkitError, MessageError, NodeCrashed, NodeDown, RequestTimeout
-from .guard import DEFAULTS as GUARD_DEFAULTS, Guard
-from .journal import Event
-from .context import crash_report
-from .message import encode_body, too_large
+from ..errors import LabkitError, MessageError, NodeCrashed, NodeDown, RequestTimeout
+from ..guard import DEFAULTS as GUARD_DEFAULTS, Guard
+from ..journal import Event
+from ..context import crash_report
+from ..message import encode_body, too_large
 from .network import NetworkModel
 
 #: Ids the notebook may use as clients: "client", "c0", "c1", ...
@@ -178,7 +178,7 @@ class RuntimeBase:
         """A service's handler raised (answered 500; the node goes on): show it like a crash."""
         self.handler_errors.append(ev)
         if self.echo_crashes:
-            from .service import handler_error_report
+            from ..service import handler_error_report
             print(handler_error_report(ev), file=sys.stderr)
 
     def finish_request(self, reply: Event | None, mid: str, node: str, type: str, timeout: float) -> Event:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from typing import Any
 
-from .errors import LabkitError
+from ..errors import LabkitError
 
 OWNER_FILE = "owner.pid"
 
@@ -99,7 +99,7 @@ def ensure_fd_limit(n: int) -> None:
     """Make room for an ``n``-node cluster's file descriptors in this process (and in the node
     processes, which inherit the limit): raise the soft RLIMIT_NOFILE toward the hard limit,
     or refuse with what to do. (macOS's default soft limit is 256; 64 nodes need more.)"""
-    from ._child import fds_needed, raise_fd_limit
+    from .child import fds_needed, raise_fd_limit
     try:
         in_use = len(os.listdir("/dev/fd"))
     except OSError:

@@ -62,8 +62,8 @@ import zlib
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import StorageCorrupt, StorageError
-from .message import EncodeError, dumps as _dumps
+from ..errors import StorageCorrupt, StorageError
+from ..message import EncodeError, dumps as _dumps
 
 #: The first line of every storage file (format version 2: framed, checksummed records).
 MAGIC = b"labkit-storage 2\n"
