@@ -199,3 +199,69 @@ def test_scatter_gather_answers_partial_and_says_which_shard_is_missing():
         assert part["partial"] is True and part["missing"] == ["n3"]
         lost = {k for k in full["items"] if slot_of(k) in part["missing_slots"]}
         assert set(part["items"]) == set(full["items"]) - lost and lost
+
+
+# -- the router and the config, one message at a time ----------------------------------------------------
+def _router():
+    ctx = FakeContext("r1", ["n1", "n2", "cfg"])
+    router = labkit.sharded.Router(even_map(["n1", "n2"], 4))
+    ctx.start(router)
+    return router, ctx
+
+
+def test_a_router_follows_a_newer_owner_and_answers_with_the_shards_reply():
+    router, ctx = _router()
+    k = _key_in(0)                                       # slot 0: n1 at epoch 1
+    ctx.deliver(router, "write", src="c1", key=k, value=1)
+    first = ctx.outbox("write", dst="n1")[-1]
+    ctx.deliver(router, "error", src="n1", in_reply_to=first.id, code=11, moved=["n2", 2])
+    retry = ctx.outbox("write", dst="n2")
+    assert retry and router.map[0] == ["n2", 2], "a newer epoch is adopted and tried at once"
+    ctx.deliver(router, "write_ok", src="n2", in_reply_to=retry[-1].id)
+    assert ctx.outbox("write_ok", dst="c1"), "the client gets the shard's answer"
+
+
+def test_a_router_never_retries_a_write_that_timed_out_but_retries_reads():
+    router, ctx = _router()
+    ctx.deliver(router, "write", src="c1", key=_key_in(0), value=1)
+    ctx.advance(labkit.sharded.Router.ATTEMPT_MS + 1)
+    assert len(ctx.outbox("write", dst="n1")) == 1, "a write that may have happened is not sent again"
+    answer = ctx.outbox("error", dst="c1")[-1]
+    assert answer.body["code"] == 0, "and the client hears it is indefinite (error 0)"
+    ctx.deliver(router, "read", src="c2", key=_key_in(0))
+    ctx.advance(2 * labkit.sharded.Router.ATTEMPT_MS + 2 * labkit.sharded.Router.RETRY_MS)
+    assert len(ctx.outbox("read", dst="n1")) >= 2, "a read is safe to retry"
+
+
+def test_a_router_gives_up_on_a_slot_in_transit_with_a_definite_error():
+    router, ctx = _router()
+    ctx.deliver(router, "read", src="c1", key=_key_in(0))
+    while not ctx.outbox("error", dst="c1"):
+        req = ctx.outbox("read", dst=router.map[0][0])[-1]
+        ctx.deliver(router, "error", src=req.dst, in_reply_to=req.id, code=11, moved=["n1", 1])   # "not yet"
+        ctx.advance(labkit.sharded.Router.RETRY_MS)
+        assert ctx.now < 2 * labkit.sharded.Router.DEADLINE_MS, "the router must give up by its deadline"
+    assert ctx.outbox("error", dst="c1")[-1].body["code"] == 11
+
+
+def _ask(ctx, target, type, src, /, **body):
+    """FakeContext.deliver with a body field called 'node' (deliver's own first parameter)."""
+    from labkit.message import decode, encode
+    ctx._node = target
+    ctx._deliver(decode(encode(src, ctx.id, type, f"{src}.0.{len(ctx.sent)}", None, ctx.now, body)))
+
+
+def test_the_config_runs_one_rebalance_at_a_time_and_refuses_bad_plans():
+    ctx = FakeContext("cfg", ["n1", "n2", "n3"])
+    cfg = labkit.sharded.Config(even_map(["n1", "n2"], 4))
+    ctx.start(cfg)
+    _ask(ctx, cfg, "join", "c1", node="n3")
+    assert ctx.outbox("hand_off"), "the join hands slots off"
+    _ask(ctx, cfg, "leave", "c2", node="n1")
+    assert ctx.outbox("error", dst="c2")[-1].body["code"] == 11, "a second rebalance waits its turn"
+    for h in ctx.outbox("hand_off"):
+        ctx.deliver(cfg, "hand_off_ok", src=h.dst, in_reply_to=h.id)
+    done = ctx.outbox("join_ok", dst="c1")
+    assert done and done[-1].body["moved"] and cfg.map[done[-1].body["moved"][0]][0] == "n3"
+    _ask(ctx, cfg, "join", "c4", node="n1")
+    assert ctx.outbox("error", dst="c4")[-1].body["code"] == 12, "joining a node that owns slots is a bad request"
