@@ -199,15 +199,20 @@ class QuorumKV(Node):
         return None
 
     async def forward(self, ctx: Any, msg: Message, home: list[str]) -> None:
-        """Not a home replica of the key: pass the request to one that is (Dynamo §4.5)."""
-        live = [n for n in home if self.suspect.get(n, -1.0) < ctx.now] or home
-        try:
-            answer = await ctx.rpc(live[0], msg.type, timeout=2 * self.TIMEOUT_MS, **msg.body)
-        except RpcTimeout:
-            self.suspect[live[0]] = ctx.now + self.SUSPECT_MS
-            code = 0 if msg.type == "write" else 11
-            return ctx.reply(msg, "error", code=code, text=f"{live[0]} did not answer the forwarded {msg.type}")
-        ctx.reply(msg, answer.type, **answer.body)
+        """Not a home replica of the key: pass the request to one that is (Dynamo §4.5),
+        unsuspected ones first; one that does not answer is suspected and the next one tried
+        (a retried write may then exist twice, as two siblings of the same value)."""
+        order = sorted(home, key=lambda n: self.suspect.get(n, -1.0) >= ctx.now)
+        for target in order:
+            try:
+                answer = await ctx.rpc(target, msg.type, timeout=self.TIMEOUT_MS + 100, **msg.body)
+            except RpcTimeout:
+                self.suspect[target] = ctx.now + self.SUSPECT_MS
+                continue
+            self.suspect.pop(target, None)
+            return ctx.reply(msg, answer.type, **answer.body)
+        ctx.reply(msg, "error", code=0 if msg.type == "write" else 11,
+                  text=f"no home replica of the key answered the forwarded {msg.type} ({', '.join(order)})")
 
     # -- the coordinator ------------------------------------------------------------------
     def targets(self, ctx: Any, key: str) -> list[tuple[str, str | None]]:
@@ -271,7 +276,7 @@ class QuorumKV(Node):
             if not merged:
                 ctx.reply(msg, "error", code=20, text="key does not exist")
             else:
-                values = sorted((v["value"] for v in merged), key=repr)
+                values = _distinct(v["value"] for v in merged)
                 ctx.reply(msg, value=values[0] if len(values) == 1 else values, values=values,
                           context=merged_context(merged).to_json())
         if op["done"] and self.READ_REPAIR:
@@ -363,6 +368,15 @@ class QuorumKV(Node):
             return
         children = [[c, tree.hash_at(level + 1, c)] for i in differ for c in (2 * i, 2 * i + 1)]
         ctx.reply(msg, "ae", level=level + 1, nodes=children)
+
+
+def _distinct(values: Any) -> list:
+    """The sibling values, each once, in a stable order."""
+    out: list = []
+    for v in sorted(values, key=repr):
+        if not out or out[-1] != v:
+            out.append(v)
+    return out
 
 
 # ----------------------------------------------------------------------------------------

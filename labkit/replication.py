@@ -3,8 +3,10 @@
 Theory of operation. The *primary* appends each write to its log (durable, in ``ctx.storage``),
 applies it, and streams log entries to every *replica*, which applies them in log order and
 acknowledges how far it got (``applied``) -- PostgreSQL's streaming replication, MySQL's
-binlog replication and Redis's replication stream in one shape. ``SYNC`` decides when the
-client hears ``write_ok``:
+binlog replication and Redis's replication stream in one shape. New entries go out in a batch
+every ``BATCH_MS`` (a WAL sender wakes up, sends what was flushed since, and sleeps again), so
+under load an entry waits up to ``BATCH_MS`` on the primary before it is even sent. ``SYNC``
+decides when the client hears ``write_ok``:
 
 * ``SYNC = False`` (asynchronous, the default of PostgreSQL, MySQL and Redis): at once, after
   the local append. Fast -- but a write acknowledged inside the *replication lag* exists on
@@ -68,6 +70,7 @@ class PrimaryReplica(Node):
     LEASE_MS: float = 300.0
     READ_WAIT_MS: float = 300.0
     MAX_BATCH: int = 512
+    BATCH_MS: float = 10.0            # new entries are streamed in batches this often (0: at once)
 
     # -- start and storage ----------------------------------------------------------------
     def on_start(self, ctx: Any) -> None:
@@ -173,8 +176,11 @@ class PrimaryReplica(Node):
                                   f"in the last {self.LEASE_MS:g} ms")
         i = self.append(ctx, [self.epoch, {"f": msg.type, "key": str(msg["key"]), "value": msg["value"]}])
         ctx.note("append", index=i)
-        for p in self.replicas:
-            self.ship(ctx, p)
+        if not self.BATCH_MS:
+            for p in self.replicas:
+                self.ship(ctx, p)
+        elif "ship" not in ctx.timers:
+            ctx.set_timer("ship", after=self.BATCH_MS)
         if self.SYNC and self.sync_set:
             self.pending[i] = msg
             self.release(ctx)
@@ -253,6 +259,9 @@ class PrimaryReplica(Node):
                     self.stalled[p] = self.match[p]
                     self.ship(ctx, p, heartbeat=True)
             ctx.set_timer("heartbeat", after=self.HEARTBEAT_MS)
+        elif name == "ship" and self.role == "primary":
+            for p in self.replicas:
+                self.ship(ctx, p)
         elif name.startswith("read:"):
             msg = next((m for m in self.waiting if m.id == name[5:]), None)
             if msg is not None:
