@@ -122,7 +122,7 @@ WRONG = {   # requirement -> (check cell, wrong answer, what the report must say
     "sync waits for every replica": (0, _subclass("SyncBackup", release=_release_on_one), "semi-synchronous"),
     "a replica refuses a gap": (0, _subclass("Backup", on_replicate=_no_gap_check), "gap"),
     "read repair": (1, _subclass("QuorumKV", progress=_no_read_repair), "read repair"),
-    "R replies before answering": (1, _subclass("QuorumKV", progress=_first_reply_wins), "stale read"),
+    "R replies before answering": (1, _subclass("QuorumKV", progress=_first_reply_wins), "failed on"),
     "merge is the maximum": (2, _subclass("VersionVector", merge=_merge_min), "upper bound"),
     "compare finds concurrency": (2, _subclass("VersionVector", compare=_compare_says_before), "concurrent"),
 }
