@@ -38,8 +38,10 @@ def test_unit_primary_appends_acks_and_ships():
     node, ctx = PrimaryReplica(), FakeContext("n1", ["n2", "n3"])
     ctx.start(node)
     ctx.deliver(node, "write", src="c1", key="x", value=7)
-    assert [m.type for m in ctx.outbox("replicate")] == ["replicate", "replicate"]
     ok = ctx.outbox("write_ok")
+    assert ok and not ctx.outbox("replicate"), "async: acknowledged at once, shipped with the next batch"
+    ctx.advance(PrimaryReplica.BATCH_MS)
+    assert [m.type for m in ctx.outbox("replicate")] == ["replicate", "replicate"]
     assert ok and ok[0].body["index"] == 1, ctx.sent
     assert ctx.storage["pr/len"] == 1, "the log entry is durable before the reply"
 
@@ -56,6 +58,7 @@ def test_unit_sync_write_waits_for_every_replica():
     node, ctx = store(SYNC=True)(), FakeContext("n1", ["n2", "n3"])
     ctx.start(node)
     ctx.deliver(node, "write", src="c1", key="x", value=7)
+    ctx.advance(PrimaryReplica.BATCH_MS)
     rep = ctx.outbox("replicate")
     ctx.deliver(node, "replicate_ok", src="n2", in_reply_to=rep[0].id, epoch=1, ok=True, applied=1)
     assert not ctx.outbox("write_ok"), "one replica of two is not enough under SYNC"
