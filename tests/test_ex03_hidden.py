@@ -196,7 +196,7 @@ def _wrong(name, **methods):
 
 def _order_dependent_add(self, node):                    # point names from the insertion index
     k = len(set(self.nodes_at))
-    stable_hash = __import__("labkit.partitioning", fromlist=["stable_hash"]).stable_hash
+    stable_hash = __import__("labkit.systems.partitioning", fromlist=["stable_hash"]).stable_hash
     pts = sorted([*zip(self.hashes, self.nodes_at), *((stable_hash(f"{k}#{i}"), node) for i in range(self.vnodes))])
     self.hashes, self.nodes_at = [h for h, _ in pts], [n for _, n in pts]
 
@@ -204,7 +204,7 @@ def _order_dependent_add(self, node):                    # point names from the 
 def _flaky_owner(self, key):                             # sometimes the next point's node
     import bisect
     import random
-    i = bisect.bisect_left(self.hashes, __import__("labkit.partitioning", fromlist=["x"]).stable_hash(key))
+    i = bisect.bisect_left(self.hashes, __import__("labkit.systems.partitioning", fromlist=["x"]).stable_hash(key))
     return self.nodes_at[(i + (random.random() < 0.01)) % len(self.hashes)]
 
 
@@ -232,7 +232,7 @@ def _remove_that_rehashes(self, node):                   # rebuilds every point 
     self.hashes, self.nodes_at, self.vnodes = [], [], self.vnodes
     for n in nodes:
         pts = sorted([*zip(self.hashes, self.nodes_at),
-                      *((__import__("labkit.partitioning", fromlist=["x"]).stable_hash(f"{n}/{i}"), n)
+                      *((__import__("labkit.systems.partitioning", fromlist=["x"]).stable_hash(f"{n}/{i}"), n)
                         for i in range(self.vnodes))])
         self.hashes, self.nodes_at = [h for h, _ in pts], [x for _, x in pts]
 
@@ -242,7 +242,7 @@ def _serve_everything(self, ctx, msg):
 
 
 def _refuse_without_moved(self, ctx, msg):
-    s = __import__("labkit.shardmap", fromlist=["x"]).slot_of(msg["key"], self.slots)
+    s = __import__("labkit.systems.shardmap", fromlist=["x"]).slot_of(msg["key"], self.slots)
     if s in self.owned:
         return self.execute(ctx, msg)
     ctx.reply(msg, "error", code=11)

@@ -1,4 +1,4 @@
-"""labkit.partitioning: every partitioner places each key on exactly one node, moves the
+"""labkit.systems.partitioning: every partitioner places each key on exactly one node, moves the
 expected fraction of keys when a node comes or goes, and agrees across processes."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.partitioning import (BoundedLoadRing, HashRing, JumpHash, ListPartitioner, ModN, RangePartitioner,
+from labkit.systems.partitioning import (BoundedLoadRing, HashRing, JumpHash, ListPartitioner, ModN, RangePartitioner,
                                  Rendezvous, jump_hash, load, moved_fraction, placement, spread, stable_hash)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def test_stable_hash_is_fixed_64_bit_and_takes_str_bytes_int():
 
 _CHILD = """
 import json, sys
-from labkit.partitioning import HashRing, JumpHash, Rendezvous, ModN, stable_hash
+from labkit.systems.partitioning import HashRing, JumpHash, Rendezvous, ModN, stable_hash
 nodes = [f"n{i}" for i in range(1, 8)]
 keys = [f"key{i}" for i in range(500)]
 out = {"stable": [stable_hash(k) for k in keys[:20]], "builtin": [hash(k) for k in keys[:20]]}

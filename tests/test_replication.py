@@ -1,10 +1,10 @@
-"""labkit.replication: primary-replica with a sync/async flag, failover, fencing, version tokens."""
+"""labkit.systems.replication: primary-replica with a sync/async flag, failover, fencing, version tokens."""
 from __future__ import annotations
 
 import labkit
 import pytest
 from labkit.checkers import set_full
-from labkit.replication import PrimaryReplica, failover, replication_lag
+from labkit.systems.replication import PrimaryReplica, failover, replication_lag
 from labkit.testing import FakeContext
 
 

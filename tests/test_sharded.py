@@ -1,4 +1,4 @@
-"""labkit.shardmap and labkit.sharded: slot plans, the fenced shard's rules one message at a
+"""labkit.systems.shardmap and labkit.systems.sharded: slot plans, the fenced shard's rules one message at a
 time, and the store as a whole -- a node joins while clients write, with and without faults."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 import labkit
-from labkit.sharded import Shard, UnfencedShard, store_nodes
-from labkit.shardmap import SLOTS, even_map, normalize, plan_join, plan_leave, slot_of, to_json
+from labkit.systems.sharded import Shard, UnfencedShard, store_nodes
+from labkit.systems.shardmap import SLOTS, even_map, normalize, plan_join, plan_leave, slot_of, to_json
 from labkit.testing import FakeContext
 
 SHARDS = ["n1", "n2", "n3", "n4"]
@@ -204,7 +204,7 @@ def test_scatter_gather_answers_partial_and_says_which_shard_is_missing():
 # -- the router and the config, one message at a time ----------------------------------------------------
 def _router():
     ctx = FakeContext("r1", ["n1", "n2", "cfg"])
-    router = labkit.sharded.Router(even_map(["n1", "n2"], 4))
+    router = labkit.systems.sharded.Router(even_map(["n1", "n2"], 4))
     ctx.start(router)
     return router, ctx
 
@@ -224,12 +224,12 @@ def test_a_router_follows_a_newer_owner_and_answers_with_the_shards_reply():
 def test_a_router_never_retries_a_write_that_timed_out_but_retries_reads():
     router, ctx = _router()
     ctx.deliver(router, "write", src="c1", key=_key_in(0), value=1)
-    ctx.advance(labkit.sharded.Router.ATTEMPT_MS + 1)
+    ctx.advance(labkit.systems.sharded.Router.ATTEMPT_MS + 1)
     assert len(ctx.outbox("write", dst="n1")) == 1, "a write that may have happened is not sent again"
     answer = ctx.outbox("error", dst="c1")[-1]
     assert answer.body["code"] == 0, "and the client hears it is indefinite (error 0)"
     ctx.deliver(router, "read", src="c2", key=_key_in(0))
-    ctx.advance(2 * labkit.sharded.Router.ATTEMPT_MS + 2 * labkit.sharded.Router.RETRY_MS)
+    ctx.advance(2 * labkit.systems.sharded.Router.ATTEMPT_MS + 2 * labkit.systems.sharded.Router.RETRY_MS)
     assert len(ctx.outbox("read", dst="n1")) >= 2, "a read is safe to retry"
 
 
@@ -239,8 +239,8 @@ def test_a_router_gives_up_on_a_slot_in_transit_with_a_definite_error():
     while not ctx.outbox("error", dst="c1"):
         req = ctx.outbox("read", dst=router.map[0][0])[-1]
         ctx.deliver(router, "error", src=req.dst, in_reply_to=req.id, code=11, moved=["n1", 1])   # "not yet"
-        ctx.advance(labkit.sharded.Router.RETRY_MS)
-        assert ctx.now < 2 * labkit.sharded.Router.DEADLINE_MS, "the router must give up by its deadline"
+        ctx.advance(labkit.systems.sharded.Router.RETRY_MS)
+        assert ctx.now < 2 * labkit.systems.sharded.Router.DEADLINE_MS, "the router must give up by its deadline"
     assert ctx.outbox("error", dst="c1")[-1].body["code"] == 11
 
 
@@ -253,7 +253,7 @@ def _ask(ctx, target, type, src, /, **body):
 
 def test_the_config_runs_one_rebalance_at_a_time_and_refuses_bad_plans():
     ctx = FakeContext("cfg", ["n1", "n2", "n3"])
-    cfg = labkit.sharded.Config(even_map(["n1", "n2"], 4))
+    cfg = labkit.systems.sharded.Config(even_map(["n1", "n2"], 4))
     ctx.start(cfg)
     _ask(ctx, cfg, "join", "c1", node="n3")
     assert ctx.outbox("hand_off"), "the join hands slots off"

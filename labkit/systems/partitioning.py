@@ -289,6 +289,21 @@ class HashRing(Partitioner):
     def owner(self, key: str | bytes | int) -> str:
         return self._owners[self._index(key)]
 
+    def preference_list(self, key: str | bytes | int) -> list[str]:
+        """Every node once, in the order met walking clockwise from ``key``'s point: the
+        first N are the key's home replicas, the rest its stand-ins (Dynamo, SOSP 2007, §4.3:
+        virtual nodes of a node already listed are skipped). Raises LookupError with no nodes."""
+        i = self._index(key)
+        owners, want = self._owners, len(self._nodes)
+        out: list[str] = []
+        for j in range(len(owners)):
+            n = owners[(i + j) % len(owners)]
+            if n not in out:
+                out.append(n)
+                if len(out) == want:
+                    break
+        return out
+
     def arcs(self) -> dict[str, float]:
         """The fraction of the ring each node owns (its share of uniformly hashed keys)."""
         out = dict.fromkeys(self._nodes, 0.0)

@@ -2,7 +2,7 @@
 
 Theory of operation. Keys are hashed into a fixed number of **slots**, and the **shard map**
 says which node owns each slot, at which **epoch**: ``{slot: [owner, epoch]}`` (see
-``labkit.shardmap``). Moving a slot moves all its keys at once.
+``labkit.systems.shardmap``). Moving a slot moves all its keys at once.
 
 * ``Shard`` -- a shard server. It serves Maelstrom's lin-kv requests (``read``/``write``/``cas``
   with ``key``) for the slots it owns, ``scan`` for a scatter-gather, and moves slots:
@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .errors import RpcTimeout
-from .node import Node
+from ..errors import RpcTimeout
+from ..node import Node
 from .shardmap import SLOTS, even_map, normalize, plan_join, plan_leave, slot_of, to_json
 
 __all__ = ["SLOTS", "slot_of", "even_map", "plan_join", "plan_leave", "Shard", "UnfencedShard", "Router",

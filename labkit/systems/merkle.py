@@ -8,7 +8,7 @@ hold. A leaf's hash covers the sorted ``(key, digest of its versions)`` pairs in
 roots; only where hashes differ do they descend, so with ``d`` differing keys among ``K`` the
 comparison costs about ``2 * d * depth`` hashes instead of ``K`` key comparisons -- and one
 (the root) when they agree. ``diff`` does this walk on two trees and counts the comparisons;
-``labkit.quorum`` runs the same walk between nodes, one message per level.
+``labkit.systems.quorum`` runs the same walk between nodes, one message per level.
 
 Paths name tree nodes: ``(level, index)``, level 0 the root, level ``depth`` the leaves.
 """

@@ -5,7 +5,7 @@ number of partitions"), and a **shard map** ``{slot: [owner, epoch]}`` says whic
 each slot and since which *epoch* -- a version that grows by one each time the slot moves, so
 two claims on a slot can be ordered. A node joins by taking whole slots from the others
 (``plan_join``): about 1/(N+1) of the keys move, and nothing is re-hashed. Pure functions;
-``labkit.sharded`` is the store that uses them.
+``labkit.systems.sharded`` is the store that uses them.
 """
 from __future__ import annotations
 

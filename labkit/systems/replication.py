@@ -51,8 +51,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .message import Message
-from .node import Node
+from ..message import Message
+from ..node import Node
 
 __all__ = ["PrimaryReplica", "failover", "replication_lag"]
 
@@ -282,7 +282,7 @@ def failover(cluster: Any, *, exclude: Iterable[str] = (), timeout: float = 300.
     ``(new primary, epoch)``. Raises ``RuntimeError`` when no node answered. This is what
     orchestrator (MySQL), Patroni (PostgreSQL) and Redis Sentinel do, minus their own
     consensus on *who* may fail over."""
-    from .errors import RequestTimeout
+    from ..errors import RequestTimeout
     excluded = set(exclude)
     up = [n for n, s in cluster.status().items() if s.state == "up" and n not in excluded]
     positions = {}

@@ -22,7 +22,7 @@ next node of the preference list, which stores the write as a *hint* for it, cou
 answers reads with it, and hands it off when the home replica answers again -- the store
 stays writable during a partition, and R + W > N no longer promises a fresh read;
 **anti-entropy** (``ANTI_ENTROPY_MS``, §4.7) -- every so often a node compares a Merkle tree
-(``labkit.merkle``) of the keys it shares with a random peer, level by level, and exchanges
+(``labkit.systems.merkle``) of the keys it shares with a random peer, level by level, and exchanges
 only the buckets whose hashes differ.
 
 Messages: ``read {key}`` -> ``read_ok {value, values, context}`` (``value`` is the one value,
@@ -34,14 +34,13 @@ versions of a key change, ``hints {pending}`` when its hint count changes.
 """
 from __future__ import annotations
 
-import bisect
-import hashlib
 from typing import Any
 
-from .errors import RpcTimeout
+from ..errors import RpcTimeout
 from .merkle import MerkleTree, bucket_of, digest, tree_of
-from .message import Message
-from .node import Node
+from .partitioning import HashRing
+from ..message import Message
+from ..node import Node
 from .versionvector import VersionVector, merged_context, reconcile
 
 __all__ = ["Ring", "QuorumKV", "convergence_lag"]
@@ -49,38 +48,27 @@ __all__ = ["Ring", "QuorumKV", "convergence_lag"]
 STORE_KEY, HINT_KEY = "q/kv/", "q/hint/"
 
 
-def _h64(s: str) -> int:
-    return int.from_bytes(hashlib.md5(s.encode()).digest()[:8], "big")
-
-
-class Ring:
-    """A consistent-hash ring with ``vnodes`` tokens per node (md5, never the salted ``hash()``).
-
-    LOCAL TO CHAPTER 04: chapter 03 builds the course's ring; at merge, make
-    ``preference_list`` use it (the contract: every distinct node, clockwise from the key)."""
+class Ring(HashRing):
+    """Chapter 03's consistent-hash ring (``labkit.systems.partitioning.HashRing``) with
+    ``vnodes`` points per node (16 here: Cassandra 4.0's default) and a cache of preference
+    lists (a node asks for the same keys again and again)."""
 
     def __init__(self, nodes: list[str] | tuple[str, ...], vnodes: int = 16) -> None:
         if not nodes:
             raise ValueError("a ring needs at least one node")
-        self.nodes = sorted(nodes)
-        tokens = sorted((_h64(f"{n}#{i}"), n) for n in self.nodes for i in range(vnodes))
-        self._hashes = [t for t, _ in tokens]
-        self._owners = [n for _, n in tokens]
         self._cache: dict[str, list[str]] = {}
+        super().__init__(sorted(nodes), vnodes)
+
+    def _build(self) -> None:
+        super()._build()
+        self._cache = {}                # a node joined or left: placements change
 
     def preference_list(self, key: str) -> list[str]:
-        """Every node once, in ring order from ``key``'s hash: the first N are its home replicas."""
+        """Every node once, in ring order from ``key``'s point: the first N are its home replicas."""
         key = str(key)
         pref = self._cache.get(key)
         if pref is None:
-            i = bisect.bisect_right(self._hashes, _h64(key))
-            pref = []
-            for j in range(len(self._owners)):
-                n = self._owners[(i + j) % len(self._owners)]
-                if n not in pref:
-                    pref.append(n)
-                    if len(pref) == len(self.nodes):
-                        break
+            pref = super().preference_list(key)
             if len(self._cache) < 100_000:
                 self._cache[key] = pref
         return pref

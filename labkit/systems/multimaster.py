@@ -11,7 +11,7 @@ saw the other -- and must resolve the conflict when the writes meet:
   accepting master's clock (``ctx.now``), so a master whose clock runs ahead wins even
   against a write made later in real time; the loser is dropped silently, though its client
   got ``write_ok`` (Cassandra's and Riak's ``last_write_wins``; Jepsen's Riak analysis).
-* ``LWW = False``: version vectors (``labkit.versionvector``). Concurrent writes are both kept
+* ``LWW = False``: version vectors (``labkit.systems.versionvector``). Concurrent writes are both kept
   as *siblings*; a read returns all of them with their merged ``context``, and a client that
   writes back with that context (after merging the values -- by hand, or with a CRDT, chapter
   02) replaces them.
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .message import Message
-from .node import Node
+from ..message import Message
+from ..node import Node
 from .versionvector import VersionVector, merged_context, reconcile
 
 __all__ = ["MultiMaster"]
