@@ -46,6 +46,9 @@ class Shard(Node):
     """A fenced shard server (see the module docstring for the protocol)."""
 
     INSTALL_RETRY_MS = 100.0      # resend an unacknowledged install this often
+    #: Service time of each read/write/cas in ms (``await ctx.work``: one worker, a FIFO
+    #: queue -- see ``labkit.capacity``); 0 = instantaneous. A hot shard shows as queueing delay.
+    SERVICE_MS = 0.0
 
     def __init__(self, shard_map: Mapping[Any, Sequence[Any]], slots: int | None = None) -> None:
         self.initial = normalize(shard_map)
@@ -74,6 +77,8 @@ class Shard(Node):
             self.answered[msg.id] = None
             if len(self.answered) > 20_000:
                 del self.answered[next(iter(self.answered))]
+            if self.SERVICE_MS:
+                await ctx.work(self.SERVICE_MS)     # ownership is checked after the work, in serve
             self.serve(ctx, msg)
         elif msg.type == "scan":
             self.scan(ctx, msg)
