@@ -24,7 +24,8 @@ Which backends may be picked (``candidates``):
   ``fall``/``rise``, Envoy ``unhealthy_threshold``/``healthy_threshold``). The default path is
   ``/readyz``, so a backend that drains (``ctx.ready(False)``) stops getting new requests.
 * Passive checks (``outlier_consecutive_errors``): a backend whose answers are 5xx or
-  connection errors that many times in a row is ejected for ``outlier_ejection_ms`` -- Envoy's
+  connection errors that many times in a row is ejected for ``outlier_ejection_ms`` x the number of
+  times it has been ejected -- Envoy's
   outlier detection (``consecutive_5xx``, default 5; ``base_ejection_time``), never more than
   ``max_ejection_percent`` of the backends at once.
 * Panic threshold (Envoy, default 50 %): when fewer than ``panic_threshold`` percent of the
@@ -98,6 +99,7 @@ class Balancer(Service):
         self.streak = {b: 0 for b in self.pool}              # + successes / - failures in a row
         self.errors = dict.fromkeys(self.pool, 0)            # consecutive 5xx / connection errors
         self.ejected_until = dict.fromkeys(self.pool, -1.0)
+        self.ejections = dict.fromkeys(self.pool, 0)
         self.events: list[dict] = []
         self.panics = 0
         if self.health_check_interval is not None:
@@ -159,7 +161,8 @@ class Balancer(Service):
 
     def passive_result(self, ctx: Any, b: str, failed: bool) -> None:
         """Outlier detection: ``failed`` (5xx or no answer) answers in a row eject ``b`` for
-        ``outlier_ejection_ms``, unless ``max_ejection_percent`` are ejected already."""
+        ``outlier_ejection_ms`` x (its ejections so far + 1), unless ``max_ejection_percent`` are
+        ejected already; after the ejection it is tried again (Envoy's outlier detection)."""
         if self.outlier_consecutive_errors is None:
             return
         if not failed:
@@ -170,7 +173,8 @@ class Balancer(Service):
             ejected = sum(1 for x in self.pool if self.ejected_until[x] > ctx.now)
             if (ejected + 1) * 100 > self.max_ejection_percent * len(self.pool):
                 return
-            self.ejected_until[b] = ctx.now + self.outlier_ejection_ms
+            self.ejections[b] += 1
+            self.ejected_until[b] = ctx.now + self.outlier_ejection_ms * self.ejections[b]
             self.errors[b] = 0
             self._event(ctx, "ejected", b, f"{self.outlier_consecutive_errors} errors in a row")
 

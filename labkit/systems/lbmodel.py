@@ -32,12 +32,15 @@ from .lbpolicy import Policy, make_policy
 class ModelResult:
     """What ``simulate`` measured: ``latency`` per kept request (mean service times), the
     count of requests each server got, and ``trace``: ``(time, [in flight per server])``
-    samples (every ``sample_every`` time units, for the per-backend load plot)."""
+    samples (every ``sample_every`` time units, for the per-backend load plot), and the
+    times of the load reports (``refresh``)."""
 
     policy: str
     latency: list[float]
     per_server: list[int]
     trace: list[tuple[float, list[int]]] = field(default_factory=list)
+    #: When the balancer's snapshot of the load was refreshed (with ``refresh=S``).
+    reports: list[float] = field(default_factory=list)
 
     def percentile(self, p: float) -> float:
         """The ``p``-th percentile (0-100) of ``latency``, nearest rank."""
@@ -116,6 +119,7 @@ def simulate(policy: Any, *, servers: int = 10, load: float = 0.9, requests: int
     per_server = [0] * servers
     latency: list[float] = []
     trace: list[tuple[float, list[int]]] = []
+    reports: list[float] = []
     skip = int(requests * warmup)
     t = 0.0
     next_refresh = 0.0
@@ -131,6 +135,7 @@ def simulate(policy: Any, *, servers: int = 10, load: float = 0.9, requests: int
         if refresh is not None and t >= next_refresh:
             snapshot[:] = true_count
             next_refresh = t + refresh
+            reports.append(t)
         if sample_every and t >= next_sample:
             trace.append((t, list(true_count)))
             next_sample = t + sample_every
@@ -151,4 +156,4 @@ def simulate(policy: Any, *, servers: int = 10, load: float = 0.9, requests: int
         if n >= skip:
             latency.append(lat)
             per_server[s] += 1
-    return ModelResult(name, latency, per_server, trace)
+    return ModelResult(name, latency, per_server, trace, reports)
