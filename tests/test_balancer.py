@@ -187,3 +187,40 @@ def test_processes_real_proxy_round_robin():
                 seen.append(r.headers["X-Backend"])
                 assert r.status == 200
         assert sorted(seen) == ["b0", "b1", "b2"], seen
+
+
+def test_model_hedging_trims_the_tail_at_low_load_and_counts_the_copies():
+    base = simulate("power_of_two", seed=2, requests=20_000, load=0.5)
+    h = simulate("power_of_two", seed=2, requests=20_000, load=0.5, hedge_after=base.percentile(95))
+    assert h.percentile(99.9) < base.percentile(99.9), (h.percentile(99.9), base.percentile(99.9))
+    assert 0.02 < h.hedges / 20_000 < 0.1, h.hedges
+    assert sum(h.per_server) > sum(base.per_server), "copies are load: per_server counts them"
+    with pytest.raises(ValueError, match="hedge_after"):
+        simulate("random", hedge_after=0)
+
+
+def test_round_robin_least_response_time_and_bad_settings():
+    from labkit.systems.lbpolicy import LeastResponseTime, RoundRobin
+    rr = RoundRobin()
+    assert [rr.pick(list("abc"), View(), random.Random(0)) for _ in range(4)] == list("abca")
+    lrt = LeastResponseTime()
+    v = View(flight={"a": 0, "b": 0}, ewma={"a": 30.0, "b": 10.0})
+    assert lrt.pick(["a", "b"], v, random.Random(0)) == "b"
+    v = View(flight={"a": 0, "b": 5}, ewma={"a": 30.0, "b": 10.0})    # 30 x 1 < 10 x 6
+    assert lrt.pick(["a", "b"], v, random.Random(0)) == "a"
+    with pytest.raises(ValueError, match="weights"):
+        simulate("weighted_round_robin", servers=3, weights=[1, 2])
+    with pytest.raises(ValueError, match="key"):
+        IPHash().pick(["a"], View(), random.Random(0))
+
+
+class BadAffinity(Balancer):
+    backends = ("b0",)
+    affinity = "session"
+
+
+def test_sim_a_bad_balancer_setting_is_reported():
+    with labkit.Cluster({"lb": BadAffinity, "b0": Api}, runtime="sim", seed=1) as c:
+        c.run_for(0.01)
+        crashes = [e for e in c.journal if e.kind in ("crash", "handler_error")]
+        assert crashes and "affinity must be" in str(crashes[0].data), [e.kind for e in c.journal][:10]

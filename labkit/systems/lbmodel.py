@@ -41,6 +41,8 @@ class ModelResult:
     trace: list[tuple[float, list[int]]] = field(default_factory=list)
     #: When the balancer's snapshot of the load was refreshed (with ``refresh=S``).
     reports: list[float] = field(default_factory=list)
+    #: How many hedge copies were sent (``hedge_after``), over all requests.
+    hedges: int = 0
 
     def percentile(self, p: float) -> float:
         """The ``p``-th percentile (0-100) of ``latency``, nearest rank."""
@@ -73,7 +75,7 @@ def simulate(policy: Any, *, servers: int = 10, load: float = 0.9, requests: int
              slow: dict[int, float] | None = None, weights: Sequence[float] | None = None,
              refresh: float | None = None, balancers: int = 1, service: str = "exponential",
              warmup: float = 0.1, sample_every: float = 0.0, clients: int = 1000,
-             ewma_alpha: float = 0.2) -> ModelResult:
+             ewma_alpha: float = 0.2, hedge_after: float | None = None) -> ModelResult:
     """Run ``requests`` through a balancer using ``policy`` (a name or a ``Policy``; one fresh
     instance per balancer) in front of ``servers`` single-worker servers at utilisation ``load``.
 
@@ -82,7 +84,13 @@ def simulate(policy: Any, *, servers: int = 10, load: float = 0.9, requests: int
     (default 1 each -- right for equal servers, wrong for a slow one). ``refresh`` (mean service
     times) and ``balancers`` make the load information stale (module docstring).
     ``service``: ``"exponential"`` or ``"constant"``. Hash policies get one of ``clients``
-    client keys per request. Raises ``ValueError`` for an impossible setting."""
+    client keys per request. ``hedge_after`` (mean service times): a request not answered by then
+    is sent again to another server (picked by the same policy) and its latency is the first
+    answer's; the loser is not cancelled, so the copy is extra load (Dean and Barroso, "The Tail
+    at Scale", CACM 2013: hedge after the 95th-percentile delay). ``per_server`` counts copies
+    too. Raises ``ValueError`` for an impossible setting."""
+    if hedge_after is not None and not hedge_after > 0:
+        raise ValueError(f"hedge_after is in mean service times and must be > 0, got {hedge_after!r}")
     if not (isinstance(servers, int) and servers >= 1):
         raise ValueError(f"servers must be a whole number >= 1, got {servers!r}")
     if not 0 < load < 1:
@@ -117,43 +125,63 @@ def simulate(policy: Any, *, servers: int = 10, load: float = 0.9, requests: int
     stale_view = _View(snapshot, ewma, w)
     candidates = list(range(servers))
     per_server = [0] * servers
-    latency: list[float] = []
     trace: list[tuple[float, list[int]]] = []
     reports: list[float] = []
     skip = int(requests * warmup)
-    t = 0.0
-    next_refresh = 0.0
-    next_sample = 0.0
-    for n in range(requests):
-        t += rng.expovariate(rate)
+    clock = {"refresh": 0.0, "sample": 0.0}
+    lat_of: list[float] = []
+    hedges: list[tuple[float, int, float, int]] = []       # (send time, request, arrival time, first server)
+    hedged = 0
+
+    def dispatch(t: float, k: int, exclude: int | None = None) -> tuple[int, float]:
         while departures and departures[0][0] <= t:
-            _, s, k, lat = heapq.heappop(departures)
+            _, s, kk, lat = heapq.heappop(departures)
             true_count[s] -= 1
             if balancers > 1:
-                own[k][s] -= 1
+                own[kk][s] -= 1
             ewma[s] = lat if ewma[s] == 0 else ewma_alpha * lat + (1 - ewma_alpha) * ewma[s]
-        if refresh is not None and t >= next_refresh:
+        if refresh is not None and t >= clock["refresh"]:
             snapshot[:] = true_count
-            next_refresh = t + refresh
+            clock["refresh"] = t + refresh
             reports.append(t)
-        if sample_every and t >= next_sample:
+        if sample_every and t >= clock["sample"]:
             trace.append((t, list(true_count)))
-            next_sample = t + sample_every
-        k = n % balancers
+            clock["sample"] = t + sample_every
         view = stale_view if refresh is not None else views[k]
         pol = policies[k]
         key = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(clients) % 256}" \
             if getattr(pol, "uses_key", False) else None
-        s = pol.pick(candidates, view, pick_rng, key)
+        cands = candidates if exclude is None else [c for c in candidates if c != exclude]
+        s = pol.pick(cands, view, pick_rng, key)
         work = (rng.expovariate(1.0) if service == "exponential" else 1.0) * factor[s]
         start = free_at[s] if free_at[s] > t else t
         free_at[s] = start + work
-        lat = free_at[s] - t
-        heapq.heappush(departures, (free_at[s], s, k, lat))
+        heapq.heappush(departures, (free_at[s], s, k, free_at[s] - t))
         true_count[s] += 1
         if balancers > 1:
             own[k][s] += 1
+        return s, free_at[s]
+
+    def send_hedges(until: float) -> None:
+        nonlocal hedged
+        while hedges and hedges[0][0] <= until:
+            th, i, ta, first = heapq.heappop(hedges)
+            s, done = dispatch(th, i % balancers, exclude=first)
+            hedged += 1
+            lat_of[i] = min(lat_of[i], done - ta)
+            if i >= skip:
+                per_server[s] += 1
+
+    t = 0.0
+    for n in range(requests):
+        t += rng.expovariate(rate)
+        send_hedges(t)
+        s, done = dispatch(t, n % balancers)
+        lat_of.append(done - t)
+        if hedge_after is not None and done - t > hedge_after and servers > 1:
+            heapq.heappush(hedges, (t + hedge_after, n, t, s))
         if n >= skip:
-            latency.append(lat)
             per_server[s] += 1
-    return ModelResult(name, latency, per_server, trace, reports)
+    send_hedges(float("inf"))
+    latency = lat_of[skip:]
+    return ModelResult(name, latency, per_server, trace, reports, hedged)
