@@ -224,3 +224,29 @@ def test_sim_a_bad_balancer_setting_is_reported():
         c.run_for(0.01)
         crashes = [e for e in c.journal if e.kind in ("crash", "handler_error")]
         assert crashes and "affinity must be" in str(crashes[0].data), [e.kind for e in c.journal][:10]
+
+
+class HeaderLB(Balancer):
+    backends = ("b0", "b1", "b2")
+    affinity = "header"
+    policy = "ring_hash"
+
+
+class IpLB(Balancer):
+    backends = ("b0", "b1", "b2")
+    affinity = "ip"
+    policy = "ip_hash"
+
+
+def test_sim_header_and_ip_affinity_stick_and_ip_hash_groups_a_slash_24():
+    with labkit.Cluster(_nodes(HeaderLB), runtime="sim", seed=3) as c:
+        for user in ("ana", "bo", "cy"):
+            seen = {c.http("lb").get("/work", headers={"X-Session": user}).headers["X-Backend"] for _ in range(4)}
+            assert len(seen) == 1, (user, seen)
+    with labkit.Cluster(_nodes(IpLB), runtime="sim", seed=3) as c:
+        office = {c.http("lb").get("/work", headers={"X-Forwarded-For": f"198.51.100.{i}"}).headers["X-Backend"]
+                  for i in range(1, 30)}
+        assert len(office) == 1, office                      # one /24: one backend (nginx ip_hash)
+        spread = {c.http("lb").get("/work", headers={"X-Forwarded-For": f"10.{i}.7.1"}).headers["X-Backend"]
+                  for i in range(30)}
+        assert spread == {"b0", "b1", "b2"}, spread
