@@ -40,8 +40,9 @@ key is the ``X-Forwarded-For`` header or else the caller's node id (``policy = "
 
 What it knows of load (``in_flight`` per backend, an EWMA of response time) is its own: the
 requests it forwarded and has not had answered. ``GET /lb/status`` returns that, the health
-of each backend, the requests sent to each (and when the last one was sent) and the
-ejections so far (JSON).
+of each backend, the requests sent to each (and when the last one was sent), the health
+events so far and ``panics``: how many requests were balanced in panic mode (JSON). A subclass
+with timers of its own calls ``await super().on_timer(ctx, name)`` for the ``hc:`` ones.
 """
 from __future__ import annotations
 

@@ -96,8 +96,8 @@ class Random(Policy):
 
 
 class LeastConnections(Policy):
-    """The candidate with the fewest requests in flight; ties broken at random (a fixed tie
-    order would send every tie to the first backend)."""
+    """The candidate with the fewest requests in flight per unit of weight (weights default to
+    1); ties broken at random (a fixed tie order would send every tie to the first backend)."""
 
     name = "least_connections"
 
@@ -114,8 +114,8 @@ class LeastConnections(Policy):
 
 
 class PowerOfTwoChoices(Policy):
-    """Two distinct candidates at random; the one with fewer requests in flight (ties: the
-    first drawn). ``d`` choices in general (Mitzenmacher: max load ln ln n / ln d + O(1))."""
+    """Two distinct candidates at random; the one with fewer requests in flight per unit of
+    weight (ties: the first drawn). ``d`` choices in general (Mitzenmacher: max load ln ln n / ln d + O(1))."""
 
     name = "power_of_two"
 
