@@ -152,6 +152,7 @@ class StormResult:
     ops: int = 0
     calls: int = 0
     transitions: list = field(default_factory=list)   # breaker (t, from, to)
+    call_times: list = field(default_factory=list)    # ms of every call the client sent
 
     @property
     def amplification(self) -> float:
@@ -196,7 +197,7 @@ def storm(client: type, seed: int, *, backend: type = Backend, dip: tuple[float,
     horizon = stop
     return StormResult(seed, dip, horizon, per_second([o["t0"] for o in done], horizon),
                        per_second([o["t0"] for o in done if o["ok"]], horizon), per_second(sent, horizon),
-                       len(done), len(sent), trans)
+                       len(done), len(sent), trans, sent)
 
 
 __all__ = ["Backend", "Tier", "OpenLoopClient", "ops", "calls", "per_second", "StormResult", "storm"]
