@@ -237,3 +237,38 @@ def test_storm_naive_retries_stay_down_after_the_dip_budget_and_breaker_recover(
         assert g >= 0.9 * o, f"goodput should recover after the dip: {g} of {o}"
     assert budget.amplification <= 1.1, budget.amplification
     assert [to for _, _, to in brk.transitions][:2] == [OPEN, HALF_OPEN], brk.transitions
+
+
+def test_retry_policy_and_budget_reject_bad_arguments():
+    with pytest.raises(labkit.ArgumentError, match="attempts"):
+        RetryPolicy(attempts=0)
+    with pytest.raises(labkit.ArgumentError, match="ratio"):
+        RetryBudget(ratio=-1)
+    with pytest.raises(labkit.ArgumentError, match="capacity"):
+        RetryQuota(capacity=float("nan"))
+
+
+def test_storm_result_counts_per_second_and_finds_the_recovery():
+    from labkit.systems.callchain import StormResult, per_second
+    assert per_second([0, 10, 999, 1000, 2500, 3100], 3000) == [3.0, 1.0, 1.0]
+    r = StormResult(1, (1000.0, 2000.0), 5000.0, offered=[10, 10, 10, 10, 10], goodput=[10, 0, 5, 9, 10],
+                    sent=[10] * 5, ops=50, calls=60)
+    assert r.recovered_at(0.9) == 3000.0 and r.after(3000) == (19, 20) and r.amplification == 1.2
+    r.goodput[4] = 0
+    assert r.recovered_at(0.9) is None
+
+
+@pytest.mark.processes
+def test_call_with_retries_on_real_processes_waits_and_succeeds():
+    class Slowly(Caller):
+        POLICY = RetryPolicy(attempts=5, backoff=Backoff(base=50, cap=1000, jitter="none"))
+    with labkit.Cluster({"flaky": Flaky, "caller": Slowly}, seed=1) as cluster:
+        for _ in range(40):
+            notes = cluster.journal.filter(kind="note")
+            if any(e.data["what"] == "result" for e in notes):
+                break
+            cluster.run_for(0.1)
+        tries = [e for e in notes if e.data["what"] == "try"]
+        assert [e.data["status"] for e in notes if e.data["what"] == "result"] == [200], [e.data for e in notes]
+        gaps = [b.t - a.t for a, b in zip(tries, tries[1:])]
+        assert len(gaps) == 3 and all(g >= w for g, w in zip(gaps, (50, 100, 200))), gaps   # real waits, never early
