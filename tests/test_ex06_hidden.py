@@ -1,0 +1,227 @@
+"""Hidden checks of chapter 06's exercises (solutions/06_fault_tolerance.ipynb).
+
+Runs the notebook's code cells in order (skipping the check cells a reader runs), then each check
+cell's ``### BEGIN HIDDEN TESTS`` block: a deeper, longer storm; two outages over a lossy link; more
+shops, more loss, duplication and reordering. Other tests make sure the checks are not vacuous:
+naive retries (and backoff without a budget) must fail exercise 1's check, and each requirement
+of every statement, broken alone, must fail the visible check cell.
+"""
+from __future__ import annotations
+
+import labkit
+import pytest
+from solutionnb import HIDDEN, SolutionNotebook
+
+import labkit.checks
+
+NB = SolutionNotebook("06_fault_tolerance.ipynb")
+
+
+@pytest.fixture(scope="module")
+def namespace():
+    ns = NB.run_setup()
+    for i in range(3):
+        NB.run_hidden(i, ns)
+    return ns
+
+
+def test_every_check_cell_has_hidden_tests_and_enough_seeds():
+    assert len(NB.checks) == 3
+    assert all(HIDDEN.search(src) for src in NB.checks)
+    assert "range(50)" in NB.checks[0] and "range(100)" in NB.checks[1] and "range(100)" in NB.checks[2]
+
+
+@pytest.mark.parametrize("name, seeds", [("storm_hidden", range(1000, 1060)), ("breaker_hidden", range(1000, 1200)),
+                                         ("idempotency_hidden", range(1000, 1200))])
+def test_hidden(namespace, name, seeds):
+    namespace["sweep"](namespace[name], seeds=seeds)
+
+
+def visible_fails(check: int, wrong, match: str, seeds=range(10)) -> str:
+    """Run check cell ``check`` (its hidden block removed) with ``wrong(ns)``'s replacements; its
+    sweeps run over ``seeds`` and stop at the first failing seed. The cell must fail, saying
+    ``match``."""
+    ns = NB.run_setup()
+    ns.update(wrong(ns))
+    real = labkit.checks.sweep
+
+    def first_failure(scenario, seeds_=None, **kw):
+        return real(scenario, seeds=seeds, quiet=True, stop_after=1)
+
+    ns["sweep"] = first_failure
+    with pytest.raises(AssertionError, match=match) as failed:
+        exec(compile(HIDDEN.sub("", NB.checks[check]), f"visible[{check}]", "exec"), ns)
+    return str(failed.value)
+
+
+# -- exercise 1: naive retries must fail; so must each requirement broken alone -----------------
+
+def _client(ns, call):
+    return {"StormProofClient": type("Wrong", (ns["StormProofClient"],), {"call": call})}
+
+
+async def _naive(self, ctx):
+    for n in range(4):
+        try:
+            r = await ctx.http.get("backend", "/price", timeout=self.TIMEOUT)
+            if r.status == 200:
+                return r
+        except labkit.ClientError:
+            pass
+    return None
+
+
+def _backoff_no_budget(ns):
+    async def call(self, ctx):
+        for n in range(4):
+            try:
+                r = await ctx.http.get("backend", "/price", timeout=self.TIMEOUT)
+                if r.status == 200:
+                    return r
+            except labkit.ClientError:
+                pass
+            await ctx.sleep(ns["full_jitter"](n, ctx.rng))
+        return None
+    return call
+
+
+def test_naive_retries_fail_the_storm_check(namespace):
+    naive = type("Naive", (namespace["StormProofClient"],), {"call": _naive})
+    with pytest.raises(AssertionError, match="goodput"):
+        namespace["sweep"](lambda seed: namespace["storm_scenario"](seed, naive), seeds=range(1000, 1050),
+                           quiet=True, stop_after=1)
+    with pytest.raises(AssertionError, match="goodput"):
+        namespace["sweep"](lambda seed: namespace["storm_hidden"](seed, naive), seeds=range(1000, 1050),
+                           quiet=True, stop_after=1)
+
+
+def test_naive_retries_fail_the_visible_check():
+    visible_fails(0, lambda ns: _client(ns, _naive), "goodput|calls for")
+
+
+def test_backoff_without_a_budget_fails_the_visible_check():
+    visible_fails(0, lambda ns: _client(ns, _backoff_no_budget(ns)), "goodput|calls for")
+
+
+def test_no_retries_fail_the_visible_check():
+    async def once(self, ctx):
+        return await ctx.http.get("backend", "/price", timeout=self.TIMEOUT)
+    visible_fails(0, lambda ns: _client(ns, once), "ATTEMPTS = 4 times")
+
+
+def test_retrying_at_once_under_a_budget_fails_the_visible_check():
+    async def at_once(self, ctx):
+        self.budget.on_request(ctx.now)
+        for n in range(4):
+            try:
+                r = await ctx.http.get("backend", "/price", timeout=self.TIMEOUT)
+                if r.status == 200:
+                    return r
+            except labkit.ClientError:
+                pass
+            if not self.budget.try_retry(ctx.now):
+                break
+        return None
+    visible_fails(0, lambda ns: _client(ns, at_once), "full-jitter draws|goodput")
+
+
+@pytest.mark.parametrize("jitter, match", [
+    (lambda n, rng: min(2000.0, 100.0 * 2 ** n), "uniform"),                      # no jitter
+    (lambda n, rng: rng.uniform(0, 100.0 * 2 ** n), r"must lie in"),              # no cap
+    (lambda n, rng: rng.uniform(0, 100.0), "uniform"),                            # not exponential
+])
+def test_wrong_backoff_fails_the_visible_check(jitter, match):
+    visible_fails(0, lambda ns: {"full_jitter": jitter}, match)
+
+
+def test_a_budget_that_never_forgets_or_has_no_floor_fails_the_visible_check():
+    def never_forgets(ns):
+        class B(ns["Budget"]):
+            def try_retry(self, now):
+                if len(self.retries) < self.ratio * len(self.requests) + self.min_retries:
+                    self.retries.append(now)
+                    return True
+                return False
+        return {"Budget": B}
+
+    def no_floor(ns):
+        class B(ns["Budget"]):
+            def __init__(self, ratio=0.1, window=10_000.0, min_retries=10):
+                super().__init__(ratio, window, 0)
+        return {"Budget": B}
+    visible_fails(0, never_forgets, "forgotten")
+    visible_fails(0, no_floor, "allow")
+
+
+# -- exercise 2 ------------------------------------------------------------------------------------
+
+def _breaker(**methods):
+    return lambda ns: {"Breaker": type("Wrong", (ns["Breaker"],), methods)}
+
+
+def _never_half_opens(self, now):
+    return self.state == "closed"
+
+
+def _no_minimum(self, now, ok):
+    if self.state == "closed" and not ok:
+        self.state, self.opened_at = "open", now
+        return
+    type(self).__mro__[1].record(self, now, ok)
+
+
+def _half_open_lets_all_through(self, now):
+    allowed = type(self).__mro__[1].allow(self, now)
+    return allowed or self.state == "half_open"
+
+
+def _closes_on_first_probe(self, now, ok):
+    if self.state == "half_open" and ok:
+        self.state, self.outcomes = "closed", []
+        return
+    type(self).__mro__[1].record(self, now, ok)
+
+
+def _no_wait(self, now):
+    if self.state == "open":
+        self.state, self.let_through, self.probe_outcomes = "half_open", 0, []
+    return type(self).__mro__[1].allow(self, now)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (_breaker(allow=_never_half_opens), "at the end"),
+    (_breaker(record=_no_minimum), "had not reached"),
+    (_breaker(allow=_half_open_lets_all_through), "probes are permitted|still half-open"),
+    (_breaker(record=_closes_on_first_probe), "closed"),
+    (_breaker(allow=_no_wait), "after opening"),
+])
+def test_each_breaker_requirement_broken_alone_fails_the_visible_check(wrong, match):
+    visible_fails(1, wrong, match, seeds=range(20))
+
+
+def test_a_breaker_that_never_opens_fails_the_visible_check():
+    def record(self, now, ok):
+        pass
+    visible_fails(1, _breaker(record=record), "still closed|should have opened", seeds=range(20))
+
+
+# -- exercise 3 ------------------------------------------------------------------------------------
+
+def test_payments_without_keys_fail_the_visible_check():
+    async def on_charge(self, ctx, msg):
+        await self.apply(ctx, msg["key"], msg["amount"])
+        ctx.reply(msg, "charge_ok", charged=msg["amount"])
+    visible_fails(2, lambda ns: {"Payments": type("Wrong", (ns["PaymentsBase"],), {"on_charge": on_charge})},
+                  "applied more than once", seeds=range(20))
+
+
+def test_payments_that_remember_only_after_applying_fail_the_visible_check():
+    async def on_charge(self, ctx, msg):                  # a duplicate during the work applies again
+        key = msg["key"]
+        if key in self.results:
+            return ctx.reply(msg, "charge_ok", charged=self.results[key])
+        await self.apply(ctx, key, msg["amount"])
+        self.results[key] = msg["amount"]
+        ctx.reply(msg, "charge_ok", charged=msg["amount"])
+    visible_fails(2, lambda ns: {"Payments": type("Wrong", (ns["PaymentsBase"],), {"on_charge": on_charge})},
+                  "applied more than once", seeds=range(50))
