@@ -98,7 +98,8 @@ class _SimHost:
     def transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
         self.rt._transmit_http(ctx, mid, dst, type, body_json)
 
-    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
+                     resp: Any = None) -> None:
         self.rt._respond_http(ctx, mid, dst, type, re, body_json)
 
     def cancel_http(self, ctx: Context, mid: str) -> None:
