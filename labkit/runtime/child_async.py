@@ -15,8 +15,9 @@ node object, its sockets, scheduler and context are the same; only the loop diff
 * every callback that runs node code (a frame from the inbox, a control command, a timer, an
   HTTP request or response) ends its round with ``_flush``: the round's journal lines go out in
   one ``os.write`` *before* anything the round sent -- ZeroMQ frames, HTTP responses (futures
-  resolved for the aiohttp handlers waiting on them) and HTTP calls (tasks started) -- so the
-  journal never shows a delivery whose send it lacks.
+  resolved for the aiohttp handlers waiting on them) and HTTP calls (tasks started; a call
+  started by the round that ends another call runs on in that call's task, see ``_calls``) --
+  so the journal never shows a delivery whose send it lacks.
 
 The server listens on an ephemeral loopback TCP port (``127.0.0.1:0``) and writes it to
 ``<id>.port`` in the cluster's private 0700 directory (atomically; removed when the node
@@ -122,6 +123,9 @@ class AsyncNode(_Node):
         self.serving: dict[str, list] = {}    # request id -> [future, outside?]
         self.http_resp: list[tuple] = []      # (future, web.Response, outside?, wire, dst) after the write
         self.calls: dict[str, asyncio.Task] = {}
+        self.current_task = asyncio.current_task
+        self.adopter: Any = None               # set while a finished call's round ends (_calls)
+        self.adopted: tuple | None = None
         self.ports: dict[str, tuple] = {}
         self.ext_seq = 0
         self.timer_handle: Any = None
@@ -171,6 +175,9 @@ class AsyncNode(_Node):
         if self.has_crashed:
             return
         self._flush()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
         due = self.timers.next_time()
         if due == self.timer_due and self.timer_handle is not None:
             return
@@ -227,8 +234,12 @@ class AsyncNode(_Node):
                     self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"deliver","node":"{dst}",{w[1:]}\n')
         if self.http_out:
             out, self.http_out = self.http_out, []
-            for mid, dst, call, w, at in out:
-                self.calls[mid] = self.loop.create_task(self._call(mid, dst, call, w, at))
+            for job in out:
+                if self.adopter is not None:     # a call task that just finished takes it on
+                    self.adopted, self.adopter = job, None
+                    self.calls[job[0]] = self.current_task()
+                else:
+                    self.calls[job[0]] = self.loop.create_task(self._calls(job))
         if self.jbuf:
             _Node._flush(self)
 
@@ -272,10 +283,22 @@ class AsyncNode(_Node):
         self._journal_drop(dst, w, rule)
         self.ctx._http_failed(mid, exc)
 
+    async def _calls(self, job: tuple) -> None:
+        """Make the call ``job`` (mid, dst, call, wire, at), then each call the rounds it ends
+        start first, in this same task: a caller that awaits one call after another (the
+        common case) gets each request sent at once, without one more turn of the loop to
+        start a new task. ``calls[mid]`` is this task while it makes call ``mid``, so
+        ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none."""
+        while job is not None:
+            self.adopted = None
+            await self._call(*job)
+            job, self.adopted = self.adopted, None
+
     async def _call(self, mid: str, dst: str, call: Any, w: str, at: float) -> None:
         aiohttp = self.aiohttp
         src = self.id
         what = f"{src}: {call.method} {call.path} to {dst} (request {mid})"
+        cancelled: BaseException | None = None
         try:
             rule = self.net.blocked(src, dst)
             if rule is not None:               # a black hole: the caller's timeout ends it
@@ -305,7 +328,8 @@ class AsyncNode(_Node):
             async with self.session.request(call.method, URL(url, encoded=True), headers=headers,
                                             data=payload_bytes(call.payload) or None, **kw) as resp:
                 body = await resp.read()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as e:
+            cancelled = e
             return                            # the call timed out (cancel_http)
         except aiohttp.ClientSSLError as e:
             self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{what}: TLS handshake failed: {e}"))
@@ -318,7 +342,11 @@ class AsyncNode(_Node):
             self._response(mid, dst, resp, body)
         finally:
             self.calls.pop(mid, None)
-            self._end_round()
+            self.adopter = self if cancelled is None else None   # a cancelled task takes on nothing
+            try:
+                self._end_round()
+            finally:
+                self.adopter = None
 
     def _response(self, mid: str, dst: str, resp: Any, body: bytes) -> None:
         real = list(resp.headers.items())
