@@ -57,8 +57,7 @@ import os
 from typing import Any
 
 from .child import MAX_BATCH, _Node
-from ..http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError
-from ..http_errors import reason_of
+from ..http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError, reason_of
 from ..http_types import encode_request, encode_response, headers_for_journal, payload_bytes, payload_of_bytes
 from ..message import ID_CHARS, Message, dumps as _dumps, loads
 
@@ -175,9 +174,6 @@ class AsyncNode(_Node):
         if self.has_crashed:
             return
         self._flush()
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
         due = self.timers.next_time()
         if due == self.timer_due and self.timer_handle is not None:
             return
