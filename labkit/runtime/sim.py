@@ -61,13 +61,15 @@ INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cl
 class _SimHost:
     """The host of one node incarnation inside the simulator."""
 
-    __slots__ = ("rt", "rec", "seed", "transmit")
+    __slots__ = ("rt", "rec", "seed", "transmit", "transmit_http", "respond_http")
 
     def __init__(self, rt: "SimRuntime", rec: NodeRecord) -> None:
         self.rt, self.rec, self.seed = rt, rec, rt.seed
         #: ``transmit(ctx, mid, dst, type, re, body_json)``: the runtime's own (one call less
         #: on the simulator's hottest path).
         self.transmit = rt._transmit
+        self.transmit_http = rt._transmit_http      # HTTP: see labkit.runtime.sim_http
+        self.respond_http = rt._respond_http
 
     def now(self) -> float:
         return self.rt.t
@@ -94,14 +96,6 @@ class _SimHost:
 
     def crashed(self, ctx: Context, ev: Event) -> None:
         self.rt._node_crashed(self.rec, ev)
-
-    # HTTP: see labkit.runtime.sim_http
-    def transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
-        self.rt._transmit_http(ctx, mid, dst, type, body_json)
-
-    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
-                     resp: Any = None) -> None:
-        self.rt._respond_http(ctx, mid, dst, type, re, body_json)
 
     def cancel_http(self, ctx: Context, mid: str) -> None:
         pass  # the response, if one comes, is dropped as "connection closed" (see _sim_http)

@@ -42,7 +42,8 @@ class SimHttpMixin:
         self._conns: dict[str, dict[str, tuple[Context, tuple]]] = {}
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))  # type: ignore[attr-defined]
 
-    def _transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str) -> None:
+    def _transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any = None) -> None:
+        """``Host.transmit_http`` (``call``, what a real request needs, is not needed here)."""
         t = self.t  # type: ignore[attr-defined]
         src = ctx.id
         w = (src, dst, type, mid, None, round(t, 3), body_json)
@@ -98,7 +99,9 @@ class SimHttpMixin:
         events.append(Event(self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
         rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), None, at))
 
-    def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+    def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
+                      resp: Any = None) -> None:
+        """``Host.respond_http`` (``resp``, the ``labkit.Response``, is not needed here)."""
         t = self.t  # type: ignore[attr-defined]
         src = ctx.id
         conns = self._conns.get(src)
