@@ -39,6 +39,9 @@ HTTP_VERSION = "1.1"
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
+# The one header most responses carry, and its encoding in a message body (encode_response).
+_COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
+_COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
 _MISSING: Any = object()
 
 
@@ -134,7 +137,12 @@ def encode_response(status: int, reason: str | None, headers: list | None,
                     payload: tuple[str, str] | None) -> str:
     """The message body (JSON text) of an HTTP response."""
     r = f',"reason":{_dumps(reason)}' if reason and reason != reason_of(status) else ""
-    h = f',"headers":{_dumps(headers)}' if headers else ""
+    if not headers:
+        h = ""
+    elif len(headers) == 1 and headers[0] in _COMMON_HEADERS:   # json_response's, Response(text=)'s
+        h = _COMMON_HEADERS_JSON[_COMMON_HEADERS.index(headers[0])]
+    else:
+        h = f',"headers":{_dumps(headers)}'
     return f'{{"http":"1.1","status":{status}{r}{h}{_payload_json(payload)}}}'
 
 

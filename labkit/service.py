@@ -316,15 +316,17 @@ class ServingMixin:
         """Send ``resp`` as the response message to request ``msg`` (nothing if the node is dead)."""
         if self.dead:  # type: ignore[attr-defined]
             return
-        body_json = resp._encode() if msg.body.get("method") != "HEAD" else \
-            Response(status=resp.status, reason=resp.reason, headers=resp._header_pairs())._encode()
+        if msg.body.get("method") == "HEAD":
+            resp = Response(status=resp.status, reason=resp.reason, headers=resp._header_pairs())
+        body_json = resp._encode()
         self._hev += 1  # type: ignore[attr-defined]
         self._wev += 1  # type: ignore[attr-defined]
         if self._hev > self._g_handler or self._wev > self._g_events:  # type: ignore[attr-defined]
             self._over_events(f"HTTP response {resp.status}")  # type: ignore[attr-defined]
         self._seq += 1  # type: ignore[attr-defined]
         mid = f"{self.id}.{self.incarnation}.{self._seq}"  # type: ignore[attr-defined]
-        self._host.respond_http(self, mid, msg.src, str(resp.status), msg.id, body_json)  # type: ignore[attr-defined]
+        self._host.respond_http(self, mid, msg.src, str(resp.status), msg.id, body_json,  # type: ignore[attr-defined]
+                                resp=resp)
 
 
 def handler_error_report(ev: Event) -> str:

@@ -74,7 +74,8 @@ class _FakeHost:
     def transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any) -> None:
         self.transmit(ctx, mid, dst, type, None, body_json)
 
-    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+    def respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
+                     resp: Any = None) -> None:
         w = wire(ctx.id, dst, type, mid, re, self.t, body_json)
         msg = decode(w)
         self.sent.append(msg)

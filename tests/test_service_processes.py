@@ -175,3 +175,37 @@ def test_services_leave_when_the_notebook_is_killed(tmp_path):
             p.kill()
             p.wait()
         p.stdout.close()
+
+
+class _Echo(labkit.Service):
+    @labkit.get("/n/{i}")
+    async def n(self, ctx, req):
+        return labkit.json_response({"i": int(req.match_info["i"])})
+
+
+class _Sequential(labkit.Node):
+    """Awaits calls one after another (each started by the round that ends the one before,
+    so they run on in one task), a timed-out one among them."""
+
+    async def on_message(self, ctx, msg):
+        got = []
+        for i in range(msg.body["n"]):
+            to = msg.body["slow"] if i == msg.body["at"] else "echo"
+            try:
+                r = await ctx.http.get(to, f"/n/{i}", timeout=300 if to != "echo" else 5000)
+                got.append((await r.json())["i"])
+            except labkit.ServerTimeoutError:
+                got.append("timeout")
+        ctx.reply(msg, got=got)
+
+
+def test_sequential_calls_each_get_their_own_answer_around_a_timed_out_one():
+    with labkit.Cluster({"echo": _Echo, "stuck": _Echo, "me": _Sequential}, seed=3) as c:
+        c.pause("stuck")                     # the kernel accepts, nobody answers: the call is cancelled
+        body = c.request("me", "go", timeout=30_000, n=40, at=17, slow="stuck").body
+        assert body["got"] == [*range(17), "timeout", *range(18, 40)]
+        c.resume("stuck")
+        sends = [e for e in c.journal.filter(kind="send") if e.node == "me" and e.dst in ("echo", "stuck")]
+        delivers = [e for e in c.journal.filter(kind="deliver") if e.node == "me" and e.type == "200"]
+        assert len(sends) == 40 and len(delivers) == 39
+        assert {e.get("re") for e in delivers} == {e.id for e in sends if e.dst == "echo"}

@@ -302,3 +302,25 @@ def test_bad_call_arguments_raise_at_once():
     with pytest.raises(labkit.ArgumentError, match="True or False"):
         ctx.ready("yes")
     assert ctx.sent == []
+
+
+# -- the processes runtime builds message bodies without parsing back their JSON ------------------
+@pytest.mark.parametrize("payload", [None, ("json", '{"n":[1,2.5,"x",null,true]}'), ("json", '"s"'),
+                                     ("body", "hé\n"), ("body64", "AAEC")])
+@pytest.mark.parametrize("journal_headers", [[], [["Content-Type", "application/json"], ["A", "b"]]])
+def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
+    from labkit.message import loads
+    from labkit.http_types import encode_request, encode_response
+    from labkit.runtime.child_async import request_body, response_body
+    real = [("Host", "127.0.0.1:1"), ("X-Labkit-Id", "n1.1.1"), *map(tuple, journal_headers)]
+    shown = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
+    for query in ("", "a=1&b=%20"):
+        want = loads(encode_request("POST", "/p/é", query, journal_headers, payload))
+        want["headers"] = shown
+        got = request_body("POST", "/p/é", query, journal_headers, payload, real)
+        assert (got, list(got)) == (want, list(want))
+    for status, reason in ((200, None), (200, "OK"), (418, "Short and stout")):
+        want = loads(encode_response(status, reason, journal_headers, payload))
+        want["headers"] = shown
+        got = response_body(status, reason, journal_headers, payload, real)
+        assert (got, list(got)) == (want, list(want))

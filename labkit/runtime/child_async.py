@@ -15,8 +15,9 @@ node object, its sockets, scheduler and context are the same; only the loop diff
 * every callback that runs node code (a frame from the inbox, a control command, a timer, an
   HTTP request or response) ends its round with ``_flush``: the round's journal lines go out in
   one ``os.write`` *before* anything the round sent -- ZeroMQ frames, HTTP responses (futures
-  resolved for the aiohttp handlers waiting on them) and HTTP calls (tasks started) -- so the
-  journal never shows a delivery whose send it lacks.
+  resolved for the aiohttp handlers waiting on them) and HTTP calls (tasks started; a call
+  started by the round that ends another call runs on in that call's task, see ``_calls``) --
+  so the journal never shows a delivery whose send it lacks.
 
 The server listens on an ephemeral loopback TCP port (``127.0.0.1:0``) and writes it to
 ``<id>.port`` in the cluster's private 0700 directory (atomically; removed when the node
@@ -56,7 +57,7 @@ import os
 from typing import Any
 
 from .child import MAX_BATCH, _Node
-from ..http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError
+from ..http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError, reason_of
 from ..http_types import encode_request, encode_response, headers_for_journal, payload_bytes, payload_of_bytes
 from ..message import ID_CHARS, Message, dumps as _dumps, loads
 
@@ -78,6 +79,36 @@ def run_async(node: _Node, started: bool) -> None:
     loop.run_until_complete(node._amain(started))  # type: ignore[attr-defined]
 
 
+def _finish_body(d: dict, journal_headers: list, payload: tuple[str, str] | None, real: list) -> dict:
+    if journal_headers:
+        d["headers"] = None                    # its place in the key order; the value is set below
+    if payload is not None:                    # as http_types._payload_json writes it
+        kind, s = payload
+        d[kind] = loads(s) if kind == "json" else s
+    d["headers"] = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
+    return d
+
+
+def request_body(method: str, path: str, query: str, journal_headers: list,
+                 payload: tuple[str, str] | None, real: list) -> dict:
+    """The body a handler's request message carries: ``loads(encode_request(method, path,
+    query, journal_headers, payload))`` (same keys, same order), with ``headers`` the real
+    ones but labkit's own -- built directly rather than by parsing back the JSON just written."""
+    d: dict[str, Any] = {"http": "1.1", "method": method, "path": path}
+    if query:
+        d["query"] = query
+    return _finish_body(d, journal_headers, payload, real)
+
+
+def response_body(status: int, reason: str | None, journal_headers: list,
+                  payload: tuple[str, str] | None, real: list) -> dict:
+    """The same for a response: ``loads(encode_response(...))`` with the real headers."""
+    d: dict[str, Any] = {"http": "1.1", "status": status}
+    if reason and reason != reason_of(status):
+        d["reason"] = reason
+    return _finish_body(d, journal_headers, payload, real)
+
+
 class AsyncNode(_Node):
     """``_Node`` on asyncio, with the HTTP side of the Host interface."""
 
@@ -91,6 +122,9 @@ class AsyncNode(_Node):
         self.serving: dict[str, list] = {}    # request id -> [future, outside?]
         self.http_resp: list[tuple] = []      # (future, web.Response, outside?, wire, dst) after the write
         self.calls: dict[str, asyncio.Task] = {}
+        self.current_task = asyncio.current_task
+        self.adopter: Any = None               # set while a finished call's round ends (_calls)
+        self.adopted: tuple | None = None
         self.ports: dict[str, tuple] = {}
         self.ext_seq = 0
         self.timer_handle: Any = None
@@ -196,8 +230,12 @@ class AsyncNode(_Node):
                     self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"deliver","node":"{dst}",{w[1:]}\n')
         if self.http_out:
             out, self.http_out = self.http_out, []
-            for mid, dst, call, w, at in out:
-                self.calls[mid] = self.loop.create_task(self._call(mid, dst, call, w, at))
+            for job in out:
+                if self.adopter is not None:     # a call task that just finished takes it on
+                    self.adopted, self.adopter = job, None
+                    self.calls[job[0]] = self.current_task()
+                else:
+                    self.calls[job[0]] = self.loop.create_task(self._calls(job))
         if self.jbuf:
             _Node._flush(self)
 
@@ -241,10 +279,22 @@ class AsyncNode(_Node):
         self._journal_drop(dst, w, rule)
         self.ctx._http_failed(mid, exc)
 
+    async def _calls(self, job: tuple) -> None:
+        """Make the call ``job`` (mid, dst, call, wire, at), then each call the rounds it ends
+        start first, in this same task: a caller that awaits one call after another (the
+        common case) gets each request sent at once, without one more turn of the loop to
+        start a new task. ``calls[mid]`` is this task while it makes call ``mid``, so
+        ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none."""
+        while job is not None:
+            self.adopted = None
+            await self._call(*job)
+            job, self.adopted = self.adopted, None
+
     async def _call(self, mid: str, dst: str, call: Any, w: str, at: float) -> None:
         aiohttp = self.aiohttp
         src = self.id
         what = f"{src}: {call.method} {call.path} to {dst} (request {mid})"
+        cancelled: BaseException | None = None
         try:
             rule = self.net.blocked(src, dst)
             if rule is not None:               # a black hole: the caller's timeout ends it
@@ -274,7 +324,8 @@ class AsyncNode(_Node):
             async with self.session.request(call.method, URL(url, encoded=True), headers=headers,
                                             data=payload_bytes(call.payload) or None, **kw) as resp:
                 body = await resp.read()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as e:
+            cancelled = e
             return                            # the call timed out (cancel_http)
         except aiohttp.ClientSSLError as e:
             self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{what}: TLS handshake failed: {e}"))
@@ -287,7 +338,11 @@ class AsyncNode(_Node):
             self._response(mid, dst, resp, body)
         finally:
             self.calls.pop(mid, None)
-            self._end_round()
+            self.adopter = self if cancelled is None else None   # a cancelled task takes on nothing
+            try:
+                self._end_round()
+            finally:
+                self.adopter = None
 
     def _response(self, mid: str, dst: str, resp: Any, body: bytes) -> None:
         real = list(resp.headers.items())
@@ -297,15 +352,15 @@ class AsyncNode(_Node):
         except ValueError:
             rat = self.now()
         payload = payload_of_bytes(body, resp.headers.get("Content-Type"))
-        body_json = encode_response(resp.status, resp.reason, headers_for_journal(real, RESPONSE_STACK_HEADERS),
-                                    payload)
-        w = self.wire(dst, self.id, str(resp.status), rid, mid, rat, body_json)
+        status, reason = resp.status, resp.reason
+        jh = headers_for_journal(real, RESPONSE_STACK_HEADERS)
+        body_json = encode_response(status, reason, jh, payload)
+        w = self.wire(dst, self.id, str(status), rid, mid, rat, body_json)
         delays, rule = self.net.route(dst, self.id, self.net_rng)
         if rule is not None:
             self._journal_drop(self.id, w, rule)
             return
-        msg = Message(dst, self.id, str(resp.status), rid, loads(body_json), mid, rat)
-        msg.body["headers"] = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
+        msg = Message(dst, self.id, str(status), rid, response_body(status, reason, jh, payload, real), mid, rat)
         if delays[0] <= 0:
             self._response_arrives(w, msg)
         else:
@@ -345,15 +400,15 @@ class AsyncNode(_Node):
             if src not in self._node_set or not mid or not set(mid) <= ID_CHARS or len(mid) > 100 or at < 0:
                 return web.Response(status=400, text="400: Bad Request: malformed X-Labkit-* headers")
         real = list(h.items())
-        body_json = encode_request(request.method, request.path, request.query_string,
-                                   headers_for_journal(real, REQUEST_STACK_HEADERS),
-                                   payload_of_bytes(body, h.get("Content-Type")))
-        type = f"{request.method} {request.path}"
+        jh = headers_for_journal(real, REQUEST_STACK_HEADERS)
+        payload = payload_of_bytes(body, h.get("Content-Type"))
+        method, path, qs = request.method, request.path, request.query_string
+        body_json = encode_request(method, path, qs, jh, payload)
+        type = f"{method} {path}"
         w = self.wire(src, self.id, type, mid, None, at, body_json)
         fut = self.loop.create_future()
         self.serving[mid] = [fut, outside]
-        msg = Message(src, self.id, type, mid, loads(body_json), None, at)
-        msg.body["headers"] = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
+        msg = Message(src, self.id, type, mid, request_body(method, path, qs, jh, payload, real), None, at)
         try:
             if outside:
                 self._request_arrives(w, msg)
@@ -381,7 +436,8 @@ class AsyncNode(_Node):
         self._journal_msg("deliver", w)
         self.ctx._deliver(msg)
 
-    def respond_http(self, ctx: Any, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+    def respond_http(self, ctx: Any, mid: str, dst: str, type: str, re: str, body_json: str,
+                     resp: Any = None) -> None:
         from aiohttp import web
         from multidict import CIMultiDict
         now = self.now()
@@ -394,13 +450,20 @@ class AsyncNode(_Node):
             else:
                 self._journal_drop(dst, w, "connection closed")
             return
-        d = loads(body_json)
-        headers = CIMultiDict(d.get("headers") or ())
+        if resp is not None:                   # the labkit.Response itself: nothing to parse back
+            status, pl = resp.status, resp._payload
+            reason = resp.reason if resp.reason and resp.reason != reason_of(status) else None
+            headers = CIMultiDict(resp._header_pairs())
+        else:
+            d = loads(body_json)
+            status, reason = d["status"], d.get("reason")
+            headers = CIMultiDict(d.get("headers") or ())
+            pl = next(((k, d[k] if k != "json" else _dumps(d[k])) for k in ("json", "body", "body64") if k in d),
+                      None)
         headers["X-Labkit-Id"] = mid
         headers["X-Labkit-At"] = repr(round(now, 3))
-        pl = next(((k, d[k] if k != "json" else _dumps(d[k])) for k in ("json", "body", "body64") if k in d), None)
-        resp = web.Response(status=d["status"], reason=d.get("reason"), body=payload_bytes(pl), headers=headers)
-        self.http_resp.append((entry[0], resp, entry[1], w, dst))
+        web_resp = web.Response(status=status, reason=reason, body=payload_bytes(pl), headers=headers)
+        self.http_resp.append((entry[0], web_resp, entry[1], w, dst))
 
     def handler_failed(self, ctx: Any, ev: Any) -> None:
         pass   # journaled; the notebook prints it when it reads the journal

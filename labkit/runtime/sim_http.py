@@ -31,6 +31,7 @@ from ..message import Message, loads_trusted as _loads
 from ..service import is_service
 
 HOP_MS = 0.1   # the same as labkit.runtime.sim.HOP_MS (kept here to avoid an import cycle)
+_PERFECT = ((0.0,), None)   # what NetworkModel.route answers on a network without faults
 
 
 class SimHttpMixin:
@@ -41,20 +42,23 @@ class SimHttpMixin:
         self._conns: dict[str, dict[str, tuple[Context, tuple]]] = {}
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))  # type: ignore[attr-defined]
 
-    def _transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str) -> None:
+    def _transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any = None) -> None:
+        """``Host.transmit_http`` (``call``, what a real request needs, is not needed here)."""
         t = self.t  # type: ignore[attr-defined]
         src = ctx.id
         w = (src, dst, type, mid, None, round(t, 3), body_json)
         events = self.events  # type: ignore[attr-defined]
-        events.append(Event(t, "send", src, mid, wire=w))
-        rule = self.net.blocked(src, dst)  # type: ignore[attr-defined]
+        events.append(Event(t, "send", src, mid, None, w))
+        net = self.net  # type: ignore[attr-defined]
+        faulty = net._faulty
+        rule = net.blocked(src, dst) if faulty else None
         if rule is not None:                          # a black hole: no connection is made
             events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
         if dst not in self._services or self.records[dst].state in ("down", "crashed"):  # type: ignore[attr-defined]
             ctx._host.call_at(t + HOP_MS, self._http_refused, ctx, w)
             return
-        delays, rule = self.net.route(src, dst, self._net_rng)  # type: ignore[attr-defined]
+        delays, rule = net.route(src, dst, self._net_rng) if faulty else _PERFECT  # type: ignore[attr-defined]
         if rule is not None:
             events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
@@ -84,7 +88,7 @@ class SimHttpMixin:
             # the server went down while the request travelled: its caller was reset already
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "node down"}))  # type: ignore[attr-defined]
             return
-        rule = self.net.blocked(src, dst)  # type: ignore[attr-defined]
+        rule = self.net.blocked(src, dst) if self.net._faulty else None  # type: ignore[attr-defined]
         if rule is not None:
             del conns[mid]
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": rule}))  # type: ignore[attr-defined]
@@ -92,10 +96,12 @@ class SimHttpMixin:
         if rec.state == "paused":
             rec.deferred.append((self._arrive_http, (w,)))
             return
-        events.append(Event(self.t, "deliver", dst, mid, wire=w))  # type: ignore[attr-defined]
+        events.append(Event(self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
         rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), None, at))
 
-    def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str) -> None:
+    def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
+                      resp: Any = None) -> None:
+        """``Host.respond_http`` (``resp``, the ``labkit.Response``, is not needed here)."""
         t = self.t  # type: ignore[attr-defined]
         src = ctx.id
         conns = self._conns.get(src)
@@ -103,11 +109,12 @@ class SimHttpMixin:
             conns.pop(re, None)
         w = (src, dst, type, mid, re, round(t, 3), body_json)
         events = self.events  # type: ignore[attr-defined]
-        events.append(Event(t, "send", src, mid, wire=w))
+        events.append(Event(t, "send", src, mid, None, w))
         if dst not in self.records:  # type: ignore[attr-defined]
             self._push(t + HOP_MS, self._arrive, (w,))  # type: ignore[attr-defined]   # a client: perfect link
             return
-        delays, rule = self.net.route(src, dst, self._net_rng)  # type: ignore[attr-defined]
+        net = self.net  # type: ignore[attr-defined]
+        delays, rule = net.route(src, dst, self._net_rng) if net._faulty else _PERFECT  # type: ignore[attr-defined]
         if rule is not None:
             events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
@@ -120,7 +127,7 @@ class SimHttpMixin:
         if rec.state in ("down", "crashed"):
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "node down"}))  # type: ignore[attr-defined]
             return
-        rule = self.net.blocked(src, dst)  # type: ignore[attr-defined]
+        rule = self.net.blocked(src, dst) if self.net._faulty else None  # type: ignore[attr-defined]
         if rule is not None:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": rule}))  # type: ignore[attr-defined]
             return
@@ -131,7 +138,7 @@ class SimHttpMixin:
         if ctx is None or re not in ctx._rpcs:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "connection closed"}))  # type: ignore[attr-defined]
             return
-        events.append(Event(self.t, "deliver", dst, mid, wire=w))  # type: ignore[attr-defined]
+        events.append(Event(self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
         ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
 
     def _reset_http(self, server: str) -> None:
