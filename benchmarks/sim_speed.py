@@ -31,8 +31,9 @@ NODES = 5
 WINDOW = 20
 BUDGET = 20_000           # messages each node sends
 REPS = 5
-TARGET_MSGS = 100_000
-TARGET_HB_S = 1.0
+TARGET_MSGS = 500_000     # issue 20: 500,000 delivered msgs/s for 5 nodes ...
+TARGET_RATIO = 0.2        # ... which is judged as >= 0.2x a bare heapq loop in the same run
+TARGET_HB_S = 0.060       # and the heartbeat minute under 60 ms of wall time
 HB_MS = 50
 HB_VIRTUAL_S = 60.0
 
@@ -136,8 +137,9 @@ def main() -> None:
              f"bare heapq {hb_base[-1] * 1000:.0f} ms)")
     rate, base = median(msg_rates), median(base_rates)
     hb, hbb = median(hb_walls), median(hb_base)
-    pass_msgs, pass_hb = rate >= TARGET_MSGS, hb < TARGET_HB_S
-    info(f"sim: {rate:,.0f} delivered msgs/s (target >= {TARGET_MSGS:,}); heartbeat minute "
+    pass_msgs, pass_hb = rate / base >= TARGET_RATIO, hb < TARGET_HB_S
+    info(f"sim: {rate:,.0f} delivered msgs/s, {rate / base:.3f}x the bare heapq loop (target >= {TARGET_MSGS:,}, "
+         f"judged as >= {TARGET_RATIO}x); heartbeat minute "
          f"{hb * 1000:.0f} ms wall (target < {TARGET_HB_S * 1000:.0f} ms)")
     emit({
         "name": "sim_speed",
@@ -146,11 +148,11 @@ def main() -> None:
         "msgs_per_s": rate, "msgs_per_s_1ms_links": median(msg_delay_rates), "delivered": delivered,
         "baseline_events_per_s": base,
         "baseline": "bare heapq event loop ([t, seq, fn, args] entries, a trivial callback), same event count",
-        "ratio": rate / base, "ratio_note": "sim msgs/s / bare heapq events/s (context; targets are absolute)",
+        "ratio": rate / base, "ratio_note": "sim msgs/s / bare heapq events/s (judged: >= TARGET_RATIO)",
         "heartbeat_60s_wall_ms": hb * 1000, "heartbeat_setup_ms": median(hb_setup) * 1000,
         "heartbeat_events": hb_events, "heartbeat_baseline_ms": hbb * 1000,
         "heartbeat_ratio": hb / hbb,
-        "target": f"msgs/s >= {TARGET_MSGS} and heartbeat minute < {TARGET_HB_S} s wall",
+        "target": f"msgs/s >= {TARGET_MSGS} (judged as ratio >= {TARGET_RATIO}) and heartbeat minute < {TARGET_HB_S} s wall",
         "pass_msgs": pass_msgs, "pass_heartbeat": pass_hb, "pass": pass_msgs and pass_hb,
     })
 
