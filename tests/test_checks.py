@@ -104,3 +104,22 @@ def test_an_exception_raised_while_handling_another_names_its_cause(capsys):
     out = capsys.readouterr().out
     assert err.value.result.seeds == [0]
     assert "caused by NotImplementedError: Exercise: implement owner()" in out
+
+
+def test_a_stub_called_through_a_fake_context_stops_the_sweep_too(capsys):
+    import labkit
+    from labkit.testing import FakeContext
+
+    class Stub(labkit.Node):
+        def on_message(self, ctx, msg):
+            raise NotImplementedError("Exercise: serve")
+
+    def scenario(seed):
+        ctx = FakeContext("n1")
+        node = Stub()
+        ctx.start(node)
+        ctx.deliver(node, "read", src="c1", key="k")
+
+    with pytest.raises(SweepFailed) as err:
+        sweep(scenario, seeds=range(50))
+    assert err.value.result.seeds == [0] and "Exercise: serve" in capsys.readouterr().out
