@@ -10,7 +10,11 @@ failing seed, its message and how to replay it:
       replay: scenario(117)
 
 A scenario that raises something other than ``AssertionError`` is a failure too (with its
-traceback's last line): a crash is never a pass. ``sweep`` raises ``SweepFailed`` (an
+traceback's last line, and the exception that caused it, if any): a crash is never a pass. A node
+that crashes while a scenario runs does not print its traceback once per seed: the report names
+the crash and shows its traceback once, for the first failing seed. A ``NotImplementedError``
+(an exercise stub not written yet), raised by the scenario or by a node, stops the sweep at once:
+every other seed would say the same. ``sweep`` raises ``SweepFailed`` (an
 ``AssertionError`` carrying the ``result``) when any seed failed, so a check cell fails the
 way a test does and code can still read ``err.result.first_failing_seed``.
 
@@ -22,10 +26,14 @@ shown by IPython is one line pointing at the report above instead of a traceback
 """
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+from .context import crash_report
+from .runtime.base import CRASH_SINKS
 
 
 @dataclass
@@ -36,6 +44,10 @@ class SweepResult:
     seeds: list[int]
     failures: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The traceback of the node crash behind the first failure ("" if no node crashed).
+    crash: str = field(default="", repr=False)
+    #: Why the sweep stopped before its last seed ("" if it did not stop early).
+    stopped: str = field(default="", repr=False)
     #: The IPython cell (execution count) in which ``sweep`` printed this result, if any.
     printed_in: int | None = field(default=None, repr=False, compare=False)
 
@@ -56,8 +68,13 @@ class SweepResult:
         seed = self.first_failing_seed
         k = len(self.failures)
         msg = "\n  ".join(self.failures[seed].splitlines()) or "(no message)"
-        return (f"✗ {self.name}: failed on {k} of {n} seeds ({k / n:.1%}); first failing seed {seed}:\n"
+        text = (f"✗ {self.name}: failed on {k} of {n} seeds ({k / n:.1%}); first failing seed {seed}:\n"
                 f"  {msg}\n  replay: {self.name}({seed})")
+        if self.stopped:
+            text += f"\n  {self.stopped}"
+        if self.crash:
+            text += "\n\nThe node's crash, once (seed {}):\n{}".format(seed, self.crash.rstrip())
+        return text
 
     def __repr__(self) -> str:
         n = len(self.seeds)
@@ -103,14 +120,34 @@ def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, 
     t0 = time.perf_counter()
     for seed in seeds:
         result.seeds.append(seed)
+        crashes: list = []
+        CRASH_SINKS.append(crashes)
+        root: BaseException | None = None
         try:
             scenario(seed)
         except AssertionError as e:
             result.failures[seed] = str(e) or "an assertion failed (give your assert a message)"
-        except Exception as e:  # a crash is a failure, with where it happened
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            result.failures[seed] = (f"{type(e).__name__}: {e} "
-                                     f"(at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})")
+        except Exception as e:  # a crash is a failure, with where it happened and what caused it
+            root = _root(e)
+            result.failures[seed] = _describe(e) + (f"\n  caused by {_describe(root)}" if root is not e else "")
+        finally:
+            CRASH_SINKS.remove(crashes)
+        if seed not in result.failures:
+            for ev in crashes:          # a crash the scenario tolerated: shown as before
+                print(crash_report(ev), file=sys.stderr)
+            continue
+        if crashes:
+            ev = crashes[0]
+            result.failures[seed] += (f"\n  a node crashed: {ev.node}, while {ev.get('cause')}: {ev.get('error')}"
+                                      + (f" ({len(crashes)} crashes in this seed)" if len(crashes) > 1 else ""))
+            if len(result.failures) == 1:
+                result.crash = crash_report(ev)
+        unwritten = isinstance(root, NotImplementedError) or any(
+            str(ev.get("error") or "").startswith("NotImplementedError") for ev in crashes)
+        if unwritten:
+            result.stopped = ("stopped after this seed: NotImplementedError means an exercise is not written yet "
+                              "(every seed would fail the same way) -- write the code where it raises")
+            break
         if stop_after is not None and len(result.failures) >= stop_after:
             break
     result.seconds = time.perf_counter() - t0
@@ -122,9 +159,26 @@ def sweep(scenario: Callable[[int], Any], seeds: Iterable[int] = range(100), *, 
     return result
 
 
+def _describe(e: BaseException) -> str:
+    """``Type: message (at file:line)`` for an exception and the innermost frame it came from."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+def _root(e: BaseException) -> BaseException:
+    """The first exception of ``e``'s chain (``raise ... from``, or raised while handling another)."""
+    seen = {id(e)}
+    while True:
+        nxt = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
+        if nxt is None or id(nxt) in seen:
+            return e
+        seen.add(id(nxt))
+        e = nxt
+
+
 def _ipython_cell() -> int | None:
     """The execution count of the IPython cell running now (None outside IPython)."""
-    import sys
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     return getattr(shell, "execution_count", None) if shell is not None else None

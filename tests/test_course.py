@@ -598,3 +598,30 @@ def test_nbval_runs_the_committed_notebook_not_the_readers_working_copy(tmp_path
     _git(tmp_path, "add", "nb/ch.ipynb")                                  # staged: now it is tested
     r = run()
     assert r.returncode == 1 and "the reader broke it" in r.stdout, r.stdout[-2000:]
+
+
+# ----------------------------------------------------------------------------------------
+# the real course: every exercise notebook's code runs up to its checks
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb")))
+def test_every_exercise_cell_runs_before_the_reader_writes_anything(name, monkeypatch):
+    """A stub must be a function body that raises when *called*: a cell that defines the reader's
+    classes and functions must run as generated, or the check says ``NameError`` about a class the
+    reader never saw fail (a whole method inside a solution block leaves a class-level ``raise``).
+    Only a cell whose stub stands at the top level (an answer assigned in the cell) may raise."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(str(ROOT / "exercises" / name), as_version=4)
+    ns: dict = {"__name__": "__main__"}
+    monkeypatch.chdir(ROOT / "exercises")
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or course.CHECK_TAG in cell.metadata.get("tags", []):
+            continue
+        top_level_stub = any(line.startswith("raise NotImplementedError(") for line in cell.source.splitlines())
+        try:
+            exec(compile(cell.source, f"exercises/{name}: cell {i}", "exec"), ns)
+        except NotImplementedError as e:
+            assert top_level_stub, (f"exercises/{name}, cell {i}: running the cell as generated raises "
+                                    f"NotImplementedError({e}) although no stub stands at its top level -- a "
+                                    f"solution block in solutions/{name} holds a whole definition (put the `def` "
+                                    f"line outside `### BEGIN SOLUTION`, so the stub is its body)")

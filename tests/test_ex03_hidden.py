@@ -45,8 +45,23 @@ def _fails(namespace, scenario, seeds=range(30), **kw):
 
 
 # -- exercise 1: rings that break one property ------------------------------------------------------
+def _beyond_placement(namespace, wrong):
+    """``wrong`` but for the check's placement probe (3 nodes, vnodes=2), which gets the right ring: so a
+    wrong ring built to break a later requirement must be caught by that requirement's own assertion."""
+    right = namespace["Ring"]
+
+    class Wrong(wrong):
+        def __new__(cls, nodes=(), vnodes=100):
+            return right(nodes, vnodes) if vnodes == 2 else object.__new__(cls)
+    return Wrong
+
+
 def _ring(namespace, **methods):
-    return type("Wrong", (namespace["Ring"],), methods)
+    return _beyond_placement(namespace, type("Wrong", (namespace["Ring"],), methods))
+
+
+def _wrong_ring(**methods):
+    return lambda ns: {"Ring": _ring(ns, **methods)}
 
 
 def test_a_mod_n_ring_moves_too_much(namespace):
@@ -65,7 +80,7 @@ def test_a_mod_n_ring_moves_too_much(namespace):
         def remove(self, node):
             self.nodes.remove(node)
 
-    assert "at most" in _fails(namespace, "ring_scenario", ring_class=ModN)
+    assert "at most" in _fails(namespace, "ring_scenario", ring_class=_beyond_placement(namespace, ModN))
 
 
 def _salted_add(self, node):                             # Python's hash(): salted per process
@@ -90,7 +105,7 @@ def test_a_ring_that_ignores_vnodes_spreads_badly(namespace):
         def __init__(self, nodes=(), vnodes=100):
             super().__init__(nodes, vnodes=1)
 
-    assert "spread too much" in _fails(namespace, "ring_scenario", ring_class=OnePoint)
+    assert "spread too much" in _fails(namespace, "ring_scenario", ring_class=_beyond_placement(namespace, OnePoint))
 
 
 def test_a_ring_that_forgets_to_remove_points_fails(namespace):
@@ -222,7 +237,7 @@ class _ShufflesOnAdd:                                    # an add that also hand
 
 
 def _remove_that_shuffles(self, node):
-    type(self).__mro__[1].remove(self, node)
+    super(type(self).__mro__[1], self).remove(node)
     for j in range(0, len(self.nodes_at) - 1, 100):
         self.nodes_at[j] = self.nodes_at[j + 1]
 
@@ -344,21 +359,95 @@ def _deadline_drops_items(self, ctx, qid):
     ctx.reply(q["msg"], items={} if missing else q["items"], partial=bool(missing), missing=missing)
 
 
+def _owner_without_wrap(self, key):                      # past the largest point: the last point, not the first
+    import bisect
+    i = bisect.bisect_left(self.hashes, __import__("labkit.systems.partitioning", fromlist=["x"]).stable_hash(key))
+    return self.nodes_at[min(i, len(self.hashes) - 1)]
+
+
+def _owner_counter_clockwise(self, key):                 # the point before the key, not after it
+    import bisect
+    i = bisect.bisect_left(self.hashes, __import__("labkit.systems.partitioning", fromlist=["x"]).stable_hash(key))
+    return self.nodes_at[i - 1]
+
+
+def _owner_one_past(self, key):                          # off by one: the point after the right one
+    import bisect
+    i = bisect.bisect_left(self.hashes, __import__("labkit.systems.partitioning", fromlist=["x"]).stable_hash(key))
+    return self.nodes_at[(i + 1) % len(self.hashes)]
+
+
+class _Rendezvous:                                       # highest random weight: meets 1-5, but is no ring
+    def __init__(self, nodes=(), vnodes=100):
+        self.nodes = set(nodes)
+
+    def owner(self, key):
+        h = __import__("labkit.systems.partitioning", fromlist=["x"]).stable_hash
+        return max(sorted(self.nodes), key=lambda n: h(f"{n}/{key}"))
+
+    def add(self, node):
+        self.nodes.add(node)
+
+    def remove(self, node):
+        self.nodes.discard(node)
+
+
+async def _hand_off_without_epoch_check(self, ctx, msg):  # hands off a slot whatever the epoch
+    to, batch = msg["to"], {}
+    for s, epoch in ((int(s), e) for s, e in msg["slots"].items()):
+        if s in self.owned:
+            del self.owned[s]
+            self.known[s] = [to, epoch]
+            items = self.items_of(s)
+            for k in items:
+                del self.data[k]
+            self.snapshots[f"{s}/{epoch}"] = items
+        if f"{s}/{epoch}" in self.snapshots:
+            batch[str(s)] = [epoch, self.snapshots[f"{s}/{epoch}"]]
+    await self.send_install(ctx, to, batch)
+    ctx.reply(msg)
+
+
+def _one_shared_timer(self, ctx, msg):                   # one deadline timer for every open query
+    type(self).__mro__[1].on_message(self, ctx, msg)
+    if msg.type == "query":
+        ctx.cancel_timer(msg.id)
+        ctx.set_timer("deadline", after=msg.get("deadline_ms") or 200)
+
+
+def _shared_timer_fires(self, ctx, name):
+    for qid in list(self.queries):
+        self.answer(ctx, qid)
+
+
+def _missing_unsorted(self, ctx, qid):
+    q = self.queries.pop(qid)
+    ctx.cancel_timer(qid)
+    missing = sorted(q["waiting"], reverse=True)
+    ctx.reply(q["msg"], items=q["items"], partial=bool(missing), missing=missing)
+
+
 WRONG = {   # requirement of the statement -> (check cell, wrong answer, what the report must say)
-    "ex1: owners are among the nodes": (0, _wrong("Ring", remove=lambda self, node: None), "still belong"),
-    "ex1: the same whatever the order": (0, _wrong("Ring", add=_order_dependent_add), "in another order"),
-    "ex1: the same answer twice": (0, _wrong("Ring", owner=_flaky_owner), "two answers"),
-    "ex1: spread within 2.5/sqrt(v)": (0, _wrong("Ring", __init__=lambda self, nodes=(), vnodes=100:
-                                                 type(self).__mro__[1].__init__(self, nodes, 3)), "spread too much"),
-    "ex1: add moves only to the new node": (0, lambda ns: {"Ring": type("Wrong", (_ShufflesOnAdd, ns["Ring"]), {})},
+    "ex1: owners are among the nodes": (0, _wrong_ring(remove=lambda self, node: None), "still belong"),
+    "ex1: the same whatever the order": (0, _wrong_ring(add=_order_dependent_add), "in another order"),
+    "ex1: the same answer twice": (0, _wrong_ring(owner=_flaky_owner), "two answers"),
+    "ex1: spread within 2.5/sqrt(v)": (0, _wrong_ring(__init__=lambda self, nodes=(), vnodes=100:
+                                                 super(type(self).__mro__[1], self).__init__(nodes, 3)), "spread too much"),
+    "ex1: add moves only to the new node": (0, lambda ns: {"Ring": _beyond_placement(ns, type("Wrong", (_ShufflesOnAdd, ns["Ring"]), {}))},
                                             "only to the new node"),
-    "ex1: remove moves at most 1/(N+1)+3%": (0, _wrong("Ring", remove=_remove_that_rehashes), "may move"),
-    "ex1: remove moves only the removed node's keys": (0, _wrong("Ring", remove=_remove_that_shuffles),
+    "ex1: remove moves at most 1/(N+1)+3%": (0, _wrong_ring(remove=_remove_that_rehashes), "may move"),
+    "ex1: remove moves only the removed node's keys": (0, _wrong_ring(remove=_remove_that_shuffles),
                                                        "only the removed node's keys"),
-    "ex1: two processes agree": (0, _wrong("Ring", add=_salted_add, owner=_salted_owner), "salted"),
+    "ex1: owner wraps past the largest point": (0, _wrong("Ring", owner=_owner_without_wrap), "wraps around"),
+    "ex1: owner is the next point clockwise": (0, _wrong("Ring", owner=_owner_counter_clockwise), "placement:"),
+    "ex1: owner is the first point at or after": (0, _wrong("Ring", owner=_owner_one_past), "placement:"),
+    "ex1: a ring, not rendezvous hashing": (0, lambda ns: {"Ring": _Rendezvous}, "first point at or after"),
+    "ex1: two processes agree": (0, _wrong_ring(add=_salted_add, owner=_salted_owner), "salted"),
     "ex2 rule 1: refuse other slots": (1, _wrong("FencedShard", serve=_serve_everything), "rule 1"),
     "ex2 rule 1: say where it moved": (1, _wrong("FencedShard", serve=_refuse_without_moved), "moved=['n2', 1]"),
     "ex2 rule 2: the fence": (1, _wrong("FencedShard", hand_off=_hand_off_without_fence), "rule 2"),
+    "ex2 rule 2: only an older epoch is handed off": (1, _wrong("FencedShard", hand_off=_hand_off_without_epoch_check),
+                                                       "is not newer and must change nothing"),
     "ex2 rule 2: items leave data": (1, _wrong("FencedShard", hand_off=_hand_off_keeps_data), "must leave data"),
     "ex2 rule 2: answer after the ack": (1, _wrong("FencedShard", hand_off=_hand_off_replies_at_once),
                                          "only once the new owner acknowledged"),
@@ -378,6 +467,9 @@ WRONG = {   # requirement of the statement -> (check cell, wrong answer, what th
     "ex3: say partial": (2, _wrong("Gather", answer=_silently_short), "never silently short"),
     "ex3: name the missing shard": (2, _wrong("Gather", answer=_missing_not_named), "missing="),
     "ex3: the items that arrived": (2, _wrong("Gather", answer=_deadline_drops_items), "outside"),
+    "ex3: a deadline per query": (2, _wrong("Gather", on_message=_one_shared_timer, on_timer=_shared_timer_fires),
+                                  "own deadline"),
+    "ex3: missing is sorted": (2, _wrong("Gather", answer=_missing_unsorted), "missing="),
     "ex3: exactly one answer": (2, _wrong("Gather", answer=_answers_again), "exactly once"),
 }
 

@@ -38,7 +38,7 @@ def test_hidden(namespace, name, seeds):
 @pytest.mark.parametrize("r, w", [(1, 1), (1, 2), (2, 1)])
 def test_r_plus_w_at_most_n_is_caught_losing_freshness(namespace, r, w):
     weak = type("Weak", (namespace["QuorumKV"],), {"R": r, "W": w})
-    with pytest.raises(AssertionError, match="stale read"):
+    with pytest.raises(AssertionError, match=r"stale read.*R \+ W > N"):
         namespace["sweep"](lambda seed: namespace["quorum_hidden"](seed, weak), seeds=range(1000, 1300),
                            quiet=True, stop_after=1)
 
@@ -72,6 +72,15 @@ def _release_on_one(self, ctx):                             # semi-synchronous
         if not any(self.match.get(p, 0) >= index for p in self.sync_set):
             break
         ctx.reply(self.pending.pop(index), index=index)
+
+
+def _match_follows_last_reply(self, ctx, msg):               # a late reply lowers match
+    if msg["ok"]:
+        self.match[msg.src] = msg["applied"]
+        self.release(ctx)
+    else:
+        self.next_index[msg.src] = msg["applied"] + 1
+        self.ship(ctx, msg.src)
 
 
 def _no_gap_check(self, ctx, msg):                          # appends whatever arrives
@@ -116,14 +125,45 @@ def _compare_says_before(self, other):                       # never "concurrent
     return "before" if sum(self.counts.values()) <= sum(other.counts.values()) else "after"
 
 
+def _timer_only_forgets(self, ctx, name):                   # no error answer at the timeout
+    op = self.ops.get(name)
+    for mid in [m for m, o in self.ops.items() if o is op]:
+        del self.ops[mid]
+
+
+def _merge_in_place(self, other):                            # mutates self, and returns it
+    for k, v in other.counts.items():
+        self.counts[k] = max(self.counts.get(k, 0), v)
+    return self
+
+
+def _increment_past_the_max(self, node):                     # a Lamport clock, not a vector entry
+    counts = dict(self.counts)
+    counts[node] = max(counts.values(), default=0) + 1
+    return type(self)(counts)
+
+
+def _compare_equal_is_before(self, other):                   # "before" also for equal vectors
+    keys = set(self.counts) | set(other.counts)
+    le = all(self.counts.get(k, 0) <= other.counts.get(k, 0) for k in keys)
+    ge = all(self.counts.get(k, 0) >= other.counts.get(k, 0) for k in keys)
+    return "before" if le else "after" if ge else "concurrent"
+
+
 WRONG = {   # requirement -> (check cell, wrong answer, what the report must say)
     "a sync write waits for the replicas": (0, _subclass("SyncBackup", client_write=_acks_at_once),
                                             "must not be acknowledged before"),
     "sync waits for every replica": (0, _subclass("SyncBackup", release=_release_on_one), "semi-synchronous"),
+    "match is never lowered": (0, _subclass("SyncBackup", on_replicate_ok=_match_follows_last_reply), "never lower match"),
     "a replica refuses a gap": (0, _subclass("Backup", on_replicate=_no_gap_check), "gap"),
     "read repair": (1, _subclass("QuorumKV", progress=_no_read_repair), "read repair"),
     "R replies before answering": (1, _subclass("QuorumKV", progress=_first_reply_wins), "failed on"),
+    "a timeout answers an error": (1, _subclass("QuorumKV", on_op_timer=_timer_only_forgets), "timeout:"),
     "merge is the maximum": (2, _subclass("VersionVector", merge=_merge_min), "upper bound"),
+    "merge returns a new vector": (2, _subclass("VersionVector", merge=_merge_in_place), "changed the vector itself"),
+    "increment raises only its node's entry": (2, _subclass("VersionVector", increment=_increment_past_the_max),
+                                               "only n2's entry"),
+    "equal vectors compare equal": (2, _subclass("VersionVector", compare=_compare_equal_is_before), "is 'equal'"),
     "compare finds concurrency": (2, _subclass("VersionVector", compare=_compare_says_before), "concurrent"),
 }
 

@@ -15,6 +15,12 @@ from ..context import crash_report
 from ..message import encode_body, too_large
 from .network import NetworkModel
 
+#: Set by ``labkit.checks.sweep`` while a scenario runs: crash events are appended to the last
+#: list instead of being printed, so that a sweep over 100 seeds shows one crash's traceback,
+#: not one per seed.
+CRASH_SINKS: list[list[Event]] = []
+
+
 #: Ids the notebook may use as clients: "client", "c0", "c1", ...
 def is_client_id(name: str) -> bool:
     return name == "client" or (len(name) > 1 and name[0] == "c" and name[1:].isdigit())
@@ -165,7 +171,9 @@ class RuntimeBase:
         self.crashes.append(ev)
         if ev.id:
             self.crashed_ids.add(ev.id)
-        if self.echo_crashes:
+        if CRASH_SINKS:                 # a sweep is running: it reports the crash once, itself
+            CRASH_SINKS[-1].append(ev)
+        elif self.echo_crashes:
             print(crash_report(ev), file=sys.stderr)
 
     def url(self, node: str) -> str:
@@ -187,7 +195,7 @@ class RuntimeBase:
         if mid in self.crashed_ids:
             ev = next(e for e in self.crashes if e.id == mid)
             raise NodeCrashed(f"{node} crashed while handling request {mid} ({type!r}): {ev.get('error')} "
-                              f"-- the traceback was printed above; cluster.restart({node!r}) brings it back")
+                              f"-- see its crash report for the traceback; cluster.restart({node!r}) brings it back")
         rec = self.records[node]
         if rec.state in ("down", "crashed"):
             raise NodeDown(f"{node} went {rec.state} while request {mid} ({type!r}) waited for its reply; "
