@@ -45,7 +45,7 @@ from .node import Node
 __version__ = "0.1.0"
 
 #: Loaded on first use, so node processes never pay for matplotlib or the checkers.
-_LAZY_MODULES = ("plots", "checkers", "checks", "history", "recorder", "testing", "edn", "widgets", "raft")
+_LAZY_MODULES = ("plots", "checkers", "sweep", "checks", "history", "recorder", "testing", "edn", "widgets", "raft")
 _LAZY_NAMES = {
     "History": "history", "Op": "history", "OpPair": "history", "HistoryError": "history",
     "Recorder": "recorder", "Client": "recorder", "KVProtocol": "recorder", "workload": "recorder",
