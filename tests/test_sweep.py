@@ -45,7 +45,7 @@ def test_stop_after():
         assert False, "always"
 
     with pytest.raises(AssertionError, match="failed on 2 of 2 seeds"):
-        sweep(scenario, seeds=range(100), stop_after=2, quiet=True)
+        sweep(scenario, seeds=range(100), stop_after=2, quiet=True, executor="inline")   # calls: this process
     assert calls == [0, 1]
 
 
