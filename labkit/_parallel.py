@@ -160,7 +160,7 @@ class ProcessPool:
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         ctx = mp.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["labkit.sweep"])
+            ctx.set_forkserver_preload(["labkit.sweep", "labkit.checkers"])
         self.executor = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
 
     def submit(self, fn: Callable, *args: Any) -> cf.Future:

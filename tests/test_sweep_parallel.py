@@ -205,3 +205,69 @@ def test_dask_distributed_gives_the_serial_result(notebook):
         same(outcome(scenario, seeds, executor=ex, stop_after=2), outcome(scenario, seeds, executor="inline",
                                                                           stop_after=2))
         assert outcome(scenario, seeds, executor=ex).ran_on == "ClientExecutor"
+
+
+KERNEL_SETUP = '''
+import os, time, labkit, labkit.sweep
+from labkit import _parallel
+labkit.sweep.POOL_WORTH_S = 0.0          # a pool even for this quick sweep
+_parallel.usable_cores = lambda: 2
+
+class Echo(labkit.Node):
+    def on_message(self, ctx, msg):
+        ctx.reply(msg, echo=msg["x"])
+
+def echo(seed):
+    with labkit.Cluster(Echo, n=2, runtime="sim", seed=seed) as c:
+        assert c.request("n1", "e", x=seed).body["echo"] == seed
+        assert seed != 17, "seventeen"
+
+def slow(seed):
+    open(os.path.join(PIDS, str(os.getpid())), "w").close()
+    t = time.monotonic()
+    while time.monotonic() - t < 0.05:
+        pass
+'''
+
+
+def workers_of(kernel) -> list[str]:
+    """The kernel's descendants other than multiprocessing's forkserver and resource tracker
+    (they serve the whole session, as labkit's own do)."""
+    cmds = [" ".join(p.cmdline()) for p in kernel.descendants()]
+    return [c for c in cmds if "forkserver import main" not in c and "resource_tracker import main" not in c]
+
+
+@pytest.mark.processes                    # a real Jupyter kernel
+def test_a_notebook_sweeps_cell_defined_classes_on_a_pool_and_ctrl_c_stops_it(tmp_path):
+    try:
+        from .kernelutil import Kernel, kill_leftovers
+    except ImportError:
+        from kernelutil import Kernel, kill_leftovers
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    kernel = Kernel(tmp_path)
+    try:
+        kernel.ok(KERNEL_SETUP + f"PIDS = {str(pids)!r}\n")
+        out = kernel.run("r = labkit.sweep.sweep(echo, seeds=range(40))")
+        assert out["error"][0] == "SweepFailed" and "✗ echo: failed on 1 of 40 seeds" in out["stdout"]
+        assert "seventeen" in out["stdout"] and "replay: echo(17)" in out["stdout"]
+        kernel.ok("assert labkit.sweep.sweep(echo, seeds=range(17)).ran_on == 'inline, then 2 processes'")
+        assert not workers_of(kernel)                                                   # none left
+
+        kernel.kc.execute("labkit.sweep.sweep(slow, seeds=range(2000))")
+        deadline = time.monotonic() + 60
+        while len(os.listdir(pids)) < 3:                        # the kernel, then two workers
+            assert time.monotonic() < deadline, "the pool never started"
+            time.sleep(0.05)
+        workers = [psutil.Process(int(f)) for f in os.listdir(pids) if int(f) != kernel.pid]
+        kernel.km.interrupt_kernel()
+        reply = kernel.kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        alive = [p.pid for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"workers left behind after Ctrl-C: {alive}"
+        assert not workers_of(kernel)
+        kernel.ok("assert labkit.sweep.sweep(echo, seeds=range(17)).passed")             # and it still works
+    finally:
+        leftovers = kernel.descendants()
+        kernel.close()
+        kill_leftovers(leftovers)
