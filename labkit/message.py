@@ -9,8 +9,10 @@ that could not cross a real network fails in the simulator too.
 """
 from __future__ import annotations
 
+import gc
 import json
 import json.scanner
+from itertools import chain, compress
 from typing import Any, Callable
 
 from .errors import MessageError
@@ -133,23 +135,82 @@ def _on_fresh_stack(fn: Callable[[], Any]) -> Any:
 
 _STR_ONLY = frozenset({str})
 _CONTAINER = (dict, list, tuple)
+#: Dict keys whose text a non-str key could also have made (``1`` -> ``"1"``, ``True`` ->
+#: ``"true"``, ...): a checked text holding one cannot vouch for another value's keys.
+_KEY_LOOKALIKES = frozenset({"true", "false", "null", "NaN", "Infinity", "-Infinity"})
+_NUMERIC_START = frozenset("-0123456789")
 
 
-def _str_keys_only(o: Any, room: int = MAX_NESTING - 1) -> bool:
-    """True if every dict in ``o`` has only exact-``str`` keys and ``o`` nests at most
-    ``room`` more levels below itself: the quick check, one pass; ``find_unencodable``
-    explains a False. (Depth is checked here, in the same walk, rather than by a second one:
-    a Raft AppendEntries body holds thousands of brackets but nests four levels.)"""
-    if type(o) is dict:
+def _plain_depth(o: Any, room: int = MAX_NESTING - 1, keys: set | None = None) -> int:
+    """How deeply ``o`` (a dict, list or tuple) nests -- 1 when it holds no container --
+    if every dict in it has only exact-``str`` keys and it nests at most ``room`` more
+    levels below itself; else -1 (``find_unencodable`` explains). One pass checks keys and
+    depth (a Raft AppendEntries body holds thousands of brackets but nests four levels).
+    ``keys``: a set that collects every dict key seen."""
+    if isinstance(o, dict):
         if not set(map(type, o)) <= _STR_ONLY:
-            return False
+            return -1
+        if keys is not None:
+            keys.update(o)
         items: Any = o.values()
     else:
         items = o
+    deepest = 0
     for v in items:
-        if isinstance(v, _CONTAINER) and (room <= 0 or not _str_keys_only(v, room - 1)):
-            return False
-    return True
+        if isinstance(v, _CONTAINER):
+            if room <= 0:
+                return -1
+            d = _plain_depth(v, room - 1, keys)
+            if d < 0:
+                return -1
+            if d > deepest:
+                deepest = d
+    return deepest + 1
+
+
+_EXACT_CONTAINER = frozenset({dict, list, tuple}).__contains__
+_EXACT_DICT = frozenset({dict}).__contains__
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list, tuple})
+
+
+def _levels(o: Any, limit: int = MAX_NESTING, keys: set | None = None) -> int:
+    """``_plain_depth`` of an exact dict, list or tuple, a level at a time and in C loops,
+    about twice as fast: ``gc.get_referents`` gives a level's contents in one call -- a
+    list's or tuple's items, a dict's values, and its keys too when they are not all exact
+    ``str`` (CPython then keeps the dict in its general layout and visits keys as well), so
+    a level with more contents than its containers' lengths holds such a dict. Anything but
+    exact JSON types (a subclass) sends the value to the slow, explaining path (-1)."""
+    level = [o]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return -1
+        contents = _referents(*level)
+        if len(contents) != sum(map(len, level)):
+            return -1
+        types = list(map(type, contents))
+        if not _JSON_TYPES.issuperset(types):
+            return -1
+        level = list(compress(contents, map(_EXACT_CONTAINER, types)))
+        if keys is not None:
+            keys.update(chain.from_iterable(compress(level, map(_EXACT_DICT, map(type, level)))))
+    return depth
+
+
+def _referents_show_keys() -> bool:
+    """Does ``gc.get_referents`` behave as ``_levels`` needs (CPython 3.10 to 3.13 do)?"""
+    try:
+        return (len(_referents({"a": 1, "b": 2})) == 2 and len(_referents({"a": 1, 2: 3})) == 4
+                and len(_referents({1.5: 1})) == 2 and len(_referents({"a": [1], "b": (2,)})) == 2)
+    except Exception:   # noqa: BLE001 -- an interpreter without it: use the plain walk
+        return False
+
+
+_referents = gc.get_referents
+if not _referents_show_keys():
+    def _levels(o: Any, limit: int = MAX_NESTING, keys: set | None = None) -> int:  # noqa: F811
+        return _plain_depth(o, limit - 1, keys)
 
 
 def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
@@ -159,10 +220,24 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
     nesting deeper than ``MAX_NESTING`` included.
 
     ``json.dumps`` builds a new C encoder on every call, which is most of its cost for the
-    small bodies messages carry; here the C encoder is built once and reused. Checking
-    keys and depth by walking every value would double the cost of a message, so the walk
-    runs only when the encoded text shows it could find something: a nested ``{`` (a dict
-    whose keys were not yet looked at) or more brackets than ``MAX_NESTING``."""
+    small bodies messages carry; here the C encoder is built once and reused. The C encoder
+    itself refuses types JSON lacks, NaN (unless allowed) and cycles, but turns non-str keys
+    into strings and nests as deep as the stack allows, so keys and depth are checked here:
+
+    * not at all when the encoded text shows nothing to find: no ``{`` below the top (no
+      dict whose keys were not yet looked at) and at most ``MAX_NESTING`` brackets;
+    * not again for a value whose text was checked moments ago: a Raft leader encodes each
+      batch of entries for its log, its journal note and every follower. The texts of the
+      last few values walked (``RECENT``, each ``RECENT_MIN_CHARS`` or longer) are kept with
+      their depth; a text that holds one of them as a value needs only its remainder checked
+      (no other dict in it, and its brackets plus that depth within the limit). Only texts
+      whose keys no non-str key could have written are kept (no ``"1"``, ``"true"``, ...),
+      so a text vouches for whatever object encodes to it;
+    * otherwise by one walk of the value (``_levels``, or ``_plain_depth`` for subclasses),
+      explained by ``find_unencodable`` when it finds something.
+
+    The C encoder, the walk and ``find_unencodable`` decide; the shortcuts only skip a walk
+    whose answer is known."""
     from json import encoder as _enc
     make = getattr(_enc, "c_make_encoder", None)
     if make is None:  # pure-Python json: correct, slower
@@ -173,10 +248,39 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
         fast = make(None, _not_json, _enc.encode_basestring, None, ":", ",", False, False, allow_nan)
     join = "".join
     limit = MAX_NESTING
+    recent: list[tuple[str, int]] = []          # (text, depth), newest first
 
     def refuse(o: Any, e: BaseException) -> EncodeError:
         bad = find_unencodable(o, allow_nan)
         return bad if bad is not None else EncodeError([], f"cannot be encoded as JSON ({e})")
+
+    def vouched(s: str) -> bool:
+        """Does ``s`` hold a recently checked text as one of its values, with nothing to
+        check around it? (Without backslashes in ``s`` a quote always delimits a string, so an
+        even number of quotes before the text means it starts outside any string: it is a
+        whole value there, written by an object that encodes to it.)"""
+        if "\\" in s:
+            return False
+        for text, depth in tuple(recent):
+            if len(text) <= len(s):
+                i = s.find(text)
+                if i >= 0 and not s.count('"', 0, i) % 2:
+                    rest = s[:i] + "0" + s[i + len(text):]
+                    if rest.find("{", 1) == -1 and rest.count("[") + rest.count("{") + depth <= limit:
+                        return True
+        return False
+
+    def walked(s: str, o: Any) -> bool:
+        """Walk ``o`` (the value whose text is ``s``): True if nothing was found; then keep
+        ``s`` as a recently checked text if no non-str key could have written its keys."""
+        keys: set = set()
+        depth = _levels(o, limit, keys)
+        if depth < 0:
+            return False
+        if len(keys) <= RECENT_MAX_KEYS and not any(k[:1] in _NUMERIC_START or k in _KEY_LOOKALIKES for k in keys):
+            recent.insert(0, (s, depth))
+            del recent[RECENT:]
+        return True
 
     def dumps(o: Any, keys_checked: bool = False) -> str:
         """``keys_checked``: the caller knows ``o``'s own keys are str (a ``**kwargs`` dict)."""
@@ -192,26 +296,40 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
             raise refuse(o, e) from None
         t = type(o)
         if t is dict:
-            keys = s.find("{", 1) != -1 or (not keys_checked and o and not set(map(type, o)) <= _STR_ONLY)
+            top_ok = keys_checked or not o or set(map(type, o)) <= _STR_ONLY
+            look = not top_ok or s.find("{", 1) != -1
         elif t is list or t is tuple:
-            keys = "{" in s
+            top_ok = True
+            look = "{" in s
         elif t is str or t is int or t is float or o is None or t is bool:
             return s
         else:
-            keys = True  # a subclass of dict, list, int, ...: look closer
+            top_ok, look = False, True    # a subclass of dict, list, int, ...: look closer
         if len(s) > limit and s.count("[") + s.count("{") > limit:   # may nest too deeply:
-            keys = True                                               # the walk checks depth too
-        if keys:
-            try:
-                keys = not _str_keys_only(o)
-            except RecursionError:  # the caller's stack is nearly full: walk without recursion
-                pass
-        if keys:
-            bad = find_unencodable(o, allow_nan)
-            if bad is not None:
-                raise bad
+            look = True                                               # the walk checks depth too
+        if not look or (top_ok and recent and vouched(s)):
+            return s
+        try:
+            if top_ok and RECENT_MIN_CHARS <= len(s) <= RECENT_MAX_CHARS:
+                if walked(s, o):
+                    return s
+            elif (_levels(o, limit) if top_ok else _plain_depth(o, limit - 1)) > 0:
+                return s
+        except RecursionError:  # the caller's stack is nearly full: walk without recursion
+            pass
+        bad = find_unencodable(o, allow_nan)
+        if bad is not None:
+            raise bad
         return s
     return dumps
+
+
+#: Shortcuts of ``make_dumps``: how many recently checked texts it keeps, and which (by
+#: length: a short text costs little to walk; a long one would hold memory).
+RECENT = 4
+RECENT_MIN_CHARS = 256
+RECENT_MAX_CHARS = 1 << 20
+RECENT_MAX_KEYS = 1000
 
 
 #: The strict compact encoder for everything that crosses a process or reaches a file:
