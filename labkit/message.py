@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import json.scanner
-from itertools import chain, compress
+from itertools import compress
 from typing import Any, Callable
 
 from .errors import MessageError
@@ -182,6 +182,8 @@ def _levels(o: Any, limit: int = MAX_NESTING, keys: set | None = None) -> int:
     exact JSON types (a subclass) sends the value to the slow, explaining path (-1)."""
     level = [o]
     depth = 0
+    if keys is not None and type(o) is dict:
+        keys.update(o)
     while level:
         depth += 1
         if depth > limit:
@@ -193,8 +195,8 @@ def _levels(o: Any, limit: int = MAX_NESTING, keys: set | None = None) -> int:
         if not _JSON_TYPES.issuperset(types):
             return -1
         level = list(compress(contents, map(_EXACT_CONTAINER, types)))
-        if keys is not None:
-            keys.update(chain.from_iterable(compress(level, map(_EXACT_DICT, map(type, level)))))
+        if keys is not None and level:
+            keys.update(*compress(contents, map(_EXACT_DICT, types)))
     return depth
 
 
@@ -213,6 +215,17 @@ if not _referents_show_keys():
         return _plain_depth(o, limit - 1, keys)
 
 
+def _anchor(v: Any) -> tuple:
+    """What a value is recognised by when its text may be among the recently checked ones:
+    a list or tuple by its length and the ids of its first and last items (a slice of a Raft
+    log holds the same entry objects), a dict by its id and length. Only a hint of where to
+    look: the text itself decides."""
+    t = type(v)
+    if (t is list or t is tuple) and v:
+        return (len(v), id(v[0]), id(v[-1]))
+    return (len(v) if t is dict else -1, id(v), 0)
+
+
 def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
     """A compact JSON encoder (``ensure_ascii=False``), built once; strict about NaN and
     infinities unless ``allow_nan``; raises EncodeError (a TypeError and a ValueError)
@@ -229,8 +242,9 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
     * not again for a value whose text was checked moments ago: a Raft leader encodes each
       batch of entries for its log, its journal note and every follower. The texts of the
       last few values walked (``RECENT``, each ``RECENT_MIN_CHARS`` or longer) are kept with
-      their depth; a text that holds one of them as a value needs only its remainder checked
-      (no other dict in it, and its brackets plus that depth within the limit). Only texts
+      their depth; a text that holds one of them as a value -- the value itself or one of its
+      top-level values, recognised by ``_anchor`` -- needs only its remainder checked (no
+      other dict in it, and its brackets plus that depth within the limit). Only texts
       whose keys no non-str key could have written are kept (no ``"1"``, ``"true"``, ...),
       so a text vouches for whatever object encodes to it;
     * otherwise by one walk of the value (``_levels``, or ``_plain_depth`` for subclasses),
@@ -248,26 +262,41 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
         fast = make(None, _not_json, _enc.encode_basestring, None, ":", ",", False, False, allow_nan)
     join = "".join
     limit = MAX_NESTING
-    recent: list[tuple[str, int]] = []          # (text, depth), newest first
+    # (text, depth, anchor, held): newest first. ``anchor`` picks which texts to look for
+    # in a new text (searching for one that is not there costs as much as a walk):
+    # ``_anchor`` of the value, whose objects ``held`` keeps alive so their ids stay theirs.
+    recent: list[tuple[str, int, tuple, tuple]] = []
 
     def refuse(o: Any, e: BaseException) -> EncodeError:
         bad = find_unencodable(o, allow_nan)
         return bad if bad is not None else EncodeError([], f"cannot be encoded as JSON ({e})")
 
-    def vouched(s: str) -> bool:
-        """Does ``s`` hold a recently checked text as one of its values, with nothing to
-        check around it? (Without backslashes in ``s`` a quote always delimits a string, so an
-        even number of quotes before the text means it starts outside any string: it is a
-        whole value there, written by an object that encodes to it.)"""
+    def vouched(s: str, o: Any) -> bool:
+        """Does ``s``, the text of ``o``, hold a recently checked text as one of its values,
+        with nothing to check around it? Looked for: the texts of ``o`` itself and of its
+        top-level values, recognised by ``_anchor``. (Without backslashes in ``s`` a quote
+        always delimits a string, so an even number of quotes before the text means it
+        starts outside any string: there it is a whole value, written by an object that
+        encodes to it -- whichever object that is.)"""
         if "\\" in s:
             return False
-        for text, depth in tuple(recent):
-            if len(text) <= len(s):
-                i = s.find(text)
-                if i >= 0 and not s.count('"', 0, i) % 2:
+        anchors = {_anchor(o)}
+        if type(o) is dict and len(o) <= 16:
+            anchors.update(map(_anchor, o.values()))
+        for text, depth, anchor, _held in tuple(recent):
+            if anchor not in anchors or len(text) > len(s):
+                continue
+            head = text[:64]                  # found by its head, then compared whole: a long
+            i = s.find(head)                  # needle costs more to look for than to compare
+            for _ in range(8):
+                if i < 0:
+                    break
+                if s.startswith(text, i) and not s.count('"', 0, i) % 2:
                     rest = s[:i] + "0" + s[i + len(text):]
                     if rest.find("{", 1) == -1 and rest.count("[") + rest.count("{") + depth <= limit:
                         return True
+                    break
+                i = s.find(head, i + 1)
         return False
 
     def walked(s: str, o: Any) -> bool:
@@ -278,7 +307,8 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
         if depth < 0:
             return False
         if len(keys) <= RECENT_MAX_KEYS and not any(k[:1] in _NUMERIC_START or k in _KEY_LOOKALIKES for k in keys):
-            recent.insert(0, (s, depth))
+            held = (o[0], o[-1]) if type(o) is not dict and o else (o,)
+            recent.insert(0, (s, depth, _anchor(o), held))
             del recent[RECENT:]
         return True
 
@@ -307,7 +337,7 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
             top_ok, look = False, True    # a subclass of dict, list, int, ...: look closer
         if len(s) > limit and s.count("[") + s.count("{") > limit:   # may nest too deeply:
             look = True                                               # the walk checks depth too
-        if not look or (top_ok and recent and vouched(s)):
+        if not look or (top_ok and recent and vouched(s, o)):
             return s
         try:
             if top_ok and RECENT_MIN_CHARS <= len(s) <= RECENT_MAX_CHARS:

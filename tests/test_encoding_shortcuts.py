@@ -74,6 +74,26 @@ def test_a_text_whose_keys_a_number_could_have_written_is_never_remembered():
             dumps({"x": [{key: i} for i in range(60)]})
 
 
+def test_a_remembered_dict_whose_own_keys_look_like_numbers_vouches_for_nothing():
+    dumps = make_dumps()
+    d = {"1": [{"a": i} for i in range(40)], "b": 2}
+    dumps(d)
+    d[1] = d.pop("1")                                  # the same dict, the same text, now an int key
+    d["b"] = d.pop("b")
+    with pytest.raises(EncodeError, match=r"\['x'\] has the key 1 \(int\)"):
+        dumps({"x": d})
+
+
+def test_a_batch_changed_after_it_was_remembered_is_checked_again():
+    dumps = make_dumps()
+    entries = batch(0)
+    dumps(entries)
+    entries[5][1][7] = "seven"                        # same list, same first and last entries
+    with pytest.raises(EncodeError) as e:
+        dumps({"entries": entries}, True)
+    assert e.value.at("body").startswith("body['entries'][5][1] has the key 7 (int)")
+
+
 def test_depth_counts_what_surrounds_a_remembered_text():
     dumps = make_dumps()
     deep_batch = [[1, {"a": [[i]]}] for i in range(60)]                     # nests 5 levels
