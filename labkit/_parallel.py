@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterator
 MAX_CHUNK = 64
 #: Tasks submitted ahead per worker (more are submitted as these finish).
 AHEAD = 4
+#: Seconds a new pool's first worker has to answer before the sweep runs inline instead.
+START_TIMEOUT_S = 60.0
 
 _task = threading.local()               # .active: this thread runs a sweep task (nested sweeps run inline)
 _in_pool = False                        # this process is a worker of labkit's pool
@@ -163,6 +165,20 @@ class ProcessPool:
             ctx.set_forkserver_preload(["labkit.sweep", "labkit.checkers"])
         self.executor = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
 
+    @classmethod
+    def start(cls, workers: int) -> "ProcessPool | None":
+        """A pool whose first worker answered, or None where processes cannot start (a
+        sandbox without semaphores or forkserver sockets): the sweep then stays inline."""
+        pool = None
+        try:
+            pool = cls(workers)
+            pool.submit(int).result(timeout=START_TIMEOUT_S)
+            return pool
+        except Exception:   # noqa: BLE001 -- whatever stops processes here, the seeds still run
+            if pool is not None:
+                pool.close(kill=True)
+            return None
+
     def submit(self, fn: Callable, *args: Any) -> cf.Future:
         from ._interrupts import held_interrupts
         from .processes import _MainHidden
@@ -199,6 +215,13 @@ def chunks(seeds: Iterator, remaining: int | None, width: int) -> Iterator[list]
         yield chunk
 
 
+def broken(chunk: list, e: BaseException) -> SweepError:
+    return SweepError(
+        f"the executor failed (at seeds {chunk[0]!r}..{chunk[-1]!r}): {type(e).__name__}: {e}. "
+        f"(A scenario that ends its process -- os._exit, a crash in C code, running out of memory -- "
+        f"takes the worker with it; run sweep(..., executor='inline') on those seeds to see it.)")
+
+
 def run_parallel(submit: Callable[..., cf.Future], blob: bytes, seeds: Iterator, remaining: int | None,
                  width: int, stop_after: int | None, take: Callable[[Any, str | None, str], bool],
                  tick: Callable[[int], None]) -> None:
@@ -218,7 +241,10 @@ def run_parallel(submit: Callable[..., cf.Future], blob: bytes, seeds: Iterator,
             chunk = next(source, None)
             if chunk is None:
                 return
-            pending.append((chunk, submit(run_chunk, blob, chunk, stop_after)))
+            try:
+                pending.append((chunk, submit(run_chunk, blob, chunk, stop_after)))
+            except Exception as e:   # noqa: BLE001 -- e.g. BrokenProcessPool: a worker died
+                raise broken(chunk, e) from e
 
     try:
         fill()
@@ -230,10 +256,7 @@ def run_parallel(submit: Callable[..., cf.Future], blob: bytes, seeds: Iterator,
                 tick(taken + sum(len(c) for c, f in pending if f.done()))
                 continue
             except (cf.CancelledError, Exception) as e:
-                raise SweepError(
-                    f"the executor failed while running seeds {chunk[0]!r}..{chunk[-1]!r}: {type(e).__name__}: {e}. "
-                    f"(A scenario that ends its process -- os._exit, a crash in C code, running out of memory -- "
-                    f"takes the worker with it; run sweep(..., executor='inline') on those seeds to see it.)") from e
+                raise broken(chunk, e) from e
             pending.popleft()
             for seed, msg, out in rows:
                 taken += 1

@@ -203,7 +203,10 @@ def sweep(scenario: Callable[[Any], Any], seeds: Iterable[Any] = range(100), *, 
                     cores = 1                                      # cannot travel: stay here
                     continue
                 width = cores if left is None else min(cores, left)
-                pool = _parallel.ProcessPool(width)
+                pool = _parallel.ProcessPool.start(width)
+                if pool is None:                                   # no processes here: stay here
+                    cores = 1
+                    continue
                 result.ran_on = f"inline, then {width} processes"
                 budget = None if stop_after is None else stop_after - len(result.failures)
                 _parallel.run_parallel(pool.submit, blob, it, left, width, budget, take, tick)

@@ -121,7 +121,7 @@ def _exits(seed):
 
 
 def test_a_worker_that_dies_is_a_sweep_error_not_a_result():
-    with cf.ProcessPoolExecutor(2) as ex, pytest.raises(SweepError, match="executor failed while running seeds"):
+    with cf.ProcessPoolExecutor(2) as ex, pytest.raises(SweepError, match=r"the executor failed \(at seeds"):
         sweep(_exits, seeds=range(20), executor=ex, quiet=True)
 
 
@@ -271,3 +271,15 @@ def test_a_notebook_sweeps_cell_defined_classes_on_a_pool_and_ctrl_c_stops_it(tm
         leftovers = kernel.descendants()
         kernel.close()
         kill_leftovers(leftovers)
+
+
+def test_where_processes_cannot_start_the_sweep_runs_here(monkeypatch, notebook):
+    monkeypatch.setattr(labkit.sweep, "POOL_WORTH_S", 0.0)
+    monkeypatch.setattr(_parallel, "usable_cores", lambda: 2)
+
+    def no_processes(self, workers):
+        raise PermissionError("sem_open: this sandbox has no /dev/shm")
+    monkeypatch.setattr(_parallel.ProcessPool, "__init__", no_processes)
+    r = outcome(notebook["echo_scenario"], range(20))
+    assert r.ran_on == "inline"
+    same(r, outcome(notebook["echo_scenario"], range(20), executor="inline"))
