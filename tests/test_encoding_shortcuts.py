@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import labkit.encoding as encoding
 import labkit.message as message
 from labkit.message import MAX_NESTING, EncodeError, find_unencodable, make_dumps
 
@@ -22,12 +23,12 @@ def batch(base: int, n: int = 40) -> list:
 def walks(monkeypatch):
     """Counts the walks of the values (the cost the shortcuts save)."""
     count = {"n": 0}
-    real = message._levels
+    real = encoding._levels
 
     def counted(*args, **kw):
         count["n"] += 1
         return real(*args, **kw)
-    monkeypatch.setattr(message, "_levels", counted)
+    monkeypatch.setattr(encoding, "_levels", counted)
     return count
 
 
