@@ -167,7 +167,8 @@ def _plain_depth(o: Any, room: int = MAX_NESTING - 1, keys: set | None = None) -
 
 _EXACT_CONTAINER = frozenset({dict, list, tuple}).__contains__
 _EXACT_DICT = frozenset({dict}).__contains__
-_JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list, tuple})
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_JSON_TYPES = _SCALARS | {dict, list, tuple}
 
 
 def _levels(o: Any, limit: int = MAX_NESTING, keys: set | None = None) -> int:
@@ -188,11 +189,14 @@ def _levels(o: Any, limit: int = MAX_NESTING, keys: set | None = None) -> int:
         contents = _referents(*level)
         if len(contents) != sum(map(len, level)):
             return -1
-        types = list(map(type, contents))
-        if not _JSON_TYPES.issuperset(types):
+        kinds = set(map(type, contents))
+        if kinds <= _SCALARS:             # the last level (usually the largest): nothing below
+            return depth
+        if not kinds <= _JSON_TYPES:
             return -1
+        types = list(map(type, contents))
         level = list(compress(contents, map(_EXACT_CONTAINER, types)))
-        if keys is not None and level:
+        if keys is not None and dict in kinds:
             keys.update(*compress(contents, map(_EXACT_DICT, types)))
     return depth
 
@@ -332,8 +336,8 @@ def make_dumps(allow_nan: bool = False) -> Callable[[Any], str]:
             return s
         else:
             top_ok, look = False, True    # a subclass of dict, list, int, ...: look closer
-        if len(s) > limit and s.count("[") + s.count("{") > limit:   # may nest too deeply:
-            look = True                                               # the walk checks depth too
+        if not look and len(s) > limit and s.count("[") + s.count("{") > limit:
+            look = True                   # may nest too deeply: the walk checks depth too
         if not look or (top_ok and recent and vouched(s, o)):
             return s
         try:

@@ -152,3 +152,17 @@ def test_the_shortcuts_agree_with_the_full_check(history, data):
             with pytest.raises(EncodeError) as e:
                 dumps(value)
             assert str(e.value) == str(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_level_walk_agrees_with_the_plain_walk(value):
+    if type(value) not in (dict, list):
+        value = [value]
+    keys_a: set = set()
+    keys_b: set = set()
+    a = encoding._levels(value, MAX_NESTING, keys_a)
+    b = encoding._plain_depth(value, MAX_NESTING - 1, keys_b)
+    assert a == b
+    if a > 0:
+        assert keys_a == keys_b
