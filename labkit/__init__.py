@@ -56,7 +56,8 @@ from .http_errors import (ClientConnectionError, ClientConnectorError, ClientErr
 __version__ = "0.1.0"
 
 #: Loaded on first use, so node processes never pay for matplotlib or the checkers.
-_LAZY_MODULES = ("plots", "checkers", "checks", "history", "recorder", "testing", "edn", "widgets", "raft", "systems", "runtime")
+_LAZY_MODULES = ("plots", "checkers", "sweep", "checks", "history", "recorder", "testing", "edn", "widgets", "raft",
+                 "systems", "runtime")
 _LAZY_NAMES = {
     "History": "history", "Op": "history", "OpPair": "history", "HistoryError": "history",
     "Recorder": "recorder", "Client": "recorder", "KVProtocol": "recorder", "workload": "recorder",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from labkit.checkers import counter_bounds
-from labkit.checks import SweepFailed, SweepResult, sweep
+from labkit.sweep import SweepFailed, SweepResult, sweep
 from labkit.history import History
 
 try:                                   # tests/ as a package, or as a plain directory
@@ -58,7 +58,7 @@ def test_counter_bounds_names_each_violation_once():
 
 
 CELL = '''
-from labkit.checks import sweep
+from labkit.sweep import sweep
 def echo_seed(seed):
     assert seed < {limit}, f"seed {{seed}} is too big"
 sweep(echo_seed, seeds=range(50))

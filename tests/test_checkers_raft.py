@@ -9,7 +9,7 @@ from labkit import Event, Journal
 from labkit.checkers import (applied_exactly_once, check_raft, commit_monotonic, election_safety,
                              leader_completeness, leader_within, log_matching, message_budget, progress,
                              state_machine_safety)
-from labkit.checks import SweepFailed, sweep
+from labkit.sweep import SweepFailed, sweep
 from labkit.systems.raft import TERM_KEY, Raft, RaftKV
 from labkit.testing import FakeContext
 

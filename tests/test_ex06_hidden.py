@@ -12,7 +12,7 @@ import labkit
 import pytest
 from solutionnb import HIDDEN, SolutionNotebook
 
-import labkit.checks
+import labkit.sweep
 
 NB = SolutionNotebook("06_fault_tolerance.ipynb")
 
@@ -43,7 +43,7 @@ def visible_fails(check: int, wrong, match: str, seeds=range(10)) -> str:
     ``match``."""
     ns = NB.run_setup()
     ns.update(wrong(ns))
-    real = labkit.checks.sweep
+    real = labkit.sweep.sweep
 
     def first_failure(scenario, seeds_=None, **kw):
         return real(scenario, seeds=seeds, quiet=True, stop_after=1)

@@ -424,14 +424,19 @@ def test_a_memory_budget_answers_unknown_never_memoryerror():
 
 
 def test_progress_calls_back_for_long_checks(monkeypatch):
+    import labkit._progress
     import labkit.checkers.linearizable as lin
+    monkeypatch.setattr(lin, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(labkit._progress, "MIN_INTERVAL_S", 0.0)
     seen = []
-    bar = lin._Progress(seen.append, 3, after=0.0)
-    bar.update(1, 500, "k")
-    bar.close(3, 900)
-    assert seen[0]["keys_done"] == 1 and seen[0]["configs"] == 500 and seen[-1]["keys_done"] == 3
+    v = check_linearizable(pathological(12), "register", timeout=60, progress=seen.append)
+    assert v.valid is False and len(seen) >= 2
+    assert all(d["label"] == "linearizability" and d["keys"] == 1 and d["unit"] == "keys" for d in seen)
+    assert seen[0]["keys_done"] == 0 and seen[0]["key"] is None and seen[0]["configs"] > 0
+    assert seen[-1]["keys_done"] == 1 and seen[-1]["configs"] == v.details["configs"]   # the final update
+    assert [d["configs"] for d in seen] == sorted(d["configs"] for d in seen)
     monkeypatch.setenv("CI", "1")
-    assert lin._progress_wanted(None) is False and lin._progress_wanted(True) is True
+    assert lin._progress_bar(None, 3) is None and lin._progress_bar(True, 3) is not None
 
 
 @pytest.mark.parametrize("clients, seed", [(5, 1), (10, 2), (15, 2)])

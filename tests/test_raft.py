@@ -13,7 +13,7 @@ import pytest
 import labkit
 from labkit.checkers import applied_exactly_once, check_raft, leader_within, message_budget, progress
 from labkit.checkers.raft import leaderless_ms
-from labkit.checks import sweep
+from labkit.sweep import sweep
 from labkit.history import History, Op
 from labkit.systems.raft import LEN_KEY, TERM_KEY, Expired, Raft, RaftKV
 from labkit.recorder import KVProtocol

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import labkit.checks
+import labkit.sweep
 from solutionnb import HIDDEN, SolutionNotebook
 
 
@@ -25,21 +25,21 @@ def visible_report(nb: SolutionNotebook, check: int, wrong: Callable[[dict], dic
     ``seeds`` and stops at the first failure; nothing after it (the real-process run) runs."""
     ns = nb.run_setup()
     ns.update(wrong(ns))
-    real = labkit.checks.sweep
+    real = labkit.sweep.sweep
 
     def first_failure(scenario: Any, seeds_: Any = None, **kw: Any) -> Any:
         result = real(scenario, seeds=seeds, quiet=True, stop_after=1)   # raises SweepFailed on a failure
         raise _Passed(result)
 
-    labkit.checks.sweep = first_failure
+    labkit.sweep.sweep = first_failure
     if "sweep" in ns:
         ns["sweep"] = first_failure
     try:
         exec(compile(HIDDEN.sub("", nb.checks[check]), f"{nb.path.name}:visible[{check}]", "exec"), ns)
-    except labkit.checks.SweepFailed as failed:
+    except labkit.sweep.SweepFailed as failed:
         return str(failed)
     except _Passed as passed:
         raise AssertionError(f"the visible check of exercise {check + 1} passed a wrong answer: {passed.args[0]}")
     finally:
-        labkit.checks.sweep = real
+        labkit.sweep.sweep = real
     raise AssertionError(f"check cell {check} ran no sweep")

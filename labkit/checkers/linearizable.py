@@ -85,6 +85,7 @@ from typing import Any, Hashable, Iterable
 
 from ..history import History, Op, OpPair
 from .models import Model, Register, _s, model as _model
+from .._progress import Progress, wanted
 from .verdict import Verdict
 
 __all__ = ["check_linearizable", "Violation", "ModelValueError", "default_memory_budget", "parse_size"]
@@ -206,65 +207,15 @@ except (AttributeError, ValueError, OSError):
     _PAGE = 4096
 
 
-class _Progress:
-    """Shows ``keys done / total, configurations`` once a check has run ``after`` seconds:
-    an updating line on a terminal (stderr), an updating text display in a notebook, or calls
-    ``fn(dict)``. At most two updates a second."""
-
-    def __init__(self, mode: Any, total: int, after: float = 2.0) -> None:
-        self.fn = mode if callable(mode) else None
-        self.total, self.after = total, after
-        self.t0 = time.monotonic()
-        self.last = 0.0
-        self.shown = False
-        self.handle: Any = None
-        self.kernel = False
-        if self.fn is None:
-            self.kernel = _in_kernel()
-
-    def update(self, keys_done: int, configs: int, key: Any, final: bool = False) -> None:
-        now = time.monotonic()
-        if (now - self.t0 < self.after and not self.shown) or (now - self.last < 0.5 and not final):
-            return
-        self.last = now
-        info = {"keys_done": keys_done, "keys": self.total, "configs": configs, "key": key,
-                "seconds": round(now - self.t0, 1)}
-        if self.fn is not None:
-            self.fn(info)
-            self.shown = True
-            return
-        text = (f"linearizability: {keys_done}/{self.total} keys, {configs:,} configurations, "
-                f"{now - self.t0:.0f} s" + ("" if final else f" (key {key!r})"))
-        if self.kernel:
-            from IPython.display import display
-            if self.handle is None:
-                self.handle = display({"text/plain": text}, raw=True, display_id=True)
-            else:
-                self.handle.update({"text/plain": text}, raw=True)
-        else:
-            sys.stderr.write("\r" + text.ljust(79) + ("\n" if final else ""))
-            sys.stderr.flush()
-        self.shown = True
-
-    def close(self, keys_done: int, configs: int) -> None:
-        if self.shown:
-            self.update(keys_done, configs, None, final=True)
+#: Seconds a check runs before its progress is shown (see ``labkit._progress``).
+PROGRESS_AFTER_S = 2.0
 
 
-def _in_kernel() -> bool:
-    ip = sys.modules.get("IPython")
-    try:
-        return ip is not None and type(ip.get_ipython()).__name__ == "ZMQInteractiveShell"
-    except Exception:   # noqa: BLE001 -- any IPython oddity means "not a notebook"
-        return False
-
-
-def _progress_wanted(progress: Any) -> bool:
-    if progress is None:   # auto: a person is watching, and this is not CI
-        if os.environ.get("CI"):
-            return False
-        return _in_kernel() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
-    return bool(progress)
+def _progress_bar(mode: Any, keys: int) -> Progress | None:
+    """The check's progress display (keys done / total, configurations), or None."""
+    if not wanted(mode):
+        return None
+    return Progress("linearizability", keys, unit="keys", mode=mode, after=PROGRESS_AFTER_S)
 
 
 class _Limits:
@@ -272,7 +223,7 @@ class _Limits:
 
     every = 4096   # configurations between checks
 
-    def __init__(self, deadline: float, budget: int, progress: _Progress | None) -> None:
+    def __init__(self, deadline: float, budget: int, progress: Progress | None) -> None:
         self.deadline, self.budget, self.progress = deadline, budget, progress
         self.rss0 = _rss()
         self.ticks = 0
@@ -298,7 +249,12 @@ class _Limits:
                                f"{_fmt_bytes(rss - self.rss0)}, on key {self.key!r})")
                 raise _OutOfMemory
         if self.progress is not None:
-            self.progress.update(self.keys_done, self.configs_before + configs, self.key)
+            self.show(self.configs_before + configs)
+
+    def show(self, configs: int, force: bool = False) -> None:
+        self.progress.update(self.keys_done, f"{configs:,} configurations" + ("" if force else f" (key {self.key!r})"),
+                             force=force, keys_done=self.keys_done, keys=self.progress.total, configs=configs,
+                             key=None if force else self.key)
 
 def _prepare(m: Model, pairs: list[OpPair]) -> list[tuple[OpPair, bool, str, Any]]:
     """(pair, is_info, f, value) of the ops the search places: fail and info reads dropped."""
@@ -811,9 +767,10 @@ def check_linearizable(history: History | Iterable[Op], model: str | Model = "kv
       the process's growth in RSS; ``None`` = ``default_memory_budget()`` (1 GiB, or half the
       available memory if less).
 
-    ``progress``: ``None`` shows progress (keys done / total, configurations) in a notebook or
-    on a terminal once a check has run 2 s, and never under CI (``$CI`` set); ``True`` always
-    after 2 s, ``False`` never; a callable gets a dict instead. ``algorithm``: ``"fast"`` (the
+    ``progress``: ``None`` shows progress (keys done / total, configurations) once a check has
+    run 2 s, where somebody watches -- a bar in a notebook, a line on a terminal -- and never
+    under CI (``$CI`` set), nbval or into a pipe (the rule is ``labkit._progress``'s); ``True``
+    always after 2 s, ``False`` never; a callable gets a dict instead. ``algorithm``: ``"fast"`` (the
     default: read reduction, lookahead, compact cache keys) or ``"reference"`` (the search as
     it was). ``memo=False`` runs the reference search without Lowe's cache (exponentially
     slower; for benchmarks and property tests).
@@ -836,44 +793,48 @@ def check_linearizable(history: History | Iterable[Op], model: str | Model = "kv
         groups.setdefault(p.key, []).append(p)
     t0 = time.monotonic()
     deadline = _INF if timeout is None else t0 + timeout
-    bar = _Progress(progress, len(groups)) if _progress_wanted(progress) else None
+    bar = _progress_bar(progress, len(groups))
     limits = _Limits(deadline, budget, bar)
     violations: list[Violation] = []
     unchecked: list[Any] = []
     stopped = ""
     configs = 0
     peak_entries = 0
-    for key in sorted(groups, key=repr):
-        ps = groups[key]
-        if stopped:
-            unchecked.append(key)
-            continue
-        limits.key = key
-        try:
-            if algorithm == "fast" and memo:
-                ok, info = _search(m, ps, limits)
-            else:
-                ok, info = _search_reference(m, ps, limits, memo)
-        except _Timeout:
-            unchecked.append(key)
-            stopped = f"timed out after {timeout:g} s"
-            continue
-        except (_OutOfMemory, MemoryError):
-            unchecked.append(key)
-            stopped = limits.reason or (f"ran out of memory after {limits.configs_before:,} configurations "
-                                        f"(on key {key!r})")
-            continue
-        configs += info["configs"]
-        peak_entries = max(peak_entries, info.get("cache", 0))
-        limits.configs_before = configs
-        limits.keys_done += 1
-        if not ok:
-            op = info["op"]
-            states = sorted(info["states"], key=repr)
-            violations.append(Violation(key, op, tuple(states[:20]), len(states), _concurrent(op, ps),
-                                        tuple(info["linearized"]), m.name))
-    if bar is not None:
-        bar.close(limits.keys_done, configs)
+    try:
+        for key in sorted(groups, key=repr):
+            ps = groups[key]
+            if stopped:
+                unchecked.append(key)
+                continue
+            limits.key = key
+            try:
+                if algorithm == "fast" and memo:
+                    ok, info = _search(m, ps, limits)
+                else:
+                    ok, info = _search_reference(m, ps, limits, memo)
+            except _Timeout:
+                unchecked.append(key)
+                stopped = f"timed out after {timeout:g} s"
+                continue
+            except (_OutOfMemory, MemoryError):
+                unchecked.append(key)
+                stopped = limits.reason or (f"ran out of memory after {limits.configs_before:,} configurations "
+                                            f"(on key {key!r})")
+                continue
+            configs += info["configs"]
+            peak_entries = max(peak_entries, info.get("cache", 0))
+            limits.configs_before = configs
+            limits.keys_done += 1
+            if not ok:
+                op = info["op"]
+                states = sorted(info["states"], key=repr)
+                violations.append(Violation(key, op, tuple(states[:20]), len(states), _concurrent(op, ps),
+                                            tuple(info["linearized"]), m.name))
+    finally:
+        if bar is not None:
+            if bar.shown:
+                limits.show(configs, force=True)
+            bar.close(final=bar.text(limits.keys_done, f"{configs:,} configurations"))
     details = {"model": m.name, "ops": len(pairs), "keys": len(groups), "configs": configs,
                "cache_entries": peak_entries, "seconds": round(time.monotonic() - t0, 4), "memo": memo,
                "algorithm": algorithm, "memory_budget": budget,

@@ -15,7 +15,7 @@ from ..context import crash_report
 from ..message import encode_body, too_large
 from .network import NetworkModel
 
-#: Set by ``labkit.checks.sweep`` while a scenario runs: crash events are appended to the last
+#: Set by ``labkit.sweep.sweep`` while a scenario runs: crash events are appended to the last
 #: list instead of being printed, so that a sweep over 100 seeds shows one crash's traceback,
 #: not one per seed.
 CRASH_SINKS: list[list[Event]] = []

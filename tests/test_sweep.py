@@ -1,7 +1,7 @@
-"""labkit.checks.sweep: what an exercise's check cell reports."""
+"""labkit.sweep.sweep: what an exercise's check cell reports."""
 import pytest
 
-from labkit.checks import SweepFailed, sweep
+from labkit.sweep import SweepFailed, sweep
 
 
 def test_all_seeds_pass(capsys):
@@ -28,7 +28,7 @@ def test_a_crash_is_a_failure_not_a_pass():
     def scenario(seed):
         raise KeyError("n9")
 
-    with pytest.raises(AssertionError, match=r"KeyError: 'n9' \(at test_checks.py:\d+\)"):
+    with pytest.raises(AssertionError, match=r"KeyError: 'n9' \(at test_sweep.py:\d+\)"):
         sweep(scenario, seeds=[1], quiet=True)
 
 
@@ -45,7 +45,7 @@ def test_stop_after():
         assert False, "always"
 
     with pytest.raises(AssertionError, match="failed on 2 of 2 seeds"):
-        sweep(scenario, seeds=range(100), stop_after=2, quiet=True)
+        sweep(scenario, seeds=range(100), stop_after=2, quiet=True, executor="inline")   # calls: this process
     assert calls == [0, 1]
 
 
@@ -123,3 +123,17 @@ def test_a_stub_called_through_a_fake_context_stops_the_sweep_too(capsys):
     with pytest.raises(SweepFailed) as err:
         sweep(scenario, seeds=range(50))
     assert err.value.result.seeds == [0] and "Exercise: serve" in capsys.readouterr().out
+
+def test_labkit_checks_is_a_deprecated_alias_naming_the_new_import():
+    import importlib
+    import sys
+    import warnings
+
+    import labkit.sweep
+    sys.modules.pop("labkit.checks", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("labkit.checks")
+    (w,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert "from labkit.sweep import sweep" in str(w.message) and w.filename == __file__
+    assert old.sweep is labkit.sweep.sweep and old.SweepFailed is labkit.sweep.SweepFailed
