@@ -137,6 +137,13 @@ def _ignores_health(self, ctx):
     return list(self.pool)
 
 
+def _crashes_in_the_cluster(self, ctx):                               # fine by hand, raises once running
+    if ctx.id == "lb" and getattr(ctx, "now", 0) > 100:
+        raise NotImplementedError("Exercise: write it")
+    ok = [b for b in self.pool if self.up[b]]
+    return list(self.pool) if len(ok) * 100 < self.panic_threshold * len(self.pool) or not ok else ok
+
+
 def _sticky(fn):
     return lambda ns: {"sticky_backend": fn}
 
@@ -181,6 +188,8 @@ WRONG = {   # requirement -> (check cell, wrong answer, what the report must say
     "panic below the threshold": (1, _health(candidates=_panic_only_when_empty), "candidates returned"),
     "never eject everything": (1, _health(candidates=_no_panic), "candidates returned"),
     "candidates honour health": (1, _health(candidates=_ignores_health), "candidates returned"),
+    "a crash is named, not blamed on the policy": (1, _health(candidates=_crashes_in_the_cluster),
+                                                  "crashed"),
     "mod-N moves most sessions": (2, _sticky(_mod_n), "moved"),
     "the answer ignores list order": (2, _sticky(_order_dependent), "reordered"),
     "an even ring": (2, _sticky(_one_vnode), "failed on"),
