@@ -96,11 +96,11 @@ def test_naive_retries_fail_the_storm_check(namespace):
 
 
 def test_naive_retries_fail_the_visible_check():
-    visible_fails(0, lambda ns: _client(ns, _naive), "goodput|calls for")
+    visible_fails(0, lambda ns: _client(ns, _naive), "goodput|calls for|told the budget of 0")
 
 
 def test_backoff_without_a_budget_fails_the_visible_check():
-    visible_fails(0, lambda ns: _client(ns, _backoff_no_budget(ns)), "goodput|calls for")
+    visible_fails(0, lambda ns: _client(ns, _backoff_no_budget(ns)), "goodput|calls for|told the budget of 0")
 
 
 def test_no_retries_fail_the_visible_check():
@@ -122,7 +122,7 @@ def test_retrying_at_once_under_a_budget_fails_the_visible_check():
             if not self.budget.try_retry(ctx.now):
                 break
         return None
-    visible_fails(0, lambda ns: _client(ns, at_once), "full-jitter draws|goodput")
+    visible_fails(0, lambda ns: _client(ns, at_once), "full-jitter draws|goodput|asked the budget 4 times")
 
 
 @pytest.mark.parametrize("jitter, match", [
@@ -190,7 +190,7 @@ def _no_wait(self, now):
 
 @pytest.mark.parametrize("wrong, match", [
     (_breaker(allow=_never_half_opens), "at the end"),
-    (_breaker(record=_no_minimum), "had not reached"),
+    (_breaker(record=_no_minimum), "had not reached|9 failures"),
     (_breaker(allow=_half_open_lets_all_through), "probes are permitted|still half-open"),
     (_breaker(record=_closes_on_first_probe), "closed"),
     (_breaker(allow=_no_wait), "after opening"),
@@ -202,7 +202,7 @@ def test_each_breaker_requirement_broken_alone_fails_the_visible_check(wrong, ma
 def test_a_breaker_that_never_opens_fails_the_visible_check():
     def record(self, now, ok):
         pass
-    visible_fails(1, _breaker(record=record), "still closed|should have opened", seeds=range(20))
+    visible_fails(1, _breaker(record=record), "still closed|should have opened|must open", seeds=range(20))
 
 
 # -- exercise 3 ------------------------------------------------------------------------------------
@@ -225,3 +225,146 @@ def test_payments_that_remember_only_after_applying_fail_the_visible_check():
         ctx.reply(msg, "charge_ok", charged=msg["amount"])
     visible_fails(2, lambda ns: {"Payments": type("Wrong", (ns["PaymentsBase"],), {"on_charge": on_charge})},
                   "applied more than once", seeds=range(50))
+
+
+# -- wrong answers a cold reader tried (issue: checks that blamed the wrong thing or passed) ----------
+
+def _tries(budget_each_try=False, tell_budget=True, ask_after_last=False):
+    """A retry loop with one mistake: the budget counts every try, or never hears of requests, or is
+    asked (and slept on) after the last try too."""
+    def build(ns):
+        async def call(self, ctx):
+            if tell_budget and not budget_each_try:
+                self.budget.on_request(ctx.now)
+            for n in range(self.ATTEMPTS):
+                if budget_each_try:
+                    self.budget.on_request(ctx.now)
+                try:
+                    r = await ctx.http.get("backend", "/price", timeout=self.TIMEOUT)
+                    if r.status == 200:
+                        return r
+                except labkit.ClientError:
+                    pass
+                if ask_after_last:
+                    if self.budget.try_retry(ctx.now):
+                        await ctx.sleep(ns["full_jitter"](n, ctx.rng))
+                    else:
+                        break
+                elif n + 1 < self.ATTEMPTS and self.budget.try_retry(ctx.now):
+                    await ctx.sleep(ns["full_jitter"](n, ctx.rng))
+                else:
+                    break
+            return None
+        return _client(ns, call)
+    return build
+
+
+def _fixed_backoff(ns):
+    async def call(self, ctx):
+        self.budget.on_request(ctx.now)
+        for n in range(self.ATTEMPTS):
+            try:
+                r = await ctx.http.get("backend", "/price", timeout=self.TIMEOUT)
+                if r.status == 200:
+                    return r
+            except labkit.ClientError:
+                pass
+            if n + 1 == self.ATTEMPTS or not self.budget.try_retry(ctx.now):
+                break
+            await ctx.sleep(min(2000.0, 100.0 * 2 ** n))           # no jitter, not via full_jitter
+        return None
+    return _client(ns, call)
+
+
+def _breaker_record(strict=False, no_min=False, full_window=False):
+    def record(self, now, ok):
+        if self.state != "closed":
+            return type(self).__mro__[1].record(self, now, ok)
+        self.outcomes = (self.outcomes + [ok])[-self.window:]
+        rate = 100.0 * self.outcomes.count(False) / len(self.outcomes)
+        enough = True if no_min else len(self.outcomes) >= (self.window if full_window else self.min_calls)
+        if enough and (rate > self.threshold if strict else rate >= self.threshold):
+            self.state, self.opened_at = "open", now
+    return _breaker(record=record)
+
+
+def _stub(self, *args):
+    raise NotImplementedError("Exercise: write it")
+
+
+def _payments(on_charge):
+    return lambda ns: {"Payments": type("Wrong", (ns["PaymentsBase"],), {"on_charge": on_charge})}
+
+
+async def _charged_total(self, ctx, msg):
+    key = msg["key"]
+    if key in self.results:
+        return ctx.reply(msg, "charge_ok", charged=self.total)
+    if key in self.waiting:
+        self.waiting[key].append(msg)
+        return
+    self.waiting[key] = [msg]
+    await self.apply(ctx, key, msg["amount"])
+    self.results[key] = msg["amount"]
+    for m in self.waiting.pop(key):
+        ctx.reply(m, "charge_ok", charged=self.total)
+
+
+async def _in_flight_answered_none(self, ctx, msg):
+    key = msg["key"]
+    if key in self.results:
+        return ctx.reply(msg, "charge_ok", charged=self.results[key])
+    if key in self.waiting:
+        return ctx.reply(msg, "charge_ok", charged=None)
+    self.waiting[key] = [msg]
+    await self.apply(ctx, key, msg["amount"])
+    self.results[key] = msg["amount"]
+    ctx.reply(self.waiting.pop(key)[0], "charge_ok", charged=msg["amount"])
+
+
+async def _in_flight_dropped(self, ctx, msg):
+    key = msg["key"]
+    if key in self.results:
+        return ctx.reply(msg, "charge_ok", charged=self.results[key])
+    if key in self.waiting:
+        return                                                   # never answered
+    self.waiting[key] = [msg]
+    await self.apply(ctx, key, msg["amount"])
+    self.results[key] = msg["amount"]
+    ctx.reply(self.waiting.pop(key)[0], "charge_ok", charged=msg["amount"])
+
+
+WRONG = {   # what the reader did -> (check cell, wrong answer, what the report must say, seeds)
+    "budget told of every try": (0, _tries(budget_each_try=True), "told the budget of 4 requests", range(3)),
+    "budget never told of requests": (0, _tries(tell_budget=False), "told the budget of 0 requests", range(3)),
+    "budget asked and slept after the last try": (0, _tries(ask_after_last=True), "asked the budget 4 times",
+                                                  range(3)),
+    "breaker without min_calls": (1, _breaker_record(no_min=True), "9 failures", range(3)),
+    "breaker opens only above the threshold": (1, _breaker_record(strict=True), "exactly 50%", range(3)),
+    "breaker waits for a full window": (1, _breaker_record(full_window=True), "10 failures", range(3)),
+    "breaker stub crashes the client": (1, _breaker(allow=_stub), "crashed.*NotImplementedError", range(3)),
+    "charged is the running total": (2, _payments(_charged_total), "charged is the order's amount", range(20)),
+    "in-flight duplicate answered None": (2, _payments(_in_flight_answered_none), "charged=\\[None",
+                                          range(50)),
+    "in-flight duplicate never answered": (2, _payments(_in_flight_dropped), "answer every try", range(50)),
+    "payments stub crashes": (2, _payments(_stub), "crashed.*NotImplementedError", range(3)),
+}
+
+
+@pytest.mark.parametrize("mistake", list(WRONG))
+def test_visible_check_catches(mistake):
+    check, wrong, says, seeds = WRONG[mistake]
+    visible_fails(check, wrong, says, seeds=seeds)
+
+
+def test_rerunning_only_the_check_cell_starts_from_fresh_waits():
+    """GAPS (the waits seen in one-operation runs) must not carry over from an earlier run of the
+    check cell: a fixed-backoff answer fails even after a correct run filled them."""
+    ns = NB.run_setup()
+    for seed in range(10):
+        ns["one_operation"](seed)                    # a correct answer's waits, as from an earlier run
+    ns.update(_fixed_backoff(ns))
+    real = labkit.checks.sweep
+    ns["sweep"] = lambda scenario, seeds_=None, **kw: real(scenario, seeds=range(10), quiet=True, stop_after=1)
+    with pytest.raises(AssertionError, match="full-jitter draws"):
+        exec(compile(HIDDEN.sub("", NB.checks[0]), "visible[0]", "exec"), ns)

@@ -63,6 +63,25 @@ def _two_crashes_on_one(self, candidates, view, rng, key=None):        # rng.sam
     return a if view.in_flight(a) <= view.in_flight(b) else b
 
 
+def _least_connections(self, candidates, view, rng, key=None):       # looks at every candidate
+    return min(candidates, key=view.in_flight)
+
+
+def _global_random(self, candidates, view, rng, key=None):            # breaks replay
+    import random
+    if len(candidates) == 1:
+        return candidates[0]
+    a, b = random.sample(list(candidates), 2)
+    return a if view.in_flight(a) <= view.in_flight(b) else b
+
+
+def _by_latency(self, candidates, view, rng, key=None):               # the wrong signal
+    if len(candidates) == 1:
+        return candidates[0]
+    a, b = rng.sample(list(candidates), 2)
+    return a if view.ewma_ms(a) <= view.ewma_ms(b) else b
+
+
 def _health(**methods):
     return lambda ns: {"Checked": type("Wrong", (ns["Checked"],), methods)}
 
@@ -118,6 +137,13 @@ def _ignores_health(self, ctx):
     return list(self.pool)
 
 
+def _crashes_in_the_cluster(self, ctx):                               # fine by hand, raises once running
+    if ctx.id == "lb" and getattr(ctx, "now", 0) > 100:
+        raise NotImplementedError("Exercise: write it")
+    ok = [b for b in self.pool if self.up[b]]
+    return list(self.pool) if len(ok) * 100 < self.panic_threshold * len(self.pool) or not ok else ok
+
+
 def _sticky(fn):
     return lambda ns: {"sticky_backend": fn}
 
@@ -138,11 +164,22 @@ def _order_dependent(session, backends):
     return HashRing(names, vnodes=400).owner(session).split(":", 1)[1]
 
 
+def _ring_per_size(session, backends):                               # a cache keyed on the count
+    from labkit.systems.partitioning import HashRing
+    cache = _ring_per_size.__dict__.setdefault("rings", {})
+    if len(backends) not in cache:
+        cache[len(backends)] = HashRing(sorted(backends), vnodes=400)
+    return cache[len(backends)].owner(session)
+
+
 WRONG = {   # requirement -> (check cell, wrong answer, what the report must say)
     "two choices looks at load": (0, _policy(_random_pick), "failed on"),
     "two distinct draws": (0, _policy(_with_replacement), "distinct"),
     "the less loaded of the two": (0, _policy(_more_loaded), "failed on"),
     "one candidate is returned": (0, _policy(_two_crashes_on_one), "failed on"),
+    "two draws, not least connections": (0, _policy(_least_connections), "2/5"),
+    "draws from rng, not the global random": (0, _policy(_global_random), "global random"),
+    "compares in_flight, not latency": (0, _policy(_by_latency), "fewer view.in_flight of two distinct draws"),
     "K in a row, not at the first failure": (1, _health(health_result=_eject_on_first_failure), "must not mark"),
     "K in a row, not K ever": (1, _health(health_result=_counts_total_failures), "must not"),
     "readmitted after M": (1, _health(health_result=_never_readmits), "readmit"),
@@ -151,9 +188,12 @@ WRONG = {   # requirement -> (check cell, wrong answer, what the report must say
     "panic below the threshold": (1, _health(candidates=_panic_only_when_empty), "candidates returned"),
     "never eject everything": (1, _health(candidates=_no_panic), "candidates returned"),
     "candidates honour health": (1, _health(candidates=_ignores_health), "candidates returned"),
+    "a crash is named, not blamed on the policy": (1, _health(candidates=_crashes_in_the_cluster),
+                                                  "crashed"),
     "mod-N moves most sessions": (2, _sticky(_mod_n), "moved"),
     "the answer ignores list order": (2, _sticky(_order_dependent), "reordered"),
     "an even ring": (2, _sticky(_one_vnode), "failed on"),
+    "rings cached per backend set, not per count": (2, _sticky(_ring_per_size), "stale"),
 }
 
 

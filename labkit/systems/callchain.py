@@ -22,6 +22,7 @@ and the load amplification (calls sent / operations) from the journal.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +73,10 @@ class Tier(Service):
 
 
 class OpenLoopClient(Node):
-    """Poisson arrivals at ``RATE`` per second, from ``START`` ms until ``STOP`` ms (node clock);
-    each operation calls ``TARGET`` ``PATH`` with ``TIMEOUT`` ms per attempt under
+    """Poisson arrivals at ``RATE`` per second, from ``START`` ms until ``STOP`` ms (node clock),
+    drawn from their own generator (seeded from ``ctx.rng`` at start), so the arrival times of one
+    seed are the same whatever the client's retries draw: clients that differ only in policy see
+    the same offered load. Each operation calls ``TARGET`` ``PATH`` with ``TIMEOUT`` ms per attempt under
     ``policy(ctx)`` and ``breaker(ctx)`` (override them), and journals ``op``."""
     TARGET = "backend"
     PATH = "/price"
@@ -89,11 +92,12 @@ class OpenLoopClient(Node):
         return None
 
     def on_start(self, ctx: Any) -> None:
+        self._arrivals = random.Random(ctx.rng.getrandbits(64))   # first draw: the same for every policy
         self._policy = self.policy(ctx)
         self._breaker = self.breaker(ctx)
         if self._breaker is not None:
             self._breaker.on_transition = lambda t, a, b: ctx.note("breaker", frm=a, to=b)
-        ctx.set_timer("arrive", after=max(self.START - ctx.now, 0.0) + ctx.rng.expovariate(self.RATE / 1000.0))
+        ctx.set_timer("arrive", after=max(self.START - ctx.now, 0.0) + self._arrivals.expovariate(self.RATE / 1000.0))
 
     async def call(self, ctx: Any) -> Any:
         """One operation's call (override to call differently); returns the response."""
@@ -101,7 +105,7 @@ class OpenLoopClient(Node):
                                        self._policy, breaker=self._breaker)
 
     async def on_timer(self, ctx: Any, name: str) -> None:
-        nxt = ctx.now + ctx.rng.expovariate(self.RATE / 1000.0)
+        nxt = ctx.now + self._arrivals.expovariate(self.RATE / 1000.0)
         if nxt < self.STOP:
             ctx.set_timer("arrive", after=nxt - ctx.now)
         t0 = ctx.now
