@@ -357,14 +357,15 @@ def test_visible_check_catches(mistake):
     visible_fails(check, wrong, says, seeds=seeds)
 
 
-def test_rerunning_only_the_check_cell_starts_from_fresh_waits():
-    """GAPS (the waits seen in one-operation runs) must not carry over from an earlier run of the
-    check cell: a fixed-backoff answer fails even after a correct run filled them."""
+def test_the_jitter_check_does_not_depend_on_earlier_runs_or_where_the_sweep_ran():
+    """The waits the jitter check judges are collected by the check itself (not left in a global
+    by the sweep's seeds, which may run in other processes, or by an earlier run of the cell): a
+    fixed-backoff answer fails even after a correct answer's operations ran."""
     ns = NB.run_setup()
     for seed in range(10):
-        ns["one_operation"](seed)                    # a correct answer's waits, as from an earlier run
+        ns["one_operation"](seed)                    # a correct answer's operations, as from an earlier run
     ns.update(_fixed_backoff(ns))
-    real = labkit.checks.sweep
+    real = labkit.sweep.sweep
     ns["sweep"] = lambda scenario, seeds_=None, **kw: real(scenario, seeds=range(10), quiet=True, stop_after=1)
     with pytest.raises(AssertionError, match="full-jitter draws"):
         exec(compile(HIDDEN.sub("", NB.checks[0]), "visible[0]", "exec"), ns)
