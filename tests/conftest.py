@@ -1,6 +1,7 @@
 """Shared test helpers (kept small: fixtures that hand out plain functions)."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -27,3 +28,15 @@ def _wait_until(pred: Callable[[], Any], timeout: float = 5.0, cluster: Any = No
 @pytest.fixture
 def wait_until() -> Callable[..., Any]:
     return _wait_until
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """A test leaves ``os.environ`` as it found it. (dask.multiprocessing sets PYTHONHASHSEED in
+    the process that uses it, for good: every kernel and node process started later inherited
+    it, and chapter 03's demonstration that ``hash()`` differs between processes failed.)"""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
