@@ -57,7 +57,7 @@ __version__ = "0.1.0"
 
 #: Loaded on first use, so node processes never pay for matplotlib or the checkers.
 _LAZY_MODULES = ("plots", "checkers", "sweep", "checks", "history", "recorder", "testing", "edn", "widgets", "raft",
-                 "systems", "runtime")
+                 "systems", "runtime", "explore")
 _LAZY_NAMES = {
     "History": "history", "Op": "history", "OpPair": "history", "HistoryError": "history",
     "Recorder": "recorder", "Client": "recorder", "KVProtocol": "recorder", "workload": "recorder",

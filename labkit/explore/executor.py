@@ -1,0 +1,434 @@
+"""The executor: run one node handler on a copy of a search state, with labkit's own ``Context``.
+
+Theory of operation. A search state is plain data (see ``state``): each node's pickled
+``__dict__``, armed timers, storage, status and incarnation; the messages in flight; the
+fault budgets left; an optional user history. To take a step -- deliver a message, fire a
+timer, crash or restart a node -- the executor unpickles the one node involved, hands it a
+real ``labkit.Context`` (a subclass, ``ExploreContext``) whose ``Host`` is the executor, runs
+the handler exactly as the simulator would, and pickles the node back. The other nodes are
+untouched bytes. ``ctx.send``/``reply``/``broadcast``, ``set_timer``/``cancel_timer``,
+``storage``, ``note``/``log`` and the crash capture are labkit's code, not a copy of it.
+
+What the host does differently from the simulator:
+
+* time is frozen: ``ctx.now`` is 0.0 in every handler (reads are flagged in the result, since
+  a protocol that depends on time is only partly explored);
+* a timer is not a point in time but a name that "may fire" (all armed timers, or, in the
+  ``"ordered"`` mode, those not forced to wait for a timer armed before them on that node
+  whose ``(lo, hi)`` range ends before theirs begins -- DSLabs' rule);
+* randomness (``ctx.rng``, the draw of ``set_timer(between=...)``) is seeded per (seed, node,
+  incarnation, event), so one state and one event give one successor, and dedupe is sound;
+* message ids (``node.incarnation.seq``) are left out of the state unless a handler reads
+  ``msg.id``/``msg.in_reply_to`` (tracked; the search then starts again with ids in);
+* ``async`` handlers are refused: a coroutine suspended in ``await ctx.rpc`` cannot be copied.
+"""
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Callable
+
+from ..context import Context
+from ..errors import MessageError
+from ..guard import DEFAULTS as _GUARDS
+from ..message import Message
+from ..runtime.base import is_client_id
+from ..runtime.storage import Storage
+from hashlib import blake2b
+
+from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_unpicklable
+
+_FIRE = Context._fire
+_STATS = Context._emit_stats
+
+
+class Refused(Exception):
+    """What the explorer cannot model (async handlers, ctx on self, unpicklable state, ...)."""
+
+
+class HandlerCrashed(Exception):
+    """A handler raised: ``event`` is the labkit crash event (with the traceback)."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__(event.get("error"))
+        self.event = event
+
+
+class _Flags:
+    __slots__ = ("ids", "now", "where_ids", "where_now")
+
+    def __init__(self) -> None:
+        self.ids = self.now = False
+        self.where_ids = self.where_now = ""
+
+
+class TrackedMessage(Message):
+    """A ``Message`` whose ``id``/``in_reply_to`` reads are noted (ids are not in the state)."""
+
+    __slots__ = ("_mid", "_re", "_flags")
+
+    def __init__(self, src: str, dst: str, type: str, mid: str, body: dict, re: str | None,
+                 flags: _Flags) -> None:
+        self.src, self.dst, self.type, self.body, self.sent_at = src, dst, type, body, 0.0
+        self._mid, self._re, self._flags = mid, re, flags
+
+    @property  # type: ignore[override]
+    def id(self) -> str:
+        self._flags.ids = True
+        self._flags.where_ids = f"msg.id of a {self.type!r} message"
+        return self._mid
+
+    @id.setter
+    def id(self, v: str) -> None:
+        self._mid = v
+
+    @property  # type: ignore[override]
+    def in_reply_to(self) -> str | None:
+        self._flags.ids = True
+        self._flags.where_ids = f"msg.in_reply_to of a {self.type!r} message"
+        return self._re
+
+    @in_reply_to.setter
+    def in_reply_to(self, v: str | None) -> None:
+        self._re = v
+
+    def __reduce__(self) -> tuple:       # kept on self: a plain Message, its id in the state
+        return (Message, (self.src, self.dst, self.type, self._mid, self.body, self._re, 0.0))
+
+
+class ExploreContext(Context):
+    """labkit's ``Context`` with frozen time, per-event randomness and timer ranges kept."""
+
+    @property  # type: ignore[override]
+    def now(self) -> float:
+        f = self._host.flags
+        if not f.now:
+            f.now, f.where_now = True, f"{self.id} read ctx.now"
+        return 0.0
+
+    def _get_rng(self) -> random.Random:
+        r = self._rng_obj
+        if r is None:
+            r = self._rng_obj = random.Random(f"{self.seed}/{self.id}/{self.incarnation}/{self._event}")
+        return r
+
+    def _set_rng(self, r: random.Random) -> None:
+        self._rng_obj = None
+
+    def _get_trng(self) -> random.Random:
+        r = self._trng_obj
+        if r is None:
+            r = self._trng_obj = random.Random(f"{self.seed}/{self.id}/{self.incarnation}/{self._event}/timers")
+        return r
+
+    def _set_trng(self, r: random.Random) -> None:
+        self._trng_obj = None
+
+    rng = property(_get_rng, _set_rng)            # type: ignore[assignment]
+    _timer_rng = property(_get_trng, _set_trng)   # type: ignore[assignment]
+    _rng_obj: random.Random | None = None
+    _trng_obj: random.Random | None = None
+    _event = "start"
+    _lohi: tuple[float, float] = (0.0, 0.0)
+
+    def set_timer(self, name: str, after: float | None = None,
+                  between: tuple[float, float] | None = None) -> float:
+        if between is not None and isinstance(between, (tuple, list)) and len(between) == 2:
+            self._lohi = (between[0], between[1])
+        else:
+            self._lohi = (after, after)     # type: ignore[assignment]
+        return super().set_timer(name, after, between)
+
+    def reply(self, msg: Message, /, type: str | None = None, **body: Any) -> str:
+        if not isinstance(msg, Message):
+            raise MessageError(f"{self.id}: reply() needs the Message you are answering, got {msg!r}")
+        mid = msg._mid if msg.__class__ is TrackedMessage else msg.id
+        return self._send(msg.src, type or msg.type + "_ok", mid, body)
+
+    def _deliver(self, msg: Message) -> None:     # no RPCs awaited (async refused), no HTTP
+        self._run(self._node.on_message, (self, msg), msg)
+
+    def _step(self, coro: Any, value: Any, exc: Any, cause: Any) -> None:
+        coro.close()
+        raise Refused(
+            f"{self.id}'s handler for {cause} is a coroutine (async def): labkit.explore cannot copy a "
+            f"handler suspended in `await ctx.rpc(...)`/`ctx.sleep`/`ctx.work`, so it refuses async nodes. "
+            f"Write the handler as a plain `def` that sends with ctx.send and handles the reply in "
+            f"on_message (replay-based exploration of async handlers is not part of this version)")
+
+    def __reduce__(self) -> tuple:
+        raise Refused(f"node {self.id} keeps its ctx (or something holding it) in its state; the context "
+                      f"is handed to every handler anew: use the `ctx` argument, never `self.ctx = ctx`")
+
+
+class Executor:
+    """Runs steps on states for one configuration (see the module docstring)."""
+
+    def __init__(self, factories: dict[str, Callable[[], Any]], *, seed: int, ids_in_state: bool,
+                 faults: dict[str, Any], timers: str, history: tuple[Any, Callable] | None,
+                 requests: list[tuple[str, str, str, dict]]) -> None:
+        self.factories = factories
+        self.ids = tuple(factories)
+        self.index = {n: i for i, n in enumerate(self.ids)}
+        self.seed = seed
+        self.ids_in_state = ids_in_state
+        self.faults = faults
+        self.ordered = timers == "ordered"
+        self.history = history
+        self.requests = requests
+        self.classes = Classes()
+        self.flags = _Flags()
+        self.node_set = frozenset(self.ids)
+        self.out: list[tuple] = []
+        self.crash: Any = None
+        self.guard = _GUARDS["sim"]
+        self.ctxs = {n: self._context(n) for n in self.ids}
+
+    # -- the Host protocol ---------------------------------------------------------------
+    def now(self) -> float:
+        return 0.0
+
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> Any:
+        f = getattr(fn, "__func__", None)
+        if f is _FIRE:
+            return fn.__self__._lohi
+        if f is _STATS:
+            return None
+        raise Refused(f"a handler scheduled {getattr(fn, '__qualname__', fn)} (ctx.sleep, ctx.work or an rpc "
+                      f"timeout): labkit.explore runs plain handlers only; async nodes are refused")
+
+    def cancel(self, handle: Any) -> None:
+        pass                # timers are read back from ctx._timers after the handler
+
+    def transmit(self, ctx: Context, msg_id: str, dst: str, type: str, re: str | None, body_json: str) -> None:
+        self.out.append(self.message(ctx.id, dst, type, body_json, msg_id, re))
+
+    def message(self, src: str, dst: str, type: str, body_json: str, mid: str, re: str | None) -> tuple:
+        """A message in flight: (src, dst, type, body JSON, id, re, key text for the digest)."""
+        k = f"{src}\x1f{dst}\x1f{type}\x1f{body_json}"
+        if self.ids_in_state:
+            k = f"{k}\x1f{mid}\x1f{re}"
+        return (src, dst, type, body_json, mid, re, k)
+
+    def record(self, event: Any) -> None:
+        pass
+
+    def is_destination(self, name: str) -> bool:
+        return name in self.node_set or is_client_id(name)
+
+    def crashed(self, ctx: Context, event: Any) -> None:
+        if str(event.get("error", "")).startswith("KeyboardInterrupt"):
+            raise KeyboardInterrupt
+        self.crash = event
+
+    def transmit_http(self, *a: Any, **kw: Any) -> None:
+        raise Refused("labkit.explore does not model HTTP (ctx.http); explore message-passing nodes")
+
+    respond_http = cancel_http = transmit_http
+
+    def handler_failed(self, ctx: Context, event: Any) -> None:
+        self.crash = event
+
+    # -- nodes -----------------------------------------------------------------------------
+    def _context(self, node_id: str) -> ExploreContext:
+        node = self.factories[node_id]()
+        if getattr(type(node), "_labkit_routes", None) is not None:
+            raise Refused(f"{type(node).__name__} is a labkit.Service (HTTP): labkit.explore explores "
+                          f"message-passing nodes (on_message/on_timer) only")
+        peers = tuple(n for n in self.ids if n != node_id)
+        return ExploreContext(self, node_id, node, peers, incarnation=1, storage=Storage(node_id, {}),
+                              guard=self.guard)
+
+    def _encode_node(self, node_id: str, node: Any) -> tuple[bytes, bytes]:
+        d = node.__dict__
+        for v in d.values():
+            if v.__class__ is ExploreContext:
+                raise Refused(f"node {node_id} keeps its ctx on self ({type(node).__name__}): the context is "
+                              f"handed to every handler anew; use the `ctx` argument, never `self.ctx = ctx`")
+        try:
+            return encode(d, self.classes, type(node))
+        except Refused:
+            raise
+        except EncodeRefused:
+            raise Refused(f"node {node_id}'s state cannot be copied: {why_unpicklable(d, self.classes)}. "
+                          f"labkit.explore copies node state by pickling it; keep plain data (dicts, lists, "
+                          f"sets, numbers, strings, instances of module-level classes) on self") from None
+
+    def _decode_node(self, node_id: str, data: bytes) -> Any:
+        cls = type(self.ctxs[node_id]._node)
+        node = cls.__new__(cls)
+        node.__dict__.update(decode(data, self.classes))
+        return node
+
+    def _prepare(self, node_id: str, node: Any, slot: tuple, event: str) -> ExploreContext:
+        ctx = self.ctxs[node_id]
+        ctx._node = node
+        ctx.dead = False
+        ctx.incarnation = slot[1]
+        ctx._seq = slot[5]
+        ctx._timers = {t[0]: (t[1], t[2]) for t in slot[3]}
+        ctx.storage = Storage(node_id, dict(slot[4]))
+        ctx._stats_pending = False
+        ctx._rng_obj = ctx._trng_obj = None
+        ctx._event = event
+        ctx._hev = ctx._wev = ctx._wwk = 0
+        self.out = []
+        self.crash = None
+        return ctx
+
+    def _finish(self, node_id: str, ctx: ExploreContext) -> tuple:
+        if self.crash is not None:
+            raise HandlerCrashed(self.crash)
+        data, canon = self._encode_node(node_id, ctx._node)
+        return self.slot(True, ctx.incarnation, data, tuple((n, h[0], h[1]) for n, h in ctx._timers.items()),
+                         tuple(ctx.storage._data.items()), ctx._seq, canon)
+
+    def slot(self, up: bool, inc: int, data: bytes | None, timers: tuple, store: tuple, seq: int,
+             canon: bytes | None) -> tuple:
+        """A node in a state: (up, incarnation, pickled __dict__, timers, storage items, message
+        seq, digest of the parts that make up the state)."""
+        parts = (up, inc, canon, timers, store, seq) if self.ids_in_state else (up, inc, canon, timers, store)
+        return (up, inc, data, timers, store, seq, blake2b(_fast_dumps(parts), digest_size=16).digest())
+
+    def _start(self, i: int, inc: int, store: tuple) -> tuple:
+        node_id = self.ids[i]
+        node = self.factories[node_id]()
+        ctx = self._prepare(node_id, node, (True, inc, None, (), store, 0, None), "start")
+        ctx._start()
+        return self._finish(node_id, ctx)
+
+    # -- states ----------------------------------------------------------------------------
+    def initial(self) -> tuple:
+        """The state after every node's ``on_start`` (in id order) and the client requests."""
+        slots, net = [], []
+        for i in range(len(self.ids)):
+            slots.append(self._start(i, 1, ()))
+            net.extend(self.out)
+        for k, (client, node, type, body) in enumerate(self.requests, 1):
+            from ..message import encode_body
+            net.append(self.message(client, node, type, encode_body(client, node, type, body), f"{client}.1.{k}", None))
+        f = self.faults
+        hist = encode(self.history[0], self.classes) if self.history else None
+        return (tuple(slots), self._sort(net), (f["crash"], f["drop"], f["duplicate"]), hist)
+
+    def _sort(self, net: list) -> tuple:
+        net.sort()
+        return tuple(net)
+
+    def key(self, m: tuple) -> tuple:
+        return m[:6] if self.ids_in_state else m[:4]
+
+    def digest(self, s: tuple) -> bytes:
+        """The state's 16-byte digest: canonical, the same in every run and PYTHONHASHSEED."""
+        slots, net, budget, hist = s
+        h = blake2b(b"".join([sl[6] for sl in slots]), digest_size=16)
+        h.update("\x1e".join([m[6] for m in net]).encode())
+        h.update(b"%d/%d/%d" % budget)
+        if hist is not None:
+            h.update(hist[1])
+        return h.digest()
+
+    def enabled(self, s: tuple) -> list[tuple]:
+        """Every event that may happen next in ``s``, in a fixed order."""
+        slots, net, (crash, drop, dup), _ = s
+        out: list[tuple] = []
+        seen = set()
+        ids = self.ids_in_state
+        for m in net:
+            k = m[:6] if ids else m[:4]
+            if k in seen:
+                continue
+            seen.add(k)
+            out.append(("d",) + k)
+            if drop:
+                out.append(("x",) + k)
+            if dup:
+                out.append(("2",) + k)
+        restart = self.faults["restart"]
+        for i, sl in enumerate(slots):
+            n = self.ids[i]
+            if sl[0]:
+                timers = sl[3]
+                for j, (name, lo, hi) in enumerate(timers):
+                    if self.ordered and any(t[2] <= lo and t[0] != name for t in timers[:j]):
+                        continue
+                    out.append(("t", n, name))
+                if crash:
+                    out.append(("c", n))
+            elif restart:
+                out.append(("r", n))
+        return out
+
+    def _find(self, net: tuple, k: tuple) -> int:
+        n = len(k)
+        for i, m in enumerate(net):
+            if m[:n] == k:
+                return i
+        raise KeyError(k)
+
+    def step(self, s: tuple, ev: tuple) -> tuple:
+        """The successor of ``s`` by event ``ev``. Raises HandlerCrashed or Refused."""
+        slots, net, budget, hist = s
+        kind = ev[0]
+        if kind == "d":
+            j = self._find(net, ev[1:])
+            m = net[j]
+            rest = net[:j] + net[j + 1:]
+            dst = m[1]
+            i = self.index.get(dst)
+            if i is None or not slots[i][0]:        # to a client, or to a node that is down: consumed
+                return (slots, rest, budget, self._hist(hist, ev, m))
+            sl = slots[i]
+            node = self._decode_node(dst, sl[2])
+            ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
+            ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], json.loads(m[3]), m[5], self.flags))
+            new = self._finish(dst, ctx)
+            return (slots[:i] + (new,) + slots[i + 1:], self._sort(list(rest) + self.out), budget,
+                    self._hist(hist, ev, m))
+        if kind == "t":
+            i = self.index[ev[1]]
+            sl = slots[i]
+            node = self._decode_node(ev[1], sl[2])
+            ctx = self._prepare(ev[1], node, sl, f"timer {ev[2]}")
+            ctx._fire(ev[2])
+            new = self._finish(ev[1], ctx)
+            return (slots[:i] + (new,) + slots[i + 1:], self._sort(list(net) + self.out) if self.out else net,
+                    budget, self._hist(hist, ev, None))
+        if kind == "c":
+            i = self.index[ev[1]]
+            sl = slots[i]
+            down = self.slot(False, sl[1], None, (), sl[4], 0, b"")
+            if not self.faults["restart"]:            # nobody will ever receive them
+                net = tuple(m for m in net if m[1] != ev[1])
+            return (slots[:i] + (down,) + slots[i + 1:], net, (budget[0] - 1,) + budget[1:],
+                    self._hist(hist, ev, None))
+        if kind == "r":
+            i = self.index[ev[1]]
+            sl = slots[i]
+            new = self._start(i, sl[1] + 1, sl[4])
+            return (slots[:i] + (new,) + slots[i + 1:], self._sort(list(net) + self.out) if self.out else net,
+                    budget, self._hist(hist, ev, None))
+        j = self._find(net, ev[1:])
+        m = net[j]
+        if kind == "x":
+            left = budget[1] - 1 if budget[1] > 0 else budget[1]     # -1: unlimited
+            return (slots, net[:j] + net[j + 1:], (budget[0], left, budget[2]), self._hist(hist, ev, m))
+        if kind == "2":
+            return (slots, self._sort(list(net) + [m]), (budget[0], budget[1], budget[2] - 1),
+                    self._hist(hist, ev, m))
+        raise ValueError(f"unknown event {ev!r}")
+
+    def _hist(self, hist: bytes | None, ev: tuple, m: tuple | None) -> bytes | None:
+        if self.history is None:
+            return hist
+        from .state import Step
+        h = decode(hist[0])            # type: ignore[index]
+        h = self.history[1](h, Step.of(ev, m))
+        try:
+            return encode(h, self.classes)
+        except EncodeRefused as e:
+            raise Refused(f"the history reducer returned a value that cannot be pickled: {e}") from None
+
+    def node(self, s: tuple, node_id: str) -> Any:
+        sl = s[0][self.index[node_id]]
+        return None if sl[2] is None else self._decode_node(node_id, sl[2])

@@ -1,0 +1,170 @@
+"""What invariants, goals, prunes and history reducers see: ``Step`` and ``StateView``.
+
+A search state (see ``executor``) is a tuple of bytes and tuples; the functions a reader
+writes get a read-only view of it instead, with the names of a cluster:
+
+* ``s.nodes[id]`` -- the node object (a fresh copy: changing it changes nothing), or None
+  while the node is down; ``s.status[id]`` -- ``"up"`` or ``"down"``;
+  ``s.incarnation[id]``; ``s.timers[id]`` -- the names of its armed timers;
+* ``s.storage[id]`` -- its durable storage as a dict of JSON values;
+* ``s.network`` -- the messages in flight, as ``Envelope(src, dst, type, body)``;
+* ``s.history`` -- the value of the optional history reducer; ``s.depth`` -- steps so far.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
+
+_KINDS = {"d": "deliver", "t": "timer", "c": "crash", "r": "restart", "x": "drop", "2": "duplicate"}
+
+
+class Envelope(NamedTuple):
+    """A message in flight: ``src``, ``dst``, ``type`` and its ``body`` (a dict)."""
+    src: str
+    dst: str
+    type: str
+    body: dict
+
+    def __getitem__(self, key: Any) -> Any:          # type: ignore[override]
+        if isinstance(key, str):
+            return self.body[key]
+        return tuple.__getitem__(self, key)
+
+
+class Step(NamedTuple):
+    """One step of a trace: ``kind`` (deliver | timer | crash | restart | drop | duplicate),
+    the ``node`` it happens at, and for message steps ``src``, ``dst``, ``type``, ``body``;
+    for a timer, ``name``."""
+    kind: str
+    node: str
+    src: str | None = None
+    dst: str | None = None
+    type: str | None = None
+    body: dict | None = None
+    name: str | None = None
+
+    @staticmethod
+    def of(ev: tuple, m: tuple | None = None) -> "Step":
+        kind = _KINDS[ev[0]]
+        if ev[0] in ("d", "x", "2"):
+            src, dst, type, body_json = ev[1:5]
+            return Step(kind, dst, src, dst, type, json.loads(body_json))
+        if ev[0] == "t":
+            return Step(kind, ev[1], name=ev[2])
+        return Step(kind, ev[1])
+
+    def __str__(self) -> str:
+        if self.kind in ("deliver", "drop", "duplicate"):
+            body = json.dumps(self.body, separators=(",", ":"))
+            if len(body) > 80:
+                body = body[:77] + "..."
+            return f"{self.kind} {self.type} {self.src}->{self.dst} {body}"
+        if self.kind == "timer":
+            return f"timer {self.name!r} fires at {self.node}"
+        return f"{self.kind} {self.node}"
+
+
+class _LazyNodes(Mapping):
+    def __init__(self, load: Callable[[str], Any], ids: tuple[str, ...]) -> None:
+        self._load, self._ids, self._cache = load, ids, {}
+
+    def __getitem__(self, k: str) -> Any:
+        c = self._cache
+        if k not in c:
+            if k not in self._ids:
+                raise KeyError(f"no node {k!r}; nodes are {list(self._ids)}")
+            c[k] = self._load(k)
+        return c[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class StateView:
+    """A read-only view of one state (see the module docstring)."""
+
+    def __init__(self, ids: tuple[str, ...], load: Callable[[str], Any], status: dict[str, str],
+                 incarnation: dict[str, int], timers: dict[str, tuple[str, ...]],
+                 storage: Callable[[], dict[str, dict]], network: Callable[[], tuple[Envelope, ...]],
+                 history: Callable[[], Any], depth: int) -> None:
+        self.ids = ids
+        self.nodes: Mapping[str, Any] = _LazyNodes(load, ids)
+        self.status, self.incarnation, self.timers, self.depth = status, incarnation, timers, depth
+        self._storage, self._network, self._history = storage, network, history
+
+    @property
+    def storage(self) -> dict[str, dict]:
+        v = self._storage
+        if callable(v):
+            v = self._storage = v()
+        return v
+
+    @property
+    def network(self) -> tuple[Envelope, ...]:
+        v = self._network
+        if callable(v):
+            v = self._network = v()
+        return v
+
+    @property
+    def history(self) -> Any:
+        v = self._history
+        if callable(v):
+            v = self._history = v()
+        return v
+
+    def up(self) -> dict[str, Any]:
+        """The nodes that are up: {id: node}."""
+        return {n: self.nodes[n] for n in self.ids if self.status[n] == "up"}
+
+    def __repr__(self) -> str:
+        return (f"<StateView depth={self.depth} status={self.status} in flight={len(self.network)}>")
+
+
+def view_of(ex: Any, s: tuple, depth: int) -> StateView:
+    """The view of executor state ``s``."""
+    slots, net, _, hist = s
+    ids = ex.ids
+    status = {n: ("up" if sl[0] else "down") for n, sl in zip(ids, slots)}
+    inc = {n: sl[1] for n, sl in zip(ids, slots)}
+    timers = {n: tuple(t[0] for t in sl[3]) for n, sl in zip(ids, slots)}
+
+    def storage() -> dict[str, dict]:
+        return {n: {k: json.loads(v) for k, v in sl[4]} for n, sl in zip(ids, slots)}
+
+    def network() -> tuple[Envelope, ...]:
+        return tuple(Envelope(m[0], m[1], m[2], json.loads(m[3])) for m in net)
+
+    def history() -> Any:
+        from .encoding import decode
+        return None if hist is None else decode(hist[0])
+
+    return StateView(ids, lambda n: ex.node(s, n), status, inc, timers, storage, network, history, depth)
+
+
+def judge(fn: Callable[[StateView], Any], view: StateView, what: str) -> str | None:
+    """Run an invariant: None if it holds, else the message of its violation."""
+    r = fn(view)
+    if r is True:
+        return None
+    if isinstance(r, str):
+        return r or f"{_name(fn)} failed"
+    if r is None:
+        raise TypeError(f"{what} {_name(fn)}(s) returned None: return True when it holds, and False or a "
+                        f"string saying what is wrong when it does not")
+    return None if r else f"{_name(fn)} failed"
+
+
+def reached(fn: Callable[[StateView], Any], view: StateView) -> str | None:
+    """Run a goal or a prune: a description (truthy) if it holds, else None."""
+    r = fn(view)
+    if not r:
+        return None
+    return r if isinstance(r, str) else _name(fn)
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)
