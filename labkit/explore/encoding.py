@@ -61,12 +61,17 @@ def _load_class(name: str) -> type:
     return _BY_NAME[name]
 
 
+_IMPORTABLE: "weakref.WeakKeyDictionary[type, bool]" = weakref.WeakKeyDictionary()
+
+
 def _importable(cls: type) -> bool:
-    mod = sys.modules.get(cls.__module__)
-    obj: Any = mod
-    for part in cls.__qualname__.split("."):
-        obj = getattr(obj, part, None)
-    return obj is cls
+    ok = _IMPORTABLE.get(cls)
+    if ok is None:
+        obj: Any = sys.modules.get(cls.__module__)
+        for part in cls.__qualname__.split("."):
+            obj = getattr(obj, part, None)
+        ok = _IMPORTABLE[cls] = obj is cls
+    return ok
 
 
 class _ByNamePickler(pickle.Pickler):
@@ -147,9 +152,31 @@ def encode(obj: Any, classes: Classes, kind: type | None = None) -> tuple[bytes,
         except _ERRORS as e2:
             raise EncodeRefused(str(e2)) from None
         classes.slow.add(kind)
-    if _SET_OPS[0] in data or _SET_OPS[1] in data or by_name or kind in classes.slow:
-        return data, canonical(obj)
+    if _SET_OPS[0] in data or _SET_OPS[1] in data:
+        return data, _canonical_sets(obj, by_name or kind in classes.slow)
     return data, data
+
+
+class _SortedSet(tuple):
+    """A set's contents, sorted, standing in for the set in canonical bytes (never loaded)."""
+
+    __slots__ = ()
+
+
+def _canonical_sets(obj: Any, by_name: bool) -> bytes:
+    """Canonical bytes of a state that holds sets. The common case -- sets as attributes, e.g.
+    ``self.votes = set()`` -- costs one pass over the attributes; sets nested deeper take the
+    canonical pickler (a Python call per object)."""
+    if obj.__class__ is dict:
+        flat = {k: (_SortedSet((v.__class__ is set,) + _sorted(v)) if v.__class__ in (set, frozenset) else v)
+                for k, v in obj.items()}
+        try:
+            b = _dumps(flat, by_name)
+        except _ERRORS:
+            b = b""
+        if b and _SET_OPS[0] not in b and _SET_OPS[1] not in b:
+            return b
+    return canonical(obj)
 
 
 def decode(data: bytes, classes: Classes | None = None) -> Any:

@@ -39,6 +39,7 @@ from hashlib import blake2b
 from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_unpicklable
 
 _FIRE = Context._fire
+VIEW_CACHE = 20_000
 _STATS = Context._emit_stats
 
 
@@ -183,6 +184,9 @@ class Executor:
         self.crash: Any = None
         self.guard = _GUARDS["sim"]
         self.ctxs = {n: self._context(n) for n in self.ids}
+        #: Node objects by their bytes, for the views invariants read (never for steps, which
+        #: always unpickle a fresh copy): a node left unchanged by a step is not unpickled again.
+        self.view_cache: dict[bytes, Any] = {}
 
     # -- the Host protocol ---------------------------------------------------------------
     def now(self) -> float:
@@ -280,6 +284,10 @@ class Executor:
         if self.crash is not None:
             raise HandlerCrashed(self.crash)
         data, canon = self._encode_node(node_id, ctx._node)
+        cache = self.view_cache
+        if len(cache) >= VIEW_CACHE:
+            cache.clear()
+        cache[data] = ctx._node            # for invariants: the object these bytes were made from
         return self.slot(True, ctx.incarnation, data, tuple((n, h[0], h[1]) for n, h in ctx._timers.items()),
                          tuple(ctx.storage._data.items()), ctx._seq, canon)
 
@@ -430,5 +438,11 @@ class Executor:
             raise Refused(f"the history reducer returned a value that cannot be pickled: {e}") from None
 
     def node(self, s: tuple, node_id: str) -> Any:
-        sl = s[0][self.index[node_id]]
-        return None if sl[2] is None else self._decode_node(node_id, sl[2])
+        """The node object of ``node_id`` in ``s`` for a view (shared: not to be changed)."""
+        data = s[0][self.index[node_id]][2]
+        if data is None:
+            return None
+        n = self.view_cache.get(data)
+        if n is None:
+            n = self.view_cache[data] = self._decode_node(node_id, data)
+        return n

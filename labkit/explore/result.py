@@ -25,7 +25,7 @@ class Result:
     reached), ``seconds``, ``rate`` (states/s), ``peak_mb`` (memory the search grew by);
     for a finding, ``trace`` (a list of ``Step``), ``journal`` (a labkit ``Journal`` of the
     trace run in the simulator: ``labkit.plots.spacetime(res.journal)`` draws it) and
-    ``replay()``. ``notes`` lists what limits the result (e.g. handlers read ``ctx.now``)."""
+    ``replay()``. ``fingerprint`` digests the set of states explored. ``notes`` lists what limits the result (e.g. handlers read ``ctx.now``)."""
 
     def __init__(self, found: dict[str, Any], *, config: dict[str, Any], notes: list[str],
                  prefix: list[tuple] | None = None) -> None:
@@ -36,6 +36,8 @@ class Result:
         self.depth: int = found["depth"]
         self.seconds: float = found["seconds"]
         self.peak_mb: float = found.get("peak_mb", 0.0)
+        #: A digest of the set of states explored (the same in every run and PYTHONHASHSEED).
+        self.fingerprint: str = found.get("fingerprint", "")
         self.invariant: str | None = found.get("invariant")
         self.traceback: str | None = found.get("traceback")
         self.path: list[tuple] = list(prefix or []) + list(found.get("path") or [])

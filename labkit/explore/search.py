@@ -13,7 +13,8 @@ timer firings at two different nodes (each handler touches only its own node and
 the network). With state caching a state reached again with a smaller sleep set is explored
 again for the events it had put to sleep, which keeps the set of states exactly the same as
 without sleep sets (tested). Faults (crash, restart, drop, duplicate) commute with nothing.
-They are off when a history reducer is given (it sees every step, in order).
+They are off when a history reducer is given (it sees every step, in order) and when prunes
+are (a pruned state is a dead end, so a step into it commutes with nothing).
 
 Budgets stop a search with the outcome ``unknown`` (explored N states to depth d), never a
 pass; so does Ctrl-C, which returns what was found so far.
@@ -71,7 +72,9 @@ class Search:
         self.max_states = max_states if max_states is not None else 1 << 62
         self.max_seconds = max_seconds if max_seconds is not None else float("inf")
         self.max_memory_mb = max_memory_mb
-        self.sleep_sets = sleep_sets and ex.history is None and strategy != "random"
+        # Sleep sets need the steps they skip to commute, and a prune makes a state a dead end
+        # that its commuted twin need not be: with prunes (or a history) they are off.
+        self.sleep_sets = sleep_sets and ex.history is None and not prunes and strategy != "random"
         self.progress = progress
         self.walks, self.seed = walks, seed
         self.start = start
@@ -149,8 +152,11 @@ class Search:
         except KeyboardInterrupt:
             stop = "an interrupt (Ctrl-C): the result is partial"
         self.peak_mb = max(self.peak_mb, _rss_mb() - self.rss0)
+        from hashlib import blake2b
+        seen = sorted(d for d in self.parents if d is not None)
         out = {"states": self.states, "transitions": self.transitions, "depth": self.depth,
-               "seconds": time.perf_counter() - self.t0, "peak_mb": self.peak_mb}
+               "seconds": time.perf_counter() - self.t0, "peak_mb": self.peak_mb,
+               "fingerprint": blake2b(b"".join(seen), digest_size=8).hexdigest()}
         if self.found is not None:
             out.update(self.found)
             if "digest" in self.found:

@@ -3,8 +3,8 @@
 A search state (see ``executor``) is a tuple of bytes and tuples; the functions a reader
 writes get a read-only view of it instead, with the names of a cluster:
 
-* ``s.nodes[id]`` -- the node object (a fresh copy: changing it changes nothing), or None
-  while the node is down; ``s.status[id]`` -- ``"up"`` or ``"down"``;
+* ``s.nodes[id]`` -- the node object, or None while the node is down (read it, do not change
+  it: views of several states may share one unchanged node); ``s.status[id]`` -- ``"up"`` or ``"down"``;
   ``s.incarnation[id]``; ``s.timers[id]`` -- the names of its armed timers;
 * ``s.storage[id]`` -- its durable storage as a dict of JSON values;
 * ``s.network`` -- the messages in flight, as ``Envelope(src, dst, type, body)``;
