@@ -140,10 +140,28 @@ _ERRORS = (pickle.PicklingError, TypeError, AttributeError, ValueError, Recursio
 def encode(obj: Any, classes: Classes, kind: type | None = None) -> tuple[bytes, bytes]:
     """``(data, canon)``: bytes to copy ``obj`` from (``decode``) and its canonical bytes
     (the same object when ``data`` is canonical already). ``kind`` remembers, per node class,
-    that the by-name pickler is needed. Raises ``EncodeRefused``."""
+    that the by-name pickler is needed. Raises ``EncodeRefused``.
+
+    A dict whose values include sets (a node's ``__dict__`` with ``self.votes = set()``) is
+    pickled once, its sets replaced by their sorted contents (``_SortedSet``, turned back into
+    sets by ``decode``): those bytes are canonical and loadable. Sets nested deeper cost a
+    second, canonical pickle for the digest."""
+    if obj.__class__ is dict and any(v.__class__ is set or v.__class__ is frozenset for v in obj.values()):
+        flat = {k: (_SortedSet((v.__class__ is set,) + _sorted(v)) if v.__class__ is set or v.__class__ is frozenset
+                    else v) for k, v in obj.items()}
+        data = _pickle(flat, classes, kind)
+        if _SET_OPS[0] not in data and _SET_OPS[1] not in data:
+            return data, data
+    data = _pickle(obj, classes, kind)
+    if _SET_OPS[0] in data or _SET_OPS[1] in data:
+        return data, canonical(obj)
+    return data, data
+
+
+def _pickle(obj: Any, classes: Classes, kind: type | None) -> bytes:
     by_name = kind in classes.slow
     try:
-        data = _dumps(obj, by_name)
+        return _dumps(obj, by_name)
     except _ERRORS as e:
         if by_name:
             raise EncodeRefused(str(e)) from None
@@ -152,36 +170,27 @@ def encode(obj: Any, classes: Classes, kind: type | None = None) -> tuple[bytes,
         except _ERRORS as e2:
             raise EncodeRefused(str(e2)) from None
         classes.slow.add(kind)
-    if _SET_OPS[0] in data or _SET_OPS[1] in data:
-        return data, _canonical_sets(obj, by_name or kind in classes.slow)
-    return data, data
+        return data
 
 
 class _SortedSet(tuple):
-    """A set's contents, sorted, standing in for the set in canonical bytes (never loaded)."""
+    """A set among a node's attributes, as (is it a set, *its sorted contents)."""
 
     __slots__ = ()
 
 
-def _canonical_sets(obj: Any, by_name: bool) -> bytes:
-    """Canonical bytes of a state that holds sets. The common case -- sets as attributes, e.g.
-    ``self.votes = set()`` -- costs one pass over the attributes; sets nested deeper take the
-    canonical pickler (a Python call per object)."""
-    if obj.__class__ is dict:
-        flat = {k: (_SortedSet((v.__class__ is set,) + _sorted(v)) if v.__class__ in (set, frozenset) else v)
-                for k, v in obj.items()}
-        try:
-            b = _dumps(flat, by_name)
-        except _ERRORS:
-            b = b""
-        if b and _SET_OPS[0] not in b and _SET_OPS[1] not in b:
-            return b
-    return canonical(obj)
+_SORTED_SET = b"_SortedSet"
 
 
 def decode(data: bytes, classes: Classes | None = None) -> Any:
     """The object ``encode`` wrote (a fresh copy every call)."""
-    return pickle.loads(data)
+    obj = pickle.loads(data)
+    if _SORTED_SET in data and obj.__class__ is dict:
+        for k, v in obj.items():
+            if v.__class__ is _SortedSet:
+                obj[k] = set(v[1:]) if v[0] else frozenset(v[1:])
+    return obj
+
 
 
 def digest(parts: Any) -> bytes:

@@ -16,8 +16,8 @@ What the host does differently from the simulator:
 * a timer is not a point in time but a name that "may fire" (all armed timers, or, in the
   ``"ordered"`` mode, those not forced to wait for a timer armed before them on that node
   whose ``(lo, hi)`` range ends before theirs begins -- DSLabs' rule);
-* randomness (``ctx.rng``, the draw of ``set_timer(between=...)``) is seeded per (seed, node,
-  incarnation, event), so one state and one event give one successor, and dedupe is sound;
+* ``ctx.rng`` is seeded per (seed, node, incarnation, event), so one state and one event give
+  one successor, and dedupe is sound (``set_timer(between=(lo, hi))`` returns the midpoint);
 * message ids (``node.incarnation.seq``) are left out of the state unless a handler reads
   ``msg.id``/``msg.in_reply_to`` (tracked; the search then starts again with ids in);
 * ``async`` handlers are refused: a coroutine suspended in ``await ctx.rpc`` cannot be copied.
@@ -97,6 +97,18 @@ class TrackedMessage(Message):
         return (Message, (self.src, self.dst, self.type, self._mid, self.body, self._re, 0.0))
 
 
+class Midpoint:
+    """The timer generator of an explored node: ``set_timer(between=(lo, hi))`` draws the
+    midpoint. The draw does not decide when a timer may fire (any armed timer may, or the
+    ``(lo, hi)`` order rules); a fixed value keeps one successor per step. Replay uses it too."""
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return (lo + hi) / 2
+
+
+MIDPOINT = Midpoint()
+
+
 class ExploreContext(Context):
     """labkit's ``Context`` with frozen time, per-event randomness and timer ranges kept."""
 
@@ -116,19 +128,15 @@ class ExploreContext(Context):
     def _set_rng(self, r: random.Random) -> None:
         self._rng_obj = None
 
-    def _get_trng(self) -> random.Random:
-        r = self._trng_obj
-        if r is None:
-            r = self._trng_obj = random.Random(f"{self.seed}/{self.id}/{self.incarnation}/{self._event}/timers")
-        return r
+    def _get_trng(self) -> "Midpoint":
+        return MIDPOINT
 
     def _set_trng(self, r: random.Random) -> None:
-        self._trng_obj = None
+        pass
 
     rng = property(_get_rng, _set_rng)            # type: ignore[assignment]
     _timer_rng = property(_get_trng, _set_trng)   # type: ignore[assignment]
     _rng_obj: random.Random | None = None
-    _trng_obj: random.Random | None = None
     _event = "start"
     _lohi: tuple[float, float] = (0.0, 0.0)
 
@@ -273,7 +281,7 @@ class Executor:
         ctx._timers = {t[0]: (t[1], t[2]) for t in slot[3]}
         ctx.storage = Storage(node_id, dict(slot[4]))
         ctx._stats_pending = False
-        ctx._rng_obj = ctx._trng_obj = None
+        ctx._rng_obj = None
         ctx._event = event
         ctx._hev = ctx._wev = ctx._wwk = 0
         self.out = []

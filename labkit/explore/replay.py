@@ -25,6 +25,7 @@ from ..runtime.sim import SimRuntime, _SimHost
 from ..runtime.storage import Storage
 from ..context import Context
 from ..message import encode_body
+from .executor import MIDPOINT
 from .state import Envelope, Step, StateView
 
 
@@ -54,7 +55,7 @@ class ScriptedSim(SimRuntime):
         ctx._set_clock(-self.t, 1.0)
         base = f"{self.seed}/{rec.id}/{rec.incarnation}/{event}"
         ctx.rng = random.Random(base)
-        ctx._timer_rng = random.Random(base + "/timers")
+        ctx._timer_rng = MIDPOINT
 
     def _start_node(self, rec: Any) -> None:       # SimRuntime._start_node, seeded
         host = _SimHost(self, rec)

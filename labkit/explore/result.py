@@ -35,6 +35,8 @@ class Result:
         self.transitions: int = found["transitions"]
         self.depth: int = found["depth"]
         self.seconds: float = found["seconds"]
+        #: CPU seconds of this process during the search (what a shared machine cannot inflate).
+        self.cpu_seconds: float = found.get("cpu_seconds", self.seconds)
         self.peak_mb: float = found.get("peak_mb", 0.0)
         #: A digest of the set of states explored (the same in every run and PYTHONHASHSEED).
         self.fingerprint: str = found.get("fingerprint", "")

@@ -84,6 +84,7 @@ class Search:
         self.depth = 0
         self.cut = False
         self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()
         self.rss0 = _rss_mb()
         self.peak_mb = 0.0
         self.found: dict[str, Any] | None = None
@@ -155,7 +156,8 @@ class Search:
         from hashlib import blake2b
         seen = sorted(d for d in self.parents if d is not None)
         out = {"states": self.states, "transitions": self.transitions, "depth": self.depth,
-               "seconds": time.perf_counter() - self.t0, "peak_mb": self.peak_mb,
+               "seconds": time.perf_counter() - self.t0, "cpu_seconds": time.process_time() - self.cpu0,
+               "peak_mb": self.peak_mb,
                "fingerprint": blake2b(b"".join(seen), digest_size=8).hexdigest()}
         if self.found is not None:
             out.update(self.found)

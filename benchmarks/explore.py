@@ -1,0 +1,104 @@
+"""labkit.explore: states per second and peak memory on the issue's examples (issue 21).
+
+Runs, one after the other in this process: two-phase commit (3 participants, one crash:
+exhausted; "commit on the first yes": caught), single-decree Paxos (exhausted), chapter 01's
+causal buffer (3 nodes x 1 question: exhausted) and chapter 05's Raft election (3 nodes,
+terms <= 2, depth 8: bounded), each with the solution notebooks' classes as the tests use
+them. For each: outcome, states, transitions, wall and CPU seconds, states per CPU second,
+and how much the process grew (RSS); at the end the process's peak RSS.
+
+There is no baseline to divide by: the figures are compared, on stderr, with the throwaway
+prototype's quoted in the issue (15-45k states/s on one core; 2PC ~5k states in < 1 s;
+causal chat ~36k states in a few seconds; Paxos ~15k states; Raft election ~78k states).
+CPU seconds are the fair figure on a shared machine: wall time grows with the load.
+``pass``: every outcome as expected and the acceptance budgets met in CPU seconds (2PC < 1 s,
+causal buffer < 5 s, Raft election < 10 s).
+
+    python benchmarks/explore.py
+"""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
+sys.path.insert(0, os.path.join(HERE, os.pardir))
+
+from _common import emit, info  # noqa: E402
+
+import labkit  # noqa: E402
+from labkit.explore.examples import Paxos, TwoPhaseCommit, agreement, atomic_decision  # noqa: E402
+from labkit.explore.search import _rss_mb  # noqa: E402
+from nbcells import cells  # noqa: E402
+
+PROTOTYPE = {"2pc": "~5k states < 1 s", "causal": "~36k states, a few s", "paxos": "~15k states",
+             "raft": "~78k states", "rate": "15-45k states/s"}
+
+
+def cases() -> list[tuple[str, dict, str, float | None]]:
+    ns = cells("01_time.ipynb", "CausalBuffer", "BufferedChat", "causal_violations", FAULTS={})
+
+    class OneQuestion(ns["BufferedChat"]):
+        QUESTIONS = 1
+
+    def causal(s):
+        return not ns["causal_violations"]({n: s.nodes[n].log for n in s.ids})
+
+    Election = cells("05_raft.ipynb", "RaftBase", "Election")["Election"]
+
+    def election_safety(s):
+        leaders = [(n.term, i) for i, n in s.up().items() if n.role == "leader"]
+        return len({t for t, _ in leaders}) == len(leaders)
+
+    def terms_at_most_2(s):
+        return any(n.term > 2 for n in s.up().values())
+
+    class FirstYes(TwoPhaseCommit):
+        NO_VOTERS = frozenset({"n4"})
+        COMMIT_ON_FIRST_YES = True
+
+    return [
+        ("2pc", dict(nodes=TwoPhaseCommit, n=4, invariants=[atomic_decision], faults={"crash": 1}), "exhausted", 1.0),
+        ("2pc-first-yes", dict(nodes=FirstYes, n=4, invariants=[atomic_decision]), "violation", None),
+        ("paxos", dict(nodes=Paxos, n=3, invariants=[agreement]), "exhausted", None),
+        ("causal", dict(nodes=OneQuestion, n=3, invariants=[causal]), "exhausted", 5.0),
+        ("raft-election", dict(nodes=Election, n=3, invariants=[election_safety], prunes=[terms_at_most_2],
+                               max_depth=8), "bounded", 10.0),
+    ]
+
+
+def main() -> None:
+    out: dict = {"name": "explore"}
+    ok = True
+    rss0 = _rss_mb()
+    for name, kw, expect, budget in cases():
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        res = labkit.explore(max_seconds=300, progress=False, **kw)
+        wall = time.perf_counter() - t0
+        grew = _rss_mb() - before
+        rate = res.states / res.cpu_seconds if res.cpu_seconds > 0 else 0.0
+        met = res.outcome == expect and (budget is None or res.cpu_seconds < budget)
+        ok &= met
+        out[name] = {"outcome": res.outcome, "states": res.states, "transitions": res.transitions,
+                     "depth": res.depth, "wall_s": wall, "cpu_s": res.cpu_seconds, "states_per_cpu_s": rate,
+                     "rss_grew_mb": grew, "budget_cpu_s": budget, "met": met}
+        info(f"{name:14s} {res.outcome:9s} {res.states:>7,} states {res.transitions:>8,} transitions  "
+             f"wall {wall:6.2f} s  cpu {res.cpu_seconds:6.2f} s  {rate:>7,.0f} states/cpu-s  "
+             f"+{grew:.0f} MB" + (f"  (budget {budget:g} cpu-s: {'met' if met else 'MISSED'})" if budget else ""))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e6 if sys.platform == "darwin" else 1e3)
+    out["peak_rss_mb"] = peak
+    out["rss_grew_mb"] = _rss_mb() - rss0
+    info(f"peak RSS {peak:.0f} MB (process, labkit and matplotlib-free imports included)")
+    info(f"prototype (issue 21): {PROTOTYPE}")
+    out["prototype"] = PROTOTYPE
+    out["pass"] = ok
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()
