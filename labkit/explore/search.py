@@ -88,10 +88,12 @@ class Search:
         self.rss0 = _rss_mb()
         self.peak_mb = 0.0
         self.found: dict[str, Any] | None = None
+        self.pruned_root = False
 
     # -- checking a new state --------------------------------------------------------------
-    def _check(self, s: tuple, d: bytes, depth: int) -> bool:
-        """Judge a new state; True if the search ends here (a violation or a goal)."""
+    def _check(self, s: tuple, d: bytes, depth: int) -> bool | None:
+        """Judge a new state: True if the search ends here (a violation or a goal), None if a
+        prune holds there (counted, not expanded), else False."""
         if not (self.invariants or self.goals or self.prunes):
             return False
         v = view_of(self.ex, s, depth)
@@ -106,13 +108,10 @@ class Search:
             if msg is not None:
                 self.found = {"outcome": "goal", "message": msg, "digest": d, "trace_depth": depth}
                 return True
+        for fn in self.prunes:
+            if reached(fn, v) is not None:
+                return None
         return False
-
-    def _pruned(self, s: tuple, depth: int) -> bool:
-        if not self.prunes:
-            return False
-        v = view_of(self.ex, s, depth)
-        return any(reached(fn, v) is not None for fn in self.prunes)
 
     def _crashed(self, e: HandlerCrashed, parent: bytes, ev: tuple, depth: int) -> None:
         self.found = {"outcome": "exception", "message": e.event.get("error"), "traceback": e.event.get("traceback"),
@@ -189,8 +188,11 @@ class Search:
         d0 = self.ex.digest(s0)
         self.parents[d0] = (None, None)
         self.states = 1
-        if self._check(s0, d0, 0):
+        verdict = self._check(s0, d0, 0)
+        if verdict:
             return None
+        if verdict is None:
+            self.pruned_root = True
         return s0, d0
 
     def _graph(self, dfs: bool) -> str | None:
@@ -209,7 +211,7 @@ class Search:
         parents = self.parents
         sleeps: dict[bytes, frozenset] = {d0: frozenset()} if sleeping else {}
         depths: dict[bytes, int] = {d0: 0}
-        frontier: deque = deque([(s0, d0, 0, frozenset(), None)])
+        frontier: deque = deque([(s0, d0, 0, frozenset(), False if self.pruned_root else None)])
         pop = frontier.pop if dfs else frontier.popleft
         max_depth = self.max_depth
         count = 0
@@ -219,16 +221,16 @@ class Search:
                 continue                       # reached again, shallower, since it was queued
             if depth > self.depth:
                 self.depth = depth
+            if only is False:                  # a pruned state: counted, not expanded
+                continue
             evs = self.ex.enabled(s)
             if depth >= max_depth:
                 if evs:
                     self.cut = True
                 continue
-            if self._pruned(s, depth):
-                continue
             done: list[tuple] = []
             for ev in evs:
-                if ev in sleep or (only is not None and ev not in only):
+                if ev in sleep or (only and ev not in only):
                     continue
                 try:
                     s2 = self._step(s, ev)
@@ -253,12 +255,14 @@ class Search:
                     self.states += 1
                     if self.states >= self.max_states:
                         return self._budget()
-                    if self._check(s2, d2, depth + 1):
+                    verdict = self._check(s2, d2, depth + 1)
+                    if verdict:
                         return None
                     if sleeping:
                         sleeps[d2] = child_sleep
-                    frontier.append((s2, d2, depth + 1, child_sleep if sleeping else frozenset(), None))
-                elif dfs and depth + 1 < depths[d2]:    # found shallower: explore it again from here
+                    frontier.append((s2, d2, depth + 1, child_sleep if sleeping else frozenset(),
+                                     False if verdict is None else None))
+                elif dfs and depth + 1 < depths[d2] and not self.prunes:   # shallower: explore it again
                     parents[d2] = (d, ev)
                     depths[d2] = depth + 1
                     if sleeping:
@@ -296,8 +300,11 @@ class Search:
                 if d2 not in parents:
                     parents[d2] = (d, ev)
                     self.states += 1
-                    if self._check(s2, d2, depth + 1):
+                    verdict = self._check(s2, d2, depth + 1)
+                    if verdict:
                         return None
+                    if verdict is None:
+                        break
                 if depth + 1 > self.depth:
                     self.depth = depth + 1
                 s, d = s2, d2

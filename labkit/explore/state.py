@@ -86,14 +86,15 @@ class _LazyNodes(Mapping):
 class StateView:
     """A read-only view of one state (see the module docstring)."""
 
-    def __init__(self, ids: tuple[str, ...], load: Callable[[str], Any], status: dict[str, str],
-                 incarnation: dict[str, int], timers: dict[str, tuple[str, ...]],
+    def __init__(self, ids: tuple[str, ...], load: Callable[[str], Any], status: Mapping[str, str],
+                 incarnation: Mapping[str, int], timers: Mapping[str, tuple[str, ...]],
                  storage: Callable[[], dict[str, dict]], network: Callable[[], tuple[Envelope, ...]],
                  history: Callable[[], Any], depth: int) -> None:
         self.ids = ids
         self.nodes: Mapping[str, Any] = _LazyNodes(load, ids)
         self.status, self.incarnation, self.timers, self.depth = status, incarnation, timers, depth
         self._storage, self._network, self._history = storage, network, history
+        self._up: dict[str, Any] | None = None
 
     @property
     def storage(self) -> dict[str, dict]:
@@ -118,7 +119,11 @@ class StateView:
 
     def up(self) -> dict[str, Any]:
         """The nodes that are up: {id: node}."""
-        return {n: self.nodes[n] for n in self.ids if self.status[n] == "up"}
+        u = self._up
+        if u is None:
+            st, nodes = self.status, self.nodes
+            u = self._up = {n: nodes[n] for n in self.ids if st[n] == "up"}
+        return u
 
     def __repr__(self) -> str:
         return (f"<StateView depth={self.depth} status={self.status} in flight={len(self.network)}>")
@@ -129,8 +134,6 @@ def view_of(ex: Any, s: tuple, depth: int) -> StateView:
     slots, net, _, hist = s
     ids = ex.ids
     status = {n: ("up" if sl[0] else "down") for n, sl in zip(ids, slots)}
-    inc = {n: sl[1] for n, sl in zip(ids, slots)}
-    timers = {n: tuple(t[0] for t in sl[3]) for n, sl in zip(ids, slots)}
 
     def storage() -> dict[str, dict]:
         return {n: {k: json.loads(v) for k, v in sl[4]} for n, sl in zip(ids, slots)}
@@ -142,7 +145,33 @@ def view_of(ex: Any, s: tuple, depth: int) -> StateView:
         from .encoding import decode
         return None if hist is None else decode(hist[0])
 
-    return StateView(ids, lambda n: ex.node(s, n), status, inc, timers, storage, network, history, depth)
+    return StateView(ids, lambda n: ex.node(s, n), status, _Lazy(lambda: {n: sl[1] for n, sl in zip(ids, slots)}),
+                     _Lazy(lambda: {n: tuple(t[0] for t in sl[3]) for n, sl in zip(ids, slots)}),
+                     storage, network, history, depth)
+
+
+class _Lazy(Mapping):
+    """A dict computed on first use."""
+
+    def __init__(self, make: Callable[[], dict]) -> None:
+        self._make, self._d = make, None
+
+    def _get(self) -> dict:
+        if self._d is None:
+            self._d = self._make()
+        return self._d
+
+    def __getitem__(self, k: str) -> Any:
+        return self._get()[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 def judge(fn: Callable[[StateView], Any], view: StateView, what: str) -> str | None:
