@@ -90,12 +90,34 @@ class Classes:
         self.slow: set[type] = set()
 
 
+class _Reusable:
+    """One pickler and buffer reused for every dump (a fresh Pickler costs about as much as a
+    small dump). Explorations run on one thread; a nested call (a ``__reduce__`` that encodes)
+    gets its own."""
+
+    def __init__(self, by_name: bool) -> None:
+        self.buf = io.BytesIO()
+        self.p = _ByNamePickler(self.buf, PROTOCOL) if by_name else pickle.Pickler(self.buf, PROTOCOL)
+        self.p.fast = True
+        self.busy = False
+
+
+_REUSE = {False: _Reusable(False), True: _Reusable(True)}
+
+
 def _dumps(obj: Any, by_name: bool) -> bytes:
-    buf = io.BytesIO()
-    p = _ByNamePickler(buf, PROTOCOL) if by_name else pickle.Pickler(buf, PROTOCOL)
-    p.fast = True
-    p.dump(obj)
-    return buf.getvalue()
+    r = _REUSE[by_name]
+    if r.busy:
+        r = _Reusable(by_name)
+    r.busy = True
+    buf = r.buf
+    try:
+        buf.seek(0)
+        buf.truncate()
+        r.p.dump(obj)
+        return buf.getvalue()
+    finally:
+        r.busy = False
 
 
 _fast_dumps = partial(_dumps, by_name=False)
