@@ -122,6 +122,21 @@ def test_a_time_budget_answers_unknown():
     assert res.outcome == "unknown" and "max_seconds=0.3" in res.message
 
 
+def test_a_memory_budget_answers_unknown():
+    res = labkit.explore(TwoPhaseCommit, n=4, faults={"drop": True, "duplicate": 3}, max_memory_mb=1e-9)
+    assert res.outcome == "unknown" and "max_memory_mb=1e-09" in res.message
+
+
+def test_progress_reports_states_depth_rate_and_memory():
+    seen = []
+    res = labkit.explore(TwoPhaseCommit, n=4, faults={"drop": True, "duplicate": 3}, max_seconds=1.6,
+                         progress=seen.append)
+    assert res.outcome == "unknown" and seen
+    last = seen[-1]
+    assert last["unit"] == "states" and last["states"] > 0 and last["depth"] > 0
+    assert last["rate"] > 0 and "memory_mb" in last
+
+
 class Raises(labkit.Node):
     def on_start(self, ctx):
         self.seen = 0

@@ -127,16 +127,16 @@ class Search:
 
     def _budget(self) -> str | None:
         el = time.perf_counter() - self.t0
+        mb = _rss_mb() - self.rss0
+        self.peak_mb = max(self.peak_mb, mb)
         if self.progress is not None:
             rate = self.states / el if el > 0 else 0.0
-            self.progress.update(self.states, f"depth {self.depth}, {rate:,.0f} states/s",
-                                 states=self.states, depth=self.depth, rate=rate)
+            self.progress.update(self.states, f"depth {self.depth}, {rate:,.0f} states/s, +{mb:,.0f} MB",
+                                 states=self.states, depth=self.depth, rate=rate, memory_mb=mb)
         if self.states >= self.max_states:
             return f"the state budget (max_states={self.max_states:,})"
         if el >= self.max_seconds:
             return f"the time budget (max_seconds={self.max_seconds:g})"
-        mb = _rss_mb() - self.rss0
-        self.peak_mb = max(self.peak_mb, mb)
         if self.max_memory_mb is not None and mb >= self.max_memory_mb:
             return f"the memory budget (max_memory_mb={self.max_memory_mb:g}; the search grew by {mb:.0f} MB)"
         return None
