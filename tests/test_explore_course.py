@@ -122,3 +122,68 @@ def test_raft_sleep_sets_keep_counts(raft):
     assert (on.outcome, on.states, on.fingerprint) == (off.outcome, off.states, off.fingerprint) == \
         ("bounded", 6065, on.fingerprint)
     assert on.transitions < off.transitions
+
+
+# -- Figure 8 (§5.4.2), found by a staged search ---------------------------------------------
+@pytest.fixture(scope="module")
+def durable():
+    Durable = cells("05_raft.ipynb", "RaftBase", "Election", "Replication", "Durable")["Durable"]
+
+    class CountsOldTerms(Durable):
+        def advance_commit(self, ctx):         # counts replicas of any term: Figure 8's mistake
+            for n in range(self.last_index(), self.commit_index, -1):
+                if 1 + sum(self.match_index[p] >= n for p in ctx.peers) >= self.majority:
+                    self.set_commit(ctx, n)
+                    break
+
+    return Durable, CountsOldTerms
+
+
+def _log_len(s, n):
+    return s.storage[n].get("log_len", 0)
+
+
+#: Figure 8 with three servers, one stage per panel: (goal, faults). Each stage starts from the
+#: last one's goal state with the messages between nodes dropped; the client requests stay.
+FIGURE_8 = [
+    # (a) n1 leads, appends "a" in its term, tells nobody, crashes
+    (lambda s: s.status["n1"] == "down" and _log_len(s, "n1") == 1 and not _log_len(s, "n2") and not _log_len(s, "n3"),
+     {"crash": 1}),
+    # (b) n3 leads a later term (n2's vote), appends "b", tells nobody, crashes
+    (lambda s: s.status["n3"] == "down" and _log_len(s, "n3") == 1 and not _log_len(s, "n2"), {"crash": 1}),
+    # (c) n1 restarts and leads again
+    (lambda s: s.status["n1"] == "up" and s.nodes["n1"].role == "leader", {"restart": True}),
+    # (c') n1 replicates its old-term "a" to n2 and -- counting replicas -- commits it; n2 learns; n1 crashes
+    (lambda s: s.status["n1"] == "down" and s.nodes["n2"].commit_index == 1, {"crash": 1}),
+    # (d) n3 restarts and leads (its last term beats n2's)
+    (lambda s: s.status["n3"] == "up" and s.nodes["n3"].role == "leader", {"restart": True}),
+    # (e) n3 overwrites the committed entry on n2: the skeleton's set_log_from refuses (an exception)
+    (None, {}),
+]
+REQUESTS = [("n1", "propose", {"command": "a"}), ("n3", "propose", {"command": "b"})]
+
+
+def staged(node_class):
+    start, res = None, None
+    for goal, faults in FIGURE_8:
+        res = labkit.explore(node_class, n=3, requests=REQUESTS, faults=faults, start=start, max_depth=8,
+                             goals=[goal] if goal else [])
+        if goal is None or res.outcome != "goal":
+            return res
+        start = res.stage(drop_messages=True)
+    return res
+
+
+def test_figure_8_is_found_by_a_staged_search(durable):
+    res = staged(durable[1])
+    assert res.outcome == "exception"
+    assert res.message == "AssertionError: n2: set_log_from(1) would change or drop committed entry 1"
+    assert [(s.kind, s.node) for s in res.trace if s.kind in ("crash", "restart")] == [
+        ("crash", "n1"), ("crash", "n3"), ("restart", "n1"), ("crash", "n1"), ("restart", "n3")]
+    assert res.replay().reproduced
+
+
+def test_the_current_term_rule_prevents_figure_8(durable):
+    res = staged(durable[0])
+    assert res.outcome in ("bounded", "exhausted")          # stage (c') never gets there
+    assert "n2" not in res.message

@@ -370,7 +370,7 @@ class Executor:
                         continue
                     out.append(("t", n, name))
                 if crash:
-                    out.append(("c", n))
+                    out.append(("c", n) if restart else ("c", n, "lost"))
             elif restart:
                 out.append(("r", n))
         return out
@@ -414,7 +414,7 @@ class Executor:
             i = self.index[ev[1]]
             sl = slots[i]
             down = self.slot(False, sl[1], None, (), sl[4], 0, b"")
-            if not self.faults["restart"]:            # nobody will ever receive them
+            if len(ev) > 2:          # no restarts in this search: what is on its way to it is lost
                 net = tuple(m for m in net if m[1] != ev[1])
             return (slots[:i] + (down,) + slots[i + 1:], net, (budget[0] - 1,) + budget[1:],
                     self._hist(hist, ev, None))

@@ -166,7 +166,7 @@ def run_trace(factories: dict[str, Callable[[], Any]], *, seed: int, ids_in_stat
         if ev[0] in ("d", "x", "2"):
             m = ev
         rt.step(ev)
-        if ev[0] == "c" and not restart:
+        if ev[0] == "c" and len(ev) > 2:         # a crash with no restart to come: messages lost
             rt.drop_to(ev[1])
         if history is not None:
             h = history[1](h, Step.of(ev, m))

@@ -107,8 +107,9 @@ class Result:
 
     def stage(self, *, drop_messages: bool = False) -> "Stage":
         """Start a next search from this result's last state (a staged search): pass it as
-        ``explore(..., start=res.stage())``. ``drop_messages=True`` empties the network first
-        (a deep bug's second stage rarely needs the first stage's stale messages)."""
+        ``explore(..., start=res.stage())``. ``drop_messages=True`` first drops the messages
+        in flight between nodes (a deep bug's next stage rarely needs the last one's stale
+        messages); client requests stay. The next search gets its own fault budgets."""
         if self.outcome not in ("goal", "violation"):
             raise ValueError(f"stage() starts from a goal (or violation) state; this result is {self.outcome!r}")
         return Stage(self, drop_messages)
@@ -155,6 +156,8 @@ class Stage:
         path = list(self.result.path)
         if self.drop_messages:
             for m in s[1]:
+                if m[0] not in ex.index:       # a client's request: kept
+                    continue
                 ev = ("x",) + ex.key(m)
                 s = ex.step(s, ev)
                 path.append(ev)
