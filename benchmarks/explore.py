@@ -3,7 +3,8 @@
 Runs, one after the other in this process: two-phase commit (3 participants, one crash:
 exhausted; "commit on the first yes": caught), single-decree Paxos (exhausted), chapter 01's
 causal buffer (3 nodes x 1 question: exhausted) and chapter 05's Raft election (3 nodes,
-terms <= 2, depth 8: bounded), each with the solution notebooks' classes as the tests use
+terms <= 2, depth 8: bounded) and Figure 8 (chapter 05's stage 3 with the old-term commit
+bug, six staged searches: found), each with the solution notebooks' classes as the tests use
 them. For each: outcome, states, transitions, wall and CPU seconds, states per CPU second,
 and how much the process grew (RSS); at the end the process's peak RSS.
 
@@ -12,7 +13,7 @@ prototype's quoted in the issue (15-45k states/s on one core; 2PC ~5k states in 
 causal chat ~36k states in a few seconds; Paxos ~15k states; Raft election ~78k states).
 CPU seconds are the fair figure on a shared machine: wall time grows with the load.
 ``pass``: every outcome as expected and the acceptance budgets met in CPU seconds (2PC < 1 s,
-causal buffer < 5 s, Raft election < 10 s), scaled by how much slower than a reference core
+causal buffer < 5 s, Raft election < 10 s, Figure 8 by staged search < 30 s), scaled by how much slower than a reference core
 this machine runs a fixed pure-Python loop in the same run (``machine_factor``).
 
     python benchmarks/explore.py
@@ -113,6 +114,25 @@ def main() -> None:
              f"wall {wall:6.2f} s  cpu {res.cpu_seconds:6.2f} s  {rate:>7,.0f} states/cpu-s  "
              f"(~{rate * factor:,.0f} on the reference core)  +{grew:.0f} MB"
              + (f"  (budget {budget:g} x {factor:.1f} cpu-s: {'met' if met else 'MISSED'})" if budget else ""))
+    # Figure 8 (three servers): six staged searches, as tests/test_explore_course.py runs them
+    import test_explore_course as course
+    Durable = cells("05_raft.ipynb", "RaftBase", "Election", "Replication", "Durable")["Durable"]
+
+    class CountsOldTerms(Durable):
+        def advance_commit(self, ctx):
+            for n in range(self.last_index(), self.commit_index, -1):
+                if 1 + sum(self.match_index[p] >= n for p in ctx.peers) >= self.majority:
+                    self.set_commit(ctx, n)
+                    break
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = course.staged(CountsOldTerms)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    met = res.outcome == "exception" and cpu < 30 * factor
+    ok &= met
+    out["figure-8"] = {"outcome": res.outcome, "trace_steps": len(res.path), "wall_s": wall, "cpu_s": cpu, "met": met}
+    info(f"{'figure-8':14s} {res.outcome:9s} six stages, a {len(res.path)}-step trace  wall {wall:6.2f} s  "
+         f"cpu {cpu:6.2f} s  (budget 30 x {factor:.1f} cpu-s: {'met' if met else 'MISSED'})")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1e6 if sys.platform == "darwin" else 1e3)
     out["peak_rss_mb"] = peak
     out["rss_grew_mb"] = _rss_mb() - rss0
