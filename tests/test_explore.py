@@ -336,6 +336,37 @@ def test_async_nodes_are_refused():
         labkit.explore(Async, n=2)
 
 
+class Slotted(labkit.Node):
+    __slots__ = ("x",)
+
+    def on_start(self, ctx):
+        self.x = 1
+
+
+class StartFails(labkit.Node):
+    def on_start(self, ctx):
+        if ctx.id == "n2":
+            raise ValueError("bad config")
+
+
+def test_services_and_slots_are_refused():
+    class Svc(labkit.Service):
+        @labkit.get("/x")
+        async def x(self, ctx, req):
+            return {}
+
+    with pytest.raises(ExploreRefused, match="labkit.Service"):
+        labkit.explore(Svc, n=2)
+    with pytest.raises(ExploreRefused, match="__slots__"):
+        labkit.explore(Slotted, n=2)
+
+
+def test_on_start_raising_is_an_exception_at_depth_0():
+    res = labkit.explore(StartFails, n=2)
+    assert res.outcome == "exception" and res.message == "ValueError: bad config" and res.path == []
+    assert res.replay().reproduced
+
+
 def test_ctx_on_self_is_refused():
     with pytest.raises(ExploreRefused, match="keeps its ctx on self"):
         labkit.explore(KeepsCtx, n=2)

@@ -146,9 +146,12 @@ def explore(nodes: Any, n: int | None = None, *, invariants: Any = (), goals: An
         own_progress = Progress("explore", None, unit="states", mode=progress)
     try:
         while True:
-            ex = Executor(factories, seed=seed, ids_in_state=ids_in_state, faults=f, timers=timers,
-                          history=history, requests=config["requests"])
-            s0, prefix = (None, None) if start is None else start.prefix(ex)
+            try:
+                ex = Executor(factories, seed=seed, ids_in_state=ids_in_state, faults=f, timers=timers,
+                              history=history, requests=config["requests"])
+                s0, prefix = (None, None) if start is None else start.prefix(ex)
+            except Refused as e:
+                raise ExploreRefused(str(e)) from None
             search = Search(ex, strategy=strategy, invariants=config["invariants"], goals=config["goals"],
                             prunes=config["prunes"], max_depth=max_depth, max_states=max_states,
                             max_seconds=max_seconds, max_memory_mb=max_memory_mb, sleep_sets=sleep_sets,

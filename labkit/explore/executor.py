@@ -195,6 +195,7 @@ class Executor:
         #: Node objects by their bytes, for the views invariants read (never for steps, which
         #: always unpickle a fresh copy): a node left unchanged by a step is not unpickled again.
         self.view_cache: dict[bytes, Any] = {}
+        self._plain: set[type] = set()      # node classes checked for __slots__
 
     # -- the Host protocol ---------------------------------------------------------------
     def now(self) -> float:
@@ -252,7 +253,14 @@ class Executor:
                               guard=self.guard)
 
     def _encode_node(self, node_id: str, node: Any) -> tuple[bytes, bytes]:
-        d = node.__dict__
+        d = getattr(node, "__dict__", None)
+        if d is None or type(node) not in self._plain:
+            slots = [n for c in type(node).__mro__ for n in getattr(c, "__slots__", ()) if n not in ("__dict__",
+                                                                                                  "__weakref__")]
+            if d is None or slots:
+                raise Refused(f"{type(node).__name__} uses __slots__ ({slots}): labkit.explore copies a node's state "
+                              f"as its __dict__; drop __slots__ from the node class")
+            self._plain.add(type(node))
         for v in d.values():
             if v.__class__ is ExploreContext:
                 raise Refused(f"node {node_id} keeps its ctx on self ({type(node).__name__}): the context is "
