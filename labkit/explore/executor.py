@@ -24,14 +24,14 @@ What the host does differently from the simulator:
 """
 from __future__ import annotations
 
-import json
 import random
+from bisect import insort
 from typing import Any, Callable
 
 from ..context import Context
 from ..errors import MessageError
 from ..guard import DEFAULTS as _GUARDS
-from ..message import Message
+from ..message import Message, loads_trusted
 from ..runtime.base import is_client_id
 from ..runtime.storage import Storage
 from hashlib import blake2b
@@ -304,7 +304,7 @@ class Executor:
         if len(cache) >= VIEW_CACHE:
             cache.clear()
         cache[data] = ctx._node            # for invariants: the object these bytes were made from
-        return self.slot(True, ctx.incarnation, data, tuple((n, h[0], h[1]) for n, h in ctx._timers.items()),
+        return self.slot(True, ctx.incarnation, data, tuple([(n, h[0], h[1]) for n, h in ctx._timers.items()]),
                          tuple(ctx.storage._data.items()), ctx._seq, canon)
 
     def slot(self, up: bool, inc: int, data: bytes | None, timers: tuple, store: tuple, seq: int,
@@ -338,6 +338,15 @@ class Executor:
     def _sort(self, net: list) -> tuple:
         net.sort()
         return tuple(net)
+
+    def _add(self, net: tuple, new: list) -> tuple:
+        """``net`` (sorted) with the messages ``new`` put in their places."""
+        if not new:
+            return net
+        out = list(net)
+        for m in new:
+            insort(out, m)
+        return tuple(out)
 
     def key(self, m: tuple) -> tuple:
         return m[:6] if self.ids_in_state else m[:4]
@@ -405,9 +414,9 @@ class Executor:
             sl = slots[i]
             node = self._decode_node(dst, sl[2])
             ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
-            ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], json.loads(m[3]), m[5], self.flags))
+            ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5], self.flags))
             new = self._finish(dst, ctx)
-            return (slots[:i] + (new,) + slots[i + 1:], self._sort(list(rest) + self.out), budget,
+            return (slots[:i] + (new,) + slots[i + 1:], self._add(rest, self.out), budget,
                     self._hist(hist, ev, m))
         if kind == "t":
             i = self.index[ev[1]]
@@ -416,7 +425,7 @@ class Executor:
             ctx = self._prepare(ev[1], node, sl, f"timer {ev[2]}")
             ctx._fire(ev[2])
             new = self._finish(ev[1], ctx)
-            return (slots[:i] + (new,) + slots[i + 1:], self._sort(list(net) + self.out) if self.out else net,
+            return (slots[:i] + (new,) + slots[i + 1:], self._add(net, self.out),
                     budget, self._hist(hist, ev, None))
         if kind == "c":
             i = self.index[ev[1]]
@@ -430,7 +439,7 @@ class Executor:
             i = self.index[ev[1]]
             sl = slots[i]
             new = self._start(i, sl[1] + 1, sl[4])
-            return (slots[:i] + (new,) + slots[i + 1:], self._sort(list(net) + self.out) if self.out else net,
+            return (slots[:i] + (new,) + slots[i + 1:], self._add(net, self.out),
                     budget, self._hist(hist, ev, None))
         j = self._find(net, ev[1:])
         m = net[j]
@@ -438,7 +447,7 @@ class Executor:
             left = budget[1] - 1 if budget[1] > 0 else budget[1]     # -1: unlimited
             return (slots, net[:j] + net[j + 1:], (budget[0], left, budget[2]), self._hist(hist, ev, m))
         if kind == "2":
-            return (slots, self._sort(list(net) + [m]), (budget[0], budget[1], budget[2] - 1),
+            return (slots, self._add(net, [m]), (budget[0], budget[1], budget[2] - 1),
                     self._hist(hist, ev, m))
         raise ValueError(f"unknown event {ev!r}")
 

@@ -118,13 +118,6 @@ class Search:
                       "node": e.event.node, "cause": e.event.get("cause"), "parent": parent, "event": ev,
                       "trace_depth": depth}
 
-    def _step(self, s: tuple, ev: tuple) -> tuple:
-        s2 = self.ex.step(s, ev)
-        self.transitions += 1
-        if self.ex.flags.ids and not self.ex.ids_in_state:
-            raise IdsRead(self.ex.flags.where_ids)
-        return s2
-
     def _budget(self) -> str | None:
         el = time.perf_counter() - self.t0
         mb = _rss_mb() - self.rss0
@@ -214,6 +207,14 @@ class Search:
         frontier: deque = deque([(s0, d0, 0, frozenset(), False if self.pruned_root else None)])
         pop = frontier.pop if dfs else frontier.popleft
         max_depth = self.max_depth
+        step, digest, enabled = self.ex.step, self.ex.digest, self.ex.enabled
+        flags, ids_in_state = self.ex.flags, self.ex.ids_in_state
+        return self._loop(frontier, pop, dfs, sleeping, parents, sleeps, depths, max_depth, step, digest,
+                          enabled, flags, ids_in_state)
+
+    def _loop(self, frontier: deque, pop: Callable, dfs: bool, sleeping: bool, parents: dict, sleeps: dict,
+              depths: dict, max_depth: int, step: Callable, digest: Callable, enabled: Callable, flags: Any,
+              ids_in_state: bool) -> str | None:
         count = 0
         while frontier:
             s, d, depth, sleep, only = pop()
@@ -223,7 +224,7 @@ class Search:
                 self.depth = depth
             if only is False:                  # a pruned state: counted, not expanded
                 continue
-            evs = self.ex.enabled(s)
+            evs = enabled(s)
             if depth >= max_depth:
                 if evs:
                     self.cut = True
@@ -233,12 +234,15 @@ class Search:
                 if ev in sleep or (only and ev not in only):
                     continue
                 try:
-                    s2 = self._step(s, ev)
+                    s2 = step(s, ev)
                 except HandlerCrashed as e:
                     self._crashed(e, d, ev, depth + 1)
                     return None
-                d2 = self.ex.digest(s2)
+                if flags.ids and not ids_in_state:
+                    raise IdsRead(flags.where_ids)
+                d2 = digest(s2)
                 count += 1
+                self.transitions += 1
                 if count >= CHECK_EVERY:
                     count = 0
                     stop = self._budget()
@@ -283,6 +287,8 @@ class Search:
         s0, d0 = root
         parents = self.parents
         count = 0
+        step, digest = self.ex.step, self.ex.digest
+        flags, ids_in_state = self.ex.flags, self.ex.ids_in_state
         for _ in range(self.walks):
             s, d = s0, d0
             for depth in range(self.max_depth):
@@ -291,12 +297,15 @@ class Search:
                     break
                 ev = rng.choice(evs)
                 try:
-                    s2 = self._step(s, ev)
+                    s2 = step(s, ev)
                 except HandlerCrashed as e:
                     self._crashed(e, d, ev, depth + 1)
                     return None
-                d2 = self.ex.digest(s2)
+                if flags.ids and not ids_in_state:
+                    raise IdsRead(flags.where_ids)
+                d2 = digest(s2)
                 count += 1
+                self.transitions += 1
                 if d2 not in parents:
                     parents[d2] = (d, ev)
                     self.states += 1
