@@ -24,150 +24,21 @@ What the host does differently from the simulator:
 """
 from __future__ import annotations
 
-import random
 from bisect import insort
+from hashlib import blake2b
 from typing import Any, Callable
 
 from ..context import Context
-from ..errors import MessageError
 from ..guard import DEFAULTS as _GUARDS
-from ..message import Message, loads_trusted
+from ..message import loads_trusted
 from ..runtime.base import is_client_id
 from ..runtime.storage import Storage
-from hashlib import blake2b
-
+from .context import MIDPOINT, ExploreContext, HandlerCrashed, Refused, TrackedMessage, _Flags  # noqa: F401
 from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_unpicklable
 
 _FIRE = Context._fire
-VIEW_CACHE = 20_000
 _STATS = Context._emit_stats
-
-
-class Refused(Exception):
-    """What the explorer cannot model (async handlers, ctx on self, unpicklable state, ...)."""
-
-
-class HandlerCrashed(Exception):
-    """A handler raised: ``event`` is the labkit crash event (with the traceback)."""
-
-    def __init__(self, event: Any) -> None:
-        super().__init__(event.get("error"))
-        self.event = event
-
-
-class _Flags:
-    __slots__ = ("ids", "now", "where_ids", "where_now")
-
-    def __init__(self) -> None:
-        self.ids = self.now = False
-        self.where_ids = self.where_now = ""
-
-
-class TrackedMessage(Message):
-    """A ``Message`` whose ``id``/``in_reply_to`` reads are noted (ids are not in the state)."""
-
-    __slots__ = ("_mid", "_re", "_flags")
-
-    def __init__(self, src: str, dst: str, type: str, mid: str, body: dict, re: str | None,
-                 flags: _Flags) -> None:
-        self.src, self.dst, self.type, self.body, self.sent_at = src, dst, type, body, 0.0
-        self._mid, self._re, self._flags = mid, re, flags
-
-    @property  # type: ignore[override]
-    def id(self) -> str:
-        self._flags.ids = True
-        self._flags.where_ids = f"msg.id of a {self.type!r} message"
-        return self._mid
-
-    @id.setter
-    def id(self, v: str) -> None:
-        self._mid = v
-
-    @property  # type: ignore[override]
-    def in_reply_to(self) -> str | None:
-        self._flags.ids = True
-        self._flags.where_ids = f"msg.in_reply_to of a {self.type!r} message"
-        return self._re
-
-    @in_reply_to.setter
-    def in_reply_to(self, v: str | None) -> None:
-        self._re = v
-
-    def __reduce__(self) -> tuple:       # kept on self: a plain Message, its id in the state
-        return (Message, (self.src, self.dst, self.type, self._mid, self.body, self._re, 0.0))
-
-
-class Midpoint:
-    """The timer generator of an explored node: ``set_timer(between=(lo, hi))`` draws the
-    midpoint. The draw does not decide when a timer may fire (any armed timer may, or the
-    ``(lo, hi)`` order rules); a fixed value keeps one successor per step. Replay uses it too."""
-
-    def uniform(self, lo: float, hi: float) -> float:
-        return (lo + hi) / 2
-
-
-MIDPOINT = Midpoint()
-
-
-class ExploreContext(Context):
-    """labkit's ``Context`` with frozen time, per-event randomness and timer ranges kept."""
-
-    @property  # type: ignore[override]
-    def now(self) -> float:
-        f = self._host.flags
-        if not f.now:
-            f.now, f.where_now = True, f"{self.id} read ctx.now"
-        return 0.0
-
-    def _get_rng(self) -> random.Random:
-        r = self._rng_obj
-        if r is None:
-            r = self._rng_obj = random.Random(f"{self.seed}/{self.id}/{self.incarnation}/{self._event}")
-        return r
-
-    def _set_rng(self, r: random.Random) -> None:
-        self._rng_obj = None
-
-    def _get_trng(self) -> "Midpoint":
-        return MIDPOINT
-
-    def _set_trng(self, r: random.Random) -> None:
-        pass
-
-    rng = property(_get_rng, _set_rng)            # type: ignore[assignment]
-    _timer_rng = property(_get_trng, _set_trng)   # type: ignore[assignment]
-    _rng_obj: random.Random | None = None
-    _event = "start"
-    _lohi: tuple[float, float] = (0.0, 0.0)
-
-    def set_timer(self, name: str, after: float | None = None,
-                  between: tuple[float, float] | None = None) -> float:
-        if between is not None and isinstance(between, (tuple, list)) and len(between) == 2:
-            self._lohi = (between[0], between[1])
-        else:
-            self._lohi = (after, after)     # type: ignore[assignment]
-        return super().set_timer(name, after, between)
-
-    def reply(self, msg: Message, /, type: str | None = None, **body: Any) -> str:
-        if not isinstance(msg, Message):
-            raise MessageError(f"{self.id}: reply() needs the Message you are answering, got {msg!r}")
-        mid = msg._mid if msg.__class__ is TrackedMessage else msg.id
-        return self._send(msg.src, type or msg.type + "_ok", mid, body)
-
-    def _deliver(self, msg: Message) -> None:     # no RPCs awaited (async refused), no HTTP
-        self._run(self._node.on_message, (self, msg), msg)
-
-    def _step(self, coro: Any, value: Any, exc: Any, cause: Any) -> None:
-        coro.close()
-        raise Refused(
-            f"{self.id}'s handler for {cause} is a coroutine (async def): labkit.explore cannot copy a "
-            f"handler suspended in `await ctx.rpc(...)`/`ctx.sleep`/`ctx.work`, so it refuses async nodes. "
-            f"Write the handler as a plain `def` that sends with ctx.send and handles the reply in "
-            f"on_message (replay-based exploration of async handlers is not part of this version)")
-
-    def __reduce__(self) -> tuple:
-        raise Refused(f"node {self.id} keeps its ctx (or something holding it) in its state; the context "
-                      f"is handed to every handler anew: use the `ctx` argument, never `self.ctx = ctx`")
+VIEW_CACHE = 20_000
 
 
 class Executor:

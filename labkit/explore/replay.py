@@ -25,7 +25,7 @@ from ..runtime.sim import SimRuntime, _SimHost
 from ..runtime.storage import Storage
 from ..context import Context
 from ..message import encode_body
-from .executor import MIDPOINT
+from .context import MIDPOINT
 from .state import Envelope, Step, StateView
 
 
