@@ -273,6 +273,15 @@ def test_sleep_sets_do_not_change_state_counts(case):
     assert on.fingerprint == off.fingerprint
 
 
+@pytest.mark.parametrize("sleep_sets", [True, False])
+def test_depth_first_reaches_the_same_states_as_breadth_first(sleep_sets):
+    for kw in (dict(nodes=Paxos, n=3), dict(nodes=NoVoter, n=4, faults={"drop": True}, max_depth=5),
+               dict(nodes=Paxos, n=3, max_depth=7)):
+        bfs = labkit.explore(sleep_sets=sleep_sets, **kw)
+        dfs = labkit.explore(strategy="dfs", sleep_sets=sleep_sets, **kw)
+        assert (dfs.outcome, dfs.states, dfs.fingerprint) == (bfs.outcome, bfs.states, bfs.fingerprint)
+
+
 def test_digests_are_the_same_under_another_hash_seed():
     code = textwrap.dedent("""
         import labkit
