@@ -439,6 +439,28 @@ def test_client_requests_and_a_history():
     assert res.replay().reproduced
 
 
+class Empty(labkit.Node):
+    pass
+
+
+class AlsoEmpty(labkit.Node):
+    def on_start(self, ctx):
+        if ctx.id == "b":
+            ctx.send("a", "hi")
+
+
+def test_different_classes_per_node():
+    seen = []
+
+    def classes(s):
+        seen.append((type(s.nodes["a"]).__name__, type(s.nodes["b"]).__name__))
+        return True
+
+    res = labkit.explore({"a": Empty, "b": AlsoEmpty}, invariants=[classes])
+    assert res.outcome == "exhausted" and res.states == 2
+    assert set(seen) == {("Empty", "AlsoEmpty")}
+
+
 def test_the_module_is_callable_and_import_stays_lazy():
     out = subprocess.run([sys.executable, "-c", "import sys, labkit; print('labkit.explore' in sys.modules)"],
                          capture_output=True, text=True, timeout=60)

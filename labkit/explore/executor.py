@@ -65,7 +65,7 @@ class Executor:
         self.ctxs = {n: self._context(n) for n in self.ids}
         #: Node objects by their bytes, for the views invariants read (never for steps, which
         #: always unpickle a fresh copy): a node left unchanged by a step is not unpickled again.
-        self.view_cache: dict[bytes, Any] = {}
+        self.view_cache: dict[str, dict[bytes, Any]] = {n: {} for n in self.ids}   # per node: classes differ
         self._plain: set[type] = set()      # node classes checked for __slots__
 
     # -- the Host protocol ---------------------------------------------------------------
@@ -171,7 +171,7 @@ class Executor:
         if self.crash is not None:
             raise HandlerCrashed(self.crash)
         data, canon = self._encode_node(node_id, ctx._node)
-        cache = self.view_cache
+        cache = self.view_cache[node_id]
         if len(cache) >= VIEW_CACHE:
             cache.clear()
         cache[data] = ctx._node            # for invariants: the object these bytes were made from
@@ -338,7 +338,8 @@ class Executor:
         data = s[0][self.index[node_id]][2]
         if data is None:
             return None
-        n = self.view_cache.get(data)
+        cache = self.view_cache[node_id]
+        n = cache.get(data)
         if n is None:
-            n = self.view_cache[data] = self._decode_node(node_id, data)
+            n = cache[data] = self._decode_node(node_id, data)
         return n
