@@ -6,6 +6,8 @@
   draw); ``set_timer(between=(lo, hi))`` draws the midpoint (``Midpoint``) and keeps
   ``(lo, hi)`` for the ``"ordered"`` timer mode;
 * ``reply`` and delivery skip the RPC bookkeeping (async handlers are refused: ``_step``);
+* ``ctx.count``/``ctx.report`` are checked as in a cluster but are not part of the state
+  (they feed the journal's ``stats``; ``ctx.counters`` reads only this step's counts);
 * ``TrackedMessage`` notes reads of ``msg.id``/``msg.in_reply_to`` (ids are not in the state
   until a handler reads them).
 """

@@ -160,6 +160,7 @@ class Executor:
         ctx._timers = {t[0]: (t[1], t[2]) for t in slot[3]}
         ctx.storage = Storage(node_id, dict(slot[4]))
         ctx._stats_pending = False
+        ctx._counters, ctx._status = {}, {}      # ctx.count/report: journal side effects, not state
         ctx._rng_obj = None
         ctx._event = event
         ctx._hev = ctx._wev = ctx._wwk = 0
