@@ -14,6 +14,7 @@ import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -49,6 +50,15 @@ _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defin
 _INT_OR_NONE = (int, type(None))
 
 
+def _popen(argv: list[str], pgid: int, **kw: Any) -> subprocess.Popen:
+    """Start ``argv`` in process group ``pgid`` (0: a new group it leads). Python >= 3.11 does
+    the setpgid between fork and exec in C; 3.10 needs a preexec_fn (Python code in the forked
+    child of a process with ZeroMQ's threads: os.setpgid only, no locks taken)."""
+    if sys.version_info >= (3, 11):
+        return subprocess.Popen(argv, process_group=pgid, **kw)
+    return subprocess.Popen(argv, preexec_fn=lambda: os.setpgid(0, pgid), **kw)  # noqa: PLW1509
+
+
 def _short(line: str, n: int = protocol.MAX_LINE_SHOWN) -> str:
     return line if len(line) <= n else line[:n] + f"... ({len(line):,} chars)"
 
@@ -81,8 +91,8 @@ class Bridge:
     def start(self) -> None:
         r, self.watch_w = os.pipe()          # both ends close-on-exec: only the watchdog gets r
         try:
-            wd = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG], stdin=r, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, process_group=0, close_fds=True)
+            wd = _popen(["/bin/sh", "-c", _WATCHDOG], 0, stdin=r, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, close_fds=True)
         finally:
             os.close(r)
         self.pgid = wd.pid
@@ -90,9 +100,8 @@ class Bridge:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env["PYTHONPATH"] = _PYLIB + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, process_group=self.pgid, cwd=self.cwd,
-                                         env=env, close_fds=True, bufsize=0)
+            self.proc = _popen(self.argv, self.pgid, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=self.cwd, env=env, close_fds=True, bufsize=0)
         except OSError as e:
             self.fail(f"{self.id}: cannot start its program `{self.cmd_text}`: {e.strerror or e}", "on_start")
         self.fin, self.fout, self.ferr = (self.proc.stdin.fileno(), self.proc.stdout.fileno(),
