@@ -140,9 +140,12 @@ def test_pause_freezes_the_program_and_resume_thaws_it(tmp_path, wait_until):
         assert wait_until(lambda: ticks() >= 5, timeout=10, cluster=c)
         procs = program_procs(c, "n0", watchdog=False)
         assert len(procs) == 1
+        node = psutil.Process(c.status()["n0"].pid)
         c.pause("n0")
+        # SIGSTOP takes effect when the kernel next schedules the process: wait for it to show
+        stopped = lambda: all(p.status() == psutil.STATUS_STOPPED for p in [node, *procs])  # noqa: E731
+        assert wait_until(stopped, timeout=5)
         before = ticks()
-        assert all(p.status() == psutil.STATUS_STOPPED for p in procs)
         c.run_for(0.3)
         assert ticks() == before
         assert all(p.status() == psutil.STATUS_STOPPED for p in procs)
