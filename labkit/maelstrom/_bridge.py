@@ -85,6 +85,7 @@ class Bridge:
         self.win_t = time.monotonic()
         self.win_journaled = self.win_shown = 0
         self.unjournaled = self.unshown = 0
+        self.win_pending = False
         self.dropped_in = 0
 
     # -- starting ---------------------------------------------------------------------------
@@ -332,8 +333,20 @@ class Bridge:
             self.host.record(Event(self.host.now(), "log", self.id, None, {"text": line, "stream": "stderr"}))
         else:
             self.unjournaled += 1
+            self._window_later()
         if self.show_stderr:
             self.notice(f"{self.id} stderr: {_short(line)}")
+
+    def _window_later(self) -> None:
+        """Say what a window left out when it ends, even if the program writes nothing more."""
+        if not self.win_pending:
+            self.win_pending = True
+            self.host.call_at(self.host.now() + (self.win_t + 1.0 - time.monotonic()) * 1000.0 + 1.0,
+                              self._window_due)
+
+    def _window_due(self) -> None:
+        self.win_pending = False
+        self._window()
 
     def _window(self) -> None:
         t = time.monotonic()
@@ -355,6 +368,7 @@ class Bridge:
         self._window()
         if self.win_shown >= NOTICES_PER_S:
             self.unshown += 1
+            self._window_later()
             return
         self.win_shown += 1
         self.host.notice(text)
