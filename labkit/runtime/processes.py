@@ -112,14 +112,23 @@ def _short_tmpdir() -> str:
     """A new private (0700) directory for one cluster, named ``labkit-*``, holding the
     notebook's pid in ``owner.pid``. Directories whose owner is gone are swept first: when a
     kernel and its whole process group are SIGKILLed nobody is left to remove them."""
-    base = short_base()
-    _sweep_stale(base)
-    if tempfile.gettempdir() != base:
-        _sweep_stale(tempfile.gettempdir())
+    base = sweep_abandoned()
     d = tempfile.mkdtemp(prefix="labkit-", dir=base)
     with open(os.path.join(d, OWNER_FILE), "w") as f:
         f.write(str(os.getpid()))
     return d
+
+
+def sweep_abandoned() -> str:
+    """Remove the directories of clusters (and forkservers) whose owner process is gone -- a
+    kernel SIGKILLed with its process group leaves them, as nbval's kernel shutdown does --
+    from the temporary directories labkit uses; returns the short one. Every cluster start
+    calls it; so does the test suite at its end."""
+    base = short_base()
+    _sweep_stale(base)
+    if tempfile.gettempdir() != base:
+        _sweep_stale(tempfile.gettempdir())
+    return base
 
 
 def _sweep_stale(base: str) -> None:
