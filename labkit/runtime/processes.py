@@ -114,14 +114,23 @@ def _short_tmpdir() -> str:
     """A new private (0700) directory for one cluster, named ``labkit-*``, holding the
     notebook's pid in ``owner.pid``. Directories whose owner is gone are swept first: when a
     kernel and its whole process group are SIGKILLed nobody is left to remove them."""
-    base = short_base()
-    _sweep_stale(base)
-    if tempfile.gettempdir() != base:
-        _sweep_stale(tempfile.gettempdir())
+    base = sweep_abandoned()
     d = tempfile.mkdtemp(prefix="labkit-", dir=base)
     with open(os.path.join(d, OWNER_FILE), "w") as f:
         f.write(str(os.getpid()))
     return d
+
+
+def sweep_abandoned() -> str:
+    """Remove the directories of clusters (and forkservers) whose owner process is gone -- a
+    kernel SIGKILLed with its process group leaves them, as nbval's kernel shutdown does --
+    from the temporary directories labkit uses; returns the short one. Every cluster start
+    calls it; so does the test suite at its end."""
+    base = short_base()
+    _sweep_stale(base)
+    if tempfile.gettempdir() != base:
+        _sweep_stale(tempfile.gettempdir())
+    return base
 
 
 def _sweep_stale(base: str) -> None:
@@ -266,9 +275,12 @@ class ProcessRuntime(RuntimeBase):
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:
-        """Answer each new node's hello with the network state, then wait until it has run
-        ``on_start``: a cluster call returns only when its nodes are really running."""
+        """Answer the new nodes' hellos with the network state once all of them have said
+        hello, then wait until each has run ``on_start``: a cluster call returns only when its
+        nodes are really running. The barrier is what lets a node's ``on_start`` call a
+        service started with it: a service listens before its hello."""
         waiting = {f"{r.id}/{r.incarnation}": r for r in recs}
+        hellos: dict[str, bytes] | None = {}     # None once the go is sent
         deadline = time.monotonic() + START_TIMEOUT_S
         go = _dumps({"op": "go", "net": self.net.state()}).encode()
         while waiting:
@@ -278,8 +290,12 @@ class ProcessRuntime(RuntimeBase):
                 ident, raw = self.control.recv_multipart()
                 key = ident.decode()
                 op = json.loads(raw).get("op")
-                if key in waiting and op == "hello":
-                    self.control.send_multipart([ident, go])
+                if key in waiting and op == "hello" and hellos is not None:
+                    hellos[key] = ident
+                    if hellos.keys() >= waiting.keys():
+                        for who in hellos.values():
+                            self.control.send_multipart([who, go])
+                        hellos = None
                 elif key in waiting and op == "started":
                     waiting.pop(key).state = "up"
                 elif op == "fatal":
