@@ -277,6 +277,23 @@ def test_stderr_is_journaled_and_shown_rate_limited(tmp_path, capfd):
     assert left_out and sum(left_out) == 50 - len(shown)
 
 
+def test_notices_are_capped_for_the_whole_cluster(tmp_path, capfd):
+    """Many chatty programs (a Go Maelstrom node logs every message) do not flood the notebook."""
+    cmd = program(tmp_path, "chatty.py", """
+        from maelstrom import Node
+        node = Node()
+        node.on_init(lambda: [node.log(f"line {i}") for i in range(50)])
+        node.run()
+    """)
+    with labkit.Cluster(Program(cmd), n=4, seed=10) as c:
+        c.run_for(1.2)
+        assert len([e for e in c.journal if e.kind == "log" and e.get("stream") == "stderr"]) == 200
+    err = capfd.readouterr().err
+    shown = [ln for ln in err.splitlines() if " stderr: line " in ln]
+    assert 10 <= len(shown) <= 60                       # 20 a second for the cluster, not 10 a node
+    assert "more program notices not shown" in err
+
+
 def test_program_arguments_are_checked_in_the_notebook(tmp_path):
     with pytest.raises(labkit.ArgumentError, match="no such file"):
         Program(tmp_path / "missing")

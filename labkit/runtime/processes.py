@@ -61,6 +61,9 @@ ACK_TIMEOUT_S = 1.0
 EXIT_CHECK_S = 0.01
 #: How often (s) a running cluster with programs prints their notices (stderr, bad output).
 NOTICE_CHECK_S = 0.1
+#: How many program notices the notebook shows a second, all nodes together (each node also
+#: sends at most 10 a second: see labkit.maelstrom._bridge); the rest are counted.
+NOTICES_SHOWN_PER_S = 20
 
 
 def _mp_context():
@@ -241,6 +244,7 @@ class ProcessRuntime(RuntimeBase):
         self._next_notice_check = 0.0
         self._notices_at = 0                     # bytes of the notices file shown so far
         self._notice_tail = b""
+        self._notice_window = [0.0, 0, 0]       # [start (monotonic s), shown, left out]
         from ..service import is_service
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
@@ -566,11 +570,21 @@ class ProcessRuntime(RuntimeBase):
                 self.report_crash(e)
             self._exited.clear()
 
-    def _show_notices(self) -> None:
+    def _show_notices(self, final: bool = False) -> None:
         """Print what node processes asked to show in the notebook (``_child.notice``): each
-        notice ends with a NUL byte; an unfinished one waits for the rest."""
+        notice ends with a NUL byte; an unfinished one waits for the rest. At most
+        ``NOTICES_SHOWN_PER_S`` a second; how many were left out is said when the second ends
+        (or the cluster closes)."""
         if not self._programs or self.echo_crashes is False:
             return
+        win = self._notice_window              # [start (monotonic s), shown, left out]
+        t = time.monotonic()
+        if final or t - win[0] >= 1.0:
+            if win[2]:
+                print(f"labkit: {win[2]} more program notices not shown (the notebook shows at most "
+                      f"{NOTICES_SHOWN_PER_S} a second); the journal has the stderr lines as log events "
+                      f"and bad output as malformed events", file=sys.stderr)
+            win[:] = [t, 0, 0]
         path = os.path.join(self.dir, "notices")
         try:
             if os.path.getsize(path) <= self._notices_at:
@@ -585,8 +599,15 @@ class ProcessRuntime(RuntimeBase):
         *done, self._notice_tail = data.split(b"\0")
         for text in done:
             text = text.strip(b"\n")
-            if text:
-                print(text.decode(errors="replace"), file=sys.stderr)
+            if not text:
+                continue
+            if win[1] >= NOTICES_SHOWN_PER_S:
+                win[2] += 1
+                continue
+            win[1] += 1
+            print(text.decode(errors="replace"), file=sys.stderr)
+        if final and win[2]:
+            self._show_notices(final=True)
 
     def _drain_last_words(self) -> None:
         """Collect the "fatal" messages node processes send as they die (why they end, e.g. a
@@ -805,7 +826,7 @@ class ProcessRuntime(RuntimeBase):
             self._replies.clear()
             self._due.clear()
             self._read_journal()
-            self._show_notices()
+            self._show_notices(final=True)
             if self.events.full:
                 self._say_unread()
         finally:
