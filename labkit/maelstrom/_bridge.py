@@ -125,12 +125,20 @@ class Bridge:
         while not self.ready:
             left = deadline - time.monotonic()
             if left <= 0:
+                deadline_is = ("Maelstrom's deadline" if self.init_timeout == 10_000
+                               else "Program(init_timeout=...); Maelstrom's is 10 s")
                 self.fail(f"{self.id}: its program `{self.cmd_text}` did not answer init with init_ok within "
-                          f"{self.init_timeout / 1000:g} s (Maelstrom's deadline). A Maelstrom node must reply "
+                          f"{self.init_timeout / 1000:g} s ({deadline_is}). A Maelstrom node must reply "
                           f"{{\"type\": \"init_ok\", \"in_reply_to\": <init's msg_id>}} on stdout, one JSON "
                           f"object per line, flushed", "on_start")
+            if self.wbuf:                     # init (and anything after it) not all written yet
+                poll.register(self.fin, select.POLLOUT)
             for fd, _ in poll.poll(max(1, int(left * 1000))):
-                if fd == self.ferr:
+                if fd == self.fin:
+                    self.flush_stdin()
+                    if not self.wbuf:
+                        poll.unregister(self.fin)
+                elif fd == self.ferr:
                     self.read_stderr()
                 else:
                     self.read_stdout()
