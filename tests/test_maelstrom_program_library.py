@@ -100,3 +100,66 @@ def test_library_is_stdlib_only():
 def test_library_error_codes_match_protocol():
     from labkit.maelstrom import protocol
     assert {c: (e.name, e.definite) for c, e in protocol.ERRORS.items()} == libnode.ERROR_CODES
+
+
+def _run_program(code_or_path, lines, tmp_path, expect):
+    """Run a program by hand, as Maelstrom does: write ``lines``, read ``expect`` output
+    lines, then close stdin (the program must then exit 0)."""
+    import json
+    import subprocess
+    if isinstance(code_or_path, Path):
+        path = code_or_path
+    else:
+        path = tmp_path / "p.py"
+        path.write_text(textwrap.dedent(code_or_path))
+    pylib = Path(libnode.__file__).parent / "pylib"
+    p = subprocess.Popen([sys.executable, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": str(pylib), "PATH": "/usr/bin:/bin"})
+    try:
+        p.stdin.write("".join(json.dumps(m) + "\n" for m in lines))
+        p.stdin.flush()
+        got = [json.loads(p.stdout.readline()) for _ in range(expect)]
+        p.stdin.close()
+        assert p.wait(30) == 0, p.stderr.read()
+        return got
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+
+
+INIT = {"src": "c0", "dest": "n3", "body": {"type": "init", "msg_id": 1, "node_id": "n3", "node_ids": ["n3", "n4"]}}
+
+
+def test_library_answers_init_before_anything_else_and_knows_its_id(tmp_path):
+    """Messages right behind init (as Maelstrom sends them) see node_id, and init_ok leads."""
+    echo = Path(__file__).parent / "maelstrom" / "programs" / "echo.py"
+    got = _run_program(echo, [INIT, {"src": "c1", "dest": "n3", "body": {"type": "echo", "msg_id": 2, "echo": 5}}],
+                       tmp_path, 2)
+    assert got == [{"src": "n3", "dest": "c0", "body": {"type": "init_ok", "in_reply_to": 1}},
+                   {"src": "n3", "dest": "c1", "body": {"type": "echo_ok", "echo": 5, "in_reply_to": 2}}]
+
+
+def test_library_async_init_hook_delays_init_ok(tmp_path):
+    got = _run_program("""
+        import asyncio
+        from maelstrom import Node
+        node = Node()
+        order = []
+
+        @node.on_init
+        async def warm_up():
+            await asyncio.sleep(0.05)
+            order.append("hook")
+
+        @node.on("order")
+        def report(msg):
+            node.reply(msg, {"type": "order_ok", "order": order, "me": node.node_id})
+
+        node.run()
+    """, [INIT, {"src": "c1", "dest": "n3", "body": {"type": "order", "msg_id": 2}}], tmp_path, 2)
+    # the request came while the hook slept: answered at once (node_id already set), init_ok after
+    assert got[0]["body"] == {"type": "order_ok", "order": [], "me": "n3", "in_reply_to": 2}
+    assert got[1]["body"] == {"type": "init_ok", "in_reply_to": 1}
