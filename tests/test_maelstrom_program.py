@@ -277,6 +277,36 @@ def test_stderr_is_journaled_and_shown_rate_limited(tmp_path, capfd):
     assert left_out and sum(left_out) == 50 - len(shown)
 
 
+def test_a_program_that_stops_reading_for_a_while_misses_nothing(tmp_path, wait_until):
+    """More than a pipe holds waits in the node process until the program reads again."""
+    cmd = program(tmp_path, "dozy.py", """
+        import time
+        from maelstrom import Node
+        node = Node()
+        got = []
+
+        @node.on("doze")
+        def doze(msg):
+            time.sleep(1.0)                    # reads nothing meanwhile
+            node.reply(msg, {"type": "doze_ok"})
+
+        @node.on("put")
+        def put(msg):
+            got.append(msg["body"]["i"])
+
+        node.on("count", lambda m: node.reply(m, {"type": "count_ok", "n": len(got), "sorted": got == sorted(got)}))
+        node.run()
+    """)
+    with labkit.Cluster({"n0": Program(cmd)}, seed=12) as c:
+        c.client_send("n0", "doze")
+        pad = "x" * 200
+        for i in range(1500):                  # ~330 KB: five times a pipe's 64 KB
+            c.client_send("n0", "put", i=i, pad=pad)
+        counted = lambda: c.request("n0", "count", timeout=5000).body  # noqa: E731
+        assert wait_until(lambda: counted()["n"] == 1500, timeout=20, cluster=c)
+        assert counted()["sorted"] and c.status()["n0"].state == "up"
+
+
 def test_notices_are_capped_for_the_whole_cluster(tmp_path, capfd):
     """Many chatty programs (a Go Maelstrom node logs every message) do not flood the notebook."""
     cmd = program(tmp_path, "chatty.py", """

@@ -188,7 +188,15 @@ class Bridge:
     def flush_stdin(self) -> None:
         if not self.wbuf:
             return
-        data = b"".join(self.wbuf) if len(self.wbuf) > 1 else self.wbuf[0]
+        wbuf = self.wbuf
+        if len(wbuf) == 1:
+            data, later = wbuf[0], []
+        else:                              # a pipe takes 64 KB at a time: join no more than 256 KB
+            size, i = 0, 0
+            while i < len(wbuf) and size < 1 << 18:
+                size += len(wbuf[i])
+                i += 1
+            data, later = b"".join(wbuf[:i]), wbuf[i:]
         try:
             n = os.write(self.fin, data)
         except BlockingIOError:
@@ -200,10 +208,11 @@ class Bridge:
             self._writer(False)
             return
         rest = data[n:]
-        self.wbuf, self.wlen = ([rest], len(rest)) if rest else ([], 0)
-        if self.wlen == 0:
-            self.dropped_in = 0
-        self._writer(bool(rest))
+        self.wbuf = ([rest] if rest else []) + later
+        self.wlen -= n
+        if not self.wbuf:
+            self.wlen = self.dropped_in = 0
+        self._writer(bool(self.wbuf))
 
     def _writer(self, on: bool) -> None:
         if on != self.writing and self.ready:
