@@ -150,7 +150,7 @@ class Program(Node):
 
     def __repr__(self) -> str:
         if self.commands is not None:
-            return f"Program({ {k: shlex.join(v) for k, v in self.commands.items()} !r})"
+            return "Program(" + repr({k: shlex.join(v) for k, v in self.commands.items()}) + ")"
         return f"Program({shlex.join(self.command or [])!r})"
 
     def command_for(self, node: str) -> list[str]:
