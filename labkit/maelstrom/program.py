@@ -114,7 +114,8 @@ class Program(Node):
 
     ``env``: extra environment variables for the program (it inherits the notebook's, plus
     ``PYTHONUNBUFFERED=1`` and, on ``PYTHONPATH``, the directory that makes ``from maelstrom
-    import Node`` load ``labkit/maelstrom/node.py``). ``cwd``: its working directory.
+    import Node`` load ``labkit/maelstrom/node.py``). ``cwd``: its working directory (default: the current directory when the Program is
+    made, so relative paths among the arguments mean what they meant there).
     ``init_timeout``: ms to wait for ``init_ok`` (Maelstrom's 10 000). ``show_stderr``: print
     the program's stderr in the notebook (rate-limited; it is journaled either way).
 
@@ -141,7 +142,8 @@ class Program(Node):
         self.env = dict(env) if env is not None else {}
         if cwd is not None and not os.path.isdir(cwd):
             raise ArgumentError(f"Program(cwd={cwd!r}): no such directory")
-        self.cwd = os.path.abspath(os.fspath(cwd)) if cwd is not None else None
+        # the program runs where the Program was made (relative arguments mean what they meant here)
+        self.cwd = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
         from .. import argcheck
         self.init_timeout = argcheck.ms(init_timeout, lambda: "Program(init_timeout)", positive=True)
         if not isinstance(show_stderr, bool):
