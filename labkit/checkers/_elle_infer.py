@@ -183,8 +183,9 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
     # Elements appended by ok txns but never read come after the longest read (lists only
     # grow): its readers anti-depend on, and its last writer precedes, their appenders.
     unread: dict[Hashable, list[tuple[Any, Txn]]] = defaultdict(list)
+    in_order = {k: set(o) for k, o in orders.items()}
     for (k, e), w in writer.items():
-        if k in orders and w.type == "ok" and e not in set(orders[k]):
+        if k in orders and w.type == "ok" and e not in in_order[k]:
             unread[k].append((e, w))
     for k, es in unread.items():
         order = orders[k]
