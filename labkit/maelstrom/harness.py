@@ -18,7 +18,7 @@ Theory of operation (Maelstrom's ``maelstrom.core/maelstrom-test``, on labkit ma
 6. Checks: the workload's, availability, latency quantiles, ``net`` msgs-per-op, stats.
 
 Outcomes (Maelstrom's client rules): a reply of the expected type is ``ok``; an ``error``
-reply is ``fail`` when its code is definite, ``info`` otherwise (``labkit.recorder.ERROR_CODES``,
+reply is ``fail`` when its code is definite, ``info`` otherwise (``labkit.maelstrom.protocol.ERRORS``,
 Maelstrom's table; codes >= 1000 are indefinite); a timeout (``timeout`` ms, default 5000)
 is ``info``, or ``fail`` for the workload's idempotent fs; a malformed reply is ``info``.
 Histories and the journal are recorded with labkit's ``Recorder`` on the cluster's clock.
@@ -35,9 +35,10 @@ from ..checkers.verdict import Verdict
 from ..errors import ArgumentError, LabkitError, RequestTimeout, NodeCrashed
 from ..history import History, _thaw
 from ..node import Node
-from ..recorder import ERROR_CODES, Client, KVProtocol, Recorder
+from ..recorder import Client, KVProtocol, Recorder
 from ..runtime.base import is_client_id
 from . import workloads as _workloads
+from .protocol import error_code
 from .nemesis import NEMESES, MaelstromNemesis, parse_nemesis
 from .result import Result, combine_valid
 from .workloads.base import CheckContext, Invocation, Workload
@@ -55,13 +56,8 @@ class SetupError(LabkitError):
 def _service_classes(names: tuple[str, ...]) -> dict[str, Any]:
     if not names:
         return {}
-    try:
-        from . import services as svc   # the program helper's module
-    except ImportError as e:
-        raise LabkitError(f"this test needs Maelstrom services {list(names)}, but labkit.maelstrom.services "
-                          f"is not available ({e})") from None
-    table = {"lin-kv": "LinKV", "seq-kv": "SeqKV", "lww-kv": "LWWKV", "lin-tso": "LinTSO"}
-    return {n: getattr(svc, table[n]) for n in names}
+    from .services import SERVICES
+    return {n: SERVICES[n] for n in names}
 
 
 class _WorkloadProtocol(KVProtocol):
@@ -84,8 +80,11 @@ class _WorkloadProtocol(KVProtocol):
 def _classify(wl: Workload, inv: Invocation, reply_type: Any, body: Mapping[str, Any]) -> tuple[str, Any, Any]:
     if reply_type == "error":
         code = body.get("code")
-        name, definite = ERROR_CODES.get(code, (f"error {code}", False)) if isinstance(code, int) \
-            else (f"error {code!r}", False)
+        if isinstance(code, int) and not isinstance(code, bool):
+            e = error_code(code)
+            name, definite = e.name, e.definite
+        else:
+            name, definite = f"error {code!r}", False
         text = body.get("text")
         return ("fail" if definite else "info"), inv.value, f"{name}: {text}" if text else name
     try:

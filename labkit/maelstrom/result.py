@@ -82,7 +82,7 @@ class Result:
                      f"{s.get('info', 0)} info); faults applied: {len(self.nemesis)}")
         for name, v in self.checks.items():
             lines.append(f"  {name:<14} {v.outcome:<7} {v.summary}")
-            for e in list(v.explanations)[:3] if v.valid is not True else []:
+            for e in list(v.explanations)[:3] if v.valid is not True and name != "workload" else []:
                 lines.append(f"  {'':<14}   - {e}")
         lines.append(f":valid? {self.valid!r}  exit code {self.exit_code}")
         lines.append(self.verdict_line)

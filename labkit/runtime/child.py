@@ -217,6 +217,8 @@ class _Node:
         self.out: list[tuple[str, str]] = []
         self.http_out: list[tuple] = []       # HTTP calls to start once the journal is written
         self.wants_async = False              # a ctx.http call: hand over to the asyncio loop
+        self.poller: Any = None               # the loop's zmq.Poller (set by run)
+        self._io: dict[int, list] = {}        # fd -> [on readable, on writable] (add_reader, ...)
         self.has_crashed = False
         self.jid = _dumps(self.id)
         self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
@@ -341,6 +343,72 @@ class _Node:
         self._flush()
         os._exit(EXIT_CRASHED)
 
+    # -- file descriptors: a program's pipes (labkit.maelstrom.Program) ---------------------
+    # The loop polls these fds with the node's sockets (zmq.Poller polls raw fds too) and
+    # calls the callback on the loop's own thread, between messages: no threads, no races.
+    def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` in the loop whenever ``fd`` is readable (or hung up)."""
+        self._io_set(fd, 0, cb)
+
+    def remove_reader(self, fd: int) -> None:
+        self._io_set(fd, 0, None)
+
+    def add_writer(self, fd: int, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` in the loop whenever ``fd`` is writable (or broken)."""
+        self._io_set(fd, 1, cb)
+
+    def remove_writer(self, fd: int) -> None:
+        self._io_set(fd, 1, None)
+
+    def _io_set(self, fd: int, i: int, cb: Callable[[], None] | None) -> None:
+        if self.poller is None:
+            raise RuntimeError("add_reader/add_writer: the node's loop is not running (a service or an HTTP-"
+                               "calling node runs on asyncio)")
+        zmq = self.zmq
+        entry = self._io.get(fd)
+        if entry is None:
+            if cb is None:
+                return
+            entry = self._io[fd] = [None, None]
+        entry[i] = cb
+        flags = (zmq.POLLIN if entry[0] is not None else 0) | (zmq.POLLOUT if entry[1] is not None else 0)
+        if flags:
+            self.poller.register(fd, flags)
+        else:
+            del self._io[fd]
+            self.poller.unregister(fd)
+
+    def _run_io(self, ready: dict) -> None:
+        io = self._io
+        POLLIN, POLLOUT, POLLERR = self.zmq.POLLIN, self.zmq.POLLOUT, self.zmq.POLLERR
+        for fd, ev in list(ready.items()):
+            entry = io.get(fd) if fd.__class__ is int else None
+            if entry is None or self.has_crashed:
+                continue
+            if entry[0] is not None and ev & (POLLIN | POLLERR):
+                entry[0]()
+            entry = io.get(fd)
+            if entry is not None and entry[1] is not None and ev & (POLLOUT | POLLERR) and not self.has_crashed:
+                entry[1]()
+
+    def program_group(self, pgid: int) -> None:
+        """Tell the notebook the process group of this incarnation's program, so that kill,
+        pause and resume reach the whole group (see ``labkit.runtime.processes``)."""
+        d = self.spec["dir"]
+        path = os.path.join(d, f"program-{self.id}.pgid")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{self.spec['incarnation']} {pgid}\n")
+        os.replace(path + ".tmp", path)
+
+    def notice(self, text: str) -> None:
+        """Show ``text`` in the notebook: appended to the cluster's notices file, which the
+        notebook prints from while the cluster runs (one write: notices never interleave)."""
+        fd = os.open(os.path.join(self.spec["dir"], "notices"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            write_all(fd, (text.rstrip("\n") + "\n\0").encode())
+        finally:
+            os.close(fd)
+
     # -- messages ---------------------------------------------------------------------------
     def _journal_msg(self, kind: str, wire: str, rule: str | None = None) -> None:
         tail = wire[1:] if rule is None else f'{wire[1:-1]},"rule":{_dumps(rule)}}}'
@@ -448,7 +516,7 @@ class _Node:
     def run(self) -> str | None:
         """The poll loop. Returns "async" when a ``ctx.http`` call asks for the asyncio loop."""
         zmq = self.zmq
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         inbox, control = self.inbox, self.control
         watch_fd = self.watch.fileno()
         poller.register(control, zmq.POLLIN)
@@ -487,6 +555,8 @@ class _Node:
                     self._arrive_frame(frame)
                     if self.has_crashed or not inbox.getsockopt(EVENTS) & POLLIN:
                         break
+            if self._io and not self.has_crashed:
+                self._run_io(ready)
             now = self.now()
             while not self.has_crashed:
                 entry = timers.pop_due(now)
