@@ -79,3 +79,18 @@ def test_python_program(isolated):
     assert v.valid is isolated, str(v)
     if not isolated:
         assert v.details["forbidden_found"]
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/node") and not __import__("shutil").which("node"),
+                    reason="node.js is not installed")
+@pytest.mark.parametrize("isolated", [True, False])
+def test_javascript_program(isolated):
+    import shutil
+    from labkit.maelstrom.program import Program
+    node = shutil.which("node") or "/usr/bin/node"
+    cmd = [node, os.path.join(PROGRAMS, "txn_list_append.js")] + ([] if isolated else ["--no-isolation"])
+    r = run_test(Program(cmd), "txn-list-append", node_count=3, time_limit=4, rate=30, latency=10, quiet=1,
+                 seed=5, runtime="processes")
+    v = r.checks["elle"]
+    assert v.valid is isolated, str(v)
+    assert v.details["ok_count"] > 20
