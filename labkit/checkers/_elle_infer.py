@@ -122,10 +122,10 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
                 prefix, suffix = st
                 sfx = tuple(suffix)
                 if prefix is not None and v != tuple(prefix) + sfx:
-                    found.add("internal", f"T{t.id} read {k!r} = {list(v)} but its earlier reads and appends "
+                    found.add("internal", f"T{t.id} read key {k!r} = {list(v)} but its earlier reads and appends "
                               f"say {list(tuple(prefix) + sfx)}", (t,), key=k, expected=tuple(prefix) + sfx, read=v)
                 elif prefix is None and sfx and v[len(v) - len(sfx):] != sfx:
-                    found.add("internal", f"T{t.id} read {k!r} = {list(v)}, which does not end with its own "
+                    found.add("internal", f"T{t.id} read key {k!r} = {list(v)}, which does not end with its own "
                               f"appends {list(sfx)}", (t,), key=k, expected_suffix=sfx, read=v)
             state[k] = [v, []]
     bad_keys = set()
@@ -133,7 +133,7 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
         for t, v in rs:
             if len(set(v)) != len(v):
                 dups = sorted({e for e in v if v.count(e) > 1}, key=repr)
-                found.add("duplicate-elements", f"T{t.id} read {k!r} = {list(v)}, with {dups} more than once",
+                found.add("duplicate-elements", f"T{t.id} read key {k!r} = {list(v)}, with {dups} more than once",
                           (t,), key=k, duplicates=tuple(dups))
                 bad_keys.add(k)
     orders: dict[Hashable, tuple] = {}
@@ -158,10 +158,10 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
                 if (k, e) in failed and (t.id, k, e) not in seen_g1a:
                     seen_g1a.add((t.id, k, e))
                     w = failed[(k, e)]
-                    found.add("G1a", f"T{t.id} read {k!r} = {list(v)}, including {e!r}, appended by T{w.id} "
+                    found.add("G1a", f"T{t.id} read key {k!r} = {list(v)}, including {e!r}, appended by T{w.id} "
                               f"which failed (aborted read)", (t, w), key=k, element=e)
                 elif (k, e) not in writer and (k, e) not in failed:
-                    found.add("garbage-read", f"T{t.id} read {e!r} in {k!r}, which no transaction appended",
+                    found.add("garbage-read", f"T{t.id} read {e!r} in key {k!r}, which no transaction appended",
                               (t,), key=k, element=e)
     for t, k, v in ext:
         if not v:
@@ -169,17 +169,17 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
         w = writer.get((k, v[-1]))
         if w is None or w is t:
             continue
-        g.add(w.id, t.id, "wr", f"T{t.id} read {k!r} = {list(v)}, ending with {v[-1]!r} which T{w.id} appended")
+        g.add(w.id, t.id, "wr", f"T{t.id} read key {k!r} = {list(v)}, ending with {v[-1]!r} which T{w.id} appended")
         fin = last_append.get((w.id, k))
         if fin != v[-1]:
-            found.add("G1b", f"T{t.id} read {k!r} = {list(v)}, ending with {v[-1]!r}, an intermediate state of "
-                      f"T{w.id}, which appended {fin!r} to {k!r} later (intermediate read)", (t, w),
+            found.add("G1b", f"T{t.id} read key {k!r} = {list(v)}, ending with {v[-1]!r}, an intermediate state of "
+                      f"T{w.id}, which appended {fin!r} to key {k!r} later (intermediate read)", (t, w),
                       key=k, element=v[-1])
     for k, order in orders.items():
         for a, b in zip(order, order[1:]):
             wa, wb = writer.get((k, a)), writer.get((k, b))
             if wa is not None and wb is not None and wa is not wb:
-                g.add(wa.id, wb.id, "ww", f"T{wb.id} appended {b!r} after T{wa.id} appended {a!r} to {k!r}")
+                g.add(wa.id, wb.id, "ww", f"T{wb.id} appended {b!r} after T{wa.id} appended {a!r} to key {k!r}")
     # Elements appended by ok txns but never read come after the longest read (lists only
     # grow): its readers anti-depend on, and its last writer precedes, their appenders.
     unread: dict[Hashable, list[tuple[Any, Txn]]] = defaultdict(list)
@@ -192,7 +192,7 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
         wl = writer.get((k, order[-1])) if order else None
         for e, w in es:
             if wl is not None and wl is not w:
-                g.add(wl.id, w.id, "ww", f"T{w.id} appended {e!r} to {k!r}, never read, so after the longest "
+                g.add(wl.id, w.id, "ww", f"T{w.id} appended {e!r} to key {k!r}, never read, so after the longest "
                       f"read's last element {order[-1]!r} appended by T{wl.id}")
     for t, k, v in ext:
         order = orders.get(k)
@@ -201,12 +201,12 @@ def list_append(txns: list[Txn], g: DepGraph, found: Found) -> None:
         if len(v) == len(order):
             for e, w in unread.get(k, ()):
                 if w is not t:
-                    g.add(t.id, w.id, "rw", f"T{t.id} read {k!r} = {list(v)}, without {e!r} which T{w.id} "
+                    g.add(t.id, w.id, "rw", f"T{t.id} read key {k!r} = {list(v)}, without {e!r} which T{w.id} "
                           f"appended (never read, so after every read)")
             continue
         w = writer.get((k, order[len(v)]))
         if w is not None and w is not t:
-            g.add(t.id, w.id, "rw", f"T{t.id} read {k!r} = {list(v)}, which did not yet have {order[len(v)]!r} "
+            g.add(t.id, w.id, "rw", f"T{t.id} read key {k!r} = {list(v)}, which did not yet have {order[len(v)]!r} "
                   f"appended by T{w.id}")
 
 
@@ -244,7 +244,7 @@ def rw_register(txns: list[Txn], g: DepGraph, found: Found, wfr: bool = True) ->
                 ext_write[(t.id, k)] = v
             elif k in state:
                 if v != state[k]:
-                    found.add("internal", f"T{t.id} read {k!r} = {v!r} after it read or wrote {state[k]!r}",
+                    found.add("internal", f"T{t.id} read key {k!r} = {v!r} after it read or wrote {state[k]!r}",
                               (t,), key=k, expected=state[k], read=v)
             else:
                 state[k] = v
@@ -258,21 +258,21 @@ def rw_register(txns: list[Txn], g: DepGraph, found: Found, wfr: bool = True) ->
         if v is not None:
             if (k, v) in failed:
                 w = failed[(k, v)]
-                found.add("G1a", f"T{t.id} read {k!r} = {v!r}, written by T{w.id} which failed (aborted read)",
+                found.add("G1a", f"T{t.id} read key {k!r} = {v!r}, written by T{w.id} which failed (aborted read)",
                           (t, w), key=k, value=v)
                 continue
             if (k, v) in inter and inter[(k, v)] is not t:
                 w = inter[(k, v)]
-                found.add("G1b", f"T{t.id} read {k!r} = {v!r}, an intermediate write of T{w.id}, which wrote "
+                found.add("G1b", f"T{t.id} read key {k!r} = {v!r}, an intermediate write of T{w.id}, which wrote "
                           f"{k!r} again later (intermediate read)", (t, w), key=k, value=v)
                 continue
             w = final.get((k, v))
             if w is None:
-                found.add("garbage-read", f"T{t.id} read {k!r} = {v!r}, which no transaction wrote", (t,),
+                found.add("garbage-read", f"T{t.id} read key {k!r} = {v!r}, which no transaction wrote", (t,),
                           key=k, value=v)
                 continue
             if w is not t:
-                g.add(w.id, t.id, "wr", f"T{t.id} read {k!r} = {v!r}, written by T{w.id}")
+                g.add(w.id, t.id, "wr", f"T{t.id} read key {k!r} = {v!r}, written by T{w.id}")
         mine = ext_write.get((t.id, k))
         if mine is not None and mine != v:
             by_read[(k, v)].append(t)
@@ -280,7 +280,7 @@ def rw_register(txns: list[Txn], g: DepGraph, found: Found, wfr: bool = True) ->
                 succ[k][v].add(mine)
     for (k, v), ts in by_read.items():
         if len(ts) > 1:
-            found.add("lost-update", f"{', '.join('T%d' % t.id for t in ts)} all read {k!r} = {v!r} and all "
+            found.add("lost-update", f"{', '.join('T%d' % t.id for t in ts)} all read key {k!r} = {v!r} and all "
                       f"wrote {k!r}: at most one of their writes can follow that read (lost update)",
                       tuple(ts), key=k, value=v)
     for k, s in succ.items():
@@ -294,13 +294,13 @@ def rw_register(txns: list[Txn], g: DepGraph, found: Found, wfr: bool = True) ->
             for b in bs:
                 wb = final.get((k, b))
                 if wa is not None and wb is not None:
-                    g.add(wa.id, wb.id, "ww", f"T{wb.id} wrote {k!r} = {b!r} after reading T{wa.id}'s {a!r}")
+                    g.add(wa.id, wb.id, "ww", f"T{wb.id} wrote key {k!r} = {b!r} after reading T{wa.id}'s {a!r}")
     for t, k, v in ext:
         nxt = written.get(k, []) if v is None else succ.get(k, {}).get(v, ())
         for b in nxt:
             w = final.get((k, b))
             if w is not None and w is not t:
-                g.add(t.id, w.id, "rw", f"T{t.id} read {k!r} = {v!r}, before T{w.id} wrote {b!r}")
+                g.add(t.id, w.id, "rw", f"T{t.id} read key {k!r} = {v!r}, before T{w.id} wrote {b!r}")
 
 
 def _version_cycle(succ: dict[Any, set]) -> list | None:

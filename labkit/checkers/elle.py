@@ -44,7 +44,7 @@ and ``garbage-read`` (a read of a value nobody wrote; labkit's name).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..history import History, Op
 from . import _elle_graph as eg

@@ -5,7 +5,7 @@ by this node's own writes: stale once another node writes, so not linearizable.
 Uses labkit's Maelstrom library (imported as `maelstrom`; labkit.Program puts it on PYTHONPATH)."""
 import sys
 
-from maelstrom import Node, RPCError
+from maelstrom import Node
 
 STALE = "--stale" in sys.argv[1:]
 node = Node()
