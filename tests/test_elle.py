@@ -190,6 +190,10 @@ def test_register_g0_through_wfr():
 # -- API and bad input -------------------------------------------------------------------------
 
 def test_models_and_errors():
+    from labkit.checkers.elle import ANOMALIES, INFERABLE
+    assert INFERABLE["list-append"] <= set(ANOMALIES) and INFERABLE["rw-register"] <= set(ANOMALIES)
+    v = check_rw_register(serial(("ok", [W("x", 1)])))
+    assert "incompatible-order" in v.details["not_inferable"]       # said, not silently passed
     assert "G2-item" not in forbidden_anomalies("snapshot-isolation")
     assert forbidden_anomalies("strict-serializable") >= CONSISTENCY_MODELS["serializable"]
     with pytest.raises(ValueError, match="known: read-uncommitted"):

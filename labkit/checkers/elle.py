@@ -27,6 +27,8 @@ How (Elle, sections 3-4). Each ok transaction is a vertex; edges are inferred:
   order of two blind writes is what would close it. ``incompatible-order`` and
   ``duplicate-elements`` do not exist for registers; ``lost-update`` (two transactions read
   one version of k and both wrote k) and ``cyclic-versions`` are found directly.
+  ``INFERABLE`` lists what each workload can report; a verdict's ``details["not_inferable"]``
+  names the anomalies its model forbids that the workload could never show.
 
 Cycles: Tarjan's strongly connected components, then in each a breadth-first search for a
 short cycle of each class, started from an edge of the kind the class needs:
@@ -52,7 +54,7 @@ from ._elle_infer import Found, Txn, list_append, rw_register, transactions
 from .verdict import Verdict
 
 __all__ = ["check_list_append", "check_rw_register", "check_txn", "Anomaly", "CONSISTENCY_MODELS",
-           "ANOMALIES", "forbidden_anomalies"]
+           "ANOMALIES", "INFERABLE", "forbidden_anomalies"]
 
 _RC = ("G0", "duplicate-elements", "cyclic-versions", "garbage-read")
 _RC2 = _RC + ("G1a", "G1b", "G1c", "incompatible-order")
@@ -85,6 +87,17 @@ ANOMALIES: dict[str, str] = {
     "cyclic-versions": "the inferred version order of a register is cyclic",
     "garbage-read": "a read returned a value that no transaction wrote",
     **{a: f"{a.removesuffix('-realtime')} once real-time order (rt edges) is counted" for a in _REALTIME},
+}
+
+
+_CYCLES = ("G0", "G1c", "G-single", "G2-item") + _REALTIME
+#: What each workload's inference can report. Registers: cycles only where the inferred
+#: (partial) version order provides the edges -- see the module docstring.
+INFERABLE: dict[str, frozenset[str]] = {
+    "list-append": frozenset(_CYCLES + ("G1a", "G1b", "internal", "duplicate-elements", "incompatible-order",
+                                        "garbage-read")),
+    "rw-register": frozenset(_CYCLES + ("G1a", "G1b", "internal", "lost-update", "cyclic-versions",
+                                        "garbage-read")),
 }
 
 
@@ -189,7 +202,8 @@ def check_txn(history: History | Iterable[Op], workload: str = "list-append",
     ok_count = sum(1 for t in txns if t.type == "ok")
     details = {"consistency_model": model, "anomaly_types": types, "forbidden_found": bad,
                "anomalies": by_type, "not": ruled_out, "txn_count": len(txns), "ok_count": ok_count,
-               "edge_count": g.edge_count(), "truncated": truncated}
+               "edge_count": g.edge_count(), "truncated": truncated,
+               "not_inferable": sorted(forbidden - INFERABLE[wl])}
     expl = sorted(anomalies, key=lambda a: (a.type not in forbidden, a.type))
     if bad:
         counts = ", ".join(f"{t} x{len(by_type[t])}" for t in bad)
