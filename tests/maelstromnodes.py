@@ -5,7 +5,9 @@ The same logic as the programs in tests/maelstrom/programs/, correct and broken:
 * ``Echo``; ``UniqueIds`` (node id, incarnation, counter) and ``RestartingIds`` (node id and
   a counter that restarts at 0 when the node does -> duplicates after a restart);
 * ``Gossip`` (broadcast: batched, acknowledged gossip to the topology's neighbours every
-  ``interval`` ms; ``interval = 0`` sends at once), ``FlatGossip`` (ignores the topology:
+  ``interval`` ms; volatile: a killed node comes back empty and without its topology, so
+  kill/restart faults make it lose values), ``DurableGossip`` (the same, kept in
+  ``ctx.storage``: survives kill and restart), ``FlatGossip`` (ignores the topology:
   each node sends its clients' values straight to every other node, no relaying),
   ``LazyFlatGossip`` (the same, batched every second), ``NoGossip`` (never gossips -> lost);
 * ``GSet`` and ``PNCounter``: state-based CRDTs gossiping their whole state;
@@ -112,6 +114,27 @@ class Gossip(labkit.Node):
     def set_topology(self, ctx, topology):
         self.neighbours = list(topology.get(ctx.id, []))
         self.pending = {n: self.pending.get(n, {}) for n in self.neighbours}
+
+
+class DurableGossip(Gossip):
+    """Gossip that survives kill and restart: its values and neighbours are kept in
+    ctx.storage, and a restarted node offers every value to every neighbour again."""
+
+    def on_start(self, ctx):
+        super().on_start(ctx)
+        self.values = set(ctx.storage.get("values", []))
+        self.neighbours = list(ctx.storage.get("neighbours", self.neighbours))
+        self.pending = {n: {v: float("-inf") for v in self.values} for n in self.neighbours}
+
+    def learn(self, ctx, values, source=None):
+        before = len(self.values)
+        super().learn(ctx, values, source)
+        if len(self.values) != before:
+            ctx.storage["values"] = sorted(self.values)
+
+    def set_topology(self, ctx, topology):
+        super().set_topology(ctx, topology)
+        ctx.storage["neighbours"] = self.neighbours
 
 
 class FlatGossip(Gossip):

@@ -24,8 +24,13 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
+#: Submodules, importable as attributes (``labkit.maelstrom.harness``).
+_SUBMODULES = frozenset({"harness", "presets", "workloads", "nemesis", "result", "protocol", "services",
+                         "program", "node", "export"})
+
+
 def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
+    mod = _LAZY.get(name) or (name if name in _SUBMODULES else None)
     if mod is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     m = importlib.import_module(f"{__name__}.{mod}")

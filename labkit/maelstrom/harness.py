@@ -171,8 +171,15 @@ def _stats_check(history: History) -> Verdict:
                    f"of {len(pairs)} ops", details)
 
 
-def _is_node(x: Any) -> bool:
-    return (isinstance(x, type) and issubclass(x, Node)) or isinstance(x, Node)
+def _default_runtime(x: Any) -> str:
+    """"sim" for labkit Node classes and instances, "processes" for a Program (the simulator
+    cannot run an external program) and anything else (a mapping of nodes, ...)."""
+    from .program import Program
+    if isinstance(x, Program) or (isinstance(x, type) and issubclass(x, Program)):
+        return "processes"
+    if (isinstance(x, type) and issubclass(x, Node)) or isinstance(x, Node):
+        return "sim"
+    return "processes"
 
 
 def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int = 5, time_limit: float = 20.0,
@@ -221,7 +228,7 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int =
         seed = random.SystemRandom().randrange(1, 2**31)
     seed = argcheck.whole(seed, "seed")
     if runtime is None:
-        runtime = "sim" if _is_node(node) else "processes"
+        runtime = _default_runtime(node)
     extra = () if services is None else ((services,) if isinstance(services, str) else tuple(services))
     bad = [s for s in extra if s not in SERVICE_NAMES]
     if bad:
