@@ -36,6 +36,9 @@ import traceback
 
 __all__ = ["Node", "RPCError", "ERROR_CODES"]
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode    # one encoder (json.dumps builds one a call)
+_decode = json.JSONDecoder().decode
+
 #: Maelstrom's standard error codes (doc/protocol.md): code -> (name, definite).
 ERROR_CODES = {0: ("timeout", False), 1: ("node-not-found", True), 10: ("not-supported", True),
                11: ("temporarily-unavailable", True), 12: ("malformed-request", True), 13: ("crash", False),
@@ -91,7 +94,7 @@ class Node:
     # -- sending ----------------------------------------------------------------------------
     def send(self, dest: str, body: dict) -> None:
         """Send ``body`` (a dict with ``type``) to ``dest``."""
-        self._out.append(json.dumps({"src": self.node_id, "dest": dest, "body": body}, separators=(",", ":")))
+        self._out.append(_encode({"src": self.node_id, "dest": dest, "body": body}))
         if len(self._out) == 1 and self._loop is not None:
             self._loop.call_soon(self._flush)
 
@@ -179,7 +182,7 @@ class Node:
         for line in lines:
             if line.strip():
                 try:
-                    msg = json.loads(line)
+                    msg = _decode(line.decode())
                 except ValueError:
                     self.log(f"maelstrom: not JSON on stdin, skipped: {line[:200]!r}")
                     continue
@@ -244,7 +247,7 @@ class Node:
         except BaseException as e:
             self._failed(e, request)
             return
-        if inspect.isawaitable(r):
+        if r is not None and inspect.isawaitable(r):
             task = self._loop.create_task(self._guarded(r, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

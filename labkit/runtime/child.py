@@ -219,6 +219,7 @@ class _Node:
         self.wants_async = False              # a ctx.http call: hand over to the asyncio loop
         self.poller: Any = None               # the loop's zmq.Poller (set by run)
         self._io: dict[int, list] = {}        # fd -> [on readable, on writable] (add_reader, ...)
+        self.round_hooks: list[Callable[[], None]] = []   # called at the end of every loop round
         self.has_crashed = False
         self.jid = _dumps(self.id)
         self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
@@ -390,6 +391,11 @@ class _Node:
             entry = io.get(fd)
             if entry is not None and entry[1] is not None and ev & (POLLOUT | POLLERR) and not self.has_crashed:
                 entry[1]()
+
+    def add_round_hook(self, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` at the end of every loop round, before the round's journal lines and
+        messages are written out (a program's stdin is written there: one write a round)."""
+        self.round_hooks.append(cb)
 
     def program_group(self, pgid: int) -> None:
         """Tell the notebook the process group of this incarnation's program, so that kill,
@@ -563,6 +569,9 @@ class _Node:
                 if entry is None:
                     break
                 entry[2](*entry[3])
+            if self.round_hooks and not self.has_crashed:
+                for hook in self.round_hooks:
+                    hook()
             self._flush()
             if survivors[0]:
                 survivors[0] = False
