@@ -33,6 +33,9 @@ def test_client_assigns_polls_from_positions_and_commits():
     assert wl.request(wl.invoke(rng, 7))["offsets"][k] == 6        # next poll from 6
     with pytest.raises(ValueError, match="offset"):
         wl.completion(KafkaInvocation("send", [["send", "0", 1]]), {"type": "send_ok"})
+    fin = wl.final(["n0", "n1"])      # invocation i runs on node i % 2: each node lists, then polls
+    assert [i.f for i in fin] == ["list_committed_offsets"] * 2 + ["poll"] * 2
+    assert fin[2].value[0][1] == {"0": 0, "1": 0}
     with pytest.raises(ValueError, match="probability"):
         workloads.get("kafka", send_prob=2)
 
