@@ -34,14 +34,14 @@ def test_workload_generator_and_wire_format():
 
 
 def test_proxy_to_lin_kv_is_linearizable_in_sim():
-    r = run_test(LinKVProxy, "lin-kv", node_count=3, time_limit=10, rate=20, seed=5, services="lin-kv")
+    r = run_test(LinKVProxy, "lin-kv", node_count=3, time_limit=10, rate=20, seed=5)
     assert r.valid is True, str(r)
     assert r.checks["linearizable"].valid is True
     assert r.stats["ok"] > 50 and r.exit_code == 0
 
 
 def test_stale_reading_lin_kv_is_not_linearizable_in_sim():
-    r = run_test(StaleLinKV, "lin-kv", node_count=3, time_limit=10, rate=20, seed=5, services="lin-kv")
+    r = run_test(StaleLinKV, "lin-kv", node_count=3, time_limit=10, rate=20, seed=5)
     assert r.valid is False and r.exit_code == 1
     v = r.checks["linearizable"]
     assert v.valid is False and "cannot be linearized" in v.summary
@@ -52,5 +52,5 @@ def test_python_program(stale):
     from labkit.maelstrom.program import Program
     cmd = [sys.executable, os.path.join(PROGRAMS, "lin_kv.py")] + (["--stale"] if stale else [])
     r = run_test(Program(cmd), "lin-kv", node_count=3, time_limit=4, rate=20, latency=10, quiet=1, seed=5,
-             runtime="processes", services="lin-kv")
+             runtime="processes")
     assert r.checks["linearizable"].valid is (not stale), str(r)

@@ -33,6 +33,8 @@ class LinKV(Workload):
 
     name = "lin-kv"
     idempotent = frozenset({"read"})
+    #: Maelstrom always runs its services; a program may keep its data in lin-kv (a proxy).
+    services = ("lin-kv",)
     defaults = {"key_count": 3, "per_key_limit": 60, "max_value": 5, "check_timeout": 30.0}
 
     def __init__(self, **opts: Any) -> None:
