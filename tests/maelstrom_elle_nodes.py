@@ -2,6 +2,9 @@
 
 The same logic as tests/maelstrom/programs/{lin_kv*,txn*,kafka*}.py, correct and broken:
 
+* ``RaftLinKV``: labkit's reference Raft key-value store (``labkit.systems.raft.RaftKV``,
+  which speaks Maelstrom's lin-kv) with timeouts for Maelstrom's 100 ms links; exported as
+  a Maelstrom program with ``python -m labkit.maelstrom.export``.
 * ``LinKVProxy`` relays read / write / cas to the ``lin-kv`` service (linearizable);
   ``StaleLinKV`` answers reads from a per-node cache it fills on reads and its own writes
   (stale after another node writes -> not linearizable).
@@ -21,8 +24,30 @@ from __future__ import annotations
 import json
 
 import labkit
+from labkit.systems.raft import RaftKV
 
 KV = "lin-kv"
+
+
+class RaftLinKV(RaftKV):
+    """Raft lin-kv tuned for links of ~100 ms (Maelstrom's default latency): elections take
+    longer than a round trip, clients wait up to Maelstrom's 5 s timeout."""
+
+    ELECTION_TIMEOUT = (1000.0, 2000.0)
+    HEARTBEAT_MS = 250.0
+    FORWARD_TIMEOUT_MS = 1000.0
+    CLIENT_PATIENCE_MS = 4000.0
+
+    @staticmethod
+    def session_of(msg):
+        """RaftKV takes a request's ``seq`` from the end of its labkit message id
+        (``c1.0.7``); exported as a program, ids read ``c1:7`` (Maelstrom's ``msg_id`` 7)."""
+        if "seq" not in msg.body and ":" in msg.id:
+            tail = msg.id.rsplit(":", 1)[-1]
+            if tail.isdigit():
+                return RaftKV.session_of(labkit.Message(msg.src, msg.dst, msg.type, msg.id,
+                                                        {**msg.body, "seq": int(tail)}))
+        return RaftKV.session_of(msg)
 
 
 def _relay_error(ctx, msg, r) -> None:

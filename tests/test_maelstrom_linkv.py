@@ -10,7 +10,7 @@ import pytest
 from labkit.maelstrom import workloads
 from labkit.maelstrom import test as run_test
 
-from maelstrom_elle_nodes import LinKVProxy, StaleLinKV
+from maelstrom_elle_nodes import LinKVProxy, RaftLinKV, StaleLinKV
 
 PROGRAMS = os.path.join(os.path.dirname(__file__), "maelstrom", "programs")
 
@@ -54,3 +54,25 @@ def test_python_program(stale):
     r = run_test(Program(cmd), "lin-kv", node_count=3, time_limit=4, rate=20, latency=10, quiet=1, seed=5,
              runtime="processes")
     assert r.checks["linearizable"].valid is (not stale), str(r)
+
+
+def test_raft_backed_lin_kv_is_linearizable_under_partitions_in_sim():
+    r = run_test(RaftLinKV, "lin-kv", node_count=3, time_limit=30, rate=20, seed=5, nemesis=["partition"],
+                 nemesis_interval=5)
+    v = r.checks["linearizable"]
+    assert v.valid is True, str(r)
+    assert r.stats["ok"] > 20 and r.checks["availability"].details   # some ops succeed despite the faults
+
+
+def test_raft_backed_lin_kv_exported_as_a_program():
+    """labkit's Raft key-value store run as a Maelstrom program (labkit.maelstrom.export)
+    in real processes, under partitions."""
+    from labkit.maelstrom.program import Program
+    nodes = os.path.join(os.path.dirname(__file__), "maelstrom_elle_nodes.py")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = run_test(Program([sys.executable, "-m", "labkit.maelstrom.export", nodes + ":RaftLinKV"], env=env),
+                 "lin-kv", node_count=3, time_limit=8, rate=20, latency=10, quiet=2, seed=5, runtime="processes",
+                 nemesis=["partition"], nemesis_interval=3)
+    assert r.checks["linearizable"].valid is True, str(r)
+    assert r.stats["ok"] > 20
