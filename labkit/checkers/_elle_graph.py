@@ -48,9 +48,11 @@ class DepGraph:
         return sum(len(n) for n in self.out.values())
 
 
-def sccs(graph: DepGraph, kinds: Iterable[str] | None = None) -> list[list[Hashable]]:
-    """Tarjan's strongly connected components with more than one vertex (iterative, so deep
-    graphs do not hit Python's recursion limit), over edges having one of ``kinds``."""
+def sccs(graph: DepGraph, kinds: Iterable[str] | None = None, singletons: bool = False) -> list[list[Hashable]]:
+    """Tarjan's strongly connected components with more than one vertex (all of them with
+    ``singletons``), over edges having one of ``kinds``; iterative, so deep graphs do not hit
+    Python's recursion limit. Tarjan emits them in reverse topological order: if component
+    i reaches component j != i, then i > j."""
     ks = None if kinds is None else frozenset(kinds)
     index: dict[Hashable, int] = {}
     low: dict[Hashable, int] = {}
@@ -97,7 +99,7 @@ def sccs(graph: DepGraph, kinds: Iterable[str] | None = None) -> list[list[Hasha
                     comp.append(w)
                     if w == v:
                         break
-                if len(comp) > 1:
+                if singletons or len(comp) > 1:
                     out.append(comp)
     return out
 

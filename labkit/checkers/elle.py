@@ -274,6 +274,7 @@ def _cycles(g: eg.DepGraph, by_id: dict[int, Txn], realtime: bool, budget_n: int
         for _, allowed, _, _ in specs:
             if "rw" not in allowed and allowed not in sub:
                 sub[allowed] = {v: i for i, c in enumerate(eg.sccs(g, allowed)) for v in c}
+    topo = {v: i for i, c in enumerate(eg.sccs(g, ("ww", "wr"), singletons=True)) for v in c}
     for kinds, specs in phases:
         for comp in eg.sccs(g, kinds):
             within = set(comp)
@@ -281,9 +282,14 @@ def _cycles(g: eg.DepGraph, by_id: dict[int, Txn], realtime: bool, budget_n: int
             seen_types: set[str] = set()
             for start_kind, allowed, max_rw, min_rw in specs:
                 same = sub.get(allowed)
+                # a G-single closes through ww/wr edges: b must reach a there, which needs
+                # b's ww/wr component to come no earlier than a's in Tarjan's order
+                order = topo if allowed is _NON_RT and max_rw == 1 else None
                 for a, b, ks in _start_edges(g, within, start_kind, allowed):
                     if same is not None and (same.get(a) is None or same.get(a) != same.get(b)):
                         continue  # no cycle of these kinds through this edge
+                    if order is not None and order[b] < order[a]:
+                        continue  # b cannot reach a through ww/wr edges
                     cost = 1 if start_kind == "rw" else 0
                     p = eg.path(g, b, a, within, allowed, budget,
                                 None if max_rw is None else max_rw - cost, max(0, min_rw - cost))
