@@ -20,7 +20,9 @@ Theory of operation (Maelstrom's ``maelstrom.core/maelstrom-test``, on labkit ma
 Outcomes (Maelstrom's client rules): a reply of the expected type is ``ok``; an ``error``
 reply is ``fail`` when its code is definite, ``info`` otherwise (``labkit.maelstrom.protocol.ERRORS``,
 Maelstrom's table; codes >= 1000 are indefinite); a timeout (``timeout`` ms, default 5000)
-is ``info``, or ``fail`` for the workload's idempotent fs; a malformed reply is ``info``.
+is ``info``, or ``fail`` for the workload's idempotent fs (Maelstrom's ``with-errors``: none
+for echo, unique-ids, broadcast, g-set and the counters; reads for lin-kv); a malformed reply is
+``info``.
 Histories and the journal are recorded with labkit's ``Recorder`` on the cluster's clock.
 """
 from __future__ import annotations

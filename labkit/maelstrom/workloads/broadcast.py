@@ -164,7 +164,6 @@ class Broadcast(SetWorkload):
     name = "broadcast"
     add_f = "broadcast"
     read_field = "messages"
-    idempotent = frozenset({"read"})
     defaults = {"topology": "grid"}
 
     def __init__(self, **opts: Any) -> None:

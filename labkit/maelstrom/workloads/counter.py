@@ -52,7 +52,6 @@ class PNCounter(Workload):
     """Increments and decrements of -5..4; final reads must be a possible total."""
 
     name = "pn-counter"
-    idempotent = frozenset({"read"})
     services: tuple[str, ...] = ()
     lo, hi = -5, 4
 

@@ -1,9 +1,12 @@
 """Maelstrom's ``echo`` workload: clients send a string, the node echoes it back.
 
 Request ``{"type": "echo", "echo": s}`` -> reply ``{"type": "echo_ok", "echo": s}``.
-History: ``f="echo"``, invoke value ``s``, ok value the echoed string. Valid when every ok
-reply echoed exactly what was sent. Source: Maelstrom ``src/maelstrom/workload/echo.clj``
-(generator ``"Please echo " + rand-int 128``; checker: every ok echo equals its request).
+History: ``f="echo"``, invoke value ``s``, ok value the echoed string. Valid when every
+request got back exactly what it sent: as in Maelstrom's checker, which compares every
+completion with its invocation, a request answered with an error or never answered (``fail``
+/ ``info``) counts against the run too. Timeouts are ``info`` (Maelstrom's client uses
+``with-errors op #{}``: no idempotent fs). Source: Maelstrom
+``src/maelstrom/workload/echo.clj`` (generator ``"Please echo " + rand-int 128``).
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ class Echo(Workload):
     """Clients send ``"Please echo <0..127>"``; nodes answer ``echo_ok`` with the same string."""
 
     name = "echo"
-    idempotent = frozenset({"echo"})
 
     def invoke(self, rng: random.Random, process: int) -> Invocation:
         return Invocation("echo", f"Please echo {rng.randrange(128)}")
@@ -36,16 +38,21 @@ class Echo(Workload):
         return reply["echo"]
 
     def check(self, history: History, ctx: CheckContext) -> dict[str, Verdict]:
-        oks = [p for p in history.pairs() if p.f == "echo" and p.type == "ok"]
+        pairs = [p for p in history.pairs() if p.f == "echo" and p.invoke.is_client]
+        oks = [p for p in pairs if p.type == "ok"]
         bad = [f"{p}: sent {p.invoke.value!r}, got back {p.completion.value!r}"
                for p in oks if p.completion is not None and p.completion.value != p.invoke.value]
-        details = {"ok": len(oks), "mismatched": len(bad)}
-        if not oks:
-            return {"echo": Verdict(None, "echo", "no ok echo operations", details)}
-        if bad:
-            return {"echo": Verdict(False, "echo", f"{len(bad)} of {len(oks)} replies did not echo the request",
-                                    details, tuple(bad[:20]))}
-        return {"echo": Verdict(True, "echo", f"all {len(oks)} ok replies echoed their request", details)}
+        unanswered = [f"{p}: no echo ({p.completion.error if p.completion is not None else 'no completion'})"
+                      for p in pairs if p.type != "ok"]
+        details = {"ok": len(oks), "mismatched": len(bad), "unanswered": len(unanswered)}
+        if not pairs:
+            return {"echo": Verdict(None, "echo", "no echo operations", details)}
+        if bad or unanswered:
+            parts = ([f"{len(bad)} replies did not echo the request"] if bad else []) + \
+                    ([f"{len(unanswered)} requests got no echo back"] if unanswered else [])
+            return {"echo": Verdict(False, "echo", f"{'; '.join(parts)} (of {len(pairs)})", details,
+                                    tuple((bad + unanswered)[:20]))}
+        return {"echo": Verdict(True, "echo", f"all {len(oks)} requests echoed", details)}
 
 
 WORKLOADS = {"echo": Echo}

@@ -20,7 +20,6 @@ class GSet(SetWorkload):
     name = "g-set"
     add_f = "add"
     read_field = "value"
-    idempotent = frozenset({"read"})
 
     def request(self, inv: Invocation) -> dict:
         if inv.f == "read":
