@@ -23,10 +23,14 @@ are mapped to labkit message ids and back, per node, so replies find their reque
 - **Output checks.** A stdout line that is not JSON, or not a valid envelope, or sent to an
   unknown node, is skipped: journaled as a ``malformed`` event and printed in the notebook
   with the node and the line (labkit keeps reading where Maelstrom would stop).
-- **stderr.** Each line is journaled as a ``log`` event (``stream="stderr"``, up to
-  ``STDERR_JOURNALED_PER_S`` a second) and shown in the notebook (up to
-  ``NOTICES_PER_S``); the last ``STDERR_TAIL`` lines are shown when the program exits.
-  When the program exits, the node crashes with its exit status and those lines.
+- **stderr.** Each line is journaled as a ``log`` event (``stream="stderr"``, up to 200
+  a second per node) and shown in the notebook (up to 10 a second per node, 20 for the
+  whole cluster; how many were left out is said). When the program exits, the node crashes
+  with its exit status and the last 40 lines of its stderr.
+- **What does not reach a program.** The program reads its own clock and keeps its own
+  state, so ``cluster.skew`` and ``cluster.slow`` (which act through ``ctx``) do not change
+  it, and it has no ``ctx.storage``: a restarted program starts empty, as in Maelstrom.
+  Network faults, kill, pause and restart apply in full.
 
 The loop that runs the node polls the program's pipes with its ZeroMQ sockets (see
 ``labkit.runtime.child``), and runs the callbacks here between messages: one thread.

@@ -257,7 +257,26 @@ class _Node:
                            slow=spec.get("slow", 1.0))
         if store.repair is not None:   # a torn last write was cut: say so before anything else
             self.record(self.Event(self.now(), "repair", self.id, None, store.repair))
+        if spec.get("service"):
+            self._listen()
         self._handshake()
+
+    def _listen(self) -> None:
+        """A service listens before it says hello: the parent lets no node of a start run
+        ``on_start`` until every one has said hello, so a node's ``on_start`` may call any
+        service started with it. A connection made before the service's loop runs waits in
+        the kernel's backlog and is served once its ``on_start`` is done."""
+        import socket
+        self.ssl_ctx = self.ctx._node.ssl_context(self.ctx)
+        self.scheme = "https" if self.ssl_ctx is not None else "http"
+        sock = self.listen_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(512)
+        sock.setblocking(False)
+        path = os.path.join(self.spec["dir"], f"{self.id}.port")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{self.scheme} {sock.getsockname()[1]} {self.spec['incarnation']}\n")
+        os.replace(path + ".tmp", path)
 
     def _push(self, path: str) -> Any:
         s = self.zc.socket(self.zmq.PUSH)
