@@ -19,7 +19,9 @@ How (Elle, sections 3-4). Each ok transaction is a vertex; edges are inferred:
   ``T1 -rw-> T2``: T1 read a version that T2's write came after (anti-dependency);
   ``T1 -rt-> T2`` (strict-serializable only): T1 completed before T2 was invoked.
 * List append recovers each key's whole version order: every read is a prefix of the longest
-  read (else ``incompatible-order``), so ww, wr and rw edges are all known.
+  read (else ``incompatible-order``), so ww, wr and rw edges are all known. An element an ok
+  txn appended that no read shows came after the longest read (lists only grow): readers
+  of that read rw-precede its txn, and the writer of the read's last element ww-precedes it.
 * Registers reveal far less: only that the initial ``None`` precedes every write, and (``wfr``,
   on by default, Elle's ``wfr-keys``) that a transaction's read of k precedes its own write
   of k. So wr edges are exact, but ww and rw edges exist only where those facts give them:
@@ -37,6 +39,13 @@ short cycle of each class, started from an edge of the kind the class needs:
 appended when the cycle needs an rt edge. Roughly linear in the history; each component's
 searches share a budget of ``search_budget`` visited edges -- exhausting it is reported
 (``details["truncated"]``) and, if nothing forbidden was found, the verdict is unknown.
+
+Models (``CONSISTENCY_MODELS``, after Elle's table): ``read-uncommitted`` forbids G0 (and
+duplicate-elements, cyclic-versions, garbage-read); ``read-committed`` adds G1a, G1b, G1c,
+incompatible-order; ``repeatable-read`` adds G-single, G2-item, lost-update;
+``snapshot-isolation`` is read-committed plus internal, G-single, lost-update (G2-item is
+allowed: write skew); ``serializable`` forbids all of those; ``strict-serializable`` (the
+default of Maelstrom's ``--consistency-models``) adds the ``-realtime`` cycles.
 
 Non-cycle anomalies: ``G1a`` (aborted read: a read saw a failed txn's write), ``G1b``
 (intermediate read), ``internal`` (a txn's read disagrees with its own earlier reads and
