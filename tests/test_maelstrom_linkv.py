@@ -3,6 +3,7 @@ in the simulator and with the Python program in real processes."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -76,3 +77,17 @@ def test_raft_backed_lin_kv_exported_as_a_program():
                  nemesis=["partition"], nemesis_interval=3)
     assert r.checks["linearizable"].valid is True, str(r)
     assert r.stats["ok"] > 20
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node.js is not installed")
+@pytest.mark.parametrize("stale", [False, True])
+def test_raft_lin_kv_in_javascript(stale):
+    """A Raft lin-kv written in JavaScript passes under partitions; the same with followers
+    answering reads from their own (lagging) state is caught."""
+    from labkit.maelstrom.program import Program
+    cmd = [shutil.which("node"), os.path.join(PROGRAMS, "lin_kv_raft.js")] + (["--stale-reads"] if stale else [])
+    r = run_test(Program(cmd), "lin-kv", node_count=5, time_limit=10, rate=40, latency=10, quiet=2, seed=11,
+                 runtime="processes", nemesis=["partition"], nemesis_interval=1)
+    v = r.checks["linearizable"]
+    assert v.valid is (not stale), str(r)
+    assert r.stats["ok"] > 50
