@@ -38,17 +38,6 @@ class RaftLinKV(RaftKV):
     FORWARD_TIMEOUT_MS = 1000.0
     CLIENT_PATIENCE_MS = 4000.0
 
-    @staticmethod
-    def session_of(msg):
-        """RaftKV takes a request's ``seq`` from the end of its labkit message id
-        (``c1.0.7``); exported as a program, ids read ``c1:7`` (Maelstrom's ``msg_id`` 7)."""
-        if "seq" not in msg.body and ":" in msg.id:
-            tail = msg.id.rsplit(":", 1)[-1]
-            if tail.isdigit():
-                return RaftKV.session_of(labkit.Message(msg.src, msg.dst, msg.type, msg.id,
-                                                        {**msg.body, "seq": int(tail)}))
-        return RaftKV.session_of(msg)
-
 
 def _relay_error(ctx, msg, r) -> None:
     ctx.reply(msg, type="error", code=r.body.get("code", 13), text=r.body.get("text", ""))

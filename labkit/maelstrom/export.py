@@ -159,7 +159,10 @@ class StdioHost:
             print(f"maelstrom export: {type_!r} before init, skipped", file=self.err, flush=True)
             return
         self.seq += 1
-        lid = f"{env['src']}:{self.seq}"
+        # labkit's id form, "<sender>.<incarnation>.<number>": the number is the sender's
+        # msg_id (Maelstrom numbers each sender's messages, as labkit numbers a client's), so a
+        # node reading a client's sequence from its ids (RaftKV.session_of) works exported too
+        lid = f"{env['src']}.0.{mid}" if mid is not None else f"{env['src']}.u.{self.seq}"
         if mid is not None:
             self.theirs[lid] = mid
             if len(self.theirs) > 100_000:
