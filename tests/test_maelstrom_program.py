@@ -57,6 +57,12 @@ def test_echo_programs_in_python_and_javascript_answer():
         assert len(inits) == 3
 
 
+def test_one_program_for_n_nodes_names_them_as_maelstrom_does():
+    with labkit.Cluster(Program(ECHO_PY), n=3, seed=1) as c:
+        assert list(c.status()) == ["n0", "n1", "n2"]
+        assert c.request("n0", "echo", timeout=5000, echo="first").body == {"echo": "first"}
+
+
 def test_program_calls_a_service_and_a_labkit_node_by_rpc(tmp_path):
     """msg_ids map both ways: the program's rpc to lin-kv gets its reply, a labkit node's rpc
     to the program gets the program's reply."""

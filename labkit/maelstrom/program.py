@@ -116,6 +116,7 @@ class Program(Node):
     ``PYTHONUNBUFFERED=1`` and, on ``PYTHONPATH``, the directory that makes ``from maelstrom
     import Node`` load ``labkit/maelstrom/node.py``). ``cwd``: its working directory (default: the current directory when the Program is
     made, so relative paths among the arguments mean what they meant there).
+    ``Cluster(Program(cmd), n=3)`` names the nodes ``n0``, ``n1``, ``n2`` (Maelstrom's ids).
     ``init_timeout``: ms to wait for ``init_ok`` (Maelstrom's 10 000). ``show_stderr``: print
     the program's stderr in the notebook (rate-limited; it is journaled either way).
 
@@ -123,6 +124,8 @@ class Program(Node):
     model, ``init``/``init_ok`` and the envelope are Maelstrom's; the faults are labkit's."""
 
     _labkit_program = True          # the simulator and the processes runtime look for this
+    #: ``Cluster(Program(...), n=3)`` names its nodes ``n0, n1, n2``, as Maelstrom does.
+    first_node_number = 0
 
     def __init__(self, cmd: Command | Mapping[str, Command], *, env: Mapping[str, str] | None = None,
                  cwd: str | os.PathLike | None = None, init_timeout: float = INIT_TIMEOUT_MS,
