@@ -57,11 +57,12 @@ __version__ = "0.1.0"
 
 #: Loaded on first use, so node processes never pay for matplotlib or the checkers.
 _LAZY_MODULES = ("plots", "checkers", "sweep", "checks", "history", "recorder", "testing", "edn", "widgets", "raft",
-                 "systems", "runtime", "explore")
+                 "systems", "runtime", "maelstrom", "explore")
 _LAZY_NAMES = {
     "History": "history", "Op": "history", "OpPair": "history", "HistoryError": "history",
     "Recorder": "recorder", "Client": "recorder", "KVProtocol": "recorder", "workload": "recorder",
     "Verdict": "checkers", "UnknownVerdict": "checkers", "check_linearizable": "checkers",
+    "Program": "maelstrom.program",
 }
 
 

@@ -79,7 +79,8 @@ def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 64:
         raise ValueError(f"n must be a whole number from 1 to 64, got {n!r}")
     f = factory(nodes, "Cluster(...)")
-    return {f"n{i}": f for i in range(1, n + 1)}
+    first = getattr(nodes, "first_node_number", 1)      # a Maelstrom Program: n0, n1, ... as Maelstrom
+    return {f"n{i}": f for i in range(first, first + n)}
 
 
 def _weak_call(obj: Any, fn: Callable[[Any], None]) -> Callable[[], None]:

@@ -88,6 +88,8 @@ class Op:
         object.__setattr__(self, "value", freeze(self.value))
         object.__setattr__(self, "key", freeze(self.key))
         object.__setattr__(self, "error", freeze(self.error))
+        if self.time is not None:     # to the ns, Jepsen's unit: EDN's integer :time reads back equal
+            object.__setattr__(self, "time", round(self.time, 6))
 
     @property
     def is_client(self) -> bool:
@@ -189,6 +191,20 @@ class OpPair:
             span = f" [{self.start:.1f} .. {self.end:.1f} ms]" if self.end is not None and self.type != "info" \
                 else f" [{self.start:.1f} ms .. ?]"
         return f"p{self.process} {self.f}{key} {self.value!r} -> {self.type}{span} (op #{self.invoke.index})"
+
+
+#: The first element of a transaction's micro-operations (Elle's list-append and rw-register,
+#: jepsen.tests.kafka): written as EDN keywords, ``[:append 1 2]``, as Jepsen writes them.
+MICRO_OPS = frozenset({"r", "w", "append", "send", "poll"})
+
+
+def _micro_keywords(value: Any) -> Any:
+    """``(("append", 1, 2), ("r", 1, None))`` -> the same with ``edn.Keyword`` names (a
+    Keyword equals its str, so the value reads back equal); any other value unchanged."""
+    if (isinstance(value, tuple) and value and all(
+            isinstance(m, tuple) and m and isinstance(m[0], str) and m[0] in MICRO_OPS for m in value)):
+        return tuple((edn.Keyword(m[0]),) + m[1:] for m in value)
+    return value
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -405,7 +421,7 @@ class History(Sequence[Op]):
             d: dict[Any, Any] = {edn.Keyword("process"): edn.Keyword(o.process) if isinstance(o.process, str)
                                  else o.process,
                                  edn.Keyword("type"): edn.Keyword(o.type), edn.Keyword("f"): edn.Keyword(o.f)}
-            v = o.value
+            v = _micro_keywords(o.value)
             if o.key is not None and independent:
                 v = (o.key, v)
             d[edn.Keyword("value")] = v

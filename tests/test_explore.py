@@ -370,6 +370,11 @@ def test_services_and_slots_are_refused():
         labkit.explore(Slotted, n=2)
 
 
+def test_programs_are_refused():
+    with pytest.raises(ExploreRefused, match="labkit.Program"):
+        labkit.explore(labkit.Program([sys.executable, "-c", "pass"]), n=2)
+
+
 def test_on_start_raising_is_an_exception_at_depth_0():
     res = labkit.explore(StartFails, n=2)
     assert res.outcome == "exception" and res.message == "ValueError: bad config" and res.path == []

@@ -326,3 +326,28 @@ def test_requests_that_cannot_be_sent_leave_no_trace():
     with pytest.raises(labkit.ClusterClosed):
         cl.call("read", key="x")
     assert len(rec.history) == 2
+
+
+def test_edn_writes_micro_ops_as_keywords_and_times_read_back_equal():
+    """Elle's and jepsen.tests.kafka's micro-ops are keywords in Jepsen's files; any time (ms,
+    however many decimals it came with) reads back equal -- ops keep it to the ns, EDN's unit."""
+    txn = [["append", 1, 2], ["r", 1, None]]
+    h = History([Op(0, "invoke", "txn", txn, time=1.000_000_4), Op(0, "ok", "txn", [["append", 1, 2], ["r", 1, [2]]],
+                                                               time=2 / 3),
+                 Op(1, "invoke", "send", [["send", "k", 5]], time=100.123_456_789),
+                 Op(1, "ok", "send", [["send", "k", [0, 5]]], time=1e9 + 0.1)])
+    text = h.to_edn()
+    assert ":value [[:append 1 2] [:r 1 nil]]" in text and "[[:send \"k\" [0 5]]]" in text
+    assert ":time 1000000," in text or ":time 1000000}" in text
+    back = History.from_edn(text)
+    assert back == h and [o.time for o in back] == [o.time for o in h]
+    assert back[1].value == (("append", 1, 2), ("r", 1, (2,)))
+
+
+def test_a_recorded_transactional_history_reads_back_from_edn_unchanged():
+    from labkit.maelstrom import test as run_test
+    from maelstrom_elle_nodes import TxnStore
+    r = run_test(TxnStore, workload="txn-list-append", node_count=2, time_limit=5, rate=20, runtime="sim", seed=3)
+    assert len(r.history) > 10
+    text = r.history.to_edn()
+    assert "[:append " in text and History.from_edn(text) == r.history

@@ -2,7 +2,8 @@
 
 After close(), after the parent is SIGKILLed, after a Jupyter kernel restart and after the
 kernel is SIGKILLed, every node process (and the multiprocess forkserver and resource tracker
-the parent started) must be gone within 2 s. psutil.Process objects are taken while the
+the parent started) must be gone within 2 s -- and so must the programs that ``labkit.Program``
+nodes run, and the processes those programs started. psutil.Process objects are taken while the
 processes run, so a recycled pid is never mistaken for a survivor.
 """
 from __future__ import annotations
@@ -35,8 +36,9 @@ GRACE_S = 2.0
 # A cluster in a parent that is about to die: some nodes up, one restarted, and (with PAUSE)
 # one paused (SIGSTOPped); prints what the test needs, then waits to be killed.
 CLUSTER_CELL = """
-import json, os, labkit
+import json, os, sys, labkit
 PAUSE = {pause}
+PROGRAMS = {programs}
 
 class Guest(labkit.Node):
     def on_start(self, ctx):
@@ -48,7 +50,11 @@ class Guest(labkit.Node):
         if msg.type == "hi":
             ctx.reply(msg, me=ctx.id)
 
-cluster = labkit.Cluster(Guest, n=4, runtime="processes", seed=9)
+if PROGRAMS:   # n3 and n4 run a program that has a child of its own (see FORKING)
+    prog = labkit.Program([sys.executable, "forking.py"])
+    cluster = labkit.Cluster({"n1": Guest, "n2": Guest, "n3": prog, "n4": prog}, runtime="processes", seed=9)
+else:
+    cluster = labkit.Cluster(Guest, n=4, runtime="processes", seed=9)
 assert cluster.request("n1", "hi", timeout=10000).body == {"me": "n1"}
 cluster.restart("n3")
 assert cluster.request("n3", "hi", timeout=10000).body == {"me": "n3"}
@@ -58,14 +64,36 @@ print("CLUSTER " + json.dumps({"pids": [s.pid for s in cluster.status().values()
                                "dir": cluster._rt.dir, "parent": os.getpid()}), flush=True)
 """
 
+# A Maelstrom program (labkit.Program) that starts a child and answers "hi" like Guest.
+FORKING = """
+import subprocess
+from maelstrom import Node
+child = subprocess.Popen(["sleep", "600"])
+node = Node()
+node.on("hi", lambda m: node.reply(m, {"type": "hi_ok", "me": node.node_id}))
+node.run()
+"""
+
 SLEEP = """
 import time
 time.sleep(120)
 """
 
 
-def cluster_cell(pause):
-    return CLUSTER_CELL.replace("{pause}", repr(bool(pause)))
+def cluster_cell(pause, programs=False):
+    return CLUSTER_CELL.replace("{pause}", repr(bool(pause))).replace("{programs}", repr(bool(programs)))
+
+
+def _program_side(descendants, node_pids):
+    """The processes the nodes started (watchdogs, programs and their children)."""
+    out = []
+    for p in descendants:
+        try:
+            if any(a.pid in node_pids for a in p.parents()):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
 
 
 def _still_running(procs, timeout=GRACE_S):
@@ -157,13 +185,15 @@ def test_no_node_left_after_close():
 
 # -- the parent dies ---------------------------------------------------------------------------
 
-PAUSED = pytest.mark.parametrize("paused", [False, True], ids=["all-up", "one-paused"])
+PAUSED = pytest.mark.parametrize("paused, programs", [(False, False), (True, False), (True, True)],
+                                 ids=["all-up", "one-paused", "programs-one-paused"])
 
 
 @PAUSED
-def test_no_process_left_after_parent_is_sigkilled(tmp_path, paused):
+def test_no_process_left_after_parent_is_sigkilled(tmp_path, paused, programs):
     script = tmp_path / "parent.py"
-    script.write_text(cluster_cell(paused) + SLEEP)
+    script.write_text(cluster_cell(paused, programs) + SLEEP)
+    (tmp_path / "forking.py").write_text(FORKING)
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=tmp_path)
     descendants = []
@@ -175,7 +205,9 @@ def test_no_process_left_after_parent_is_sigkilled(tmp_path, paused):
         assert node_pids <= {p.pid for p in descendants}
         fork, tracker = _kinds(descendants, proc.pid)
         assert len(fork) == 1                           # the forkserver multiprocess started
-        assert {p.pid for p in descendants} == node_pids | {p.pid for p in fork + tracker}
+        started = _program_side(descendants, node_pids)
+        assert len(started) == (6 if programs else 0)   # per program: watchdog, program, its child
+        assert {p.pid for p in descendants} == node_pids | {p.pid for p in fork + tracker + started}
         if paused:
             assert psutil.Process(info["pids"][3]).status() == psutil.STATUS_STOPPED
 
@@ -183,6 +215,7 @@ def test_no_process_left_after_parent_is_sigkilled(tmp_path, paused):
         proc.wait(10)
         nodes = [p for p in descendants if p.pid in node_pids]
         assert _describe(_still_running(nodes)) == []
+        assert _describe(_still_running(started)) == []
         assert _describe(_still_running(fork)) == []    # the forkserver does not outlive its parent
         assert _describe(_still_running(tracker)) == []
     finally:
@@ -214,12 +247,13 @@ def test_private_dir_removed_when_a_script_exits_without_close(tmp_path):
 
 # -- the kernel restarts or dies ---------------------------------------------------------------
 
-def _kernel_with_cluster(tmp_path, paused=False):
+def _kernel_with_cluster(tmp_path, paused=False, programs=False):
+    (tmp_path / "forking.py").write_text(FORKING)
     k = Kernel(tmp_path)
     try:
         exe = k.ok("import sys; print(sys.executable)")["stdout"].strip()
         assert exe == sys.executable                    # the venv's python runs the kernel
-        info = _cluster_info(k.ok(cluster_cell(paused))["stdout"])
+        info = _cluster_info(k.ok(cluster_cell(paused, programs))["stdout"])
         assert info["parent"] == k.pid
         descendants = k.descendants()
         assert set(info["pids"]) <= {p.pid for p in descendants}
@@ -251,15 +285,18 @@ def test_no_process_left_after_kernel_restart(tmp_path, now):
 
 
 @PAUSED
-def test_no_process_left_after_kernel_is_sigkilled(tmp_path, paused):
+def test_no_process_left_after_kernel_is_sigkilled(tmp_path, paused, programs):
     """Only the kernel process gets SIGKILL (not its process group, as a restart would)."""
-    k, info, descendants = _kernel_with_cluster(tmp_path, paused)
+    k, info, descendants = _kernel_with_cluster(tmp_path, paused, programs)
     try:
         fork, tracker = _kinds(descendants, k.pid)
         assert len(fork) == 1
+        started = _program_side(descendants, set(info["pids"]))
+        assert len(started) == (6 if programs else 0)
         os.kill(k.pid, signal.SIGKILL)
         nodes = [p for p in descendants if p.pid in set(info["pids"])]
         assert _describe(_still_running(nodes)) == []
+        assert _describe(_still_running(started)) == []
         assert _describe(_still_running(fork)) == []
         assert _describe(_still_running(tracker)) == []
     finally:

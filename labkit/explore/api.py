@@ -23,6 +23,10 @@ class ExploreRefused(LabkitError):
 def _check_async(factories: Mapping[str, Callable[[], Any]]) -> None:
     seen = set()
     for node_id, f in factories.items():
+        if getattr(getattr(f, "node", f), "_labkit_program", False):
+            raise ExploreRefused(f"node {node_id} is a labkit.Program (a real executable in a real process): "
+                                 f"labkit.explore copies node state between steps, so it explores labkit.Node "
+                                 f"classes only; write the protocol as a labkit.Node to explore it")
         cls = f if isinstance(f, type) else type(f())
         if cls in seen:
             continue

@@ -217,6 +217,9 @@ class _Node:
         self.out: list[tuple[str, str]] = []
         self.http_out: list[tuple] = []       # HTTP calls to start once the journal is written
         self.wants_async = False              # a ctx.http call: hand over to the asyncio loop
+        self.poller: Any = None               # the loop's zmq.Poller (set by run)
+        self._io: dict[int, list] = {}        # fd -> [on readable, on writable] (add_reader, ...)
+        self.round_hooks: list[Callable[[], None]] = []   # called at the end of every loop round
         self.has_crashed = False
         self.jid = _dumps(self.id)
         self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
@@ -254,7 +257,26 @@ class _Node:
                            slow=spec.get("slow", 1.0))
         if store.repair is not None:   # a torn last write was cut: say so before anything else
             self.record(self.Event(self.now(), "repair", self.id, None, store.repair))
+        if spec.get("service"):
+            self._listen()
         self._handshake()
+
+    def _listen(self) -> None:
+        """A service listens before it says hello: the parent lets no node of a start run
+        ``on_start`` until every one has said hello, so a node's ``on_start`` may call any
+        service started with it. A connection made before the service's loop runs waits in
+        the kernel's backlog and is served once its ``on_start`` is done."""
+        import socket
+        self.ssl_ctx = self.ctx._node.ssl_context(self.ctx)
+        self.scheme = "https" if self.ssl_ctx is not None else "http"
+        sock = self.listen_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(512)
+        sock.setblocking(False)
+        path = os.path.join(self.spec["dir"], f"{self.id}.port")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{self.scheme} {sock.getsockname()[1]} {self.spec['incarnation']}\n")
+        os.replace(path + ".tmp", path)
 
     def _push(self, path: str) -> Any:
         s = self.zc.socket(self.zmq.PUSH)
@@ -340,6 +362,77 @@ class _Node:
         self.has_crashed = True
         self._flush()
         os._exit(EXIT_CRASHED)
+
+    # -- file descriptors: a program's pipes (labkit.maelstrom.Program) ---------------------
+    # The loop polls these fds with the node's sockets (zmq.Poller polls raw fds too) and
+    # calls the callback on the loop's own thread, between messages: no threads, no races.
+    def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` in the loop whenever ``fd`` is readable (or hung up)."""
+        self._io_set(fd, 0, cb)
+
+    def remove_reader(self, fd: int) -> None:
+        self._io_set(fd, 0, None)
+
+    def add_writer(self, fd: int, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` in the loop whenever ``fd`` is writable (or broken)."""
+        self._io_set(fd, 1, cb)
+
+    def remove_writer(self, fd: int) -> None:
+        self._io_set(fd, 1, None)
+
+    def _io_set(self, fd: int, i: int, cb: Callable[[], None] | None) -> None:
+        if self.poller is None:
+            raise RuntimeError("add_reader/add_writer: the node's loop is not running (a service or an HTTP-"
+                               "calling node runs on asyncio)")
+        zmq = self.zmq
+        entry = self._io.get(fd)
+        if entry is None:
+            if cb is None:
+                return
+            entry = self._io[fd] = [None, None]
+        entry[i] = cb
+        flags = (zmq.POLLIN if entry[0] is not None else 0) | (zmq.POLLOUT if entry[1] is not None else 0)
+        if flags:
+            self.poller.register(fd, flags)
+        else:
+            del self._io[fd]
+            self.poller.unregister(fd)
+
+    def _run_io(self, ready: dict) -> None:
+        io = self._io
+        POLLIN, POLLOUT, POLLERR = self.zmq.POLLIN, self.zmq.POLLOUT, self.zmq.POLLERR
+        for fd, ev in list(ready.items()):
+            entry = io.get(fd) if fd.__class__ is int else None
+            if entry is None or self.has_crashed:
+                continue
+            if entry[0] is not None and ev & (POLLIN | POLLERR):
+                entry[0]()
+            entry = io.get(fd)
+            if entry is not None and entry[1] is not None and ev & (POLLOUT | POLLERR) and not self.has_crashed:
+                entry[1]()
+
+    def add_round_hook(self, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` at the end of every loop round, before the round's journal lines and
+        messages are written out (a program's stdin is written there: one write a round)."""
+        self.round_hooks.append(cb)
+
+    def program_group(self, pgid: int) -> None:
+        """Tell the notebook the process group of this incarnation's program, so that kill,
+        pause and resume reach the whole group (see ``labkit.runtime.processes``)."""
+        d = self.spec["dir"]
+        path = os.path.join(d, f"program-{self.id}.pgid")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{self.spec['incarnation']} {pgid}\n")
+        os.replace(path + ".tmp", path)
+
+    def notice(self, text: str) -> None:
+        """Show ``text`` in the notebook: appended to the cluster's notices file, which the
+        notebook prints from while the cluster runs (one write: notices never interleave)."""
+        fd = os.open(os.path.join(self.spec["dir"], "notices"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            write_all(fd, (text.rstrip("\n") + "\n\0").encode())
+        finally:
+            os.close(fd)
 
     # -- messages ---------------------------------------------------------------------------
     def _journal_msg(self, kind: str, wire: str, rule: str | None = None) -> None:
@@ -448,7 +541,7 @@ class _Node:
     def run(self) -> str | None:
         """The poll loop. Returns "async" when a ``ctx.http`` call asks for the asyncio loop."""
         zmq = self.zmq
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         inbox, control = self.inbox, self.control
         watch_fd = self.watch.fileno()
         poller.register(control, zmq.POLLIN)
@@ -487,12 +580,17 @@ class _Node:
                     self._arrive_frame(frame)
                     if self.has_crashed or not inbox.getsockopt(EVENTS) & POLLIN:
                         break
+            if self._io and not self.has_crashed:
+                self._run_io(ready)
             now = self.now()
             while not self.has_crashed:
                 entry = timers.pop_due(now)
                 if entry is None:
                     break
                 entry[2](*entry[3])
+            if self.round_hooks and not self.has_crashed:
+                for hook in self.round_hooks:
+                    hook()
             self._flush()
             if survivors[0]:
                 survivors[0] = False

@@ -59,6 +59,11 @@ START_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 1.0
 #: How often (s) a running cluster asks whether a node process has exited.
 EXIT_CHECK_S = 0.01
+#: How often (s) a running cluster with programs prints their notices (stderr, bad output).
+NOTICE_CHECK_S = 0.1
+#: How many program notices the notebook shows a second, all nodes together (each node also
+#: sends at most 10 a second: see labkit.maelstrom._bridge); the rest are counted.
+NOTICES_SHOWN_PER_S = 20
 
 
 def _mp_context():
@@ -112,14 +117,23 @@ def _short_tmpdir() -> str:
     """A new private (0700) directory for one cluster, named ``labkit-*``, holding the
     notebook's pid in ``owner.pid``. Directories whose owner is gone are swept first: when a
     kernel and its whole process group are SIGKILLed nobody is left to remove them."""
-    base = short_base()
-    _sweep_stale(base)
-    if tempfile.gettempdir() != base:
-        _sweep_stale(tempfile.gettempdir())
+    base = sweep_abandoned()
     d = tempfile.mkdtemp(prefix="labkit-", dir=base)
     with open(os.path.join(d, OWNER_FILE), "w") as f:
         f.write(str(os.getpid()))
     return d
+
+
+def sweep_abandoned() -> str:
+    """Remove the directories of clusters (and forkservers) whose owner process is gone -- a
+    kernel SIGKILLed with its process group leaves them, as nbval's kernel shutdown does --
+    from the temporary directories labkit uses; returns the short one. Every cluster start
+    calls it; so does the test suite at its end."""
+    base = short_base()
+    _sweep_stale(base)
+    if tempfile.gettempdir() != base:
+        _sweep_stale(tempfile.gettempdir())
+    return base
 
 
 def _sweep_stale(base: str) -> None:
@@ -223,6 +237,14 @@ class ProcessRuntime(RuntimeBase):
         self._lagging: dict[str, int] = {}        # "id/incarnation" -> newest change not acked
         self._closed = False
         self._next_exit_check = 0.0             # monotonic s: when _pump next asks for exits
+        # Nodes that run a program (labkit.maelstrom.Program): their notices (stderr lines, bad
+        # output) are printed from the cluster's notices file while the cluster runs.
+        self._programs = frozenset(n for n, f in self.factories.items()
+                                   if getattr(getattr(f, "node", f), "_labkit_program", False))
+        self._next_notice_check = 0.0
+        self._notices_at = 0                     # bytes of the notices file shown so far
+        self._notice_tail = b""
+        self._notice_window = [0.0, 0, 0]       # [start (monotonic s), shown, left out]
         from ..service import is_service
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
@@ -257,9 +279,12 @@ class ProcessRuntime(RuntimeBase):
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:
-        """Answer each new node's hello with the network state, then wait until it has run
-        ``on_start``: a cluster call returns only when its nodes are really running."""
+        """Answer the new nodes' hellos with the network state once all of them have said
+        hello, then wait until each has run ``on_start``: a cluster call returns only when its
+        nodes are really running. The barrier is what lets a node's ``on_start`` call a
+        service started with it: a service listens before its hello."""
         waiting = {f"{r.id}/{r.incarnation}": r for r in recs}
+        hellos: dict[str, bytes] | None = {}     # None once the go is sent
         deadline = time.monotonic() + START_TIMEOUT_S
         go = _dumps({"op": "go", "net": self.net.state()}).encode()
         while waiting:
@@ -269,8 +294,12 @@ class ProcessRuntime(RuntimeBase):
                 ident, raw = self.control.recv_multipart()
                 key = ident.decode()
                 op = json.loads(raw).get("op")
-                if key in waiting and op == "hello":
-                    self.control.send_multipart([ident, go])
+                if key in waiting and op == "hello" and hellos is not None:
+                    hellos[key] = ident
+                    if hellos.keys() >= waiting.keys():
+                        for who in hellos.values():
+                            self.control.send_multipart([who, go])
+                        hellos = None
                 elif key in waiting and op == "started":
                     waiting.pop(key).state = "up"
                 elif op == "fatal":
@@ -309,9 +338,34 @@ class ProcessRuntime(RuntimeBase):
         except ProcessLookupError:
             pass
 
+    def _program_group(self, rec: NodeRecord) -> int | None:
+        """The process group of the program (``labkit.maelstrom.Program``) that the node's
+        current incarnation runs, or None: its node process writes it to
+        ``program-<id>.pgid`` before it starts the program. The group's leader is a small
+        watchdog that kills the group once the node process is gone, however it went."""
+        try:
+            with open(os.path.join(self.dir, f"program-{rec.id}.pgid")) as f:
+                inc, pgid = f.read().split()
+        except (OSError, ValueError):
+            return None
+        return int(pgid) if int(inc) == rec.incarnation else None
+
+    def _signal_group(self, rec: NodeRecord, sig: int) -> None:
+        """Send ``sig`` to the node's program and everything it started (its process group)."""
+        pgid = self._program_group(rec)
+        if pgid is None:
+            return
+        try:
+            os.killpg(pgid, sig)
+            if sig == signal.SIGSTOP:
+                os.kill(pgid, signal.SIGCONT)   # the watchdog (the leader) keeps watching
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self, rec: NodeRecord) -> None:
         with self._lock:
             self._signal(rec, signal.SIGKILL)
+            self._signal_group(rec, signal.SIGKILL)
             rec.proc.join(5)
             self._forget_port(rec.id)
 
@@ -340,10 +394,12 @@ class ProcessRuntime(RuntimeBase):
         return f"{scheme}://127.0.0.1:{port}"
 
     def pause(self, rec: NodeRecord) -> None:
+        self._signal_group(rec, signal.SIGSTOP)       # the program first: it writes nothing more
         self._signal(rec, signal.SIGSTOP)
 
     def resume(self, rec: NodeRecord) -> None:
         self._signal(rec, signal.SIGCONT)
+        self._signal_group(rec, signal.SIGCONT)
 
     # -- telling nodes about changes -------------------------------------------------------
     def _tell(self, targets: list[NodeRecord], cmd: dict) -> None:
@@ -514,6 +570,45 @@ class ProcessRuntime(RuntimeBase):
                 self.report_crash(e)
             self._exited.clear()
 
+    def _show_notices(self, final: bool = False) -> None:
+        """Print what node processes asked to show in the notebook (``_child.notice``): each
+        notice ends with a NUL byte; an unfinished one waits for the rest. At most
+        ``NOTICES_SHOWN_PER_S`` a second; how many were left out is said when the second ends
+        (or the cluster closes)."""
+        if not self._programs or self.echo_crashes is False:
+            return
+        win = self._notice_window              # [start (monotonic s), shown, left out]
+        t = time.monotonic()
+        if final or t - win[0] >= 1.0:
+            if win[2]:
+                print(f"labkit: {win[2]} more program notices not shown (the notebook shows at most "
+                      f"{NOTICES_SHOWN_PER_S} a second); the journal has the stderr lines as log events "
+                      f"and bad output as malformed events", file=sys.stderr)
+            win[:] = [t, 0, 0]
+        path = os.path.join(self.dir, "notices")
+        try:
+            if os.path.getsize(path) <= self._notices_at:
+                return
+            with open(path, "rb") as f:
+                f.seek(self._notices_at)
+                data = f.read(1 << 20)
+        except OSError:
+            return
+        self._notices_at += len(data)
+        data = self._notice_tail + data
+        *done, self._notice_tail = data.split(b"\0")
+        for text in done:
+            text = text.strip(b"\n")
+            if not text:
+                continue
+            if win[1] >= NOTICES_SHOWN_PER_S:
+                win[2] += 1
+                continue
+            win[1] += 1
+            print(text.decode(errors="replace"), file=sys.stderr)
+        if final and win[2]:
+            self._show_notices(final=True)
+
     def _drain_last_words(self) -> None:
         """Collect the "fatal" messages node processes send as they die (why they end, e.g. a
         full disk the journal could not take). Called with the lock held and no other control
@@ -615,6 +710,9 @@ class ProcessRuntime(RuntimeBase):
         # most every EXIT_CHECK_S: a crash is noticed within that, a request's round trip
         # does not pay for it.
         t = time.monotonic()
+        if self._programs and t >= self._next_notice_check:
+            self._next_notice_check = t + NOTICE_CHECK_S
+            self._show_notices()
         if self._exited or t >= self._next_exit_check:
             self._next_exit_check = t + EXIT_CHECK_S
             if self._exited or any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
@@ -715,6 +813,7 @@ class ProcessRuntime(RuntimeBase):
             for rec in self.records.values():
                 if rec.proc is not None and rec.proc.exitcode is None:
                     self._signal(rec, signal.SIGKILL)
+                    self._signal_group(rec, signal.SIGKILL)
             for rec in self.records.values():
                 if rec.proc is not None:
                     rec.proc.join(5)
@@ -727,6 +826,7 @@ class ProcessRuntime(RuntimeBase):
             self._replies.clear()
             self._due.clear()
             self._read_journal()
+            self._show_notices(final=True)
             if self.events.full:
                 self._say_unread()
         finally:
@@ -797,5 +897,15 @@ def _last_resort_cleanup(pids: set[int], dir: str) -> None:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        names = [n for n in os.listdir(dir) if n.startswith("program-") and n.endswith(".pgid")]
+    except OSError:
+        names = []
+    for name in names:                       # programs' groups (their watchdogs would, too)
+        try:
+            with open(os.path.join(dir, name)) as f:
+                os.killpg(int(f.read().split()[1]), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
             pass
     shutil.rmtree(dir, ignore_errors=True)

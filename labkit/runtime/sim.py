@@ -111,6 +111,13 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        for nid, f in self.factories.items():
+            if getattr(getattr(f, "node", f), "_labkit_program", False):
+                raise LabkitError(
+                    f"node {nid} is a labkit.Program: it runs a real executable in a real process, which "
+                    f"the simulator cannot run in virtual time. Use Cluster(..., runtime=\"processes\"); to "
+                    f"simulate the protocol, write the node as a labkit.Node (labkit.maelstrom.export runs "
+                    f"such a node as a Maelstrom program too)")
         self.t = 0.0
         self._at_t, self._at = 0.0, 0.0     # the last time rounded for a wire's ``at`` (_transmit)
         self._sched = Scheduler()

@@ -1,0 +1,107 @@
+"""labkit.maelstrom.test with real programs (labkit.Program, processes runtime): the Python and
+JavaScript test programs in tests/maelstrom/programs/ pass their workloads, the broken ones
+fail with the right finding, and no program process is left behind.
+
+Runs are short (a few seconds of workload each): they check verdicts, not speed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import labkit.maelstrom as m
+from labkit.maelstrom.program import Program
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROGRAMS = os.path.join(HERE, "maelstrom", "programs")
+NODE_JS = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE_JS is None, reason="node.js is not installed")
+
+
+def prog(name: str) -> Program:
+    return Program(os.path.join(PROGRAMS, name))
+
+
+def _running_programs() -> list[str]:
+    """Command lines of live processes running one of the test programs."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if PROGRAMS in cmd:
+            out.append(f"{pid}: {cmd}")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_program_left():
+    yield
+    assert _running_programs() == []
+
+
+SHORT = dict(time_limit=3.0, rate=20.0, quiet=1.0, seed=5)
+
+
+@pytest.mark.parametrize("name,workload,kw", [
+    ("unique_ids.py", "unique-ids", dict(node_count=3, nemesis=["restart"], nemesis_interval=1.0)),
+    pytest.param("unique_ids.js", "unique-ids", dict(node_count=3, nemesis=["partition"], nemesis_interval=1.0,
+                                                      availability="total"), marks=needs_node),
+    ("broadcast.py", "broadcast", dict(node_count=3, latency=20.0, nemesis=["partition"], nemesis_interval=1.0)),
+    pytest.param("broadcast.js", "broadcast", dict(node_count=3, latency=20.0, topology="line"), marks=needs_node),
+    ("g_set.py", "g-set", dict(node_count=2)),
+    pytest.param("g_set.js", "g-set", dict(node_count=2), marks=needs_node),
+    ("pn_counter.py", "pn-counter", dict(node_count=2)),
+    pytest.param("pn_counter.js", "pn-counter", dict(node_count=2), marks=needs_node),
+    ("g_counter.py", "g-counter", dict(node_count=2)),
+])
+def test_programs_pass_their_workloads(name, workload, kw):
+    r = m.test(prog(name), workload, **{**SHORT, **kw})
+    assert r.opts["runtime"] == "processes"
+    assert r.valid is True, str(r)
+    if kw.get("nemesis"):
+        assert r.nemesis
+
+
+def test_broadcast_that_never_gossips_loses_elements():
+    r = m.test(prog("broadcast_nogossip.py"), "broadcast", node_count=3, **SHORT)
+    assert r.valid is False and r.checks["set-full"].details["lost"]
+
+
+@needs_node
+def test_broadcast_js_that_never_gossips_loses_elements():
+    r = m.test(prog("broadcast_nogossip.js"), "broadcast", node_count=3, **SHORT)
+    assert r.valid is False and r.checks["set-full"].details["lost"]
+
+
+def test_unique_id_counter_restarting_at_zero_duplicates():
+    r = m.test(prog("unique_ids_restart.py"), "unique-ids", node_count=2, nemesis=["restart"],
+               nemesis_interval=0.7, **{**SHORT, "rate": 50.0})
+    assert any(op["op"] == "restart" for _, op in r.nemesis)
+    v = r.checks["unique-ids"]
+    assert v.valid is False and v.details["duplicated_count"] > 0, str(r)
+
+
+def test_read_then_write_counter_on_seq_kv_loses_updates():
+    r = m.test(prog("g_counter_rw.py"), "g-counter", node_count=3, **{**SHORT, "rate": 50.0})
+    v = r.checks["g-counter"]
+    assert v.valid is False, str(r)
+    assert all(x < v.details["definite_sum"] for x in v.details["final_reads"])
+
+
+def test_cli_runs_a_program_and_exits_with_maelstroms_code(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "labkit.maelstrom", "test", "-w", "broadcast", "--bin",
+           os.path.join(PROGRAMS, "broadcast_nogossip.py"), "--node-count", "2", "--time-limit", "2",
+           "--rate", "20", "--quiet", "0.5", "--seed", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "lost" in p.stdout and "Analysis invalid" in p.stdout
