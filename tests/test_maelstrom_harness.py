@@ -17,7 +17,7 @@ from labkit.maelstrom.workloads.counter import acceptable_sums
 
 def run(node, workload, **kw):
     kw.setdefault("seed", 7)
-    kw.setdefault("quiet", 2.0)
+    kw.setdefault("quiet", 5.0)    # recovery before final reads: several gossip retry periods (1 s)
     return m.test(node, workload, **kw)
 
 
