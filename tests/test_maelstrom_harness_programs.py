@@ -85,8 +85,10 @@ def test_broadcast_js_that_never_gossips_loses_elements():
 
 
 def test_unique_id_counter_restarting_at_zero_duplicates():
+    # three clients per node and a 1 s client timeout: a request caught by a restart costs its
+    # client 1 s, and the node's other clients keep asking the restarted program for ids
     r = m.test(prog("unique_ids_restart.py"), "unique-ids", node_count=2, nemesis=["restart"],
-               nemesis_interval=0.7, **{**SHORT, "rate": 50.0})
+               nemesis_interval=0.7, concurrency=6, timeout=1000.0, **{**SHORT, "rate": 50.0})
     assert any(op["op"] == "restart" for _, op in r.nemesis)
     v = r.checks["unique-ids"]
     assert v.valid is False and v.details["duplicated_count"] > 0, str(r)
