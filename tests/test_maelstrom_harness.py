@@ -242,6 +242,14 @@ def test_acceptable_sums_are_maelstroms_ranges():
     assert acceptable_sums(0, [1, 1, -1]) == [(-1, 2)]
 
 
+def test_history_round_trips_through_jepsens_edn():
+    r = run(mn.Gossip, "broadcast", node_count=3, time_limit=3, rate=20, nemesis=["partition"], nemesis_interval=1)
+    h = r.history
+    back = labkit.History.from_edn(h.to_edn())
+    assert [(o.process, o.type, o.f, o.value) for o in back] == [(o.process, o.type, o.f, o.value) for o in h]
+    assert ":f :broadcast" in h.to_edn() and ":f :read" in h.to_edn()
+
+
 def test_result_summary_and_html():
     r = run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10)
     s = str(r)
