@@ -157,3 +157,12 @@ def pytest_xdist_make_scheduler(config, log):
         from xdist.scheduler import LoadScopeScheduling
         return LoadScopeScheduling(config, log)
     return None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """nbval ends each notebook's kernel with ``shutdown_kernel(now=True)`` -- a SIGKILL -- so
+    the kernel never removes its own temporary directories (a kernel that exits cleanly does).
+    The next cluster would sweep them; the end of the test run sweeps them too, so it leaves
+    nothing behind."""
+    from labkit.runtime.processes import sweep_abandoned
+    sweep_abandoned()

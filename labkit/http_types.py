@@ -192,8 +192,47 @@ def query_string(path: str, params: Any, where: str) -> tuple[str, str]:
     return path, qs
 
 
+# -- what requests and responses share: headers and a body read lazily -----------------------------------
+class _Body:
+    """Headers (raw pairs, a multidict on first use) and a body kept as the message carried
+    it: parsed JSON, text, or base64 bytes; read in any of the three forms."""
+
+    __slots__ = ("_hraw", "_headers", "_json", "_text", "_b64")
+
+    def _set_body(self, headers: list | None, json: Any, text: str | None, body64: str | None) -> None:
+        self._hraw = headers
+        self._headers = None
+        self._json, self._text, self._b64 = json, text, body64
+
+    @property
+    def headers(self) -> Any:
+        """The headers: a case-insensitive ``CIMultiDictProxy``."""
+        if self._headers is None:
+            self._headers = _cimulti(self._hraw)
+        return self._headers
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the body ("application/json"), without parameters."""
+        return _mime(_find(self._hraw, "Content-Type")) or "application/octet-stream"
+
+    def _read(self) -> bytes:
+        if self._b64 is not None:
+            return base64.b64decode(self._b64)
+        if self._text is not None:
+            return self._text.encode("utf-8")
+        if self._json is not _MISSING:
+            return _dumps(self._json).encode("utf-8")
+        return b""
+
+    def _get_text(self) -> str:
+        if self._text is None:
+            self._text = _dumps(self._json) if self._json is not _MISSING else self._read().decode("utf-8", "replace")
+        return self._text
+
+
 # -- the server side -----------------------------------------------------------------------------------
-class Request:
+class Request(_Body):
     """What a handler receives (``aiohttp.web.Request``'s names).
 
     ``method``, ``path``, ``query_string``, ``query`` (a ``MultiDictProxy``), ``headers`` (a
@@ -202,8 +241,7 @@ class Request:
     id), ``content_type``; ``await req.read()`` (bytes), ``await req.text()``,
     ``await req.json()`` (``HTTPBadRequest`` -> 400 if the body is not JSON)."""
 
-    __slots__ = ("method", "path", "query_string", "match_info", "remote", "id", "_hraw", "_headers",
-                 "_query", "_json", "_text", "_b64")
+    __slots__ = ("method", "path", "query_string", "match_info", "remote", "id", "_query")
 
     def __init__(self, method: str, path: str, query_string: str = "", headers: list | None = None, *,
                  remote: str = "client", id: str = "", json: Any = _MISSING, text: str | None = None,
@@ -214,22 +252,14 @@ class Request:
         self.match_info: dict[str, str] = {}
         self.remote = remote
         self.id = id
-        self._hraw = headers
-        self._headers = None
         self._query = None
-        self._json, self._text, self._b64 = json, text, body64
+        self._set_body(headers, json, text, body64)
 
     @classmethod
     def _from_message(cls, msg: Any) -> "Request":
         d = msg.body
         return cls(d["method"], d["path"], d.get("query", ""), d.get("headers"), remote=msg.src, id=msg.id,
                    json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
-
-    @property
-    def headers(self) -> Any:
-        if self._headers is None:
-            self._headers = _cimulti(self._hraw)
-        return self._headers
 
     @property
     def query(self) -> Any:
@@ -243,26 +273,16 @@ class Request:
         return f"{self.path}?{self.query_string}" if self.query_string else self.path
 
     @property
-    def content_type(self) -> str:
-        """The media type of the body ("application/json"), without parameters."""
-        return _mime(_find(self._hraw, "Content-Type")) or "application/octet-stream"
-
-    @property
     def body_exists(self) -> bool:
         return self._json is not _MISSING or bool(self._text) or bool(self._b64)
 
     can_read_body = body_exists
 
     async def read(self) -> bytes:
-        return self._bytes()
+        return self._read()
 
     async def text(self) -> str:
-        if self._text is not None:
-            return self._text
-        if self._json is not _MISSING:
-            self._text = _dumps(self._json)
-            return self._text
-        return self._bytes().decode("utf-8", "replace")
+        return self._get_text()
 
     async def json(self, *, loads: Any = None) -> Any:
         if self._json is not _MISSING and loads is None:
@@ -273,15 +293,6 @@ class Request:
         except (ValueError, RecursionError) as e:
             what = "the body is empty" if not text else f"{type(e).__name__}: {e}"
             raise HTTPBadRequest(text=f"400: Bad Request: the request body is not JSON ({what})") from None
-
-    def _bytes(self) -> bytes:
-        if self._b64 is not None:
-            return base64.b64decode(self._b64)
-        if self._text is not None:
-            return self._text.encode("utf-8")
-        if self._json is not _MISSING:
-            return _dumps(self._json).encode("utf-8")
-        return b""
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path_qs} from {self.remote}>"
@@ -383,8 +394,8 @@ def json_response(data: Any = _MISSING, *, text: str | None = None, body: bytes 
 
 
 # -- the caller's side ---------------------------------------------------------------------------------
-class _ResponseData:
-    __slots__ = ("status", "reason", "id", "remote", "_hraw", "_headers", "_json", "_text", "_b64")
+class _ResponseData(_Body):
+    __slots__ = ("status", "reason", "id", "remote")
 
     def __init__(self, status: int, reason: str | None, headers: list | None, *, id: str = "", remote: str = "",
                  json: Any = _MISSING, text: str | None = None, body64: str | None = None) -> None:
@@ -392,9 +403,7 @@ class _ResponseData:
         self.reason = reason or reason_of(status)
         self.id = id
         self.remote = remote
-        self._hraw = headers
-        self._headers = None
-        self._json, self._text, self._b64 = json, text, body64
+        self._set_body(headers, json, text, body64)
 
     @classmethod
     def _from_message(cls, msg: Any) -> Any:
@@ -403,39 +412,14 @@ class _ResponseData:
                    json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
 
     @property
-    def headers(self) -> Any:
-        """The response headers: a case-insensitive ``CIMultiDictProxy``."""
-        if self._headers is None:
-            self._headers = _cimulti(self._hraw)
-        return self._headers
-
-    @property
     def ok(self) -> bool:
         """True for a status below 400 (as aiohttp)."""
         return self.status < 400
-
-    @property
-    def content_type(self) -> str:
-        return _mime(_find(self._hraw, "Content-Type")) or "application/octet-stream"
 
     def raise_for_status(self) -> None:
         """Raise ``ClientResponseError`` (``status``, ``message``) for a status >= 400."""
         if self.status >= 400:
             raise ClientResponseError(self.status, self.reason, headers=self._hraw)
-
-    def _read(self) -> bytes:
-        if self._b64 is not None:
-            return base64.b64decode(self._b64)
-        if self._text is not None:
-            return self._text.encode("utf-8")
-        if self._json is not _MISSING:
-            return _dumps(self._json).encode("utf-8")
-        return b""
-
-    def _get_text(self) -> str:
-        if self._text is None:
-            self._text = _dumps(self._json) if self._json is not _MISSING else self._read().decode("utf-8", "replace")
-        return self._text
 
     def _get_json(self, content_type: str | None) -> Any:
         if content_type is not None:

@@ -200,8 +200,10 @@ class Service(Node):
 
     def ssl_context(self, ctx: Any) -> Any:
         """Return an ``ssl.SSLContext`` (server side) to serve HTTPS, or None for plain HTTP.
-        Called once per incarnation in the node's process, after ``on_start`` and before the
-        server listens (processes runtime only: the simulator carries no bytes, so no TLS)."""
+        Called once per incarnation in the node's process, before ``on_start``, when the
+        server binds its port: a server loads its certificates before it accepts a connection,
+        and other nodes' ``on_start`` may already call it (processes runtime only: the
+        simulator carries no bytes, so no TLS)."""
         return None
 
 

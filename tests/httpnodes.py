@@ -107,3 +107,31 @@ class Proxy(labkit.Service):
         except labkit.ClientConnectionError:
             raise labkit.HTTPBadGateway(text="inventory unreachable")
         return labkit.json_response(await r.json(content_type=None), status=r.status)
+
+
+class SlowStart(labkit.Service):
+    """A service whose ``on_start`` takes a while (it loads its data, say)."""
+
+    def on_start(self, ctx):
+        import time
+        time.sleep(0.3)            # real start-up work, blocking like a data load would
+        self.loaded = True
+
+    @labkit.get("/loaded")
+    async def loaded_(self, ctx, req):
+        return labkit.json_response({"loaded": self.loaded})
+
+
+class CallsAtStart(labkit.Node):
+    """Calls the ``slow`` service from its own ``on_start`` and keeps what happened."""
+
+    async def on_start(self, ctx):
+        try:
+            r = await ctx.http.get("slow", "/loaded", timeout=5000)
+            ctx.storage["outcome"] = [r.status, await r.json()]
+        except labkit.ClientConnectionError as e:
+            ctx.storage["outcome"] = [type(e).__name__, str(e)]
+
+    def on_message(self, ctx, msg):
+        if msg.type == "outcome":
+            ctx.reply(msg, outcome=ctx.storage.get("outcome"))

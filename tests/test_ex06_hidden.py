@@ -11,6 +11,7 @@ from __future__ import annotations
 import labkit
 import pytest
 from solutionnb import HIDDEN, SolutionNotebook
+from visiblecheck import visible_fails as _visible_fails
 
 import labkit.sweep
 
@@ -38,20 +39,7 @@ def test_hidden(namespace, name, seeds):
 
 
 def visible_fails(check: int, wrong, match: str, seeds=range(10)) -> str:
-    """Run check cell ``check`` (its hidden block removed) with ``wrong(ns)``'s replacements; its
-    sweeps run over ``seeds`` and stop at the first failing seed. The cell must fail, saying
-    ``match``."""
-    ns = NB.run_setup()
-    ns.update(wrong(ns))
-    real = labkit.sweep.sweep
-
-    def first_failure(scenario, seeds_=None, **kw):
-        return real(scenario, seeds=seeds, quiet=True, stop_after=1)
-
-    ns["sweep"] = first_failure
-    with pytest.raises(AssertionError, match=match) as failed:
-        exec(compile(HIDDEN.sub("", NB.checks[check]), f"visible[{check}]", "exec"), ns)
-    return str(failed.value)
+    return _visible_fails(NB, check, wrong, match, seeds)
 
 
 # -- exercise 1: naive retries must fail; so must each requirement broken alone -----------------

@@ -208,3 +208,22 @@ def test_hidden_health_check_catches_a_checker_without_hysteresis(namespace):
     with pytest.raises(AssertionError):
         namespace["sweep"](lambda seed: namespace["health_scenario"](seed, wrong), seeds=range(1000, 1010),
                            quiet=True, stop_after=1)
+
+
+def test_exercise_2_has_no_health_logic_to_borrow_through_super(namespace):
+    """``Checked`` subclasses ``BalancerBase``: an answer that hands both methods to ``super()``
+    (labkit's own ``Balancer`` has them) raises instead of passing the check."""
+    from labkit.systems.balancer import BalancerBase
+    assert namespace["Checked"].__bases__ == (BalancerBase,)
+    attrs = {k: v for k, v in vars(namespace["Checked"]).items() if not callable(v) and not k.startswith("__")}
+
+    def health_result(self, ctx, b, ok):
+        return super(Borrowing, self).health_result(ctx, b, ok)
+
+    def candidates(self, ctx):
+        return super(Borrowing, self).candidates(ctx)
+
+    Borrowing = type("Borrowing", (BalancerBase,), {**attrs, "health_result": health_result,
+                                                    "candidates": candidates})
+    with pytest.raises(NotImplementedError, match="left to you"):
+        namespace["health_scenario"](0, Borrowing)

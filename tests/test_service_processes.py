@@ -14,9 +14,9 @@ import pytest
 import labkit
 
 try:
-    from .httpnodes import Caller, Inventory
+    from .httpnodes import CallsAtStart, Caller, Inventory, SlowStart
 except ImportError:
-    from httpnodes import Caller, Inventory
+    from httpnodes import CallsAtStart, Caller, Inventory, SlowStart
 
 pytestmark = pytest.mark.processes
 
@@ -62,6 +62,18 @@ def test_curl_and_urllib_reach_the_url_from_outside():
         assert got[1].body["body"] == '{"n": 5}'     # not labkit's compact JSON: journaled as the text sent
         with pytest.raises(labkit.LabkitError, match="plain labkit.Node"):
             c.url("caller")
+
+
+def test_on_start_may_call_a_service_started_with_it_even_a_slow_one():
+    """Every service of a start listens before any node runs on_start; a call made while the
+    service is still in its own on_start waits for it (it is not refused)."""
+    with labkit.Cluster({"slow": SlowStart, "a": CallsAtStart, "b": CallsAtStart}, seed=4) as c:
+        for node in ("a", "b"):
+            deadline = 50
+            while (out := c.request(node, "outcome").body["outcome"]) is None and deadline:
+                deadline -= 1
+                c.run_for(0.1)
+            assert out == [200, {"loaded": True}], (node, out)
 
 
 def test_restart_listens_on_a_new_port_that_callers_find():

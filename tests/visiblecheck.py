@@ -5,10 +5,14 @@ student runs, not only by the hidden tests. ``visible_report`` runs a solution n
 setup cells, swaps in a wrong answer, then runs the visible part of one check cell (its
 hidden block removed) with its first ``sweep`` stopping at the first failing seed, and
 returns the failure report -- or raises ``AssertionError`` when the wrong answer passed.
+``visible_fails`` runs the whole visible cell instead (every sweep over a few seeds, and the
+plain asserts after them) and returns the message of the assertion that failed.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
+
+import pytest
 
 import labkit.sweep
 from solutionnb import HIDDEN, SolutionNotebook
@@ -43,3 +47,22 @@ def visible_report(nb: SolutionNotebook, check: int, wrong: Callable[[dict], dic
     finally:
         labkit.sweep.sweep = real
     raise AssertionError(f"check cell {check} ran no sweep")
+
+
+def visible_fails(nb: SolutionNotebook, check: int, wrong: Callable[[dict], dict], match: str,
+                  seeds: range = range(10)) -> str:
+    """Run the whole of check cell ``check`` (its hidden block removed) with ``wrong(ns)``'s
+    replacements; each of its sweeps runs over ``seeds`` and stops at the first failing seed.
+    The cell must fail with an ``AssertionError`` whose message matches ``match`` (a regex);
+    returns that message."""
+    ns = nb.run_setup()
+    ns.update(wrong(ns))
+    real = labkit.sweep.sweep
+
+    def first_failure(scenario: Any, seeds_: Any = None, **kw: Any) -> Any:
+        return real(scenario, seeds=seeds, quiet=True, stop_after=1)
+
+    ns["sweep"] = first_failure
+    with pytest.raises(AssertionError, match=match) as failed:
+        exec(compile(HIDDEN.sub("", nb.checks[check]), f"{nb.path.name}:visible[{check}]", "exec"), ns)
+    return str(failed.value)

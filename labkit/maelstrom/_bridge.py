@@ -7,18 +7,21 @@ the program's process group; see ``labkit.maelstrom.program`` for the behaviour.
 from __future__ import annotations
 
 import errno
+import json
+import json.scanner
 import os
 import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from typing import Any
 
 from ..errors import MessageError, UnknownNode
 from ..journal import Event
-from ..message import MAX_MESSAGE_BYTES
+from ..message import MAX_MESSAGE_BYTES, dumps as _dumps, quote
 from . import protocol
 from .program import ProgramError
 
@@ -43,6 +46,19 @@ _WATCHDOG = "trap '' INT HUP TERM; while read -r _; do :; done; kill -KILL 0"
 _PYLIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pylib")
 
 
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+_INT_OR_NONE = (int, type(None))
+
+
+def _popen(argv: list[str], pgid: int, **kw: Any) -> subprocess.Popen:
+    """Start ``argv`` in process group ``pgid`` (0: a new group it leads). Python >= 3.11 does
+    the setpgid between fork and exec in C; 3.10 needs a preexec_fn (Python code in the forked
+    child of a process with ZeroMQ's threads: os.setpgid only, no locks taken)."""
+    if sys.version_info >= (3, 11):
+        return subprocess.Popen(argv, process_group=pgid, **kw)
+    return subprocess.Popen(argv, preexec_fn=lambda: os.setpgid(0, pgid), **kw)  # noqa: PLW1509
+
+
 def _short(line: str, n: int = protocol.MAX_LINE_SHOWN) -> str:
     return line if len(line) <= n else line[:n] + f"... ({len(line):,} chars)"
 
@@ -52,6 +68,7 @@ class Bridge:
                  init_timeout: float, show_stderr: bool) -> None:
         self.ctx, self.host, self.argv = ctx, host, argv
         self.id: str = ctx.id
+        self.qid = quote(ctx.id)
         self.env, self.cwd, self.init_timeout, self.show_stderr = env, cwd, init_timeout, show_stderr
         self.cmd_text = shlex.join(argv)
         self.ready = False
@@ -68,14 +85,15 @@ class Bridge:
         self.win_t = time.monotonic()
         self.win_journaled = self.win_shown = 0
         self.unjournaled = self.unshown = 0
+        self.win_pending = False
         self.dropped_in = 0
 
     # -- starting ---------------------------------------------------------------------------
     def start(self) -> None:
         r, self.watch_w = os.pipe()          # both ends close-on-exec: only the watchdog gets r
         try:
-            wd = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG], stdin=r, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, process_group=0, close_fds=True)
+            wd = _popen(["/bin/sh", "-c", _WATCHDOG], 0, stdin=r, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, close_fds=True)
         finally:
             os.close(r)
         self.pgid = wd.pid
@@ -83,9 +101,8 @@ class Bridge:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env["PYTHONPATH"] = _PYLIB + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, process_group=self.pgid, cwd=self.cwd,
-                                         env=env, close_fds=True, bufsize=0)
+            self.proc = _popen(self.argv, self.pgid, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=self.cwd, env=env, close_fds=True, bufsize=0)
         except OSError as e:
             self.fail(f"{self.id}: cannot start its program `{self.cmd_text}`: {e.strerror or e}", "on_start")
         self.fin, self.fout, self.ferr = (self.proc.stdin.fileno(), self.proc.stdout.fileno(),
@@ -108,18 +125,27 @@ class Bridge:
         while not self.ready:
             left = deadline - time.monotonic()
             if left <= 0:
+                deadline_is = ("Maelstrom's deadline" if self.init_timeout == 10_000
+                               else "Program(init_timeout=...); Maelstrom's is 10 s")
                 self.fail(f"{self.id}: its program `{self.cmd_text}` did not answer init with init_ok within "
-                          f"{self.init_timeout / 1000:g} s (Maelstrom's deadline). A Maelstrom node must reply "
+                          f"{self.init_timeout / 1000:g} s ({deadline_is}). A Maelstrom node must reply "
                           f"{{\"type\": \"init_ok\", \"in_reply_to\": <init's msg_id>}} on stdout, one JSON "
                           f"object per line, flushed", "on_start")
+            if self.wbuf:                     # init (and anything after it) not all written yet
+                poll.register(self.fin, select.POLLOUT)
             for fd, _ in poll.poll(max(1, int(left * 1000))):
-                if fd == self.ferr:
+                if fd == self.fin:
+                    self.flush_stdin()
+                    if not self.wbuf:
+                        poll.unregister(self.fin)
+                elif fd == self.ferr:
                     self.read_stderr()
                 else:
                     self.read_stdout()
         self.ctx.log(f"program answered init_ok after {(time.monotonic() - t0) * 1000:.1f} ms")
         self.host.add_reader(self.fout, self.on_stdout)
         self.host.add_reader(self.ferr, self.on_stderr)
+        self.host.add_round_hook(self.end_of_round)
         if self.wbuf:
             self.flush_stdin()
 
@@ -133,12 +159,19 @@ class Bridge:
         if len(ids) > MAX_IDS:
             del ids[next(iter(ids))]
         re = self.out_ids.get(msg.in_reply_to) if msg.in_reply_to is not None else None
-        self.write(protocol.envelope_line(msg.src, self.id, protocol.join_body(msg.type, msg.body, k, re)).encode())
-        if not self.writing:             # written when the loop next polls: one write per round
-            self._writer(True)
+        b = msg.body
+        if "type" in b or "msg_id" in b or "in_reply_to" in b:      # fields the envelope sets: drop them
+            line = protocol.envelope_line(msg.src, self.id, protocol.join_body(msg.type, b, k, re))
+        else:                                                     # the hot path: no dict is rebuilt
+            bj = _dumps(b)
+            head = f'{{"src":{quote(msg.src)},"dest":{self.qid},"body":{{"type":{quote(msg.type)},"msg_id":{k}'
+            if re is not None:
+                head = f"{head},\"in_reply_to\":{re}"
+            line = head + ("}}\n" if bj == "{}" else f",{bj[1:]}}}\n")
+        self.write(line.encode())        # written at the end of the loop's round: one write a round
 
     def write(self, data: bytes) -> None:
-        if self.wlen > MAX_PENDING_STDIN:
+        if self.wlen + len(data) > MAX_PENDING_STDIN:
             self.dropped_in += 1
             if self.dropped_in == 1:
                 self.notice(f"labkit: {self.id}: its program has not read its stdin for a while "
@@ -148,10 +181,22 @@ class Bridge:
         self.wbuf.append(data)
         self.wlen += len(data)
 
+    def end_of_round(self) -> None:
+        if self.wbuf and not self.writing:
+            self.flush_stdin()
+
     def flush_stdin(self) -> None:
         if not self.wbuf:
             return
-        data = b"".join(self.wbuf) if len(self.wbuf) > 1 else self.wbuf[0]
+        wbuf = self.wbuf
+        if len(wbuf) == 1:
+            data, later = wbuf[0], []
+        else:                              # a pipe takes 64 KB at a time: join no more than 256 KB
+            size, i = 0, 0
+            while i < len(wbuf) and size < 1 << 18:
+                size += len(wbuf[i])
+                i += 1
+            data, later = b"".join(wbuf[:i]), wbuf[i:]
         try:
             n = os.write(self.fin, data)
         except BlockingIOError:
@@ -163,10 +208,11 @@ class Bridge:
             self._writer(False)
             return
         rest = data[n:]
-        self.wbuf, self.wlen = ([rest], len(rest)) if rest else ([], 0)
-        if self.wlen == 0:
-            self.dropped_in = 0
-        self._writer(bool(rest))
+        self.wbuf = ([rest] if rest else []) + later
+        self.wlen -= n
+        if not self.wbuf:
+            self.wlen = self.dropped_in = 0
+        self._writer(bool(self.wbuf))
 
     def _writer(self, on: bool) -> None:
         if on != self.writing and self.ready:
@@ -213,17 +259,34 @@ class Bridge:
             self.exited()
 
     def handle_line(self, line: bytes) -> None:
+        # The hot path parses and checks inline; anything unusual goes to parse_envelope, which
+        # accepts what JSON allows (spaces around the object) and words what is wrong.
+        env: Any = None
         try:
-            env = protocol.parse_envelope(line, node=self.id)
-        except protocol.EnvelopeError as e:
-            self.bad(e.line, e.reason, str(e))
-            return
-        text = None
-        if env["src"] != self.id:
             text = line.decode()
-            self.bad(text, f"'src' is {env['src']!r}, but this node is {self.id!r}")
+            env, end = _scan(text, 0)
+            if end != len(text):
+                env = None
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        body = env.get("body") if env.__class__ is dict else None
+        if (body.__class__ is not dict or env.get("dest").__class__ is not str or not env["dest"]
+                or body.get("type").__class__ is not str or not body["type"]
+                or body.get("msg_id", 0).__class__ not in _INT_OR_NONE
+                or body.get("in_reply_to", 0).__class__ not in _INT_OR_NONE):
+            try:
+                env = protocol.parse_envelope(line, node=self.id)
+            except protocol.EnvelopeError as e:
+                self.bad(e.line, e.reason, str(e))
+                return
+            body = env["body"]
+        if env["src"] != self.id:
+            self.bad(line.decode(), f"'src' is {env['src']!r}, but this node is {self.id!r}")
             return
-        type_, mid, re, rest = protocol.split_body(env["body"])
+        rest = body                            # the labkit body: what is left of the Maelstrom one
+        type_ = rest.pop("type")
+        mid = rest.pop("msg_id", None)
+        re = rest.pop("in_reply_to", None)
         if not self.ready:
             if re == self.init_id and type_ in ("init_ok", "error"):
                 if type_ == "error":
@@ -287,8 +350,20 @@ class Bridge:
             self.host.record(Event(self.host.now(), "log", self.id, None, {"text": line, "stream": "stderr"}))
         else:
             self.unjournaled += 1
+            self._window_later()
         if self.show_stderr:
             self.notice(f"{self.id} stderr: {_short(line)}")
+
+    def _window_later(self) -> None:
+        """Say what a window left out when it ends, even if the program writes nothing more."""
+        if not self.win_pending:
+            self.win_pending = True
+            self.host.call_at(self.host.now() + (self.win_t + 1.0 - time.monotonic()) * 1000.0 + 1.0,
+                              self._window_due)
+
+    def _window_due(self) -> None:
+        self.win_pending = False
+        self._window()
 
     def _window(self) -> None:
         t = time.monotonic()
@@ -310,6 +385,7 @@ class Bridge:
         self._window()
         if self.win_shown >= NOTICES_PER_S:
             self.unshown += 1
+            self._window_later()
             return
         self.win_shown += 1
         self.host.notice(text)

@@ -30,11 +30,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import json.scanner
 import os
 import sys
 import traceback
 
 __all__ = ["Node", "RPCError", "ERROR_CODES"]
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode    # one encoder (json.dumps builds one a call)
+_decode = json.JSONDecoder().decode
+_scan = json.scanner.make_scanner(json.JSONDecoder())      # the decoder's core, without its regexes
+
+
+def _parse(text: str):
+    """One JSON line (``json.loads``, minus the whitespace checks when there is none)."""
+    try:
+        obj, end = _scan(text, 0)
+        if end == len(text):
+            return obj
+    except StopIteration:
+        pass
+    return _decode(text)
 
 #: Maelstrom's standard error codes (doc/protocol.md): code -> (name, definite).
 ERROR_CODES = {0: ("timeout", False), 1: ("node-not-found", True), 10: ("not-supported", True),
@@ -91,7 +107,7 @@ class Node:
     # -- sending ----------------------------------------------------------------------------
     def send(self, dest: str, body: dict) -> None:
         """Send ``body`` (a dict with ``type``) to ``dest``."""
-        self._out.append(json.dumps({"src": self.node_id, "dest": dest, "body": body}, separators=(",", ":")))
+        self._out.append(_encode({"src": self.node_id, "dest": dest, "body": body}))
         if len(self._out) == 1 and self._loop is not None:
             self._loop.call_soon(self._flush)
 
@@ -151,7 +167,8 @@ class Node:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Read messages from stdin until it closes; returns then."""
+        """Read messages from stdin until it closes; returns then (handlers still waiting,
+        e.g. for an rpc reply, are cancelled: the node is being shut down)."""
         asyncio.run(self._main())
 
     async def _main(self) -> None:
@@ -179,7 +196,7 @@ class Node:
         for line in lines:
             if line.strip():
                 try:
-                    msg = json.loads(line)
+                    msg = _parse(line.decode())
                 except ValueError:
                     self.log(f"maelstrom: not JSON on stdin, skipped: {line[:200]!r}")
                     continue
@@ -224,16 +241,24 @@ class Node:
             return
         self._call(handler, msg, request=msg)
 
-    async def _init(self, msg: dict) -> None:
+    def _init(self, msg: dict):
+        """``node_id``/``node_ids`` are set at once (before any later message is handled);
+        ``init_ok`` goes out when the hooks are done (after them, if any is async)."""
         self.node_id = msg["body"]["node_id"]
         self.node_ids = list(msg["body"]["node_ids"])
-        for hook in self._init_hooks:
-            r = hook()
-            if inspect.isawaitable(r):
-                await r
-        if "init" in self._handlers:
-            r = self._handlers["init"](msg)
-            if inspect.isawaitable(r):
+        steps = list(self._init_hooks) + ([lambda: self._handlers["init"](msg)] if "init" in self._handlers else [])
+        for i, step in enumerate(steps):
+            r = step()
+            if r is not None and inspect.isawaitable(r):
+                return self._init_rest(r, steps[i + 1:], msg)
+        self.reply(msg, {"type": "init_ok"})
+        return None
+
+    async def _init_rest(self, pending, steps: list, msg: dict) -> None:
+        await pending
+        for step in steps:
+            r = step()
+            if r is not None and inspect.isawaitable(r):
                 await r
         self.reply(msg, {"type": "init_ok"})
 
@@ -244,7 +269,7 @@ class Node:
         except BaseException as e:
             self._failed(e, request)
             return
-        if inspect.isawaitable(r):
+        if r is not None and inspect.isawaitable(r):
             task = self._loop.create_task(self._guarded(r, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -252,6 +277,8 @@ class Node:
     async def _guarded(self, aw, request) -> None:
         try:
             await aw
+        except asyncio.CancelledError:        # stdin closed: the node is shutting down
+            raise
         except BaseException as e:
             self._failed(e, request)
 

@@ -23,10 +23,14 @@ are mapped to labkit message ids and back, per node, so replies find their reque
 - **Output checks.** A stdout line that is not JSON, or not a valid envelope, or sent to an
   unknown node, is skipped: journaled as a ``malformed`` event and printed in the notebook
   with the node and the line (labkit keeps reading where Maelstrom would stop).
-- **stderr.** Each line is journaled as a ``log`` event (``stream="stderr"``, up to
-  ``STDERR_JOURNALED_PER_S`` a second) and shown in the notebook (up to
-  ``NOTICES_PER_S``); the last ``STDERR_TAIL`` lines are shown when the program exits.
-  When the program exits, the node crashes with its exit status and those lines.
+- **stderr.** Each line is journaled as a ``log`` event (``stream="stderr"``, up to 200
+  a second per node) and shown in the notebook (up to 10 a second per node, 20 for the
+  whole cluster; how many were left out is said). When the program exits, the node crashes
+  with its exit status and the last 40 lines of its stderr.
+- **What does not reach a program.** The program reads its own clock and keeps its own
+  state, so ``cluster.skew`` and ``cluster.slow`` (which act through ``ctx``) do not change
+  it, and it has no ``ctx.storage``: a restarted program starts empty, as in Maelstrom.
+  Network faults, kill, pause and restart apply in full.
 
 The loop that runs the node polls the program's pipes with its ZeroMQ sockets (see
 ``labkit.runtime.child``), and runs the callbacks here between messages: one thread.
@@ -110,7 +114,8 @@ class Program(Node):
 
     ``env``: extra environment variables for the program (it inherits the notebook's, plus
     ``PYTHONUNBUFFERED=1`` and, on ``PYTHONPATH``, the directory that makes ``from maelstrom
-    import Node`` load ``labkit/maelstrom/node.py``). ``cwd``: its working directory.
+    import Node`` load ``labkit/maelstrom/node.py``). ``cwd``: its working directory (default: the current directory when the Program is
+    made, so relative paths among the arguments mean what they meant there).
     ``init_timeout``: ms to wait for ``init_ok`` (Maelstrom's 10 000). ``show_stderr``: print
     the program's stderr in the notebook (rate-limited; it is journaled either way).
 
@@ -137,7 +142,8 @@ class Program(Node):
         self.env = dict(env) if env is not None else {}
         if cwd is not None and not os.path.isdir(cwd):
             raise ArgumentError(f"Program(cwd={cwd!r}): no such directory")
-        self.cwd = os.path.abspath(os.fspath(cwd)) if cwd is not None else None
+        # the program runs where the Program was made (relative arguments mean what they meant here)
+        self.cwd = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
         from .. import argcheck
         self.init_timeout = argcheck.ms(init_timeout, lambda: "Program(init_timeout)", positive=True)
         if not isinstance(show_stderr, bool):
@@ -146,7 +152,7 @@ class Program(Node):
 
     def __repr__(self) -> str:
         if self.commands is not None:
-            return f"Program({ {k: shlex.join(v) for k, v in self.commands.items()} !r})"
+            return "Program(" + repr({k: shlex.join(v) for k, v in self.commands.items()}) + ")"
         return f"Program({shlex.join(self.command or [])!r})"
 
     def command_for(self, node: str) -> list[str]:

@@ -161,6 +161,9 @@ def join_body(type: str, body: dict, msg_id: int | None = None, in_reply_to: int
     return out
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode    # one encoder: json.dumps makes one a call
+
+
 def envelope_line(src: str, dest: str, body: dict) -> str:
     """One Maelstrom message as a line of compact JSON, newline included."""
-    return json.dumps({"src": src, "dest": dest, "body": body}, separators=(",", ":")) + "\n"
+    return _compact({"src": src, "dest": dest, "body": body}) + "\n"

@@ -219,6 +219,7 @@ class _Node:
         self.wants_async = False              # a ctx.http call: hand over to the asyncio loop
         self.poller: Any = None               # the loop's zmq.Poller (set by run)
         self._io: dict[int, list] = {}        # fd -> [on readable, on writable] (add_reader, ...)
+        self.round_hooks: list[Callable[[], None]] = []   # called at the end of every loop round
         self.has_crashed = False
         self.jid = _dumps(self.id)
         self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
@@ -256,7 +257,26 @@ class _Node:
                            slow=spec.get("slow", 1.0))
         if store.repair is not None:   # a torn last write was cut: say so before anything else
             self.record(self.Event(self.now(), "repair", self.id, None, store.repair))
+        if spec.get("service"):
+            self._listen()
         self._handshake()
+
+    def _listen(self) -> None:
+        """A service listens before it says hello: the parent lets no node of a start run
+        ``on_start`` until every one has said hello, so a node's ``on_start`` may call any
+        service started with it. A connection made before the service's loop runs waits in
+        the kernel's backlog and is served once its ``on_start`` is done."""
+        import socket
+        self.ssl_ctx = self.ctx._node.ssl_context(self.ctx)
+        self.scheme = "https" if self.ssl_ctx is not None else "http"
+        sock = self.listen_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(512)
+        sock.setblocking(False)
+        path = os.path.join(self.spec["dir"], f"{self.id}.port")
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{self.scheme} {sock.getsockname()[1]} {self.spec['incarnation']}\n")
+        os.replace(path + ".tmp", path)
 
     def _push(self, path: str) -> Any:
         s = self.zc.socket(self.zmq.PUSH)
@@ -390,6 +410,11 @@ class _Node:
             entry = io.get(fd)
             if entry is not None and entry[1] is not None and ev & (POLLOUT | POLLERR) and not self.has_crashed:
                 entry[1]()
+
+    def add_round_hook(self, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` at the end of every loop round, before the round's journal lines and
+        messages are written out (a program's stdin is written there: one write a round)."""
+        self.round_hooks.append(cb)
 
     def program_group(self, pgid: int) -> None:
         """Tell the notebook the process group of this incarnation's program, so that kill,
@@ -563,6 +588,9 @@ class _Node:
                 if entry is None:
                     break
                 entry[2](*entry[3])
+            if self.round_hooks and not self.has_crashed:
+                for hook in self.round_hooks:
+                    hook()
             self._flush()
             if survivors[0]:
                 survivors[0] = False

@@ -21,7 +21,8 @@ node object, its sockets, scheduler and context are the same; only the loop diff
 
 The server listens on an ephemeral loopback TCP port (``127.0.0.1:0``) and writes it to
 ``<id>.port`` in the cluster's private 0700 directory (atomically; removed when the node
-dies), where callers and ``cluster.url`` find it; a restarted node writes its new port. TCP
+dies), where callers and ``cluster.url`` find it; a restarted node writes its new port. It
+binds before its hello (``_Node._listen``), so every node's ``on_start`` may call it. TCP
 rather than a unix socket: one listener serves peers and outside tools (curl, a browser),
 and TLS works node to node (aiohttp's ``UnixConnector`` cannot do TLS: it passes no ``ssl``
 to ``create_unix_connection``). Calls carry ``X-Labkit-From/Id/At`` headers so the server
@@ -158,16 +159,10 @@ class AsyncNode(_Node):
         await loop.create_future()    # forever: the process ends with os._exit
 
     async def _serve(self) -> None:
+        """Serve on the socket ``_listen`` bound (and published in ``<id>.port``) before hello."""
         from aiohttp import web
-        ssl_ctx = self.ctx._node.ssl_context(self.ctx)
-        self.scheme = "https" if ssl_ctx is not None else "http"
         server = web.Server(self._handle, handler_cancellation=True, access_log=None)
-        srv = await self.loop.create_server(server, "127.0.0.1", 0, ssl=ssl_ctx, backlog=512)
-        port = srv.sockets[0].getsockname()[1]
-        tmp = self.port_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{self.scheme} {port} {self.spec['incarnation']}\n")
-        os.replace(tmp, self.port_path)
+        await self.loop.create_server(server, sock=self.listen_sock, ssl=self.ssl_ctx, backlog=512)
 
     # -- rounds -------------------------------------------------------------------------------------
     def _end_round(self) -> None:

@@ -61,6 +61,9 @@ ACK_TIMEOUT_S = 1.0
 EXIT_CHECK_S = 0.01
 #: How often (s) a running cluster with programs prints their notices (stderr, bad output).
 NOTICE_CHECK_S = 0.1
+#: How many program notices the notebook shows a second, all nodes together (each node also
+#: sends at most 10 a second: see labkit.maelstrom._bridge); the rest are counted.
+NOTICES_SHOWN_PER_S = 20
 
 
 def _mp_context():
@@ -114,14 +117,23 @@ def _short_tmpdir() -> str:
     """A new private (0700) directory for one cluster, named ``labkit-*``, holding the
     notebook's pid in ``owner.pid``. Directories whose owner is gone are swept first: when a
     kernel and its whole process group are SIGKILLed nobody is left to remove them."""
-    base = short_base()
-    _sweep_stale(base)
-    if tempfile.gettempdir() != base:
-        _sweep_stale(tempfile.gettempdir())
+    base = sweep_abandoned()
     d = tempfile.mkdtemp(prefix="labkit-", dir=base)
     with open(os.path.join(d, OWNER_FILE), "w") as f:
         f.write(str(os.getpid()))
     return d
+
+
+def sweep_abandoned() -> str:
+    """Remove the directories of clusters (and forkservers) whose owner process is gone -- a
+    kernel SIGKILLed with its process group leaves them, as nbval's kernel shutdown does --
+    from the temporary directories labkit uses; returns the short one. Every cluster start
+    calls it; so does the test suite at its end."""
+    base = short_base()
+    _sweep_stale(base)
+    if tempfile.gettempdir() != base:
+        _sweep_stale(tempfile.gettempdir())
+    return base
 
 
 def _sweep_stale(base: str) -> None:
@@ -232,6 +244,7 @@ class ProcessRuntime(RuntimeBase):
         self._next_notice_check = 0.0
         self._notices_at = 0                     # bytes of the notices file shown so far
         self._notice_tail = b""
+        self._notice_window = [0.0, 0, 0]       # [start (monotonic s), shown, left out]
         from ..service import is_service
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))
         # If the cluster is never closed (the notebook forgets, the interpreter exits), still
@@ -266,9 +279,12 @@ class ProcessRuntime(RuntimeBase):
         self._await_hellos(recs)
 
     def _await_hellos(self, recs: list[NodeRecord]) -> None:
-        """Answer each new node's hello with the network state, then wait until it has run
-        ``on_start``: a cluster call returns only when its nodes are really running."""
+        """Answer the new nodes' hellos with the network state once all of them have said
+        hello, then wait until each has run ``on_start``: a cluster call returns only when its
+        nodes are really running. The barrier is what lets a node's ``on_start`` call a
+        service started with it: a service listens before its hello."""
         waiting = {f"{r.id}/{r.incarnation}": r for r in recs}
+        hellos: dict[str, bytes] | None = {}     # None once the go is sent
         deadline = time.monotonic() + START_TIMEOUT_S
         go = _dumps({"op": "go", "net": self.net.state()}).encode()
         while waiting:
@@ -278,8 +294,12 @@ class ProcessRuntime(RuntimeBase):
                 ident, raw = self.control.recv_multipart()
                 key = ident.decode()
                 op = json.loads(raw).get("op")
-                if key in waiting and op == "hello":
-                    self.control.send_multipart([ident, go])
+                if key in waiting and op == "hello" and hellos is not None:
+                    hellos[key] = ident
+                    if hellos.keys() >= waiting.keys():
+                        for who in hellos.values():
+                            self.control.send_multipart([who, go])
+                        hellos = None
                 elif key in waiting and op == "started":
                     waiting.pop(key).state = "up"
                 elif op == "fatal":
@@ -550,11 +570,21 @@ class ProcessRuntime(RuntimeBase):
                 self.report_crash(e)
             self._exited.clear()
 
-    def _show_notices(self) -> None:
+    def _show_notices(self, final: bool = False) -> None:
         """Print what node processes asked to show in the notebook (``_child.notice``): each
-        notice ends with a NUL byte; an unfinished one waits for the rest."""
+        notice ends with a NUL byte; an unfinished one waits for the rest. At most
+        ``NOTICES_SHOWN_PER_S`` a second; how many were left out is said when the second ends
+        (or the cluster closes)."""
         if not self._programs or self.echo_crashes is False:
             return
+        win = self._notice_window              # [start (monotonic s), shown, left out]
+        t = time.monotonic()
+        if final or t - win[0] >= 1.0:
+            if win[2]:
+                print(f"labkit: {win[2]} more program notices not shown (the notebook shows at most "
+                      f"{NOTICES_SHOWN_PER_S} a second); the journal has the stderr lines as log events "
+                      f"and bad output as malformed events", file=sys.stderr)
+            win[:] = [t, 0, 0]
         path = os.path.join(self.dir, "notices")
         try:
             if os.path.getsize(path) <= self._notices_at:
@@ -569,8 +599,15 @@ class ProcessRuntime(RuntimeBase):
         *done, self._notice_tail = data.split(b"\0")
         for text in done:
             text = text.strip(b"\n")
-            if text:
-                print(text.decode(errors="replace"), file=sys.stderr)
+            if not text:
+                continue
+            if win[1] >= NOTICES_SHOWN_PER_S:
+                win[2] += 1
+                continue
+            win[1] += 1
+            print(text.decode(errors="replace"), file=sys.stderr)
+        if final and win[2]:
+            self._show_notices(final=True)
 
     def _drain_last_words(self) -> None:
         """Collect the "fatal" messages node processes send as they die (why they end, e.g. a
@@ -789,7 +826,7 @@ class ProcessRuntime(RuntimeBase):
             self._replies.clear()
             self._due.clear()
             self._read_journal()
-            self._show_notices()
+            self._show_notices(final=True)
             if self.events.full:
                 self._say_unread()
         finally:

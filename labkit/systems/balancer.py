@@ -56,8 +56,10 @@ from .lbpolicy import Policy, make_policy
 COOKIE = "lb_backend"
 
 
-class Balancer(Service):
-    """A reverse proxy over ``ctx.http``; configure it by subclassing (class attributes below)."""
+class BalancerBase(Service):
+    """``Balancer`` without its active-health logic: ``health_result`` and ``candidates`` raise
+    ``NotImplementedError`` (chapter 07's exercise 2 writes them). Everything else -- probes on a
+    timer, passive checks, policies, affinity, forwarding, ``/lb/status`` -- is here."""
 
     workers = 10_000
     queue_limit = 0
@@ -121,32 +123,19 @@ class Balancer(Service):
     def usable(self, ctx: Any, b: str) -> bool:
         return self.up[b] and self.ejected_until[b] <= ctx.now
 
-    def candidates(self, ctx: Any) -> list[str]:
-        """Usable backends, or all of them when fewer than ``panic_threshold`` % are (panic)."""
-        ok = [b for b in self.pool if self.usable(ctx, b)]
-        if len(ok) * 100 < self.panic_threshold * len(self.pool) or not ok:
-            self.panics += 1
-            ctx.count("panic")
-            return list(self.pool)
-        return ok
-
     def _event(self, ctx: Any, what: str, b: str, why: str) -> None:
         self.events.append({"t": ctx.now, "event": what, "backend": b, "why": why})
         ctx.note(what, backend=b, why=why)
 
+    def candidates(self, ctx: Any) -> list[str]:
+        """The backends a request may go to (``Balancer``: the usable ones, or all in panic)."""
+        raise NotImplementedError("BalancerBase.candidates is left to you (labkit's own is "
+                                  "labkit.systems.balancer.Balancer.candidates)")
+
     def health_result(self, ctx: Any, b: str, ok: bool) -> None:
-        """One active check of ``b`` came back ``ok`` or not: move it up or down after the
-        thresholds (hysteresis, so one lost probe does not eject and one success does not
-        readmit a flapping backend)."""
-        s = self.streak[b]
-        s = (s + 1 if s > 0 else 1) if ok else (s - 1 if s < 0 else -1)
-        self.streak[b] = s
-        if self.up[b] and s <= -self.unhealthy_threshold:
-            self.up[b] = False
-            self._event(ctx, "down", b, f"{-s} failed checks")
-        elif not self.up[b] and s >= self.healthy_threshold:
-            self.up[b] = True
-            self._event(ctx, "up", b, f"{s} passed checks")
+        """One active check of ``b`` came back ``ok`` or not (``Balancer``: with hysteresis)."""
+        raise NotImplementedError("BalancerBase.health_result is left to you (labkit's own is "
+                                  "labkit.systems.balancer.Balancer.health_result)")
 
     async def on_timer(self, ctx: Any, name: str) -> None:
         if not name.startswith("hc:"):
@@ -241,6 +230,33 @@ class Balancer(Service):
         self.ewma[b] = lat if self.ewma[b] == 0 else self.ewma_alpha * lat + (1 - self.ewma_alpha) * self.ewma[b]
         self.passive_result(ctx, b, failed)
 
+
+class Balancer(BalancerBase):
+    """A reverse proxy over ``ctx.http``; configure it by subclassing (class attributes of
+    ``BalancerBase``): active health with hysteresis and Envoy's panic threshold."""
+
+    def candidates(self, ctx: Any) -> list[str]:
+        """Usable backends, or all of them when fewer than ``panic_threshold`` % are (panic)."""
+        ok = [b for b in self.pool if self.usable(ctx, b)]
+        if len(ok) * 100 < self.panic_threshold * len(self.pool) or not ok:
+            self.panics += 1
+            ctx.count("panic")
+            return list(self.pool)
+        return ok
+
+    def health_result(self, ctx: Any, b: str, ok: bool) -> None:
+        """One active check of ``b`` came back ``ok`` or not: move it up or down after the
+        thresholds (hysteresis, so one lost probe does not eject and one success does not
+        readmit a flapping backend)."""
+        s = self.streak[b]
+        s = (s + 1 if s > 0 else 1) if ok else (s - 1 if s < 0 else -1)
+        self.streak[b] = s
+        if self.up[b] and s <= -self.unhealthy_threshold:
+            self.up[b] = False
+            self._event(ctx, "down", b, f"{-s} failed checks")
+        elif not self.up[b] and s >= self.healthy_threshold:
+            self.up[b] = True
+            self._event(ctx, "up", b, f"{s} passed checks")
 
 def _cookie(header: str | None, name: str) -> str | None:
     """The value of cookie ``name`` in a ``Cookie:`` header, or None."""
