@@ -242,6 +242,20 @@ def test_acceptable_sums_are_maelstroms_ranges():
     assert acceptable_sums(0, [1, 1, -1]) == [(-1, 2)]
 
 
+def test_a_mapping_names_each_node():
+    r = run({"n0": mn.Gossip, "n1": mn.DurableGossip, "n2": mn.Gossip}, "broadcast", time_limit=4, rate=20,
+            nemesis=["partition"], nemesis_interval=1)
+    assert r.valid is True and r.opts["node_count"] == 3 and r.opts["runtime"] == "sim"
+    # (set-full judges by the *last* read: with one silent node among two, the silent one may read
+    # last, holding everything, so two silent nodes make the loss certain)
+    broken = run({"n0": mn.Gossip, "n1": mn.NoGossip, "n2": mn.NoGossip}, "broadcast", time_limit=4, rate=20)
+    assert broken.valid is False and broken.checks["set-full"].details["lost"]
+    with pytest.raises(ValueError, match="names Maelstrom's nodes n0"):
+        m.test({"a": mn.Echo}, "echo")
+    with pytest.raises(ValueError, match="node_count=3 but the mapping names 1 nodes"):
+        m.test({"n0": mn.Echo}, "echo", node_count=3)
+
+
 def test_history_round_trips_through_jepsens_edn():
     r = run(mn.Gossip, "broadcast", node_count=3, time_limit=3, rate=20, nemesis=["partition"], nemesis_interval=1)
     h = r.history

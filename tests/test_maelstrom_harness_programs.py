@@ -73,6 +73,16 @@ def test_programs_pass_their_workloads(name, workload, kw):
         assert r.nemesis
 
 
+@needs_node
+def test_a_cluster_mixing_python_and_javascript():
+    nodes = {"n0": prog("broadcast.py"), "n1": prog("broadcast.js"), "n2": prog("broadcast.py")}
+    r = m.test(nodes, "broadcast", latency=20.0, topology="line", **{**SHORT, "quiet": 2.0})
+    assert r.valid is True and r.opts["runtime"] == "processes", str(r)
+    # n1 (JavaScript) relays between n0 and n2 on the line: gossip flows both ways through it
+    relayed = {(e.node, e.dst) for e in r.journal if e.kind == "send" and e.get("type") == "gossip"}
+    assert {("n1", "n0"), ("n1", "n2")} <= relayed
+
+
 def test_broadcast_that_never_gossips_loses_elements():
     r = m.test(prog("broadcast_nogossip.py"), "broadcast", node_count=3, **SHORT)
     assert r.valid is False and r.checks["set-full"].details["lost"]
