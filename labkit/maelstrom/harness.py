@@ -192,7 +192,7 @@ def _per_node(node: Any, node_count: int | None) -> dict[str, Any]:
 
 def _default_runtime(x: Any) -> str:
     """"sim" for labkit Node classes and instances, "processes" for a Program (the simulator
-    cannot run an external program) and anything else (a mapping of nodes, ...)."""
+    cannot run an external program) and anything else."""
     from .program import Program
     if isinstance(x, Program) or (isinstance(x, type) and issubclass(x, Program)):
         return "processes"
