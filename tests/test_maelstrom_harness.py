@@ -17,7 +17,7 @@ from labkit.maelstrom.workloads.counter import acceptable_sums
 
 def run(node, workload, **kw):
     kw.setdefault("seed", 7)
-    kw.setdefault("quiet", 2.0)
+    kw.setdefault("quiet", 5.0)    # recovery before final reads: several gossip retry periods (1 s)
     return m.test(node, workload, **kw)
 
 
@@ -240,6 +240,28 @@ def test_acceptable_sums_are_maelstroms_ranges():
     assert acceptable_sums(10, []) == [(10, 10)]
     assert acceptable_sums(10, [3]) == [(10, 10), (13, 13)]
     assert acceptable_sums(0, [1, 1, -1]) == [(-1, 2)]
+
+
+def test_a_mapping_names_each_node():
+    r = run({"n0": mn.Gossip, "n1": mn.DurableGossip, "n2": mn.Gossip}, "broadcast", time_limit=4, rate=20,
+            nemesis=["partition"], nemesis_interval=1)
+    assert r.valid is True and r.opts["node_count"] == 3 and r.opts["runtime"] == "sim"
+    # (set-full judges by the *last* read: with one silent node among two, the silent one may read
+    # last, holding everything, so two silent nodes make the loss certain)
+    broken = run({"n0": mn.Gossip, "n1": mn.NoGossip, "n2": mn.NoGossip}, "broadcast", time_limit=4, rate=20)
+    assert broken.valid is False and broken.checks["set-full"].details["lost"]
+    with pytest.raises(ValueError, match="names Maelstrom's nodes n0"):
+        m.test({"a": mn.Echo}, "echo")
+    with pytest.raises(ValueError, match="node_count=3 but the mapping names 1 nodes"):
+        m.test({"n0": mn.Echo}, "echo", node_count=3)
+
+
+def test_history_round_trips_through_jepsens_edn():
+    r = run(mn.Gossip, "broadcast", node_count=3, time_limit=3, rate=20, nemesis=["partition"], nemesis_interval=1)
+    h = r.history
+    back = labkit.History.from_edn(h.to_edn())
+    assert [(o.process, o.type, o.f, o.value) for o in back] == [(o.process, o.type, o.f, o.value) for o in h]
+    assert ":f :broadcast" in h.to_edn() and ":f :read" in h.to_edn()
 
 
 def test_result_summary_and_html():

@@ -64,6 +64,9 @@ def test_cli_exit_codes(capsys):
     assert "lost" in capsys.readouterr().out
     assert cli("--preset", "broadcast-efficiency", "--node", "maelstromnodes:FlatGossip", "--seed", "2") == 0
     assert "#3d Efficient Broadcast, Part I" in capsys.readouterr().out
+    assert cli("-w", "echo", "--node", "maelstromnodes:Echo", "--node-count", "2", "--concurrency", "3n",
+               "--time-limit", "1", "--rate", "10", "--log-stderr", "--seed", "1") == 0
+    assert "echo: 2 nodes" in capsys.readouterr().out
 
 
 class TiredCounter(mn.PNCounter):
@@ -90,6 +93,7 @@ def test_cli_unknown_result_exits_2(capsys):
     (("-w", "broadcast", "--node", "maelstromnodes:Gossip", "--topology", "star"), "star"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--key-count", "3"), "key_count"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--concurrency", "lots"), "--concurrency"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--concurrency", "0n"), "--concurrency"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--availability", "most"), "--availability"),
     (("-w", "echo", "--node", "nosuchmodule:Echo"), "nosuchmodule"),
     (("-w", "echo"), "--bin"),

@@ -55,7 +55,9 @@ SHORT = dict(time_limit=3.0, rate=20.0, quiet=1.0, seed=5)
     ("unique_ids.py", "unique-ids", dict(node_count=3, nemesis=["restart"], nemesis_interval=1.0)),
     pytest.param("unique_ids.js", "unique-ids", dict(node_count=3, nemesis=["partition"], nemesis_interval=1.0,
                                                       availability="total"), marks=needs_node),
-    ("broadcast.py", "broadcast", dict(node_count=3, latency=20.0, nemesis=["partition"], nemesis_interval=1.0)),
+    # quiet 3 s: values a partition dropped are re-sent after 1 s, then relayed
+    ("broadcast.py", "broadcast", dict(node_count=3, latency=20.0, nemesis=["partition"], nemesis_interval=1.0,
+                                       quiet=3.0)),
     pytest.param("broadcast.js", "broadcast", dict(node_count=3, latency=20.0, topology="line"), marks=needs_node),
     ("g_set.py", "g-set", dict(node_count=2)),
     pytest.param("g_set.js", "g-set", dict(node_count=2), marks=needs_node),
@@ -71,6 +73,16 @@ def test_programs_pass_their_workloads(name, workload, kw):
         assert r.nemesis
 
 
+@needs_node
+def test_a_cluster_mixing_python_and_javascript():
+    nodes = {"n0": prog("broadcast.py"), "n1": prog("broadcast.js"), "n2": prog("broadcast.py")}
+    r = m.test(nodes, "broadcast", latency=20.0, topology="line", **{**SHORT, "quiet": 2.0})
+    assert r.valid is True and r.opts["runtime"] == "processes", str(r)
+    # n1 (JavaScript) relays between n0 and n2 on the line: gossip flows both ways through it
+    relayed = {(e.node, e.dst) for e in r.journal if e.kind == "send" and e.get("type") == "gossip"}
+    assert {("n1", "n0"), ("n1", "n2")} <= relayed
+
+
 def test_broadcast_that_never_gossips_loses_elements():
     r = m.test(prog("broadcast_nogossip.py"), "broadcast", node_count=3, **SHORT)
     assert r.valid is False and r.checks["set-full"].details["lost"]
@@ -83,8 +95,10 @@ def test_broadcast_js_that_never_gossips_loses_elements():
 
 
 def test_unique_id_counter_restarting_at_zero_duplicates():
+    # three clients per node and a 1 s client timeout: a request caught by a restart costs its
+    # client 1 s, and the node's other clients keep asking the restarted program for ids
     r = m.test(prog("unique_ids_restart.py"), "unique-ids", node_count=2, nemesis=["restart"],
-               nemesis_interval=0.7, **{**SHORT, "rate": 50.0})
+               nemesis_interval=0.7, concurrency=6, timeout=1000.0, **{**SHORT, "rate": 50.0})
     assert any(op["op"] == "restart" for _, op in r.nemesis)
     v = r.checks["unique-ids"]
     assert v.valid is False and v.details["duplicated_count"] > 0, str(r)

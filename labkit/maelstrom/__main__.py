@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-txn-length", type=int, help="most micro-ops per transaction")
     t.add_argument("--max-writes-per-key", type=int, help="most writes to any single key")
     t.add_argument("--consistency-models", help="comma-separated consistency models to check (txn)")
+    t.add_argument("--log-stderr", action="store_true",
+                   help="accepted for Maelstrom compatibility: a program's stderr is always shown")
     t.add_argument("--seed", type=int, help="random seed (replays a simulated run)")
     t.add_argument("--runtime", choices=("sim", "processes"), help="default: sim for --node, processes for --bin")
     t.add_argument("--timeout", type=float, help="client timeout, ms (default 5000)")
@@ -102,13 +104,20 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
             except ValueError:
                 raise ValueError(f"--availability takes 'total' or a fraction in [0, 1], got {a!r}") from None
         kw["availability"] = a
-    if args.concurrency is not None:
-        c = args.concurrency
-        try:
-            kw["concurrency"] = int(c[:-1]) * -1 if c.endswith("n") else int(c)
-        except ValueError:
-            raise ValueError(f"--concurrency takes an int or <k>n (k clients per node), got {c!r}") from None
     return kw
+
+
+def _concurrency(text: str | None, node_count: int) -> int | None:
+    """``--concurrency``: an int, or ``<k>n`` for k clients per node (Jepsen's form)."""
+    if text is None:
+        return None
+    try:
+        n = int(text[:-1]) * node_count if text.endswith("n") else int(text)
+    except ValueError:
+        raise ValueError(f"--concurrency takes an int or <k>n (k clients per node), got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"--concurrency must give at least one client, got {text!r}")
+    return n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,17 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"not -w {args.workload}")
         node = _node(args)
         kw = _kwargs(args)
-        per_node = -kw["concurrency"] if kw.get("concurrency", 0) < 0 else None
-        if args.preset is not None:
-            p = PRESETS[args.preset]
-            if per_node is not None:
-                kw["concurrency"] = per_node * kw.get("node_count", p.options.get("node_count", 5))
-            pr = run_preset(args.preset, node, **kw)
+        preset = PRESETS[args.preset] if args.preset is not None else None
+        nodes = kw.get("node_count", preset.options.get("node_count", 5) if preset else 5)
+        concurrency = _concurrency(args.concurrency, nodes)
+        if concurrency is not None:
+            kw["concurrency"] = concurrency
+        if preset is not None:
+            pr = run_preset(preset.name, node, **kw)
             print(pr.result)
             print(pr)
             return {True: 0, False: 1, None: 2}[pr.passed]
-        if per_node is not None:
-            kw["concurrency"] = per_node * kw.get("node_count", 5)
         result = test(node, args.workload, **kw)
     except (ValueError, TypeError) as e:       # bad options (ArgumentError is a ValueError)
         print(f"python -m labkit.maelstrom: error: {e}", file=sys.stderr)

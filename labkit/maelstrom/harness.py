@@ -173,9 +173,26 @@ def _stats_check(history: History) -> Verdict:
                    f"of {len(pairs)} ops", details)
 
 
+def _per_node(node: Any, node_count: int | None) -> dict[str, Any]:
+    """``{"n0": node, ...}``: ``node`` on ``node_count`` nodes, or a mapping checked to name
+    ``n0 .. n{N-1}`` (``ArgumentError`` otherwise, or if ``node_count`` disagrees)."""
+    if isinstance(node, Mapping):
+        ids = list(node)
+        want = [f"n{i}" for i in range(len(ids))]
+        if not ids or sorted(ids) != sorted(want):
+            raise ArgumentError(f"a mapping of nodes names Maelstrom's nodes n0 .. n{{N-1}}, e.g. "
+                                f"{{'n0': ..., 'n1': ...}}; got {ids}")
+        if node_count is not None and node_count != len(ids):
+            raise ArgumentError(f"node_count={node_count!r} but the mapping names {len(ids)} nodes; leave node_count out")
+        argcheck.whole(len(ids), "node_count (the mapping's size)", lo=1, hi=60)
+        return {n: node[n] for n in want}
+    n = argcheck.whole(5 if node_count is None else node_count, "node_count", lo=1, hi=60)
+    return {f"n{i}": node for i in range(n)}
+
+
 def _default_runtime(x: Any) -> str:
     """"sim" for labkit Node classes and instances, "processes" for a Program (the simulator
-    cannot run an external program) and anything else (a mapping of nodes, ...)."""
+    cannot run an external program) and anything else."""
     from .program import Program
     if isinstance(x, Program) or (isinstance(x, type) and issubclass(x, Program)):
         return "processes"
@@ -184,7 +201,7 @@ def _default_runtime(x: Any) -> str:
     return "processes"
 
 
-def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int = 5, time_limit: float = 20.0,
+def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int | None = None, time_limit: float = 20.0,
          rate: float = 100.0, latency: float = 100.0, latency_dist: str = "constant",
          nemesis: Any = (), nemesis_interval: float = 10.0, concurrency: int | None = None,
          availability: float | str | None = None, timeout: float = 5000.0, quiet: float = 10.0,
@@ -192,7 +209,9 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int =
          **workload_opts: Any) -> Result:
     """Run Maelstrom's ``workload`` against ``node`` and check it; returns a ``Result``.
 
-    ``node``: a ``labkit.Node`` subclass (or instance) or a ``labkit.Program``. ``workload``:
+    ``node``: a ``labkit.Node`` subclass (or instance) or a ``labkit.Program``, run on
+    ``node_count`` nodes (default 5); or a mapping ``{"n0": ..., "n1": ...}`` naming each node
+    (``n0 .. n{N-1}``; a cluster mixing languages or versions), whose size is the node count. ``workload``:
     a name from ``labkit.maelstrom.workloads.names()`` (options in ``workload_opts``, e.g.
     ``topology="tree4"``) or a ``Workload``. Units: ``time_limit``, ``nemesis_interval`` and
     ``quiet`` in seconds; ``rate`` ops/s over all clients; ``latency`` and ``timeout`` in ms.
@@ -209,7 +228,8 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int =
     if isinstance(workload, Workload) and workload_opts:
         raise ArgumentError(f"workload options {sorted(workload_opts)} go to the Workload's constructor, "
                             f"not beside a Workload instance")
-    node_count = argcheck.whole(node_count, "node_count", lo=1, hi=60)
+    per_node = _per_node(node, node_count)
+    node_count = len(per_node)
     time_limit = argcheck.seconds(time_limit, "time_limit")
     rate = argcheck.number(rate, "rate", lo=0.0, hi=1e5, lo_open=True, unit="ops/s")
     latency = argcheck.ms(latency, "latency")
@@ -230,14 +250,14 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int =
         seed = random.SystemRandom().randrange(1, 2**31)
     seed = argcheck.whole(seed, "seed")
     if runtime is None:
-        runtime = _default_runtime(node)
+        runtime = "processes" if any(_default_runtime(x) == "processes" for x in per_node.values()) else "sim"
     extra = () if services is None else ((services,) if isinstance(services, str) else tuple(services))
     bad = [s for s in extra if s not in SERVICE_NAMES]
     if bad:
         raise ArgumentError(f"unknown service(s) {bad}; Maelstrom's services are {', '.join(SERVICE_NAMES)}")
     svc_names = tuple(dict.fromkeys(tuple(wl.services) + extra))
-    node_ids = [f"n{i}" for i in range(node_count)]
-    members: dict[str, Any] = {n: node for n in node_ids}
+    node_ids = list(per_node)
+    members: dict[str, Any] = dict(per_node)
     members.update(_service_classes(svc_names))
     opts = {"workload": wl.name, "node_count": node_count, "time_limit": time_limit, "rate": rate,
             "latency": latency, "latency_dist": latency_dist, "nemesis": list(faults),

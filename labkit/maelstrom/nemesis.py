@@ -16,6 +16,8 @@ What each fault means here (the fault ops are labkit's, ``labkit.nemesis``):
 * ``kill`` (SIGKILL, restarted at the fault's end), ``pause`` (SIGSTOP .. SIGCONT),
   ``restart`` (a kill immediately followed by a fresh start, which re-runs ``init`` for a
   program), ``skew`` (a node's clock off by 100..1000 ms), ``slow``: on program nodes only.
+  ``skew`` and ``slow`` act through a labkit node's ``ctx`` (``ctx.now``, ``ctx.work``): they
+  change nothing for a ``labkit.Program``, which reads the operating system's clock.
 * ``drop`` (20%), ``duplicate`` (20%), ``delay`` (+50 ± 10 ms), ``reorder``: on every link
   between cluster members, services included (the test's latency stays in force beneath).
 """

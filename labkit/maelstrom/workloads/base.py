@@ -49,7 +49,9 @@ class CheckContext:
 
     ``journal``: the run's labkit ``Journal`` (messages, faults); ``node_ids``: the program
     nodes ``["n0", ...]``; ``opts``: the test's options (``rate`` ops/s, ``time_limit`` s,
-    ``latency`` ms, ``node_count``, and the workload's own options)."""
+    ``latency`` ms, ``node_count``, ``seed``, ..., and the workload's own options), plus
+    ``final_time_ms``: the cluster time at which the final phase began (operations invoked
+    at or after it are the workload's ``final`` invocations)."""
 
     journal: Any
     node_ids: list[str]
