@@ -217,6 +217,10 @@ def test_nemesis_and_options_are_checked():
         m.test(mn.Echo, "echo", node_count=0)
     with pytest.raises(ValueError, match="unknown service"):
         m.test(mn.Echo, "echo", services=["redis"])
+    with pytest.raises(ValueError, match=r"test\(node\): give a labkit.Node class.*got 42"):
+        m.test(42, "echo")
+    with pytest.raises(ValueError, match=r"node 'n1': give a labkit.Node class.*got None"):
+        m.test({"n0": mn.Echo, "n1": None}, "echo")
 
 
 # -- workload pieces -------------------------------------------------------------------------------

@@ -84,7 +84,8 @@ def test_a_cluster_mixing_python_and_javascript():
 
 
 def test_broadcast_that_never_gossips_loses_elements():
-    r = m.test(prog("broadcast_nogossip.py"), "broadcast", node_count=3, **SHORT)
+    # given as a path, like Maelstrom's --bin: made a labkit.Program
+    r = m.test(os.path.join(PROGRAMS, "broadcast_nogossip.py"), "broadcast", node_count=3, **SHORT)
     assert r.valid is False and r.checks["set-full"].details["lost"]
 
 

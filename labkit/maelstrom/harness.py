@@ -27,6 +27,7 @@ Histories and the journal are recorded with labkit's ``Recorder`` on the cluster
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Mapping
 
@@ -173,10 +174,25 @@ def _stats_check(history: History) -> Verdict:
                    f"of {len(pairs)} ops", details)
 
 
+def _as_node(x: Any, where: str) -> Any:
+    """A program's path or command list (Maelstrom's ``--bin``) becomes a ``labkit.Program``;
+    a Node class or instance, or a Program, is kept; anything else is an ``ArgumentError``."""
+    from .program import Program
+    if isinstance(x, (str, os.PathLike)) or (isinstance(x, (list, tuple)) and x
+                                             and all(isinstance(a, (str, os.PathLike)) for a in x)):
+        return Program(x)
+    if (isinstance(x, type) and issubclass(x, Node)) or isinstance(x, Node):
+        return x
+    raise ArgumentError(f"{where}: give a labkit.Node class or instance, a labkit.Program, a program's path "
+                        f"(like './maelstrom-echo') or its command list (like ['node', 'echo.js']), got {x!r}")
+
+
 def _per_node(node: Any, node_count: int | None) -> dict[str, Any]:
     """``{"n0": node, ...}``: ``node`` on ``node_count`` nodes, or a mapping checked to name
-    ``n0 .. n{N-1}`` (``ArgumentError`` otherwise, or if ``node_count`` disagrees)."""
+    ``n0 .. n{N-1}`` (``ArgumentError`` otherwise, or if ``node_count`` disagrees). Paths and
+    command lists become ``labkit.Program``s."""
     if isinstance(node, Mapping):
+        node = {k: _as_node(v, f"node {k!r}") for k, v in node.items()}
         ids = list(node)
         want = [f"n{i}" for i in range(len(ids))]
         if not ids or sorted(ids) != sorted(want):
@@ -187,6 +203,7 @@ def _per_node(node: Any, node_count: int | None) -> dict[str, Any]:
         argcheck.whole(len(ids), "node_count (the mapping's size)", lo=1, hi=60)
         return {n: node[n] for n in want}
     n = argcheck.whole(5 if node_count is None else node_count, "node_count", lo=1, hi=60)
+    node = _as_node(node, "test(node)")
     return {f"n{i}": node for i in range(n)}
 
 
@@ -209,7 +226,8 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
          **workload_opts: Any) -> Result:
     """Run Maelstrom's ``workload`` against ``node`` and check it; returns a ``Result``.
 
-    ``node``: a ``labkit.Node`` subclass (or instance) or a ``labkit.Program``, run on
+    ``node``: a ``labkit.Node`` subclass (or instance), a ``labkit.Program``, or a program's
+    path or command list (made a ``labkit.Program``, like Maelstrom's ``--bin``), run on
     ``node_count`` nodes (default 5); or a mapping ``{"n0": ..., "n1": ...}`` naming each node
     (``n0 .. n{N-1}``; a cluster mixing languages or versions), whose size is the node count. ``workload``:
     a name from ``labkit.maelstrom.workloads.names()`` (options in ``workload_opts``, e.g.
