@@ -262,6 +262,43 @@ DEFAULT_MIX = {"read": 0.5, "write": 0.4, "cas": 0.1}
 _FS = ("read", "get", "write", "put", "cas", "append")
 
 
+class OpenLoop:
+    """Open-loop arrivals, as Jepsen's and Maelstrom's generators make them: the offered rate,
+    not the number of clients, sets the load. Arrivals come every U(0, ``gap_ms``) ms (mean
+    ``gap_ms``/2) until cluster time ``end`` (ms); each starts an operation on a random idle
+    client -- ``start(client, then)``, which calls ``then(pair)`` when it completes -- or, with
+    every client busy, joins a backlog the next client to finish takes from (an arrival is never
+    dropped). ``backlog`` is how many wait; set it to 0 to forget them."""
+
+    def __init__(self, cluster: Any, clients: list, start: Callable[[Any, Callable[[Any], None]], Any],
+                 rng: random.Random, gap_ms: float, end: float) -> None:
+        self.cluster, self.clients, self._start, self.rng = cluster, clients, start, rng
+        self.gap, self.end = gap_ms, end
+        self.backlog = 0
+
+    def begin(self) -> None:
+        """Schedule the first arrival."""
+        self.cluster.call_at(self.cluster.now + self.rng.uniform(0.0, self.gap), self._arrive)
+
+    def _run(self, w: Any) -> None:
+        self._start(w, lambda pair, w=w: self._done(w))
+
+    def _done(self, w: Any) -> None:
+        if self.backlog and self.cluster.now < self.end:
+            self.backlog -= 1
+            self._run(w)
+
+    def _arrive(self) -> None:
+        if self.cluster.now >= self.end:
+            return
+        idle = [w for w in self.clients if not w.busy]
+        if idle:
+            self._run(self.rng.choice(idle))
+        else:
+            self.backlog += 1
+        self.cluster.call_at(self.cluster.now + self.rng.uniform(0.0, self.gap), self._arrive)
+
+
 def workload(cluster: Any, *, clients: int = 5, rate: float = 10.0, duration: float = 5.0,
              mix: Mapping[str, float] | None = None, keys: int | Sequence[Any] | None = 3,
              values: int = 5, nodes: Sequence[str] | None = None, timeout_ms: float = 1000.0,
@@ -302,7 +339,7 @@ def workload(cluster: Any, *, clients: int = 5, rate: float = 10.0, duration: fl
     workers = [rec.client() for _ in range(clients)]
     fs, weights = list(mix), list(mix.values())
     end = cluster.now + duration * 1000.0
-    state = {"backlog": 0, "appended": 0}
+    state = {"appended": 0}
 
     def draw() -> tuple[str, Any, Any]:
         f = rng.choices(fs, weights)[0]
@@ -316,25 +353,10 @@ def workload(cluster: Any, *, clients: int = 5, rate: float = 10.0, duration: fl
             return f, state["appended"], key
         return f, rng.randrange(values), key
 
-    def start(w: Client) -> None:
+    def start(w: Client, then: Callable[[Any], None]) -> None:
         f, value, key = draw()
-        w.invoke(f, value, key=key, then=lambda pair, w=w: done(w))
+        w.invoke(f, value, key=key, then=then)
 
-    def done(w: Client) -> None:
-        if state["backlog"] and cluster.now < end:
-            state["backlog"] -= 1
-            start(w)
-
-    def arrive() -> None:
-        if cluster.now >= end:
-            return
-        idle = [w for w in workers if not w.busy]
-        if idle:
-            start(rng.choice(idle))
-        else:
-            state["backlog"] += 1
-        cluster.call_at(cluster.now + rng.uniform(0.0, 2000.0 / rate), arrive)
-
-    cluster.call_at(cluster.now + rng.uniform(0.0, 2000.0 / rate), arrive)
+    OpenLoop(cluster, workers, start, rng, 2000.0 / rate, end).begin()
     cluster.run_for(duration)
     return rec.settle()

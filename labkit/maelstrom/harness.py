@@ -38,7 +38,7 @@ from ..checkers.verdict import Verdict
 from ..errors import ArgumentError, LabkitError, RequestTimeout, NodeCrashed
 from ..history import History, _thaw
 from ..node import Node
-from ..recorder import Client, KVProtocol, Recorder
+from ..recorder import Client, KVProtocol, OpenLoop, Recorder
 from ..runtime.base import is_client_id
 from . import workloads as _workloads
 from .protocol import error_code
@@ -314,37 +314,18 @@ def _run(cluster: Any, wl: Workload, node_ids: list[str], svc_names: list[str], 
     rec = Recorder(cluster, timeout_ms=opts["timeout"], protocol=_WorkloadProtocol(wl), nodes=node_ids)
     workers = [_Client(rec, i, node_ids[i % len(node_ids)], wl) for i in range(opts["concurrency"])]
     end = cluster.now + opts["time_limit"] * 1000.0
-    state = {"backlog": 0}
-    gap = 2000.0 / opts["rate"]
-
-    def start(w: _Client) -> bool:
+    def start(w: _Client, then: Any) -> None:
         inv = wl.invoke(rng, w.process)
-        if inv is None:
-            return False
-        w.start(inv, then=lambda pair, w=w: done(w))
-        return True
+        if inv is not None:
+            w.start(inv, then=then)
 
-    def done(w: _Client) -> None:
-        if state["backlog"] and cluster.now < end:
-            state["backlog"] -= 1
-            start(w)
-
-    def arrive() -> None:
-        if cluster.now >= end:
-            return
-        idle = [w for w in workers if not w.busy]
-        if idle:
-            start(rng.choice(idle))
-        else:
-            state["backlog"] += 1
-        cluster.call_at(cluster.now + rng.uniform(0.0, gap), arrive)
-
+    arrivals = OpenLoop(cluster, workers, start, rng, 2000.0 / opts["rate"], end)
     nem = MaelstromNemesis(cluster, faults, node_ids, svc_names, opts["nemesis_interval"], opts["seed"], baseline)
-    cluster.call_at(cluster.now + rng.uniform(0.0, gap), arrive)
+    arrivals.begin()
     nem.start()
     cluster.run_for(opts["time_limit"])
     nem.stop()
-    state["backlog"] = 0
+    arrivals.backlog = 0
     cluster.run_for(opts["quiet"])
     rec.settle()
     finals = wl.final(node_ids)
