@@ -30,6 +30,7 @@ from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import argcheck
+from .argcheck import MAX_MS
 from .capacity import CapacityMixin, _Resumed
 from .errors import ArgumentError, Interrupted, MessageError, Overloaded, RpcTimeout, UnknownNode
 from .guard import GuardTripped
@@ -57,6 +58,12 @@ class Host(Protocol):
     def transmit(self, ctx: "Context", msg_id: str, dst: str, type: str, re: str | None,
                  body_json: str) -> None: ...
     def record(self, event: Event) -> None: ...
+    # Optional, for a host that keeps objects rather than text (the simulator): where present
+    # they are used instead of ``transmit`` / ``record``. ``transmit_body`` takes the body
+    # dict (the host encodes it, or proves it need not: see labkit.runtime.sim), and
+    # ``record_row`` a journal row, the tuple of ``Event``'s arguments (labkit.journal_store).
+    # transmit_body(ctx, msg_id, dst, type, re, body: dict) -> None
+    # record_row(row: tuple) -> None
     def is_destination(self, name: str) -> bool: ...
     def crashed(self, ctx: "Context", event: Event) -> None: ...
     # HTTP (labkit.service, labkit.http_client): a request leaves, a response answers request
@@ -98,6 +105,8 @@ class Context(ServingMixin, CapacityMixin):
                  incarnation: int, storage: Storage, offset_ms: float = 0.0, rate: float = 1.0,
                  guard: Any = None, slow: float = 1.0) -> None:
         self._host = host
+        self._transmit_body = getattr(host, "transmit_body", None)
+        self._row = getattr(host, "record_row", None)
         self._node = node
         self._seq = 0
         self._timers: dict[str, Any] = {}
@@ -167,7 +176,10 @@ class Context(ServingMixin, CapacityMixin):
             self._over_events(f"message type {type!r} (to {dst})")
         self._seq += 1
         mid = f"{self.id}.{self.incarnation}.{self._seq}"
-        self._host.transmit(self, mid, dst, type, re, encode_body(self.id, dst, type, body))
+        if self._transmit_body is not None:     # the host encodes the body, or needs not
+            self._transmit_body(self, mid, dst, type, re, body)
+        else:
+            self._host.transmit(self, mid, dst, type, re, encode_body(self.id, dst, type, body))
         return mid
 
     def reply(self, msg: Message, /, type: str | None = None, **body: Any) -> str:
@@ -260,19 +272,28 @@ class Context(ServingMixin, CapacityMixin):
             if lo > hi:
                 raise ArgumentError(f"{self.id}: set_timer({name!r}, between={between!r}) needs 0 <= lo <= hi")
             after = self._timer_rng.uniform(lo, hi)
+        elif not ((after.__class__ is float or after.__class__ is int) and 0 <= after <= MAX_MS):
+            after = argcheck.ms(after, lambda: f"{self.id}: set_timer({name!r}, after)")   # (NaN too)
         else:
-            after = argcheck.ms(after, lambda: f"{self.id}: set_timer({name!r}, after)")
+            after = float(after)
         if self.dead:
             if self._tripped is not None:
                 raise GuardTripped(self._tripped)
             return after
-        self._produce(f"timer {name!r}")
+        self._hev += 1                  # (_produce, inline)
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(f"timer {name!r}")
         old = self._timers.pop(name, None)
         if old is not None:
             self._host.cancel(old)
         now = self._host.now()
         self._timers[name] = self._host.call_at(now + after / self._rate, self._fire, name)
-        self._host.record(Event(now, "timer_set", self.id, None, {"name": name, "after": round(after, 3)}))
+        data = {"name": name, "after": round(after, 3)}
+        if self._row is not None:
+            self._row((now, "timer_set", self.id, None, data))
+        else:
+            self._host.record(Event(now, "timer_set", self.id, None, data))
         return after
 
     def cancel_timer(self, name: str) -> bool:
@@ -381,16 +402,29 @@ class Context(ServingMixin, CapacityMixin):
         elif self._routes is not None and msg.body.get("http") == "1.1":   # an HTTP request to a Service
             self._http_request(msg)
             return
-        self._run(self._node.on_message, (self, msg), msg)
+        self._hev = 0                   # (_run, inline: the hottest path)
+        self._cause = msg
+        try:
+            result = self._node.on_message(self, msg)
+        except BaseException as e:
+            self._raised(e, msg)
+            return
+        if result is not None and result.__class__ is _CoroutineType:
+            self._step(result, None, None, msg)
 
     def _fire(self, name: str) -> None:
         if self.dead:
             return
         self._timers.pop(name, None)
-        if self._woken(f"timer {name!r}"):
+        cause = f"timer {name!r}"
+        self._wwk += 1                  # (_woken's count, inline)
+        if self._wwk > self._g_wakeups and self._woken_over(cause):
             return
-        self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
-        self._run(self._node.on_timer, (self, name), f"timer {name!r}")
+        if self._row is not None:
+            self._row((self._host.now(), "timer_fire", self.id, None, {"name": name}))
+        else:
+            self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
+        self._run(self._node.on_timer, (self, name), cause)
 
     def _kill(self) -> None:
         """The node is gone: forget every timer and coroutine (the runtime drops their events)."""
@@ -411,17 +445,22 @@ class Context(ServingMixin, CapacityMixin):
         try:
             result = fn(*args)
         except BaseException as e:  # a handler that raises crashes this node only
-            if isinstance(e, GuardTripped) and self.dead:
-                return              # the guard crashed the node already, where it tripped
-            if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
-                self._unhandled_overload(e, cause)
-                return
-            self._crash(e, cause)
-            if isinstance(e, Interrupted):  # the reader's Ctrl-C: it stops the cell too
-                raise
+            self._raised(e, cause)
             return
         if result is not None and result.__class__ is _CoroutineType:   # (inspect.iscoroutine, cheaper)
             self._step(result, None, None, cause)
+
+    def _raised(self, e: BaseException, cause: Any) -> None:
+        """A handler raised ``e``: crash the node (or shed, for ``Overloaded``); the reader's
+        own Ctrl-C (``Interrupted``) is raised on, to stop the cell too."""
+        if isinstance(e, GuardTripped) and self.dead:
+            return              # the guard crashed the node already, where it tripped
+        if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
+            self._unhandled_overload(e, cause)
+            return
+        self._crash(e, cause)
+        if isinstance(e, Interrupted):
+            raise                   # (called inside the handler's ``except``: re-raised as it is)
 
     def _step(self, coro: Any, value: Any, exc: BaseException | None, cause: Any) -> None:
         self._hev = 0
@@ -512,6 +551,10 @@ class Context(ServingMixin, CapacityMixin):
         self._wwk += 1
         if self._wwk <= self._g_wakeups:
             return False
+        return self._woken_over(what)
+
+    def _woken_over(self, what: str) -> bool:
+        """``_woken`` past the count's limit: a new window, or the node crashes (True)."""
         now = self._host.now()
         if now - self._wwk_t0 > self._g_window:
             self._wwk_t0, self._wwk = now, 1

@@ -41,13 +41,15 @@ from ..context import Context
 from ..errors import Interrupted, LabkitError
 from ..guard import StormError
 from ..journal import Event
-from ..message import _SURELY_SMALL, Message, loads_trusted, too_large, wire
+from ..message import (_SURELY_SMALL, FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, Message,
+                       body_json, encode_body, loads_trusted, too_large, wire)
 from .base import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 from .storage import Storage
 
 _loads = loads_trusted
 _heappush = heapq.heappush
+_new = object.__new__
 
 #: Virtual time one message takes on a perfect link (ms).
 HOP_MS = 0.1
@@ -61,21 +63,30 @@ INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cl
 class _SimHost:
     """The host of one node incarnation inside the simulator."""
 
-    __slots__ = ("rt", "rec", "seed", "transmit", "transmit_http", "respond_http")
+    __slots__ = ("rt", "rec", "seed", "transmit", "transmit_body", "record_row", "transmit_http",
+                 "respond_http", "_sched")
 
     def __init__(self, rt: "SimRuntime", rec: NodeRecord) -> None:
         self.rt, self.rec, self.seed = rt, rec, rt.seed
-        #: ``transmit(ctx, mid, dst, type, re, body_json)``: the runtime's own (one call less
-        #: on the simulator's hottest path).
-        self.transmit = rt._transmit
+        #: ``transmit(ctx, mid, dst, type, re, body_json)`` and ``transmit_body(..., body)``
+        #: (the body dict itself: see ``_transmit``): the runtime's own, one call less on the
+        #: simulator's hottest path.
+        self.transmit = self.transmit_body = rt._transmit
+        #: ``record_row((t, kind, node, id, data))``: a journal row, without an ``Event``.
+        self.record_row = rt.events.append
         self.transmit_http = rt._transmit_http      # HTTP: see labkit.runtime.sim_http
         self.respond_http = rt._respond_http
+        self._sched = rt._sched
 
     def now(self) -> float:
         return self.rt.t
 
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
-        return self.rt._push(t, self._node_call, (self.rec.ctx, fn, args))
+        sched = self._sched          # (Scheduler.call_at, inline: every timer comes this way)
+        sched._seq += 1
+        entry = [t, sched._seq, self._node_call, (self.rec.ctx, fn, args)]
+        _heappush(sched.heap, entry)
+        return entry
 
     def _node_call(self, ctx: Context, fn: Callable[..., None], args: tuple) -> None:
         if ctx.dead or ctx is not self.rec.ctx:
@@ -296,44 +307,86 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
                            f"shows the line it was at)")
 
     # -- the network -----------------------------------------------------------------------
-    def _transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
-        """A node's message enters the network (``Host.transmit``). Its wire tuple ``w`` is
-        (src, dst, type, id, re, at, body JSON)."""
+    def _transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body: Any) -> None:
+        """A node's message enters the network (``Host.transmit`` with the body's JSON text,
+        and ``transmit_body`` with the body dict). Its wire tuple ``w`` is (src, dst, type,
+        id, re, at, body), and the journal rows of its ``send`` and ``deliver`` hold it.
+
+        A *flat* body -- a few keys, JSON scalars of exact types, short strings (the bounds are
+        ``labkit.message.FLAT_MAX_*``) -- crosses JSON unchanged, so it travels as the dict
+        itself: the context's own ``**body`` dict, which no handler holds. Each receiver gets
+        a copy of it (``_arrive``), and the journal encodes it when it is read, to the text
+        the encoder would have made here. Any other body is encoded here, which refuses what
+        could not cross a real network (``MessageError``), and decoded at each arrival."""
         t = self.t
         if t != self._at_t:                 # ``at`` is the time rounded to 1 us; messages come in bursts
             self._at_t, self._at = t, round(t, 3)
         src = ctx.id
-        w = (src, dst, type, mid, re, self._at, body_json)
-        if len(w[6]) + len(w[2]) >= _SURELY_SMALL:     # (too_large's own quick test, inline)
-            big = too_large(w[2], w[6])
+        if body.__class__ is dict and len(body) <= FLAT_MAX_KEYS:
+            for k, v in body.items():
+                if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
+                    break
+                c = v.__class__
+                if c is str:
+                    if len(v) > FLAT_MAX_STR:
+                        break
+                elif c is int:
+                    if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
+                        break
+                elif c is float:
+                    if v - v != 0.0:        # NaN or an infinity: JSON refuses it (encode_body says so)
+                        break
+                elif v is not None and c is not bool:
+                    break
+            else:                           # flat: no JSON, and surely small
+                w = (src, dst, type, mid, re, self._at, body)
+                self.events.append((t, "send", src, mid, None, w))
+                if not self.net._faulty:    # a perfect network (the common case): one copy, one hop
+                    sched = self._sched
+                    sched._seq += 1
+                    _heappush(self._heap, [t + HOP_MS, sched._seq, self._arrive, (w,)])
+                    return
+                return self._route(t, src, dst, mid, w)
+        if body.__class__ is not str:
+            body = encode_body(src, dst, type, body)
+        w = (src, dst, type, mid, re, self._at, body)
+        if len(body) + len(type) >= _SURELY_SMALL:     # (too_large's own quick test, inline)
+            big = too_large(type, body)
             if big is not None:        # journaled without its body; never sent (as in processes)
                 w = w[:6] + ("{}",)
-                self.events.append(Event(t, "send", src, mid, None, w))
+                self.events.append((t, "send", src, mid, None, w))
                 self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": big}))
                 return
-        self.events.append(Event(t, "send", src, mid, None, w))
-        if not self.net._faulty:   # a perfect network (the common case): one copy, one hop
+        self.events.append((t, "send", src, mid, None, w))
+        if not self.net._faulty:
             sched = self._sched
             sched._seq += 1
             _heappush(self._heap, [t + HOP_MS, sched._seq, self._arrive, (w,)])
             return
+        self._route(t, src, dst, mid, w)
+
+    def _route(self, t: float, src: str, dst: str, mid: str, w: tuple) -> None:
+        """A message on a network with faults: the model's rules, then one arrival per copy."""
         delays, rule = self.net.route(src, dst, self._net_rng)
         if rule is not None:
             self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
         if self.net.shaped:       # a bandwidth limit: wait for the link, then be sent
-            tx = self.net.transmit(src, dst, len(wire(*w).encode()), t)
+            tx = self.net.transmit(src, dst, len(wire(*w[:6], body_json(w[6])).encode()), t)
             if tx:
                 delays = [tx + d for d in delays]
         for d in delays:
             self._push(t + HOP_MS + d, self._arrive, (w,))
 
     def _arrive(self, w: tuple) -> None:
-        src, dst, type, mid, re, at, body_json = w
+        src, dst, type, mid, re, at, body = w
         rec = self.records.get(dst)
         if rec is not None and rec.state == "up" and not self.net._faulty:   # the common case
-            self.events.append(Event(self.t, "deliver", dst, mid, None, w))
-            rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
+            self.events.append((self.t, "deliver", dst, mid, None, w))
+            m = _new(Message)       # (Message(...) without a Python __init__ call: the hottest path)
+            m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at = src, dst, type, mid, re, at
+            m.body = dict(body) if body.__class__ is dict else _loads(body)   # the receiver's own copy
+            rec.ctx._deliver(m)
             return
         if rec is None:  # a client
             ev = Event(self.t, "deliver", dst, mid, wire=w)
@@ -352,8 +405,8 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         if rec.state == "paused":
             rec.deferred.append((self._arrive, (w,)))
             return
-        self.events.append(Event(self.t, "deliver", dst, mid, None, w))
-        rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
+        self.events.append((self.t, "deliver", dst, mid, None, w))
+        rec.ctx._deliver(Message(src, dst, type, mid, dict(body) if body.__class__ is dict else _loads(body), re, at))
 
     # -- the runtime interface used by Cluster ---------------------------------------------
     def run_for(self, seconds: float) -> None:
