@@ -106,6 +106,7 @@ class Context(ServingMixin, CapacityMixin):
                  guard: Any = None, slow: float = 1.0) -> None:
         self._host = host
         self._transmit_body = getattr(host, "transmit_body", None)
+        self._fast_send = self._transmit_body      # (for send's common case: None once dead)
         self._row = getattr(host, "record_row", None)
         self._node = node
         self._seq = 0
@@ -159,8 +160,8 @@ class Context(ServingMixin, CapacityMixin):
     # -- messages --------------------------------------------------------------------------
     def send(self, dst: str, /, type: str, **body: Any) -> str:
         """Send a message; returns its id. Delivery is up to the network."""
-        tb = self._transmit_body
-        if tb is None or self.dead or type.__class__ is not str or not type or dst not in self._dests:
+        tb = self._fast_send             # None on a dead node, or a host without transmit_body
+        if tb is None or type.__class__ is not str or not type or dst not in self._dests:
             return self._send(dst, type, None, body)
         self._hev += 1                  # (_send's common case, inline: the simulator's hottest call)
         self._wev += 1
@@ -440,6 +441,7 @@ class Context(ServingMixin, CapacityMixin):
     def _kill(self) -> None:
         """The node is gone: forget every timer and coroutine (the runtime drops their events)."""
         self.dead = True
+        self._fast_send = None
         for h in self._timers.values():
             self._host.cancel(h)
         for _, h, _ in self._rpcs.values():

@@ -3,7 +3,11 @@
 Theory of operation. Everything that will happen is an entry ``[t, seq, fn, args]`` on one
 heap: message arrivals, timers, coroutine wake-ups, nemesis steps. ``run_for`` pops entries
 in (time, sequence) order and calls them; virtual time jumps from one entry to the next, so
-seconds of cluster life cost milliseconds. All randomness comes from generators seeded by
+seconds of cluster life cost milliseconds. (One kind of entry waits in a FIFO queue beside
+the heap: a message on a perfect network arrives ``HOP_MS`` after it is sent, so those
+arrivals are made in (time, sequence) order already; the loop takes whichever of the FIFO's
+and the heap's first entries comes first -- the order the heap alone would give, without a
+push and a pop on it per message.) All randomness comes from generators seeded by
 the cluster seed (per node and incarnation, and one for the network), and nothing reads the
 wall clock, so one seed gives one journal, byte for byte.
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 import _thread
 import gc
 import heapq
+from collections import deque
 import random
 import signal
 import threading
@@ -129,6 +134,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._at_t, self._at = 0.0, 0.0     # the last time rounded for a wire's ``at`` (_transmit)
         self._sched = Scheduler()
         self._heap = self._sched.heap
+        self._fifo: deque[list] = deque()    # arrivals on a perfect network, in (t, seq) order
         self._net_rng = random.Random(f"{self.seed}/network")
         self._stores: dict[str, dict[str, str]] = {n: {} for n in self.node_ids}
         self._interrupted = False
@@ -137,6 +143,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._storm: str | None = None
         self._http_setup()
         self._row = self.events.append      # a journal row (see labkit.journal_store)
+        self._arrive_cb = self._arrive      # (one bound method for every arrival on the heap)
         self._freezes_left = 0              # see _gc_starts
 
     # -- the heap --------------------------------------------------------------------------
@@ -160,17 +167,32 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
             self._running = outer             # (a reply callback's request nests a run)
 
     def _loop(self, end: float, stop: Callable[[], bool] | None) -> bool:
-        heap = self._heap
-        pop = heapq.heappop
+        heap, fifo = self._heap, self._fifo
+        pop, popleft = heapq.heappop, fifo.popleft
         same = 0
         guard = self.guard
         queue = guard.queue if guard is not None and guard.queue else 1 << 62
-        while heap and heap[0][0] <= end:
+        while True:
+            if fifo:                    # the first of the FIFO's and the heap's entries (by t, seq)
+                entry = fifo[0]
+                in_heap = heap and heap[0] < entry
+                if in_heap:
+                    entry = heap[0]
+            elif heap:
+                entry = heap[0]
+                in_heap = True
+            else:
+                break
+            if entry[0] > end:
+                break
             if self._interrupted:
                 raise Interrupted(INTERRUPTED)
-            if len(heap) > queue:
+            if len(heap) + len(fifo) > queue:
                 raise StormError(self._queue_report(queue))
-            entry = pop(heap)
+            if in_heap:
+                pop(heap)
+            else:
+                popleft()
             fn = entry[2]
             if fn is None:
                 continue
@@ -197,7 +219,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         """What fills the heap: the (sender, message type) with the most messages in flight."""
         by: dict[tuple[str, str], int] = {}
         arrive = self._arrive
-        for e in self._heap:
+        for e in (*self._heap, *self._fifo):
             if e[2] == arrive:
                 w = e[3][0]
                 key = (w[0], w[2])
@@ -365,7 +387,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
                 if not self.net._faulty:    # a perfect network (the common case): one copy, one hop
                     sched = self._sched
                     sched._seq += 1
-                    _heappush(self._heap, [t + HOP_MS, sched._seq, self._arrive, (w,)])
+                    self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
                     return
                 return self._route(t, src, dst, mid, w)
         if body.__class__ is not str:
@@ -382,7 +404,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         if not self.net._faulty:
             sched = self._sched
             sched._seq += 1
-            _heappush(self._heap, [t + HOP_MS, sched._seq, self._arrive, (w,)])
+            self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
             return
         self._route(t, src, dst, mid, w)
 
@@ -496,4 +518,5 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
 
     def close(self) -> None:
         self._sched.clear()
+        self._fifo.clear()
         self._due.clear()
