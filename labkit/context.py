@@ -220,8 +220,10 @@ class Context(ServingMixin, CapacityMixin):
             c = self._http_client = HttpClient(self)
         return c
 
-    def _send_http(self, dst: str, type: str, body_json: str, call: Any) -> str:
-        """Send an HTTP request message (``ctx.http``); returns its id."""
+    def _send_http(self, dst: str, type: str, body_json: Any, call: Any) -> str:
+        """Send an HTTP request message (``ctx.http``); returns its id. ``body_json`` is the
+        body's JSON text -- or, for a host with ``transmit_body``, a flat dict (see
+        ``labkit.runtime.sim``), which that host's ``transmit_http`` takes too."""
         if self.dead:
             if self._tripped is not None:
                 raise GuardTripped(self._tripped)
@@ -237,7 +239,7 @@ class Context(ServingMixin, CapacityMixin):
         if self._hev > self._g_handler or self._wev > self._g_events:
             self._over_events(f"HTTP request {type!r} (to {dst})")
         self._seq += 1
-        mid = f"{self.id}.{self.incarnation}.{self._seq}"
+        mid = f"{self._mid}{self._seq}"
         self._host.transmit_http(self, mid, dst, type, body_json, call)
         return mid
 

@@ -324,7 +324,7 @@ class ServingMixin:
         if self._hev > self._g_handler or self._wev > self._g_events:  # type: ignore[attr-defined]
             self._over_events(f"HTTP response {resp.status}")  # type: ignore[attr-defined]
         self._seq += 1  # type: ignore[attr-defined]
-        mid = f"{self.id}.{self.incarnation}.{self._seq}"  # type: ignore[attr-defined]
+        mid = f"{self._mid}{self._seq}"  # type: ignore[attr-defined]
         self._host.respond_http(self, mid, msg.src, str(resp.status), msg.id, body_json,  # type: ignore[attr-defined]
                                 resp=resp)
 
