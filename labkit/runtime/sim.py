@@ -144,6 +144,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._http_setup()
         self._row = self.events.append      # a journal row (see labkit.journal_store)
         self._arrive_cb = self._arrive      # (one bound method for every arrival on the heap)
+        self._flat: Any = None              # the last body _transmit found flat
         self._freezes_left = 0              # see _gc_starts
 
     # -- the heap --------------------------------------------------------------------------
@@ -365,6 +366,15 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         if t != self._at_t:                 # ``at`` is the time rounded to 1 us; messages come in bursts
             self._at_t, self._at = t, round(t, 3)
         src = ctx.id
+        if body is self._flat:              # a broadcast's body, found flat for its first peer
+            w = (src, dst, type, mid, re, self._at, body)
+            self._row((t, "send", src, mid, None, w))
+            if not self.net._faulty:
+                sched = self._sched
+                sched._seq += 1
+                self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
+                return
+            return self._route(t, src, dst, mid, w)
         if body.__class__ is dict and len(body) <= FLAT_MAX_KEYS:
             for k, v in body.items():
                 if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
@@ -382,6 +392,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
                 elif v is not None and c is not bool:
                     break
             else:                           # flat: no JSON, and surely small
+                self._flat = body           # (held here, so no other dict can take its id)
                 w = (src, dst, type, mid, re, self._at, body)
                 self._row((t, "send", src, mid, None, w))
                 if not self.net._faulty:    # a perfect network (the common case): one copy, one hop
