@@ -111,6 +111,7 @@ class Context(ServingMixin, CapacityMixin):
         self._node = node
         self._seq = 0
         self._timers: dict[str, Any] = {}
+        self._timer_causes: dict[str, str] = {}      # timer name -> "timer 'name'" (crash reports)
         self._rpcs: dict[str, tuple[Any, Any, Any]] = {}   # msg id -> (coroutine, timeout handle, cause)
         self._answered: dict[str, None] = {}           # rpc ids answered or timed out (recent ones)
         self._counters: dict[str, float] = {}
@@ -430,7 +431,11 @@ class Context(ServingMixin, CapacityMixin):
         if self.dead:
             return
         self._timers.pop(name, None)
-        cause = f"timer {name!r}"
+        cause = self._timer_causes.get(name)
+        if cause is None:
+            cause = f"timer {name!r}"
+            if len(self._timer_causes) < 1000:
+                self._timer_causes[name] = cause
         self._wwk += 1                  # (_woken's count, inline)
         if self._wwk > self._g_wakeups and self._woken_over(cause):
             return
@@ -438,7 +443,15 @@ class Context(ServingMixin, CapacityMixin):
             self._row((self._host.now(), "timer_fire", self.id, None, {"name": name}))
         else:
             self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
-        self._run(self._node.on_timer, (self, name), cause)
+        self._hev = 0                   # (_run, inline)
+        self._cause = cause
+        try:
+            result = self._node.on_timer(self, name)
+        except BaseException as e:
+            self._raised(e, cause)
+            return
+        if result is not None and result.__class__ is _CoroutineType:
+            self._step(result, None, None, cause)
 
     def _kill(self) -> None:
         """The node is gone: forget every timer and coroutine (the runtime drops their events)."""
