@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from .node import Node
 
 STATS_INTERVAL_MS = 200.0
+#: The context's methods that call a handler (a crash report's traceback starts below them).
+_HANDLER_RUNNERS = frozenset({"_run", "_step", "_deliver", "_fire"})
 _NOTE_RESERVED = frozenset({"what", "t", "kind", "node", "id"})
 _NO_LIMIT = 1 << 62
 
@@ -608,7 +610,7 @@ class Context(ServingMixin, CapacityMixin):
         exc = GuardTripped(msg)
         # The traceback of where the node was: the handler's frames, not labkit's own.
         frames = traceback.extract_stack()[:-1]
-        first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in ("_run", "_step")),
+        first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in _HANDLER_RUNNERS),
                     default=len(frames))          # (no handler running: a wake-up, no frames to show)
         while len(frames) > first and frames[-1].filename == __file__:
             frames.pop()
