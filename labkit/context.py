@@ -205,7 +205,20 @@ class Context(ServingMixin, CapacityMixin):
 
     def broadcast(self, type: str, **body: Any) -> list[str]:
         """Send the same message to every peer; returns the message ids."""
-        return [self._send(p, type, None, body) for p in self.peers]
+        tb = self._fast_send
+        if tb is None or type.__class__ is not str or not type:
+            return [self._send(p, type, None, body) for p in self.peers]
+        mids = []
+        for p in self.peers:            # (_send's common case, inline, as in send)
+            self._hev += 1
+            self._wev += 1
+            if self._hev > self._g_handler or self._wev > self._g_events:
+                self._over_events(f"message type {type!r} (to {p})")
+            self._seq += 1
+            mid = f"{self._mid}{self._seq}"
+            tb(self, mid, p, type, None, body)
+            mids.append(mid)
+        return mids
 
     def rpc(self, dst: str, /, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
         """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""

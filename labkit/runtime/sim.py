@@ -176,9 +176,11 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         while True:
             if fifo:                    # the first of the FIFO's and the heap's entries (by t, seq)
                 entry = fifo[0]
-                in_heap = heap and heap[0] < entry
-                if in_heap:
-                    entry = heap[0]
+                in_heap = False
+                if heap:
+                    h = heap[0]
+                    if h[0] < entry[0] or (h[0] == entry[0] and h[1] < entry[1]):
+                        entry, in_heap = h, True
             elif heap:
                 entry = heap[0]
                 in_heap = True
