@@ -43,6 +43,7 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
 _MISSING: Any = object()
+_new = object.__new__
 
 
 # -- headers ------------------------------------------------------------------------------------------
@@ -222,8 +223,11 @@ class Request:
     @classmethod
     def _from_message(cls, msg: Any) -> "Request":
         d = msg.body
-        return cls(d["method"], d["path"], d.get("query", ""), d.get("headers"), remote=msg.src, id=msg.id,
-                   json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
+        r = _new(cls)          # (what __init__ does, without its call: every request comes this way)
+        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
+        r.match_info, r.remote, r.id, r._headers, r._query = {}, msg.src, msg.id, None, None
+        r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
+        return r
 
     @property
     def headers(self) -> Any:
@@ -399,8 +403,15 @@ class _ResponseData:
     @classmethod
     def _from_message(cls, msg: Any) -> Any:
         d = msg.body
-        return cls(d["status"], d.get("reason"), d.get("headers"), id=msg.id, remote=msg.src,
-                   json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
+        if cls is not ClientResponse:           # (HttpResponse: its own __init__)
+            return cls(d["status"], d.get("reason"), d.get("headers"), id=msg.id, remote=msg.src,
+                       json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
+        r = _new(cls)          # (what __init__ does, without its call: every response in a node comes this way)
+        r.status = status = d["status"]
+        r.reason = d.get("reason") or reason_of(status)
+        r.id, r.remote, r._hraw, r._headers = msg.id, msg.src, d.get("headers"), None
+        r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
+        return r
 
     @property
     def headers(self) -> Any:
