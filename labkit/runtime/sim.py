@@ -35,10 +35,10 @@ from __future__ import annotations
 import _thread
 import gc
 import heapq
-from collections import deque
 import random
 import signal
 import threading
+from collections import deque
 from typing import Any, Callable
 
 from .sim_http import SimHttpMixin
