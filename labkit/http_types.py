@@ -449,8 +449,12 @@ class _ResponseData:
         return self._text
 
     def _get_json(self, content_type: str | None) -> Any:
-        if content_type is not None:
+        h = self._hraw
+        if h is not None and len(h) == 1 and h[0][0] == "Content-Type" and h[0][1] == "application/json":
+            mime = "application/json"      # (json_response's header: the common case, without parsing)
+        elif content_type is not None:
             mime = self.content_type
+        if content_type is not None:
             if not (mime == content_type or (content_type == "application/json" and _is_json_type(mime))):
                 raise ContentTypeError(self.status, f"attempt to decode JSON with unexpected mimetype: {mime} "
                                        f"(pass content_type=None to skip the check)", headers=self._hraw)

@@ -260,6 +260,14 @@ class ServingMixin:
                               Response(status=503, text="503: not ready (ctx.ready(False))"))
             return
         box: list = []
+        if self._cap_on and self._busy < self._workers and not self.dead:  # type: ignore[attr-defined]
+            self._busy_change(1)        # (_admit with a worker free, inline: the common case)  # type: ignore[attr-defined]
+            self._stats_soon()  # type: ignore[attr-defined]
+            coro = self._serve(name, req, msg, box)
+            box.append(coro)
+            self._holding.add(coro)  # type: ignore[attr-defined]
+            self._step(coro, None, None, msg)  # type: ignore[attr-defined]
+            return
 
         def start() -> None:
             coro = self._serve(name, req, msg, box)
