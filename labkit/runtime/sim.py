@@ -209,7 +209,10 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
             else:
                 same = 0
                 self.t = t
-            fn(*entry[3])
+            if in_heap:
+                fn(*entry[3])
+            else:
+                fn(entry[3][0])         # (a FIFO entry is an arrival: one argument, its wire)
             if self._storm is not None:
                 msg, self._storm = self._storm, None
                 raise StormError(msg)
