@@ -219,6 +219,11 @@ class CapacityMixin:
         if self._handing:
             self._frees += 1
             return
+        if not self._queue:                  # nobody waits (the common case): the worker is idle
+            self._busy_change(-1)
+            if not self._stats_pending:
+                self._stats_soon()
+            return
         self._handing = True
         try:
             frees = 1

@@ -30,6 +30,7 @@ from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from . import argcheck
+from .argcheck import MAX_MS
 from .capacity import CapacityMixin, _Resumed
 from .errors import ArgumentError, Interrupted, MessageError, Overloaded, RpcTimeout, UnknownNode
 from .guard import GuardTripped
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from .node import Node
 
 STATS_INTERVAL_MS = 200.0
+#: The context's methods that call a handler (a crash report's traceback starts below them).
+_HANDLER_RUNNERS = frozenset({"_run", "_step", "_deliver", "_fire"})
 _NOTE_RESERVED = frozenset({"what", "t", "kind", "node", "id"})
 _NO_LIMIT = 1 << 62
 
@@ -57,6 +60,12 @@ class Host(Protocol):
     def transmit(self, ctx: "Context", msg_id: str, dst: str, type: str, re: str | None,
                  body_json: str) -> None: ...
     def record(self, event: Event) -> None: ...
+    # Optional, for a host that keeps objects rather than text (the simulator): where present
+    # they are used instead of ``transmit`` / ``record``. ``transmit_body`` takes the body
+    # dict (the host encodes it, or proves it need not: see labkit.runtime.sim), and
+    # ``record_row`` a journal row, the tuple of ``Event``'s arguments (labkit.journal_store).
+    # transmit_body(ctx, msg_id, dst, type, re, body: dict) -> None
+    # record_row(row: tuple) -> None
     def is_destination(self, name: str) -> bool: ...
     def crashed(self, ctx: "Context", event: Event) -> None: ...
     # HTTP (labkit.service, labkit.http_client): a request leaves, a response answers request
@@ -98,9 +107,13 @@ class Context(ServingMixin, CapacityMixin):
                  incarnation: int, storage: Storage, offset_ms: float = 0.0, rate: float = 1.0,
                  guard: Any = None, slow: float = 1.0) -> None:
         self._host = host
+        self._transmit_body = getattr(host, "transmit_body", None)
+        self._fast_send = self._transmit_body      # (for send's common case: None once dead)
+        self._row = getattr(host, "record_row", None)
         self._node = node
         self._seq = 0
         self._timers: dict[str, Any] = {}
+        self._timer_causes: dict[str, str] = {}      # timer name -> "timer 'name'" (crash reports)
         self._rpcs: dict[str, tuple[Any, Any, Any]] = {}   # msg id -> (coroutine, timeout handle, cause)
         self._answered: dict[str, None] = {}           # rpc ids answered or timed out (recent ones)
         self._counters: dict[str, float] = {}
@@ -128,6 +141,7 @@ class Context(ServingMixin, CapacityMixin):
         self.peers: tuple[str, ...] = peers
         #: 1 for the first run of this node, +1 at each restart.
         self.incarnation: int = incarnation
+        self._mid = f"{node_id}.{incarnation}."       # message ids: "<node>.<incarnation>.<seq>"
         #: The cluster's seed.
         self.seed: int = host.seed
         #: A random generator seeded by (cluster seed, node, incarnation). Use it, not ``random``.
@@ -149,7 +163,17 @@ class Context(ServingMixin, CapacityMixin):
     # -- messages --------------------------------------------------------------------------
     def send(self, dst: str, /, type: str, **body: Any) -> str:
         """Send a message; returns its id. Delivery is up to the network."""
-        return self._send(dst, type, None, body)
+        tb = self._fast_send             # None on a dead node, or a host without transmit_body
+        if tb is None or type.__class__ is not str or not type or dst not in self._dests:
+            return self._send(dst, type, None, body)
+        self._hev += 1                  # (_send's common case, inline: the simulator's hottest call)
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(f"message type {type!r} (to {dst})")
+        self._seq += 1
+        mid = f"{self._mid}{self._seq}"
+        tb(self, mid, dst, type, None, body)
+        return mid
 
     def _send(self, dst: str, type: str, re: str | None, body: dict) -> str:
         if self.dead:
@@ -166,8 +190,11 @@ class Context(ServingMixin, CapacityMixin):
         if self._hev > self._g_handler or self._wev > self._g_events:
             self._over_events(f"message type {type!r} (to {dst})")
         self._seq += 1
-        mid = f"{self.id}.{self.incarnation}.{self._seq}"
-        self._host.transmit(self, mid, dst, type, re, encode_body(self.id, dst, type, body))
+        mid = f"{self._mid}{self._seq}"
+        if self._transmit_body is not None:     # the host encodes the body, or needs not
+            self._transmit_body(self, mid, dst, type, re, body)
+        else:
+            self._host.transmit(self, mid, dst, type, re, encode_body(self.id, dst, type, body))
         return mid
 
     def reply(self, msg: Message, /, type: str | None = None, **body: Any) -> str:
@@ -178,7 +205,20 @@ class Context(ServingMixin, CapacityMixin):
 
     def broadcast(self, type: str, **body: Any) -> list[str]:
         """Send the same message to every peer; returns the message ids."""
-        return [self._send(p, type, None, body) for p in self.peers]
+        tb = self._fast_send
+        if tb is None or type.__class__ is not str or not type:
+            return [self._send(p, type, None, body) for p in self.peers]
+        mids = []
+        for p in self.peers:            # (_send's common case, inline, as in send)
+            self._hev += 1
+            self._wev += 1
+            if self._hev > self._g_handler or self._wev > self._g_events:
+                self._over_events(f"message type {type!r} (to {p})")
+            self._seq += 1
+            mid = f"{self._mid}{self._seq}"
+            tb(self, mid, p, type, None, body)
+            mids.append(mid)
+        return mids
 
     def rpc(self, dst: str, /, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
         """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""
@@ -196,8 +236,10 @@ class Context(ServingMixin, CapacityMixin):
             c = self._http_client = HttpClient(self)
         return c
 
-    def _send_http(self, dst: str, type: str, body_json: str, call: Any) -> str:
-        """Send an HTTP request message (``ctx.http``); returns its id."""
+    def _send_http(self, dst: str, type: str, body_json: Any, call: Any) -> str:
+        """Send an HTTP request message (``ctx.http``); returns its id. ``body_json`` is the
+        body's JSON text -- or, for a host with ``transmit_body``, a flat dict (see
+        ``labkit.runtime.sim``), which that host's ``transmit_http`` takes too."""
         if self.dead:
             if self._tripped is not None:
                 raise GuardTripped(self._tripped)
@@ -213,7 +255,7 @@ class Context(ServingMixin, CapacityMixin):
         if self._hev > self._g_handler or self._wev > self._g_events:
             self._over_events(f"HTTP request {type!r} (to {dst})")
         self._seq += 1
-        mid = f"{self.id}.{self.incarnation}.{self._seq}"
+        mid = f"{self._mid}{self._seq}"
         self._host.transmit_http(self, mid, dst, type, body_json, call)
         return mid
 
@@ -260,19 +302,28 @@ class Context(ServingMixin, CapacityMixin):
             if lo > hi:
                 raise ArgumentError(f"{self.id}: set_timer({name!r}, between={between!r}) needs 0 <= lo <= hi")
             after = self._timer_rng.uniform(lo, hi)
+        elif not ((after.__class__ is float or after.__class__ is int) and 0 <= after <= MAX_MS):
+            after = argcheck.ms(after, lambda: f"{self.id}: set_timer({name!r}, after)")   # (NaN too)
         else:
-            after = argcheck.ms(after, lambda: f"{self.id}: set_timer({name!r}, after)")
+            after = float(after)
         if self.dead:
             if self._tripped is not None:
                 raise GuardTripped(self._tripped)
             return after
-        self._produce(f"timer {name!r}")
+        self._hev += 1                  # (_produce, inline)
+        self._wev += 1
+        if self._hev > self._g_handler or self._wev > self._g_events:
+            self._over_events(f"timer {name!r}")
         old = self._timers.pop(name, None)
         if old is not None:
             self._host.cancel(old)
         now = self._host.now()
         self._timers[name] = self._host.call_at(now + after / self._rate, self._fire, name)
-        self._host.record(Event(now, "timer_set", self.id, None, {"name": name, "after": round(after, 3)}))
+        data = {"name": name, "after": round(after, 3)}
+        if self._row is not None:
+            self._row((now, "timer_set", self.id, None, data))
+        else:
+            self._host.record(Event(now, "timer_set", self.id, None, data))
         return after
 
     def cancel_timer(self, name: str) -> bool:
@@ -381,20 +432,46 @@ class Context(ServingMixin, CapacityMixin):
         elif self._routes is not None and msg.body.get("http") == "1.1":   # an HTTP request to a Service
             self._http_request(msg)
             return
-        self._run(self._node.on_message, (self, msg), msg)
+        self._hev = 0                   # (_run, inline: the hottest path)
+        self._cause = msg
+        try:
+            result = self._node.on_message(self, msg)
+        except BaseException as e:
+            self._raised(e, msg)
+            return
+        if result is not None and result.__class__ is _CoroutineType:
+            self._step(result, None, None, msg)
 
     def _fire(self, name: str) -> None:
         if self.dead:
             return
         self._timers.pop(name, None)
-        if self._woken(f"timer {name!r}"):
+        cause = self._timer_causes.get(name)
+        if cause is None:
+            cause = f"timer {name!r}"
+            if len(self._timer_causes) < 1000:
+                self._timer_causes[name] = cause
+        self._wwk += 1                  # (_woken's count, inline)
+        if self._wwk > self._g_wakeups and self._woken_over(cause):
             return
-        self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
-        self._run(self._node.on_timer, (self, name), f"timer {name!r}")
+        if self._row is not None:
+            self._row((self._host.now(), "timer_fire", self.id, None, {"name": name}))
+        else:
+            self._host.record(Event(self._host.now(), "timer_fire", self.id, None, {"name": name}))
+        self._hev = 0                   # (_run, inline)
+        self._cause = cause
+        try:
+            result = self._node.on_timer(self, name)
+        except BaseException as e:
+            self._raised(e, cause)
+            return
+        if result is not None and result.__class__ is _CoroutineType:
+            self._step(result, None, None, cause)
 
     def _kill(self) -> None:
         """The node is gone: forget every timer and coroutine (the runtime drops their events)."""
         self.dead = True
+        self._fast_send = None
         for h in self._timers.values():
             self._host.cancel(h)
         for _, h, _ in self._rpcs.values():
@@ -411,17 +488,22 @@ class Context(ServingMixin, CapacityMixin):
         try:
             result = fn(*args)
         except BaseException as e:  # a handler that raises crashes this node only
-            if isinstance(e, GuardTripped) and self.dead:
-                return              # the guard crashed the node already, where it tripped
-            if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
-                self._unhandled_overload(e, cause)
-                return
-            self._crash(e, cause)
-            if isinstance(e, Interrupted):  # the reader's Ctrl-C: it stops the cell too
-                raise
+            self._raised(e, cause)
             return
         if result is not None and result.__class__ is _CoroutineType:   # (inspect.iscoroutine, cheaper)
             self._step(result, None, None, cause)
+
+    def _raised(self, e: BaseException, cause: Any) -> None:
+        """A handler raised ``e``: crash the node (or shed, for ``Overloaded``); the reader's
+        own Ctrl-C (``Interrupted``) is raised on, to stop the cell too."""
+        if isinstance(e, GuardTripped) and self.dead:
+            return              # the guard crashed the node already, where it tripped
+        if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
+            self._unhandled_overload(e, cause)
+            return
+        self._crash(e, cause)
+        if isinstance(e, Interrupted):
+            raise                   # (called inside the handler's ``except``: re-raised as it is)
 
     def _step(self, coro: Any, value: Any, exc: BaseException | None, cause: Any) -> None:
         self._hev = 0
@@ -512,6 +594,10 @@ class Context(ServingMixin, CapacityMixin):
         self._wwk += 1
         if self._wwk <= self._g_wakeups:
             return False
+        return self._woken_over(what)
+
+    def _woken_over(self, what: str) -> bool:
+        """``_woken`` past the count's limit: a new window, or the node crashes (True)."""
         now = self._host.now()
         if now - self._wwk_t0 > self._g_window:
             self._wwk_t0, self._wwk = now, 1
@@ -537,7 +623,7 @@ class Context(ServingMixin, CapacityMixin):
         exc = GuardTripped(msg)
         # The traceback of where the node was: the handler's frames, not labkit's own.
         frames = traceback.extract_stack()[:-1]
-        first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in ("_run", "_step")),
+        first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in _HANDLER_RUNNERS),
                     default=len(frames))          # (no handler running: a wake-up, no frames to show)
         while len(frames) > first and frames[-1].filename == __file__:
             frames.pop()

@@ -95,11 +95,15 @@ class ContentTypeError(ClientResponseError):
 
 
 # -- what a handler raises to answer -----------------------------------------------------------------
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
 def reason_of(status: int) -> str:
-    """The standard reason phrase of ``status`` ("Not Found"), or "" for an unknown code."""
+    """The standard reason phrase of ``status`` ("Not Found"), or "" for an unknown code
+    (``http.HTTPStatus``'s phrases, from a table: every response asks)."""
     try:
-        return HTTPStatus(status).phrase
-    except ValueError:
+        return _PHRASES.get(status, "")
+    except TypeError:       # unhashable: no status
         return ""
 
 

@@ -43,6 +43,7 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
 _MISSING: Any = object()
+_new = object.__new__
 
 
 # -- headers ------------------------------------------------------------------------------------------
@@ -258,8 +259,11 @@ class Request(_Body):
     @classmethod
     def _from_message(cls, msg: Any) -> "Request":
         d = msg.body
-        return cls(d["method"], d["path"], d.get("query", ""), d.get("headers"), remote=msg.src, id=msg.id,
-                   json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
+        r = _new(cls)          # (what __init__ does, without its call: every request comes this way)
+        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
+        r.match_info, r.remote, r.id, r._headers, r._query = {}, msg.src, msg.id, None, None
+        r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
+        return r
 
     @property
     def query(self) -> Any:
@@ -408,8 +412,15 @@ class _ResponseData(_Body):
     @classmethod
     def _from_message(cls, msg: Any) -> Any:
         d = msg.body
-        return cls(d["status"], d.get("reason"), d.get("headers"), id=msg.id, remote=msg.src,
-                   json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
+        if cls is not ClientResponse:           # (HttpResponse: its own __init__)
+            return cls(d["status"], d.get("reason"), d.get("headers"), id=msg.id, remote=msg.src,
+                       json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
+        r = _new(cls)          # (what __init__ does, without its call: every response in a node comes this way)
+        r.status = status = d["status"]
+        r.reason = d.get("reason") or reason_of(status)
+        r.id, r.remote, r._hraw, r._headers = msg.id, msg.src, d.get("headers"), None
+        r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
+        return r
 
     @property
     def ok(self) -> bool:
@@ -422,8 +433,12 @@ class _ResponseData(_Body):
             raise ClientResponseError(self.status, self.reason, headers=self._hraw)
 
     def _get_json(self, content_type: str | None) -> Any:
-        if content_type is not None:
+        h = self._hraw
+        if h is not None and len(h) == 1 and h[0][0] == "Content-Type" and h[0][1] == "application/json":
+            mime = "application/json"      # (json_response's header: the common case, without parsing)
+        elif content_type is not None:
             mime = self.content_type
+        if content_type is not None:
             if not (mime == content_type or (content_type == "application/json" and _is_json_type(mime))):
                 raise ContentTypeError(self.status, f"attempt to decode JSON with unexpected mimetype: {mime} "
                                        f"(pass content_type=None to skip the check)", headers=self._hraw)

@@ -85,7 +85,8 @@ class Event:
     """One journal entry. Read-only; ``e.data`` holds the kind-specific fields.
 
     ``wire`` (internal) is where the fields come from until somebody reads them: a message's
-    wire JSON (str), the simulator's tuple, or a whole journal line (bytes)."""
+    wire JSON (str), the simulator's tuple (``src, dst, type, id, re, at, body``, the body as
+    JSON text or as a flat dict of JSON scalars), or a whole journal line (bytes)."""
 
     __slots__ = ("t", "kind", "node", "id", "_data", "_wire", "_extra")
 
@@ -107,9 +108,10 @@ class Event:
             w = self._wire
             if w is None:
                 d = {}
-            elif type(w) is tuple:  # the simulator's form: header fields and the body's JSON
+            elif type(w) is tuple:  # the simulator's form: header fields and the body (its JSON,
+                b = w[6]            # or a flat dict of JSON scalars, see labkit.runtime.sim: copied)
                 d = {"src": w[0], "dst": w[1], "type": w[2], "id": w[3], "re": w[4], "at": w[5],
-                     "body": _loads(w[6])}
+                     "body": _loads(b) if b.__class__ is str else dict(b)}
             elif type(w) is bytes:  # a whole journal line (a journal read from text)
                 d = parse_line(w)
                 for k in ("t", "kind", "node"):

@@ -17,6 +17,9 @@ among equal times the event that arrived first stays first), in arrival order ot
 Events created in the notebook's own process (all of the simulator's, the cluster's own
 records, client replies) are ``append``-ed as objects -- ``append`` *is* a list's ``append``,
 so the simulator's hot path pays nothing -- and indexed the next time the journal is read.
+Such an object is an ``Event`` or a *row*: the tuple of ``Event``'s arguments
+``(t, kind, node, id, data, wire[, extra])``, which costs the simulator a tenth of an
+``Event`` to make; a row becomes its ``Event`` (kept in its place) when it is first read.
 
 Reading text (``add_text``) takes a fast path for lines that start with the header every
 labkit writer puts first, ``{"t":<ms>,"kind":"<kind>","node":"<id>",...}``: one regular
@@ -63,7 +66,15 @@ _HEAD = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]
 
 # Ids of these characters (all labkit makes) appear in any JSON line exactly as "<id>".
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.\-]+")
-_T, _KIND, _NODE = operator.attrgetter("t"), operator.attrgetter("kind"), operator.attrgetter("node")
+_I0, _I1, _I2 = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+
+
+def _event(objs: list, i: int) -> Event:
+    """The ``Event`` at ``objs[i]``, built from its row (and kept) the first time."""
+    o = objs[i]
+    if o.__class__ is tuple:
+        o = objs[i] = Event(*o)
+    return o
 
 
 class _Col:
@@ -246,9 +257,10 @@ class EventStore:
         base = len(self._objs)
         self._objs.extend(objs)
         kinds, nodes = self.kinds, self.nodes
-        self._t.extend(np.fromiter(map(_T, objs), np.float64, k))
-        self._kind.extend(np.fromiter(map(kinds.by_str.__getitem__, map(_KIND, objs)), np.uint16, k))
-        self._node.extend(np.fromiter(map(nodes.by_str.__getitem__, map(_NODE, objs)), np.uint32, k))
+        heads = [o if o.__class__ is tuple else (o.t, o.kind, o.node) for o in objs]   # rows and Events
+        self._t.extend(np.fromiter(map(_I0, heads), np.float64, k))
+        self._kind.extend(np.fromiter(map(kinds.by_str.__getitem__, map(_I1, heads)), np.uint16, k))
+        self._node.extend(np.fromiter(map(nodes.by_str.__getitem__, map(_I2, heads)), np.uint32, k))
         self._ref.extend(np.arange(-1 - base, -1 - base - k, -1, dtype=np.int64))
         self._size.extend(np.zeros(k, np.uint32))
 
@@ -475,7 +487,7 @@ class EventStore:
         keep = []
         for part, refs, lines, objs in self._batches(rows):
             keep.extend(r for r, ref, line in zip(part.tolist(), refs, lines)
-                        if (objs[~ref].id == mid if line is None else needle in line))
+                        if (_event(objs, ~ref).id == mid if line is None else needle in line))
         return np.asarray(keep, dtype=np.int64)
 
     def _batches(self, rows: np.ndarray) -> Iterator[tuple]:
@@ -507,7 +519,7 @@ class EventStore:
         try:
             for ref, t, k, n, line in zip(refs, ts, ks, ns, lines):
                 if line is None:
-                    add(objs[~ref])
+                    add(_event(objs, ~ref))
                 else:
                     kind = kinds[k]
                     add(Event(t, kind, nodes[n], line_id(line, kind), None, line))
@@ -523,7 +535,7 @@ class EventStore:
     def iter_lines(self, rows: np.ndarray) -> Iterator[str]:
         """The journal lines of ``rows`` (JSON, each ending with a newline), in batches."""
         for _, refs, lines, objs in self._batches(rows):
-            yield "".join(event_line(objs[~ref]) + "\n" if line is None else line.decode("utf-8") + "\n"
+            yield "".join(event_line(_event(objs, ~ref)) + "\n" if line is None else line.decode("utf-8") + "\n"
                           for ref, line in zip(refs, lines))
 
     def memory_bytes(self) -> int:

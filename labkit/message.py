@@ -94,6 +94,23 @@ def encode_body(src: str, dst: str, type: str, body: dict) -> str:
         ) from None
 
 
+#: Bounds of a *flat* body, one the simulator hands over without JSON (see
+#: ``labkit.runtime.sim``): at most this many keys, each an exact ``str`` of at most
+#: ``FLAT_MAX_KEY`` characters, each value ``None``, a ``bool``, an ``int`` within
+#: +-``FLAT_MAX_INT``, a finite ``float`` or a ``str`` of at most ``FLAT_MAX_STR`` characters
+#: (exact types: a subclass goes through JSON, which makes it its base type). Such a body
+#: crosses JSON unchanged, and is surely within ``MAX_MESSAGE_BYTES``.
+FLAT_MAX_KEYS = 16
+FLAT_MAX_KEY = 256
+FLAT_MAX_STR = 4096
+FLAT_MAX_INT = 1 << 63
+
+
+def body_json(body: "str | dict") -> str:
+    """A simulator wire's body as JSON: the text itself, or a flat body's encoding."""
+    return body if body.__class__ is str else _dumps(body, True)
+
+
 _quoted: dict[str, str] = {}
 
 

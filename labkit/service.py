@@ -262,6 +262,14 @@ class ServingMixin:
                               Response(status=503, text="503: not ready (ctx.ready(False))"))
             return
         box: list = []
+        if self._cap_on and self._busy < self._workers and not self.dead:  # type: ignore[attr-defined]
+            self._busy_change(1)        # (_admit with a worker free, inline: the common case)  # type: ignore[attr-defined]
+            self._stats_soon()  # type: ignore[attr-defined]
+            coro = self._serve(name, req, msg, box)
+            box.append(coro)
+            self._holding.add(coro)  # type: ignore[attr-defined]
+            self._step(coro, None, None, msg)  # type: ignore[attr-defined]
+            return
 
         def start() -> None:
             coro = self._serve(name, req, msg, box)
@@ -326,7 +334,7 @@ class ServingMixin:
         if self._hev > self._g_handler or self._wev > self._g_events:  # type: ignore[attr-defined]
             self._over_events(f"HTTP response {resp.status}")  # type: ignore[attr-defined]
         self._seq += 1  # type: ignore[attr-defined]
-        mid = f"{self.id}.{self.incarnation}.{self._seq}"  # type: ignore[attr-defined]
+        mid = f"{self._mid}{self._seq}"  # type: ignore[attr-defined]
         self._host.respond_http(self, mid, msg.src, str(resp.status), msg.id, body_json,  # type: ignore[attr-defined]
                                 resp=resp)
 

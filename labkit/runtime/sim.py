@@ -3,7 +3,11 @@
 Theory of operation. Everything that will happen is an entry ``[t, seq, fn, args]`` on one
 heap: message arrivals, timers, coroutine wake-ups, nemesis steps. ``run_for`` pops entries
 in (time, sequence) order and calls them; virtual time jumps from one entry to the next, so
-seconds of cluster life cost milliseconds. All randomness comes from generators seeded by
+seconds of cluster life cost milliseconds. (One kind of entry waits in a FIFO queue beside
+the heap: a message on a perfect network arrives ``HOP_MS`` after it is sent, so those
+arrivals are made in (time, sequence) order already; the loop takes whichever of the FIFO's
+and the heap's first entries comes first -- the order the heap alone would give, without a
+push and a pop on it per message.) All randomness comes from generators seeded by
 the cluster seed (per node and incarnation, and one for the network), and nothing reads the
 wall clock, so one seed gives one journal, byte for byte.
 
@@ -34,6 +38,7 @@ import heapq
 import random
 import signal
 import threading
+from collections import deque
 from typing import Any, Callable
 
 from .sim_http import SimHttpMixin
@@ -41,18 +46,23 @@ from ..context import Context
 from ..errors import Interrupted, LabkitError
 from ..guard import StormError
 from ..journal import Event
-from ..message import _SURELY_SMALL, Message, loads_trusted, too_large, wire
+from ..message import (_SURELY_SMALL, FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, Message,
+                       body_json, encode_body, loads_trusted, too_large, wire)
 from .base import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
 from .storage import Storage
 
 _loads = loads_trusted
 _heappush = heapq.heappush
+_new = object.__new__
 
 #: Virtual time one message takes on a perfect link (ms).
 HOP_MS = 0.1
 #: Events allowed at one instant of virtual time before the simulator calls it a livelock.
 LIVELOCK_EVENTS = 1_000_000
+#: While a run lasts, objects it makes and keeps (the journal's) are frozen rather than walked
+#: by the collector again and again -- up to about this many; past it, collections go on as usual.
+FREEZE_MAX_OBJECTS = 1_000_000
 #: After a Ctrl-C, how long (wall seconds) a handler may go on before it is stopped where it is.
 INTERRUPT_GRACE_S = 0.5
 INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cluster is still there"
@@ -61,21 +71,30 @@ INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cl
 class _SimHost:
     """The host of one node incarnation inside the simulator."""
 
-    __slots__ = ("rt", "rec", "seed", "transmit", "transmit_http", "respond_http")
+    __slots__ = ("rt", "rec", "seed", "transmit", "transmit_body", "record_row", "transmit_http",
+                 "respond_http", "_sched")
 
     def __init__(self, rt: "SimRuntime", rec: NodeRecord) -> None:
         self.rt, self.rec, self.seed = rt, rec, rt.seed
-        #: ``transmit(ctx, mid, dst, type, re, body_json)``: the runtime's own (one call less
-        #: on the simulator's hottest path).
-        self.transmit = rt._transmit
+        #: ``transmit(ctx, mid, dst, type, re, body_json)`` and ``transmit_body(..., body)``
+        #: (the body dict itself: see ``_transmit``): the runtime's own, one call less on the
+        #: simulator's hottest path.
+        self.transmit = self.transmit_body = rt._transmit
+        #: ``record_row((t, kind, node, id, data))``: a journal row, without an ``Event``.
+        self.record_row = rt.events.append
         self.transmit_http = rt._transmit_http      # HTTP: see labkit.runtime.sim_http
         self.respond_http = rt._respond_http
+        self._sched = rt._sched
 
     def now(self) -> float:
         return self.rt.t
 
     def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> list:
-        return self.rt._push(t, self._node_call, (self.rec.ctx, fn, args))
+        sched = self._sched          # (Scheduler.call_at, inline: every timer comes this way)
+        sched._seq += 1
+        entry = [t, sched._seq, self._node_call, (self.rec.ctx, fn, args)]
+        _heappush(sched.heap, entry)
+        return entry
 
     def _node_call(self, ctx: Context, fn: Callable[..., None], args: tuple) -> None:
         if ctx.dead or ctx is not self.rec.ctx:
@@ -122,6 +141,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._at_t, self._at = 0.0, 0.0     # the last time rounded for a wire's ``at`` (_transmit)
         self._sched = Scheduler()
         self._heap = self._sched.heap
+        self._fifo: deque[list] = deque()    # arrivals on a perfect network, in (t, seq) order
         self._net_rng = random.Random(f"{self.seed}/network")
         self._stores: dict[str, dict[str, str]] = {n: {} for n in self.node_ids}
         self._interrupted = False
@@ -129,6 +149,10 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._running = False       # inside _run_until: a storm stops the run (see _node_crashed)
         self._storm: str | None = None
         self._http_setup()
+        self._row = self.events.append      # a journal row (see labkit.journal_store)
+        self._arrive_cb = self._arrive      # (one bound method for every arrival on the heap)
+        self._flat: Any = None              # the last body _transmit found flat
+        self._freezes_left = 0              # see _gc_starts
 
     # -- the heap --------------------------------------------------------------------------
     def _push(self, t: float, fn: Callable[..., None], args: tuple) -> list:
@@ -151,17 +175,34 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
             self._running = outer             # (a reply callback's request nests a run)
 
     def _loop(self, end: float, stop: Callable[[], bool] | None) -> bool:
-        heap = self._heap
-        pop = heapq.heappop
+        heap, fifo = self._heap, self._fifo
+        pop, popleft = heapq.heappop, fifo.popleft
         same = 0
         guard = self.guard
         queue = guard.queue if guard is not None and guard.queue else 1 << 62
-        while heap and heap[0][0] <= end:
+        while True:
+            if fifo:                    # the first of the FIFO's and the heap's entries (by t, seq)
+                entry = fifo[0]
+                in_heap = False
+                if heap:
+                    h = heap[0]
+                    if h[0] < entry[0] or (h[0] == entry[0] and h[1] < entry[1]):
+                        entry, in_heap = h, True
+            elif heap:
+                entry = heap[0]
+                in_heap = True
+            else:
+                break
+            if entry[0] > end:
+                break
             if self._interrupted:
                 raise Interrupted(INTERRUPTED)
-            if len(heap) > queue:
+            if len(heap) + len(fifo) > queue:
                 raise StormError(self._queue_report(queue))
-            entry = pop(heap)
+            if in_heap:
+                pop(heap)
+            else:
+                popleft()
             fn = entry[2]
             if fn is None:
                 continue
@@ -175,7 +216,10 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
             else:
                 same = 0
                 self.t = t
-            fn(*entry[3])
+            if in_heap:
+                fn(*entry[3])
+            else:
+                fn(entry[3][0])         # (a FIFO entry is an arrival: one argument, its wire)
             if self._storm is not None:
                 msg, self._storm = self._storm, None
                 raise StormError(msg)
@@ -188,7 +232,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         """What fills the heap: the (sender, message type) with the most messages in flight."""
         by: dict[tuple[str, str], int] = {}
         arrive = self._arrive
-        for e in self._heap:
+        for e in (*self._heap, *self._fifo):
             if e[2] == arrive:
                 w = e[3][0]
                 key = (w[0], w[2])
@@ -212,19 +256,35 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         is ~1.5x the simulator's speed) -- and, unless the program froze some itself, every
         object there was before the run is frozen (``gc.freeze``) until it ends, so that the
         passes the run's own garbage calls for do not walk the notebook's whole heap (earlier
-        journals included) again and again. Settings are restored afterwards; nothing is kept
-        from being collected after the run."""
+        journals included) again and again. The run's own survivors -- mostly journal rows, one
+        to three per event, which no collection can free -- are frozen too, each time a young
+        collection is about to walk them (``_gc_starts``), up to ``FREEZE_MAX_OBJECTS``
+        (then collections go on as usual): without it, walking them once each costs the
+        simulator ~15% of its time. labkit's own event path makes no reference cycles, so
+        all that defers is collecting cycles a handler makes, to the end of the run. Settings
+        are restored afterwards; nothing is kept from being collected after the run."""
         thresholds = gc.get_threshold()
         gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
         freeze = not self._running and gc.get_freeze_count() == 0
         if freeze:
             gc.freeze()
+            self._freezes_left = FREEZE_MAX_OBJECTS // gc.get_threshold()[0]
+            gc.callbacks.append(self._gc_starts)
         try:
             return self._with_sigint(body)
         finally:
             if freeze:
+                gc.callbacks.remove(self._gc_starts)
                 gc.unfreeze()
             gc.set_threshold(*thresholds)
+
+    def _gc_starts(self, phase: str, info: dict) -> None:
+        """A ``gc.callbacks`` hook while a run lasts: before a young collection, freeze what
+        survived since the last one (see ``_with_interrupts``). A young generation holds at
+        most about a threshold's worth of objects, hence the count of freezes left."""
+        if phase == "start" and info["generation"] < 2 and self._freezes_left > 0:
+            self._freezes_left -= 1
+            gc.freeze()
 
     def _with_sigint(self, body: Callable[[], Any]) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -303,44 +363,96 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
                            f"shows the line it was at)")
 
     # -- the network -----------------------------------------------------------------------
-    def _transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
-        """A node's message enters the network (``Host.transmit``). Its wire tuple ``w`` is
-        (src, dst, type, id, re, at, body JSON)."""
+    def _transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body: Any) -> None:
+        """A node's message enters the network (``Host.transmit`` with the body's JSON text,
+        and ``transmit_body`` with the body dict). Its wire tuple ``w`` is (src, dst, type,
+        id, re, at, body), and the journal rows of its ``send`` and ``deliver`` hold it.
+
+        A *flat* body -- a few keys, JSON scalars of exact types, short strings (the bounds are
+        ``labkit.message.FLAT_MAX_*``) -- crosses JSON unchanged, so it travels as the dict
+        itself: the context's own ``**body`` dict, which no handler holds. Each receiver gets
+        a copy of it (``_arrive``), and the journal encodes it when it is read, to the text
+        the encoder would have made here. Any other body is encoded here, which refuses what
+        could not cross a real network (``MessageError``), and decoded at each arrival."""
         t = self.t
         if t != self._at_t:                 # ``at`` is the time rounded to 1 us; messages come in bursts
             self._at_t, self._at = t, round(t, 3)
         src = ctx.id
-        w = (src, dst, type, mid, re, self._at, body_json)
-        if len(w[6]) + len(w[2]) >= _SURELY_SMALL:     # (too_large's own quick test, inline)
-            big = too_large(w[2], w[6])
+        if body is self._flat:              # a broadcast's body, found flat for its first peer
+            w = (src, dst, type, mid, re, self._at, body)
+            self._row((t, "send", src, mid, None, w))
+            if not self.net._faulty:
+                sched = self._sched
+                sched._seq += 1
+                self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
+                return
+            return self._route(t, src, dst, mid, w)
+        if body.__class__ is dict and len(body) <= FLAT_MAX_KEYS:
+            for k, v in body.items():
+                if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
+                    break
+                c = v.__class__
+                if c is str:
+                    if len(v) > FLAT_MAX_STR:
+                        break
+                elif c is int:
+                    if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
+                        break
+                elif c is float:
+                    if v - v != 0.0:        # NaN or an infinity: JSON refuses it (encode_body says so)
+                        break
+                elif v is not None and c is not bool:
+                    break
+            else:                           # flat: no JSON, and surely small
+                self._flat = body           # (held here, so no other dict can take its id)
+                w = (src, dst, type, mid, re, self._at, body)
+                self._row((t, "send", src, mid, None, w))
+                if not self.net._faulty:    # a perfect network (the common case): one copy, one hop
+                    sched = self._sched
+                    sched._seq += 1
+                    self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
+                    return
+                return self._route(t, src, dst, mid, w)
+        if body.__class__ is not str:
+            body = encode_body(src, dst, type, body)
+        w = (src, dst, type, mid, re, self._at, body)
+        if len(body) + len(type) >= _SURELY_SMALL:     # (too_large's own quick test, inline)
+            big = too_large(type, body)
             if big is not None:        # journaled without its body; never sent (as in processes)
                 w = w[:6] + ("{}",)
-                self.events.append(Event(t, "send", src, mid, None, w))
+                self.events.append((t, "send", src, mid, None, w))
                 self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": big}))
                 return
-        self.events.append(Event(t, "send", src, mid, None, w))
-        if not self.net._faulty:   # a perfect network (the common case): one copy, one hop
+        self.events.append((t, "send", src, mid, None, w))
+        if not self.net._faulty:
             sched = self._sched
             sched._seq += 1
-            _heappush(self._heap, [t + HOP_MS, sched._seq, self._arrive, (w,)])
+            self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
             return
+        self._route(t, src, dst, mid, w)
+
+    def _route(self, t: float, src: str, dst: str, mid: str, w: tuple) -> None:
+        """A message on a network with faults: the model's rules, then one arrival per copy."""
         delays, rule = self.net.route(src, dst, self._net_rng)
         if rule is not None:
             self.events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
         if self.net.shaped:       # a bandwidth limit: wait for the link, then be sent
-            tx = self.net.transmit(src, dst, len(wire(*w).encode()), t)
+            tx = self.net.transmit(src, dst, len(wire(*w[:6], body_json(w[6])).encode()), t)
             if tx:
                 delays = [tx + d for d in delays]
         for d in delays:
             self._push(t + HOP_MS + d, self._arrive, (w,))
 
     def _arrive(self, w: tuple) -> None:
-        src, dst, type, mid, re, at, body_json = w
+        src, dst, type, mid, re, at, body = w
         rec = self.records.get(dst)
         if rec is not None and rec.state == "up" and not self.net._faulty:   # the common case
-            self.events.append(Event(self.t, "deliver", dst, mid, None, w))
-            rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
+            self._row((self.t, "deliver", dst, mid, None, w))
+            m = _new(Message)       # (Message(...) without a Python __init__ call: the hottest path)
+            m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at = src, dst, type, mid, re, at
+            m.body = body.copy() if body.__class__ is dict else _loads(body)   # the receiver's own copy
+            rec.ctx._deliver(m)
             return
         if rec is None:  # a client
             ev = Event(self.t, "deliver", dst, mid, wire=w)
@@ -359,8 +471,8 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         if rec.state == "paused":
             rec.deferred.append((self._arrive, (w,)))
             return
-        self.events.append(Event(self.t, "deliver", dst, mid, None, w))
-        rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
+        self.events.append((self.t, "deliver", dst, mid, None, w))
+        rec.ctx._deliver(Message(src, dst, type, mid, dict(body) if body.__class__ is dict else _loads(body), re, at))
 
     # -- the runtime interface used by Cluster ---------------------------------------------
     def run_for(self, seconds: float) -> None:
@@ -429,4 +541,5 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
 
     def close(self) -> None:
         self._sched.clear()
+        self._fifo.clear()
         self._due.clear()

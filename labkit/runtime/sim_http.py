@@ -23,11 +23,12 @@ leaves until the server sends its response:
 """
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from ..context import Context
 from ..journal import Event
-from ..message import Message, loads_trusted as _loads
+from ..message import Message, encode_body, loads_trusted as _loads
 from ..service import is_service
 
 HOP_MS = 0.1   # the same as labkit.runtime.sim.HOP_MS (kept here to avoid an import cycle)
@@ -42,13 +43,18 @@ class SimHttpMixin:
         self._conns: dict[str, dict[str, tuple[Context, tuple]]] = {}
         self._services = frozenset(n for n, f in self.factories.items() if is_service(f))  # type: ignore[attr-defined]
 
-    def _transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: str, call: Any = None) -> None:
-        """``Host.transmit_http`` (``call``, what a real request needs, is not needed here)."""
+    def _transmit_http(self, ctx: Context, mid: str, dst: str, type: str, body_json: Any, call: Any = None) -> None:
+        """``Host.transmit_http`` (``call``, what a real request needs, is not needed here).
+        ``body_json``: the request body's JSON text, or (from ``ctx.http``'s common call) the
+        flat dict ``{"http", "method", "path"}``, which travels as it is when its path is
+        short (as flat bodies do: see ``SimRuntime._transmit``), else as JSON."""
         t = self.t  # type: ignore[attr-defined]
         src = ctx.id
+        if body_json.__class__ is dict and len(body_json["path"]) > 4096:
+            body_json = encode_body(src, dst, type, body_json)
         w = (src, dst, type, mid, None, round(t, 3), body_json)
         events = self.events  # type: ignore[attr-defined]
-        events.append(Event(t, "send", src, mid, None, w))
+        events.append((t, "send", src, mid, None, w))
         net = self.net  # type: ignore[attr-defined]
         faulty = net._faulty
         rule = net.blocked(src, dst) if faulty else None
@@ -66,7 +72,17 @@ class SimHttpMixin:
         if conns is None:
             conns = self._conns[dst] = {}
         conns[mid] = (ctx, w)
-        self._push(t + HOP_MS + delays[0], self._arrive_http, (w,))  # type: ignore[attr-defined]
+        self._arrival(t + HOP_MS + delays[0], self._arrive_http, w, faulty)
+
+    def _arrival(self, t: float, fn: Any, w: tuple, faulty: bool) -> None:
+        """An arrival at ``t``: in the FIFO beside the heap on a perfect network (one hop after
+        now, so in order: see ``labkit.runtime.sim``), else on the heap."""
+        sched = self._sched  # type: ignore[attr-defined]
+        sched._seq += 1
+        if faulty:
+            heapq.heappush(sched.heap, [t, sched._seq, fn, (w,)])
+        else:
+            self._fifo.append([t, sched._seq, fn, (w,)])  # type: ignore[attr-defined]
 
     def _http_refused(self, ctx: Context, w: tuple) -> None:
         from ..http_errors import ClientConnectorError
@@ -96,8 +112,9 @@ class SimHttpMixin:
         if rec.state == "paused":
             rec.deferred.append((self._arrive_http, (w,)))
             return
-        events.append(Event(self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        rec.ctx._deliver(Message(src, dst, type, mid, _loads(body_json), None, at))
+        events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
+        rec.ctx._deliver(Message(src, dst, type, mid, body_json.copy() if body_json.__class__ is dict
+                                 else _loads(body_json), None, at))
 
     def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
                       resp: Any = None) -> None:
@@ -109,16 +126,17 @@ class SimHttpMixin:
             conns.pop(re, None)
         w = (src, dst, type, mid, re, round(t, 3), body_json)
         events = self.events  # type: ignore[attr-defined]
-        events.append(Event(t, "send", src, mid, None, w))
+        events.append((t, "send", src, mid, None, w))
         if dst not in self.records:  # type: ignore[attr-defined]
             self._push(t + HOP_MS, self._arrive, (w,))  # type: ignore[attr-defined]   # a client: perfect link
             return
         net = self.net  # type: ignore[attr-defined]
-        delays, rule = net.route(src, dst, self._net_rng) if net._faulty else _PERFECT  # type: ignore[attr-defined]
+        faulty = net._faulty
+        delays, rule = net.route(src, dst, self._net_rng) if faulty else _PERFECT  # type: ignore[attr-defined]
         if rule is not None:
             events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
-        self._push(t + HOP_MS + delays[0], self._arrive_http_response, (w,))  # type: ignore[attr-defined]
+        self._arrival(t + HOP_MS + delays[0], self._arrive_http_response, w, faulty)
 
     def _arrive_http_response(self, w: tuple) -> None:
         src, dst, type, mid, re, at, body_json = w
@@ -138,7 +156,7 @@ class SimHttpMixin:
         if ctx is None or re not in ctx._rpcs:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "connection closed"}))  # type: ignore[attr-defined]
             return
-        events.append(Event(self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
+        events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
         ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
 
     def _reset_http(self, server: str) -> None:
