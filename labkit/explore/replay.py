@@ -39,7 +39,9 @@ class ScriptedSim(SimRuntime):
         self.ids_in_state = ids_in_state
 
     # -- the network: into the pool, not onto the heap ------------------------------------------
-    def _transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body_json: str) -> None:
+    def _transmit(self, ctx: Context, mid: str, dst: str, type: str, re: str | None, body: Any) -> None:
+        # (the simulator's transmit takes the body as JSON text or, for a flat body, the dict)
+        body_json = body if body.__class__ is str else encode_body(ctx.id, dst, type, body)
         w = (ctx.id, dst, type, mid, re, 0.0, body_json)
         self.events.append(Event(self.t, "send", ctx.id, mid, None, w))
         self.pool.append(w)
