@@ -21,6 +21,17 @@ What the host does differently from the simulator:
 * message ids (``node.incarnation.seq``) are left out of the state unless a handler reads
   ``msg.id``/``msg.in_reply_to`` (tracked; the search then starts again with ids in);
 * ``async`` handlers are refused: a coroutine suspended in ``await ctx.rpc`` cannot be copied.
+
+A handler is a function of its node's slot (state bytes, timers, storage, status,
+incarnation -- what the slot's digest covers) and the event: its randomness is seeded by
+the event and the node, its time is frozen, and what it does goes through ``ctx``. The same
+delivery or timer at the same node state therefore gives the same new slot and the same
+messages, in whichever global state it happens; ``step`` runs each (slot digest, event)
+pair once and reuses the outcome (``memo``). In an interleaving search most transitions
+repeat a pair seen before (another node moved meanwhile), so most steps run no handler and
+pickle nothing. The assumption is the one deduplication already makes (equal digests,
+equal futures); a handler that reads state kept outside its node (a class attribute it
+changes, a module-level counter) breaks both.
 """
 from __future__ import annotations
 
@@ -39,6 +50,7 @@ from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_u
 _FIRE = Context._fire
 _STATS = Context._emit_stats
 VIEW_CACHE = 20_000
+MEMO = 200_000
 
 
 class Executor:
@@ -67,6 +79,9 @@ class Executor:
         #: always unpickle a fresh copy): a node left unchanged by a step is not unpickled again.
         self.view_cache: dict[str, dict[bytes, Any]] = {n: {} for n in self.ids}   # per node: classes differ
         self._plain: set[type] = set()      # node classes checked for __slots__
+        #: (node slot digest, event) -> (the node's new slot, the messages it sent): a handler
+        #: is a function of its node's slot and the event (see ``step``), so it runs once per pair.
+        self.memo: dict[tuple, tuple] = {}
 
     # -- the Host protocol ---------------------------------------------------------------
     def now(self) -> float:
@@ -284,20 +299,26 @@ class Executor:
             if i is None or not slots[i][0]:        # to a client, or to a node that is down: consumed
                 return (slots, rest, budget, self._hist(hist, ev, m))
             sl = slots[i]
-            node = self._decode_node(dst, sl[2])
-            ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
-            ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5], self.flags))
-            new = self._finish(dst, ctx)
-            return (slots[:i] + (new,) + slots[i + 1:], self._add(rest, self.out), budget,
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                node = self._decode_node(dst, sl[2])
+                ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
+                ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5], self.flags))
+                hit = self._remember(key, self._finish(dst, ctx))
+            return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(rest, hit[1]), budget,
                     self._hist(hist, ev, m))
         if kind == "t":
             i = self.index[ev[1]]
             sl = slots[i]
-            node = self._decode_node(ev[1], sl[2])
-            ctx = self._prepare(ev[1], node, sl, f"timer {ev[2]}")
-            ctx._fire(ev[2])
-            new = self._finish(ev[1], ctx)
-            return (slots[:i] + (new,) + slots[i + 1:], self._add(net, self.out),
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                node = self._decode_node(ev[1], sl[2])
+                ctx = self._prepare(ev[1], node, sl, f"timer {ev[2]}")
+                ctx._fire(ev[2])
+                hit = self._remember(key, self._finish(ev[1], ctx))
+            return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(net, hit[1]),
                     budget, self._hist(hist, ev, None))
         if kind == "c":
             i = self.index[ev[1]]
@@ -322,6 +343,13 @@ class Executor:
             return (slots, self._add(net, [m]), (budget[0], budget[1], budget[2] - 1),
                     self._hist(hist, ev, m))
         raise ValueError(f"unknown event {ev!r}")
+
+    def _remember(self, key: tuple, new: tuple) -> tuple:
+        memo = self.memo
+        if len(memo) >= MEMO:
+            memo.clear()
+        hit = memo[key] = (new, tuple(self.out))
+        return hit
 
     def _hist(self, hist: bytes | None, ev: tuple, m: tuple | None) -> bytes | None:
         if self.history is None:
