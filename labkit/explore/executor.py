@@ -35,7 +35,7 @@ changes, a module-level counter) breaks both.
 """
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from hashlib import blake2b
 from typing import Any, Callable
 
@@ -103,11 +103,17 @@ class Executor:
         self.out.append(self.message(ctx.id, dst, type, body_json, msg_id, re))
 
     def message(self, src: str, dst: str, type: str, body_json: str, mid: str, re: str | None) -> tuple:
-        """A message in flight: (src, dst, type, body JSON, id, re, key text for the digest)."""
+        """A message in flight: (src, dst, type, body JSON, id, re, key bytes for the digest).
+
+        Without ids in the state a missing ``re`` is kept as "" (read back as None): ids are
+        then labels only, and ``memo`` may reuse one, so two messages may agree up to ``re``,
+        and the sorted network must never compare None with a str."""
         k = f"{src}\x1f{dst}\x1f{type}\x1f{body_json}"
         if self.ids_in_state:
             k = f"{k}\x1f{mid}\x1f{re}"
-        return (src, dst, type, body_json, mid, re, k)
+        elif re is None:
+            re = ""
+        return (src, dst, type, body_json, mid, re, k.encode())
 
     def record(self, event: Any) -> None:
         pass
@@ -241,12 +247,12 @@ class Executor:
     def digest(self, s: tuple) -> bytes:
         """The state's 16-byte digest: canonical, the same in every run and PYTHONHASHSEED."""
         slots, net, budget, hist = s
-        h = blake2b(b"".join([sl[6] for sl in slots]), digest_size=16)
-        h.update("\x1e".join([m[6] for m in net]).encode())
-        h.update(b"%d/%d/%d" % budget)
+        parts = [sl[6] for sl in slots]
+        parts.append(b"\x1e".join([m[6] for m in net]))
+        parts.append(b"%d/%d/%d" % budget)
         if hist is not None:
-            h.update(hist[1])
-        return h.digest()
+            parts.append(hist[1])
+        return blake2b(b"".join(parts), digest_size=16).digest()
 
     def enabled(self, s: tuple) -> list[tuple]:
         """Every event that may happen next in ``s``, in a fixed order."""
@@ -280,10 +286,9 @@ class Executor:
         return out
 
     def _find(self, net: tuple, k: tuple) -> int:
-        n = len(k)
-        for i, m in enumerate(net):
-            if m[:n] == k:
-                return i
+        i = bisect_left(net, k)           # net is sorted, and a key sorts before what it begins
+        if i < len(net) and net[i][:len(k)] == k:
+            return i
         raise KeyError(k)
 
     def step(self, s: tuple, ev: tuple) -> tuple:
@@ -304,7 +309,7 @@ class Executor:
             if hit is None:
                 node = self._decode_node(dst, sl[2])
                 ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
-                ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5], self.flags))
+                ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5] or None, self.flags))
                 hit = self._remember(key, self._finish(dst, ctx))
             return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(rest, hit[1]), budget,
                     self._hist(hist, ev, m))

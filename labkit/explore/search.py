@@ -30,6 +30,7 @@ from .executor import Executor, HandlerCrashed
 from .state import judge, reached, view_of
 
 CHECK_EVERY = 256          # states between two budget checks
+_NONE: frozenset = frozenset()
 
 
 class IdsRead(Exception):
@@ -229,7 +230,16 @@ class Search:
                 if evs:
                     self.cut = True
                 continue
-            done: list[tuple] = []
+            if sleeping:
+                # sleep and done (events taken here so far), those at a node (faults commute
+                # with nothing), by node: a step at node n sends to sleep all of them but n's
+                base: set = set()
+                at: dict[str, set] = {}
+                for x in sleep:
+                    n = _node_of(x)
+                    if n is not None:
+                        base.add(x)
+                        at.setdefault(n, set()).add(x)
             for ev in evs:
                 if ev in sleep or (only and ev not in only):
                     continue
@@ -250,8 +260,16 @@ class Search:
                         return stop
                 if sleeping:
                     n = _node_of(ev)
-                    child_sleep = frozenset(x for x in (*sleep, *done) if n is not None and _node_of(x) not in (n, None))
-                    done.append(ev)
+                    if n is None:
+                        child_sleep = _NONE
+                    else:
+                        mine = at.get(n)
+                        child_sleep = frozenset(base - mine if mine else base)
+                        base.add(ev)
+                        if mine is None:
+                            at[n] = {ev}
+                        else:
+                            mine.add(ev)
                 known = d2 in parents
                 if not known:
                     parents[d2] = (d, ev)
