@@ -369,7 +369,10 @@ class Executor:
 
     def node(self, s: tuple, node_id: str) -> Any:
         """The node object of ``node_id`` in ``s`` for a view (shared: not to be changed)."""
-        data = s[0][self.index[node_id]][2]
+        return self.load(node_id, s[0][self.index[node_id]][2])
+
+    def load(self, node_id: str, data: bytes | None) -> Any:
+        """The node object of these bytes for a view (shared: not to be changed); None for None."""
         if data is None:
             return None
         cache = self.view_cache[node_id]
