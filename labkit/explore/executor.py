@@ -50,7 +50,7 @@ from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_u
 _FIRE = Context._fire
 _STATS = Context._emit_stats
 VIEW_CACHE = 20_000
-MEMO = 200_000
+MEMO = 200_000          # (slot digest, event) outcomes kept; 0 turns the memo off
 
 
 class Executor:
@@ -82,6 +82,7 @@ class Executor:
         #: (node slot digest, event) -> (the node's new slot, the messages it sent): a handler
         #: is a function of its node's slot and the event (see ``step``), so it runs once per pair.
         self.memo: dict[tuple, tuple] = {}
+        self.memo_max = MEMO
 
     # -- the Host protocol ---------------------------------------------------------------
     def now(self) -> float:
@@ -350,10 +351,13 @@ class Executor:
         raise ValueError(f"unknown event {ev!r}")
 
     def _remember(self, key: tuple, new: tuple) -> tuple:
+        hit = (new, tuple(self.out))
         memo = self.memo
-        if len(memo) >= MEMO:
+        if len(memo) >= self.memo_max:
             memo.clear()
-        hit = memo[key] = (new, tuple(self.out))
+            if self.memo_max <= 0:        # memo off (MEMO = 0: benchmarks/explore.py's baseline)
+                return hit
+        memo[key] = hit
         return hit
 
     def _hist(self, hist: bytes | None, ev: tuple, m: tuple | None) -> bytes | None:
