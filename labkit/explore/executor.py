@@ -83,6 +83,7 @@ class Executor:
         #: is a function of its node's slot and the event (see ``step``), so it runs once per pair.
         self.memo: dict[tuple, tuple] = {}
         self.memo_max = MEMO
+        self._budgets: dict[tuple, bytes] = {}
 
     # -- the Host protocol ---------------------------------------------------------------
     def now(self) -> float:
@@ -104,7 +105,9 @@ class Executor:
         self.out.append(self.message(ctx.id, dst, type, body_json, msg_id, re))
 
     def message(self, src: str, dst: str, type: str, body_json: str, mid: str, re: str | None) -> tuple:
-        """A message in flight: (src, dst, type, body JSON, id, re, key bytes for the digest).
+        """A message in flight: (src, dst, type, body JSON, id, re, key bytes for the digest,
+        its delivery event). (Messages are made once per handler run and shared by every state
+        they are in flight in, so what each state would recompute is kept with them.)
 
         Without ids in the state a missing ``re`` is kept as "" (read back as None): ids are
         then labels only, and ``memo`` may reuse one, so two messages may agree up to ``re``,
@@ -112,9 +115,10 @@ class Executor:
         k = f"{src}\x1f{dst}\x1f{type}\x1f{body_json}"
         if self.ids_in_state:
             k = f"{k}\x1f{mid}\x1f{re}"
-        elif re is None:
+            return (src, dst, type, body_json, mid, re, k.encode(), ("d", src, dst, type, body_json, mid, re))
+        if re is None:
             re = ""
-        return (src, dst, type, body_json, mid, re, k.encode())
+        return (src, dst, type, body_json, mid, re, k.encode(), ("d", src, dst, type, body_json))
 
     def record(self, event: Any) -> None:
         pass
@@ -250,7 +254,10 @@ class Executor:
         slots, net, budget, hist = s
         parts = [sl[6] for sl in slots]
         parts.append(b"\x1e".join([m[6] for m in net]))
-        parts.append(b"%d/%d/%d" % budget)
+        b = self._budgets.get(budget)
+        if b is None:
+            b = self._budgets[budget] = b"%d/%d/%d" % budget
+        parts.append(b)
         if hist is not None:
             parts.append(hist[1])
         return blake2b(b"".join(parts), digest_size=16).digest()
@@ -259,18 +266,17 @@ class Executor:
         """Every event that may happen next in ``s``, in a fixed order."""
         slots, net, (crash, drop, dup), _ = s
         out: list[tuple] = []
-        seen = set()
-        ids = self.ids_in_state
+        last = None
         for m in net:
-            k = m[:6] if ids else m[:4]
-            if k in seen:
+            ev = m[7]
+            if ev == last:          # the network is sorted: copies of one message are neighbours
                 continue
-            seen.add(k)
-            out.append(("d",) + k)
+            last = ev
+            out.append(ev)
             if drop:
-                out.append(("x",) + k)
+                out.append(("x",) + ev[1:])
             if dup:
-                out.append(("2",) + k)
+                out.append(("2",) + ev[1:])
         restart = self.faults["restart"]
         for i, sl in enumerate(slots):
             n = self.ids[i]

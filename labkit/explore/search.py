@@ -280,7 +280,7 @@ class Search:
                         child_sleep = _NONE
                     else:
                         mine = at.get(n)
-                        child_sleep = frozenset(base - mine if mine else base)
+                        child_sleep = frozenset(base - mine if mine else base) if base else _NONE
                 known = d2 in parents
                 if not known:
                     parents[d2] = (d, ev)

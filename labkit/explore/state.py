@@ -212,8 +212,14 @@ class _ExecView(StateView):
         """The nodes that are up: {id: node}."""
         u = self._up
         if u is None:
-            nodes = self.nodes
-            u = self._up = {n: nodes[n] for n, sl in zip(self.ids, self._s[0]) if sl[0]}
+            u = self._up = {}
+            c, load = self.nodes._cache, self._ex.load
+            for n, sl in zip(self.ids, self._s[0]):
+                if sl[0]:
+                    v = c.get(n)
+                    if v is None:
+                        v = c[n] = load(n, sl[2])
+                    u[n] = v
         return u
 
 
