@@ -50,7 +50,7 @@ from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_u
 _FIRE = Context._fire
 _STATS = Context._emit_stats
 VIEW_CACHE = 20_000
-MEMO = 200_000          # (slot digest, event) outcomes kept; 0 turns the memo off
+MEMO = 100_000          # (slot digest, event) outcomes kept; 0 turns the memo off
 
 
 class Executor:
