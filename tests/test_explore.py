@@ -299,6 +299,13 @@ def test_sleep_sets_with_prunes_keep_state_counts(case):
     assert on.transitions < off.transitions
 
 
+def test_prunes_end_random_walks_and_depth_first_search():
+    walks = labkit.explore(TwoPhaseCommit, n=4, prunes=[_voted], strategy="random", max_depth=10, walks=20)
+    assert (walks.outcome, walks.states, walks.depth) == ("unknown", 25, 3)   # a walk stops where one voted
+    dfs = labkit.explore(TwoPhaseCommit, n=4, prunes=[_voted], faults={"crash": 1}, strategy="dfs")
+    assert (dfs.outcome, dfs.states) == ("exhausted", 153)
+
+
 class CountsCalls(TwoPhaseCommit):
     calls: list = []
 

@@ -83,9 +83,11 @@ class Search:
         self.max_states = max_states if max_states is not None else 1 << 62
         self.max_seconds = max_seconds if max_seconds is not None else float("inf")
         self.max_memory_mb = max_memory_mb
-        # Sleep sets need the steps they skip to commute, and a prune makes a state a dead end
-        # that its commuted twin need not be: with prunes (or a history) they are off.
-        self.sleep_sets = sleep_sets and ex.history is None and strategy != "random" and not (prunes and strategy == "dfs")
+        # Sleep sets need the steps they skip to commute: a history sees every step in order, so
+        # with one they are off; with prunes they are one level deep (module docstring), and off
+        # in depth-first search.
+        self.sleep_sets = (sleep_sets and ex.history is None and strategy != "random"
+                           and not (prunes and strategy == "dfs"))
         #: With prunes, a step x taken at t puts x to sleep in t's later children only if t.x
         #: is not pruned, and sleep sets are not inherited further (see ``_loop``).
         self.one_level = bool(prunes)
@@ -350,8 +352,6 @@ class Search:
                     verdict = self._check(s2, d2, depth + 1)
                     if verdict:
                         return None
-                    if verdict is None:
-                        pruned.add(d2)
                     if verdict is None:
                         break
                 if depth + 1 > self.depth:
