@@ -27,7 +27,8 @@ incarnation -- what the slot's digest covers) and the event: its randomness is s
 the event and the node, its time is frozen, and what it does goes through ``ctx``. The same
 delivery or timer at the same node state therefore gives the same new slot and the same
 messages, in whichever global state it happens; ``step`` runs each (slot digest, event)
-pair once and reuses the outcome (``memo``). In an interleaving search most transitions
+pair once and reuses the outcome (``memo``); a crash (the down slot) and a restart
+(``on_start`` from storage, in the next incarnation) likewise. In an interleaving search most transitions
 repeat a pair seen before (another node moved meanwhile), so most steps run no handler and
 pickle nothing. The assumption is the one deduplication already makes (equal digests,
 equal futures); a handler that reads state kept outside its node (a class attribute it
@@ -335,7 +336,12 @@ class Executor:
         if kind == "c":
             i = self.index[ev[1]]
             sl = slots[i]
-            down = self.slot(False, sl[1], None, (), sl[4], 0, b"")
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                self.out = []
+                hit = self._remember(key, self.slot(False, sl[1], None, (), sl[4], 0, b""))
+            down = hit[0]
             if len(ev) > 2:          # no restarts in this search: what is on its way to it is lost
                 net = tuple(m for m in net if m[1] != ev[1])
             return (slots[:i] + (down,) + slots[i + 1:], net, (budget[0] - 1,) + budget[1:],
@@ -343,8 +349,11 @@ class Executor:
         if kind == "r":
             i = self.index[ev[1]]
             sl = slots[i]
-            new = self._start(i, sl[1] + 1, sl[4])
-            return (slots[:i] + (new,) + slots[i + 1:], self._add(net, self.out),
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                hit = self._remember(key, self._start(i, sl[1] + 1, sl[4]))
+            return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(net, hit[1]),
                     budget, self._hist(hist, ev, None))
         j = self._find(net, ev[1:])
         m = net[j]
