@@ -8,10 +8,15 @@ bug, six staged searches: found), each with the solution notebooks' classes as t
 them. For each: outcome, states, transitions, wall and CPU seconds, states per CPU second,
 and how much the process grew (RSS); at the end the process's peak RSS.
 
-There is no baseline to divide by: the figures are compared, on stderr, with the throwaway
-prototype's quoted in the issue (15-45k states/s on one core; 2PC ~5k states in < 1 s;
-causal chat ~36k states in a few seconds; Paxos ~15k states; Raft election ~78k states).
-CPU seconds are the fair figure on a shared machine: wall time grows with the load.
+The baseline, taken in the same run right after each case: the same search with the
+executor's memo off (``labkit.explore.executor.MEMO = 0``), so that every step unpickles its
+node, runs the handler and pickles the node back, as the first version did. ``speedup`` is
+the baseline's CPU seconds over the case's: the figure that does not depend on the machine
+or its load (both searches must agree on outcome, states and fingerprint, or ``pass`` is
+false). The figures are also compared, on stderr, with the throwaway prototype's quoted in
+the issue (15-45k states/s on one core; 2PC ~5k states in < 1 s; causal chat ~36k states in
+a few seconds; Paxos ~15k states; Raft election ~78k states). CPU seconds are the fair
+figure on a shared machine: wall time grows with the load.
 ``pass``: every outcome as expected and the acceptance budgets met in CPU seconds (2PC < 1 s,
 causal buffer < 5 s, Raft election < 10 s, Figure 8 by staged search < 30 s), scaled by how much slower than a reference core
 this machine runs a fixed pure-Python loop in the same run (``machine_factor``).
@@ -33,6 +38,7 @@ sys.path.insert(0, os.path.join(HERE, os.pardir))
 from _common import emit, info  # noqa: E402
 
 import labkit  # noqa: E402
+from labkit.explore import executor  # noqa: E402
 from labkit.explore.examples import Paxos, TwoPhaseCommit, agreement, atomic_decision  # noqa: E402
 from labkit.explore.search import _rss_mb  # noqa: E402
 from nbcells import cells  # noqa: E402
@@ -89,6 +95,16 @@ def machine_factor() -> float:
     return max(best / REFERENCE_LOOP_US, 1.0)
 
 
+def baseline(kw: dict) -> "labkit.explore.Result":
+    """The same search with the memo off: every step runs its handler (the first version)."""
+    old = executor.MEMO
+    executor.MEMO = 0
+    try:
+        return labkit.explore(max_seconds=600, progress=False, **kw)
+    finally:
+        executor.MEMO = old
+
+
 def main() -> None:
     out: dict = {"name": "explore"}
     ok = True
@@ -107,15 +123,20 @@ def main() -> None:
         grew = _rss_mb() - before
         factor = (factor + machine_factor()) / 2
         rate = res.states / res.cpu_seconds if res.cpu_seconds > 0 else 0.0
-        met = res.outcome == expect and (budget is None or res.cpu_seconds < budget * factor)
+        base = baseline(kw)
+        same = (base.outcome, base.states, base.fingerprint) == (res.outcome, res.states, res.fingerprint)
+        speedup = base.cpu_seconds / res.cpu_seconds if res.cpu_seconds > 0 else 0.0
+        met = res.outcome == expect and same and (budget is None or res.cpu_seconds < budget * factor)
         ok &= met
         out[name] = {"outcome": res.outcome, "states": res.states, "transitions": res.transitions,
-                     "depth": res.depth, "wall_s": wall, "cpu_s": res.cpu_seconds, "states_per_cpu_s": rate,
-                     "states_per_cpu_s_reference": rate * factor, "rss_grew_mb": grew,
+                     "depth": res.depth, "fingerprint": res.fingerprint, "wall_s": wall, "cpu_s": res.cpu_seconds,
+                     "states_per_cpu_s": rate, "states_per_cpu_s_reference": rate * factor, "rss_grew_mb": grew,
+                     "baseline_cpu_s": base.cpu_seconds, "speedup": speedup, "baseline_same_result": same,
                      "budget_cpu_s": budget and budget * factor, "met": met}
         info(f"{name:14s} {res.outcome:9s} {res.states:>7,} states {res.transitions:>8,} transitions  "
              f"wall {wall:6.2f} s  cpu {res.cpu_seconds:6.2f} s  {rate:>7,.0f} states/cpu-s  "
-             f"(~{rate * factor:,.0f} on the reference core)  +{grew:.0f} MB"
+             f"(~{rate * factor:,.0f} on the reference core)  +{grew:.0f} MB  "
+             f"{speedup:.1f}x the memo-off baseline ({base.cpu_seconds:.2f} cpu-s{'' if same else ', RESULTS DIFFER'})"
              + (f"  (budget {budget:g} x {factor:.1f} cpu-s: {'met' if met else 'MISSED'})" if budget else ""))
     # Figure 8 (three servers): six staged searches, as tests/test_explore_course.py runs them
     import test_explore_course as course
@@ -146,6 +167,8 @@ def main() -> None:
     head = {"name": "explore",
             "raft_states_per_cpu_s": out["raft-election"]["states_per_cpu_s"],
             "twopc_states_per_cpu_s": out["2pc"]["states_per_cpu_s"],
+            "raft_speedup_vs_memo_off": out["raft-election"]["speedup"],
+            "causal_speedup_vs_memo_off": out["causal"]["speedup"],
             "peak_rss_mb": peak,
             "target": "CPU s (x machine factor): 2PC < 1, causal < 5, Raft election < 10, Figure 8 < 30"}
     emit({**head, **{k: v for k, v in out.items() if k not in head}, "pass": ok})

@@ -101,6 +101,15 @@ def test_raft_election_is_bounded_at_depth_8(raft):
     assert (res.outcome, res.states, res.depth) == ("bounded", 56067, 8), res
 
 
+def test_raft_election_sleep_sets_with_the_prune_keep_counts(raft):
+    Election = raft[0]
+    kw = dict(invariants=[election_safety], prunes=[terms_at_most_2], max_depth=8)
+    on = labkit.explore(Election, n=3, sleep_sets=True, **kw)
+    off = labkit.explore(Election, n=3, sleep_sets=False, **kw)
+    assert (on.outcome, on.states, on.fingerprint) == (off.outcome, off.states, off.fingerprint)
+    assert on.states == 56067 and on.transitions < off.transitions
+
+
 def test_raft_vote_without_up_to_date_check_is_caught(raft):
     _, Logged, NoCheck = raft
     invs = [election_safety, leader_completeness]

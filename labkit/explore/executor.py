@@ -21,10 +21,22 @@ What the host does differently from the simulator:
 * message ids (``node.incarnation.seq``) are left out of the state unless a handler reads
   ``msg.id``/``msg.in_reply_to`` (tracked; the search then starts again with ids in);
 * ``async`` handlers are refused: a coroutine suspended in ``await ctx.rpc`` cannot be copied.
+
+A handler is a function of its node's slot (state bytes, timers, storage, status,
+incarnation -- what the slot's digest covers) and the event: its randomness is seeded by
+the event and the node, its time is frozen, and what it does goes through ``ctx``. The same
+delivery or timer at the same node state therefore gives the same new slot and the same
+messages, in whichever global state it happens; ``step`` runs each (slot digest, event)
+pair once and reuses the outcome (``memo``); a crash (the down slot) and a restart
+(``on_start`` from storage, in the next incarnation) likewise. In an interleaving search most transitions
+repeat a pair seen before (another node moved meanwhile), so most steps run no handler and
+pickle nothing. The assumption is the one deduplication already makes (equal digests,
+equal futures); a handler that reads state kept outside its node (a class attribute it
+changes, a module-level counter) breaks both.
 """
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from hashlib import blake2b
 from typing import Any, Callable
 
@@ -39,6 +51,7 @@ from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_u
 _FIRE = Context._fire
 _STATS = Context._emit_stats
 VIEW_CACHE = 20_000
+MEMO = 100_000          # (slot digest, event) outcomes kept; 0 turns the memo off
 
 
 class Executor:
@@ -67,6 +80,11 @@ class Executor:
         #: always unpickle a fresh copy): a node left unchanged by a step is not unpickled again.
         self.view_cache: dict[str, dict[bytes, Any]] = {n: {} for n in self.ids}   # per node: classes differ
         self._plain: set[type] = set()      # node classes checked for __slots__
+        #: (node slot digest, event) -> (the node's new slot, the messages it sent): a handler
+        #: is a function of its node's slot and the event (see ``step``), so it runs once per pair.
+        self.memo: dict[tuple, tuple] = {}
+        self.memo_max = MEMO
+        self._budgets: dict[tuple, bytes] = {}
 
     # -- the Host protocol ---------------------------------------------------------------
     def now(self) -> float:
@@ -88,11 +106,20 @@ class Executor:
         self.out.append(self.message(ctx.id, dst, type, body_json, msg_id, re))
 
     def message(self, src: str, dst: str, type: str, body_json: str, mid: str, re: str | None) -> tuple:
-        """A message in flight: (src, dst, type, body JSON, id, re, key text for the digest)."""
+        """A message in flight: (src, dst, type, body JSON, id, re, key bytes for the digest,
+        its delivery event). (Messages are made once per handler run and shared by every state
+        they are in flight in, so what each state would recompute is kept with them.)
+
+        Without ids in the state a missing ``re`` is kept as "" (read back as None): ids are
+        then labels only, and ``memo`` may reuse one, so two messages may agree up to ``re``,
+        and the sorted network must never compare None with a str."""
         k = f"{src}\x1f{dst}\x1f{type}\x1f{body_json}"
         if self.ids_in_state:
             k = f"{k}\x1f{mid}\x1f{re}"
-        return (src, dst, type, body_json, mid, re, k)
+            return (src, dst, type, body_json, mid, re, k.encode(), ("d", src, dst, type, body_json, mid, re))
+        if re is None:
+            re = ""
+        return (src, dst, type, body_json, mid, re, k.encode(), ("d", src, dst, type, body_json))
 
     def record(self, event: Any) -> None:
         pass
@@ -226,29 +253,31 @@ class Executor:
     def digest(self, s: tuple) -> bytes:
         """The state's 16-byte digest: canonical, the same in every run and PYTHONHASHSEED."""
         slots, net, budget, hist = s
-        h = blake2b(b"".join([sl[6] for sl in slots]), digest_size=16)
-        h.update("\x1e".join([m[6] for m in net]).encode())
-        h.update(b"%d/%d/%d" % budget)
+        parts = [sl[6] for sl in slots]
+        parts.append(b"\x1e".join([m[6] for m in net]))
+        b = self._budgets.get(budget)
+        if b is None:
+            b = self._budgets[budget] = b"%d/%d/%d" % budget
+        parts.append(b)
         if hist is not None:
-            h.update(hist[1])
-        return h.digest()
+            parts.append(hist[1])
+        return blake2b(b"".join(parts), digest_size=16).digest()
 
     def enabled(self, s: tuple) -> list[tuple]:
         """Every event that may happen next in ``s``, in a fixed order."""
         slots, net, (crash, drop, dup), _ = s
         out: list[tuple] = []
-        seen = set()
-        ids = self.ids_in_state
+        last = None
         for m in net:
-            k = m[:6] if ids else m[:4]
-            if k in seen:
+            ev = m[7]
+            if ev == last:          # the network is sorted: copies of one message are neighbours
                 continue
-            seen.add(k)
-            out.append(("d",) + k)
+            last = ev
+            out.append(ev)
             if drop:
-                out.append(("x",) + k)
+                out.append(("x",) + ev[1:])
             if dup:
-                out.append(("2",) + k)
+                out.append(("2",) + ev[1:])
         restart = self.faults["restart"]
         for i, sl in enumerate(slots):
             n = self.ids[i]
@@ -265,10 +294,9 @@ class Executor:
         return out
 
     def _find(self, net: tuple, k: tuple) -> int:
-        n = len(k)
-        for i, m in enumerate(net):
-            if m[:n] == k:
-                return i
+        i = bisect_left(net, k)           # net is sorted, and a key sorts before what it begins
+        if i < len(net) and net[i][:len(k)] == k:
+            return i
         raise KeyError(k)
 
     def step(self, s: tuple, ev: tuple) -> tuple:
@@ -284,25 +312,36 @@ class Executor:
             if i is None or not slots[i][0]:        # to a client, or to a node that is down: consumed
                 return (slots, rest, budget, self._hist(hist, ev, m))
             sl = slots[i]
-            node = self._decode_node(dst, sl[2])
-            ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
-            ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5], self.flags))
-            new = self._finish(dst, ctx)
-            return (slots[:i] + (new,) + slots[i + 1:], self._add(rest, self.out), budget,
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                node = self._decode_node(dst, sl[2])
+                ctx = self._prepare(dst, node, sl, f"deliver {m[0]}>{dst} {m[2]} {m[3]}")
+                ctx._deliver(TrackedMessage(m[0], dst, m[2], m[4], loads_trusted(m[3]), m[5] or None, self.flags))
+                hit = self._remember(key, self._finish(dst, ctx))
+            return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(rest, hit[1]), budget,
                     self._hist(hist, ev, m))
         if kind == "t":
             i = self.index[ev[1]]
             sl = slots[i]
-            node = self._decode_node(ev[1], sl[2])
-            ctx = self._prepare(ev[1], node, sl, f"timer {ev[2]}")
-            ctx._fire(ev[2])
-            new = self._finish(ev[1], ctx)
-            return (slots[:i] + (new,) + slots[i + 1:], self._add(net, self.out),
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                node = self._decode_node(ev[1], sl[2])
+                ctx = self._prepare(ev[1], node, sl, f"timer {ev[2]}")
+                ctx._fire(ev[2])
+                hit = self._remember(key, self._finish(ev[1], ctx))
+            return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(net, hit[1]),
                     budget, self._hist(hist, ev, None))
         if kind == "c":
             i = self.index[ev[1]]
             sl = slots[i]
-            down = self.slot(False, sl[1], None, (), sl[4], 0, b"")
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                self.out = []
+                hit = self._remember(key, self.slot(False, sl[1], None, (), sl[4], 0, b""))
+            down = hit[0]
             if len(ev) > 2:          # no restarts in this search: what is on its way to it is lost
                 net = tuple(m for m in net if m[1] != ev[1])
             return (slots[:i] + (down,) + slots[i + 1:], net, (budget[0] - 1,) + budget[1:],
@@ -310,8 +349,11 @@ class Executor:
         if kind == "r":
             i = self.index[ev[1]]
             sl = slots[i]
-            new = self._start(i, sl[1] + 1, sl[4])
-            return (slots[:i] + (new,) + slots[i + 1:], self._add(net, self.out),
+            key = (sl[6], ev)
+            hit = self.memo.get(key)
+            if hit is None:
+                hit = self._remember(key, self._start(i, sl[1] + 1, sl[4]))
+            return (slots[:i] + (hit[0],) + slots[i + 1:], self._add(net, hit[1]),
                     budget, self._hist(hist, ev, None))
         j = self._find(net, ev[1:])
         m = net[j]
@@ -322,6 +364,16 @@ class Executor:
             return (slots, self._add(net, [m]), (budget[0], budget[1], budget[2] - 1),
                     self._hist(hist, ev, m))
         raise ValueError(f"unknown event {ev!r}")
+
+    def _remember(self, key: tuple, new: tuple) -> tuple:
+        hit = (new, tuple(self.out))
+        memo = self.memo
+        if len(memo) >= self.memo_max:
+            memo.clear()
+            if self.memo_max <= 0:        # memo off (MEMO = 0: benchmarks/explore.py's baseline)
+                return hit
+        memo[key] = hit
+        return hit
 
     def _hist(self, hist: bytes | None, ev: tuple, m: tuple | None) -> bytes | None:
         if self.history is None:
@@ -336,7 +388,10 @@ class Executor:
 
     def node(self, s: tuple, node_id: str) -> Any:
         """The node object of ``node_id`` in ``s`` for a view (shared: not to be changed)."""
-        data = s[0][self.index[node_id]][2]
+        return self.load(node_id, s[0][self.index[node_id]][2])
+
+    def load(self, node_id: str, data: bytes | None) -> Any:
+        """The node object of these bytes for a view (shared: not to be changed); None for None."""
         if data is None:
             return None
         cache = self.view_cache[node_id]

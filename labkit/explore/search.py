@@ -13,8 +13,18 @@ timer firings at two different nodes (each handler touches only its own node and
 the network). With state caching a state reached again with a smaller sleep set is explored
 again for the events it had put to sleep, which keeps the set of states exactly the same as
 without sleep sets (tested). Faults (crash, restart, drop, duplicate) commute with nothing.
-They are off when a history reducer is given (it sees every step, in order) and when prunes
-are (a pruned state is a dead end, so a step into it commutes with nothing).
+They are off when a history reducer is given (it sees every step, in order).
+
+Prunes make commuting conditional: a pruned state is a dead end, so steps x and e at t
+commute only if neither t.x nor t.e is pruned (Godefroid's independence *in a state*). A
+step x taken at t therefore sends x to sleep in t's later children only when t.x is not
+pruned (known: t.x was just computed), and a pruned state is never expanded, not even when
+it is reached again with a smaller sleep set. A sleeping event inherited from t's parent
+would need t.x, which was never computed, to be checked the same way; so with prunes the
+sleep sets are one level deep: those events are not inherited (a subset of a sound sleep
+set is sound). Keeping them, or putting x to sleep although t.x is pruned, loses states
+(tested). Depth-first search with prunes does not revisit states found again at a smaller
+depth, which the sleep-set argument needs, so there sleep sets stay off.
 
 Budgets stop a search with the outcome ``unknown`` (explored N states to depth d), never a
 pass; so does Ctrl-C, which returns what was found so far.
@@ -30,6 +40,7 @@ from .executor import Executor, HandlerCrashed
 from .state import judge, reached, view_of
 
 CHECK_EVERY = 256          # states between two budget checks
+_NONE: frozenset = frozenset()
 
 
 class IdsRead(Exception):
@@ -72,9 +83,15 @@ class Search:
         self.max_states = max_states if max_states is not None else 1 << 62
         self.max_seconds = max_seconds if max_seconds is not None else float("inf")
         self.max_memory_mb = max_memory_mb
-        # Sleep sets need the steps they skip to commute, and a prune makes a state a dead end
-        # that its commuted twin need not be: with prunes (or a history) they are off.
-        self.sleep_sets = sleep_sets and ex.history is None and not prunes and strategy != "random"
+        # Sleep sets need the steps they skip to commute: a history sees every step in order, so
+        # with one they are off; with prunes they are one level deep (module docstring), and off
+        # in depth-first search.
+        self.sleep_sets = (sleep_sets and ex.history is None and strategy != "random"
+                           and not (prunes and strategy == "dfs"))
+        #: With prunes, a step x taken at t puts x to sleep in t's later children only if t.x
+        #: is not pruned, and sleep sets are not inherited further (see ``_loop``).
+        self.one_level = bool(prunes)
+        self.pruned: set[bytes] = set()
         self.progress = progress
         self.walks, self.seed = walks, seed
         self.start = start
@@ -186,6 +203,7 @@ class Search:
             return None
         if verdict is None:
             self.pruned_root = True
+            self.pruned.add(d0)
         return s0, d0
 
     def _graph(self, dfs: bool) -> str | None:
@@ -216,6 +234,7 @@ class Search:
               depths: dict, max_depth: int, step: Callable, digest: Callable, enabled: Callable, flags: Any,
               ids_in_state: bool) -> str | None:
         count = 0
+        one_level, pruned = self.one_level, self.pruned
         while frontier:
             s, d, depth, sleep, only = pop()
             if dfs and depths.get(d, depth) < depth and only is None:
@@ -229,7 +248,16 @@ class Search:
                 if evs:
                     self.cut = True
                 continue
-            done: list[tuple] = []
+            if sleeping:
+                # sleep and done (events taken here so far), those at a node (faults commute
+                # with nothing), by node: a step at node n sends to sleep all of them but n's
+                base: set = set()
+                at: dict[str, set] = {}
+                for x in (() if one_level else sleep):
+                    n = _node_of(x)
+                    if n is not None:
+                        base.add(x)
+                        at.setdefault(n, set()).add(x)
             for ev in evs:
                 if ev in sleep or (only and ev not in only):
                     continue
@@ -250,8 +278,11 @@ class Search:
                         return stop
                 if sleeping:
                     n = _node_of(ev)
-                    child_sleep = frozenset(x for x in (*sleep, *done) if n is not None and _node_of(x) not in (n, None))
-                    done.append(ev)
+                    if n is None:
+                        child_sleep = _NONE
+                    else:
+                        mine = at.get(n)
+                        child_sleep = frozenset(base - mine if mine else base) if base else _NONE
                 known = d2 in parents
                 if not known:
                     parents[d2] = (d, ev)
@@ -262,6 +293,8 @@ class Search:
                     verdict = self._check(s2, d2, depth + 1)
                     if verdict:
                         return None
+                    if verdict is None:
+                        pruned.add(d2)
                     if sleeping:
                         sleeps[d2] = child_sleep
                     frontier.append((s2, d2, depth + 1, child_sleep if sleeping else frozenset(),
@@ -272,11 +305,18 @@ class Search:
                     if sleeping:
                         sleeps[d2] = child_sleep
                     frontier.append((s2, d2, depth + 1, child_sleep if sleeping else frozenset(), None))
-                elif sleeping:
+                elif sleeping and d2 not in pruned:
                     old = sleeps[d2]
                     if not old <= child_sleep:         # some events slept there that must run now
                         sleeps[d2] = old & child_sleep
                         frontier.append((s2, d2, depths[d2], old & child_sleep, old - child_sleep))
+                if sleeping and n is not None and d2 not in pruned:   # ev, done here, sleeps in later children
+                    mine = at.get(n)
+                    base.add(ev)
+                    if mine is None:
+                        at[n] = {ev}
+                    else:
+                        mine.add(ev)
         return None
 
     def _walks(self) -> str | None:

@@ -131,23 +131,96 @@ class StateView:
 
 def view_of(ex: Any, s: tuple, depth: int) -> StateView:
     """The view of executor state ``s``."""
-    slots, net, _, hist = s
-    ids = ex.ids
-    status = {n: ("up" if sl[0] else "down") for n, sl in zip(ids, slots)}
+    return _ExecView(ex, s, depth)
 
-    def storage() -> dict[str, dict]:
-        return {n: {k: json.loads(v) for k, v in sl[4]} for n, sl in zip(ids, slots)}
 
-    def network() -> tuple[Envelope, ...]:
-        return tuple(Envelope(m[0], m[1], m[2], json.loads(m[3])) for m in net)
+class _ExecNodes(Mapping):
+    """``s.nodes`` of an executor state: each node loaded on first use (through the
+    executor's cache of node objects by their bytes)."""
 
-    def history() -> Any:
+    __slots__ = ("_ex", "_slots", "_cache")
+
+    def __init__(self, ex: Any, slots: tuple) -> None:
+        self._ex, self._slots, self._cache = ex, slots, {}
+
+    def __getitem__(self, k: str) -> Any:
+        c = self._cache
+        n = c.get(k, c)
+        if n is c:
+            i = self._ex.index.get(k)
+            if i is None:
+                raise KeyError(f"no node {k!r}; nodes are {list(self._ex.ids)}")
+            n = c[k] = self._ex.load(k, self._slots[i][2])
+        return n
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ex.ids)
+
+    def __len__(self) -> int:
+        return len(self._ex.ids)
+
+
+class _ExecView(StateView):
+    """The ``StateView`` of an executor state: every part computed on first use, from the
+    state's tuples (most invariants read one or two parts of most states)."""
+
+    def __init__(self, ex: Any, s: tuple, depth: int) -> None:   # (StateView.__init__ not called)
+        self._ex, self._s = ex, s
+        self.ids = ex.ids
+        self.depth = depth
+        self.nodes = _ExecNodes(ex, s[0])
+        self._up = None
+        self._parts: dict[str, Any] = {}
+
+    def _part(self, name: str, make: Callable[[], Any]) -> Any:
+        p = self._parts
+        v = p.get(name)
+        if v is None:
+            v = p[name] = make()
+        return v
+
+    @property  # type: ignore[override]
+    def status(self) -> dict[str, str]:
+        return self._part("status", lambda: {n: ("up" if sl[0] else "down") for n, sl in zip(self.ids, self._s[0])})
+
+    @property  # type: ignore[override]
+    def incarnation(self) -> dict[str, int]:
+        return self._part("incarnation", lambda: {n: sl[1] for n, sl in zip(self.ids, self._s[0])})
+
+    @property  # type: ignore[override]
+    def timers(self) -> dict[str, tuple[str, ...]]:
+        return self._part("timers", lambda: {n: tuple(t[0] for t in sl[3]) for n, sl in zip(self.ids, self._s[0])})
+
+    @property
+    def storage(self) -> dict[str, dict]:
+        return self._part("storage", lambda: {n: {k: json.loads(v) for k, v in sl[4]}
+                                              for n, sl in zip(self.ids, self._s[0])})
+
+    @property
+    def network(self) -> tuple[Envelope, ...]:
+        return self._part("network", lambda: tuple(Envelope(m[0], m[1], m[2], json.loads(m[3])) for m in self._s[1]))
+
+    @property
+    def history(self) -> Any:
+        hist = self._s[3]
+        if hist is None:
+            return None
         from .encoding import decode
-        return None if hist is None else decode(hist[0])
+        return self._part("history", lambda: decode(hist[0]))
 
-    return StateView(ids, lambda n: ex.node(s, n), status, _Lazy(lambda: {n: sl[1] for n, sl in zip(ids, slots)}),
-                     _Lazy(lambda: {n: tuple(t[0] for t in sl[3]) for n, sl in zip(ids, slots)}),
-                     storage, network, history, depth)
+    def up(self) -> dict[str, Any]:
+        """The nodes that are up: {id: node}."""
+        u = self._up
+        if u is None:
+            u = self._up = {}
+            c, load = self.nodes._cache, self._ex.load
+            for n, sl in zip(self.ids, self._s[0]):
+                if sl[0]:
+                    v = c.get(n)
+                    if v is None:
+                        v = c[n] = load(n, sl[2])
+                    u[n] = v
+        return u
 
 
 class _Lazy(Mapping):
