@@ -172,3 +172,26 @@ WRONG = {   # requirement of the statement -> (check cell, wrong answer, what th
 def test_visible_check_catches(requirement):
     check, wrong, says = WRONG[requirement]
     assert says in visible_report(NB, check, wrong)
+
+
+# -- the check cell's labkit.explore (every order of a 2-question chat, one duplicate) -----------
+@pytest.mark.parametrize("wrong, says", [
+    (_redeliver_duplicates, "delivered a message twice"),
+    (_hold_duplicates_again, "the buffers still hold"),
+    (_deliver_on_arrival, "causal violations"),
+], ids=["redelivers duplicates", "holds a duplicate again", "delivers on arrival"])
+def test_the_search_catches_wrong_buffers(namespace, wrong, says):
+    """Not vacuous: each of these fails the search (the sweep before it catches them too; no
+    buffer bug was found that only the search catches -- the chat's sweep is dense)."""
+    good = namespace["CausalBuffer"]
+    namespace["CausalBuffer"] = type("Wrong", (good,), {"receive": wrong})
+    try:
+        with pytest.raises(AssertionError, match=says):
+            namespace["explore_chat"]()
+    finally:
+        namespace["CausalBuffer"] = good
+
+
+def test_the_search_proves_the_reference_buffer(namespace):
+    res = namespace["explore_chat"]()
+    assert res.outcome == "exhausted" and res.states > 1000, res
