@@ -274,3 +274,26 @@ def test_result_summary_and_html():
     assert s.startswith("maelstrom test -w echo: 1 nodes") and ":valid? True  exit code 0" in s
     assert "<table>" in r._repr_html_() and "exit code 0" in r._repr_html_()
     assert set(r.checks) >= {"workload", "echo", "availability", "latency", "net", "stats"}
+
+
+def test_time_limit_must_be_positive_and_unknown_presets_are_argument_errors():
+    with pytest.raises(labkit.ArgumentError, match=r"time_limit must be .* in \(0,"):
+        m.test(mn.Echo, "echo", time_limit=0)
+    with pytest.raises(labkit.ArgumentError) as e:
+        m.run_preset("broadcst", mn.Gossip)
+    assert isinstance(e.value, KeyError)             # as documented before: KeyError still catches it
+    assert str(e.value).startswith("unknown preset 'broadcst'; choose from echo, unique-ids")   # not repr()'d
+
+
+def test_availability_says_which_ops_it_counts():
+    """The availability line names its groups: 'x% of the N invoked during a fault' (not 'x% of N outside')."""
+    r = run(mn.DurableGossip, "broadcast", node_count=3, time_limit=6, rate=20, nemesis=["partition"],
+            nemesis_interval=1, latency=10)
+    d = r.checks["availability"].details
+    inside, outside = d["during_faults"]["ops"], d["outside_faults"]["ops"]
+    assert inside and outside
+    summary = r.checks["availability"].summary
+    assert f"of the {inside} invoked during a fault" in summary
+    assert f"of the {outside} invoked with no fault active" in summary and "outside" not in summary
+    calm = run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10)
+    assert calm.checks["availability"].summary == f"100.0% of {calm.stats['ops']} ops ok"

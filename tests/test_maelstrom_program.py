@@ -361,3 +361,33 @@ def test_import_labkit_does_not_load_the_bridge():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     assert out.stdout.split() == ["False", "True", "False"], out.stderr
+
+
+def test_an_over_long_line_is_reported_once_and_skipped_whole(tmp_path, capfd):
+    """A 40 MB line (over labkit's 16 MB message limit): one notice naming the limit and the line's
+    start -- before, one per 16 MB and the later ones showed only its middle -- and the node goes on."""
+    cmd = program(tmp_path, "huge.py", """
+        import sys
+        from maelstrom import Node
+        node = Node()
+
+        @node.on("echo")
+        def echo(msg):
+            if msg["body"]["echo"] == "big":
+                sys.stdout.write('{"src": "n0", "dest": "c1", "body": {"pad": "' + "x" * 40_000_000 + '"}}\\n')
+                sys.stdout.flush()
+            node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+
+        node.run()
+    """)
+    with labkit.Cluster({"n0": Program(cmd)}, seed=6) as c:
+        assert c.request("n0", "echo", timeout=10000, echo="big").body == {"echo": "big"}
+        assert c.request("n0", "echo", timeout=5000, echo="after").body == {"echo": "after"}
+        c.run_for(0.2)
+        bad = journal(c, "malformed", "n0")
+        assert len(bad) == 1, [e.get("error")[:200] for e in bad]
+        assert "longer than labkit's limit of 16,777,216 bytes" in bad[0].get("error")
+        assert bad[0].get("line").startswith('{"src": "n0", "dest": "c1", "body": {"pad": "xxx')
+        assert c.status()["n0"].state == "up"
+    err = capfd.readouterr().err
+    assert err.count("longer than labkit's limit") == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import shlex
 import sys
 from typing import Any, Sequence
@@ -120,6 +121,20 @@ def _concurrency(text: str | None, node_count: int) -> int | None:
     return n
 
 
+#: ``labkit.maelstrom.test`` keywords the command line spells as flags.
+_FLAGS = ("node_count", "time_limit", "rate", "latency_dist", "latency", "nemesis_interval", "nemesis",
+          "concurrency", "availability", "timeout", "quiet", "seed", "runtime", *WORKLOAD_OPTS)
+
+
+def _as_flags(text: str) -> str:
+    """An error from ``labkit.maelstrom.test`` in the command line's words: ``node_count must
+    be ...`` -> ``--node-count must be ...``, ``Program(cmd)`` -> ``--bin``."""
+    text = text.replace("Program(cmd)", "--bin")
+    for name in _FLAGS:
+        text = re.sub(rf"(?<![\w-]){name}(?![\w-])", "--" + name.replace("_", "-"), text, count=1)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -148,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return {True: 0, False: 1, None: 2}[pr.passed]
         result = test(node, args.workload, **kw)
     except (ValueError, TypeError) as e:       # bad options (ArgumentError is a ValueError)
-        print(f"python -m labkit.maelstrom: error: {e}", file=sys.stderr)
+        print(f"python -m labkit.maelstrom: error: {_as_flags(str(e))}", file=sys.stderr)
         return USAGE_ERROR
     except LabkitError as e:                    # the run could not be judged (e.g. a node never set up)
         print(f"python -m labkit.maelstrom: {type(e).__name__}: {e}", file=sys.stderr)

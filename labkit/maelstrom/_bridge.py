@@ -243,17 +243,20 @@ class Bridge:
             total += len(b)
         if chunks:
             data = self.out_buf + b"".join(chunks)
+            if self.skip_line:                 # the rest of an over-long line, already reported: drop it
+                nl = data.find(b"\n")
+                data = b"" if nl < 0 else data[nl + 1:]
+                self.skip_line = nl < 0
             lines = data.split(b"\n")
             self.out_buf = lines.pop()
             for line in lines:
-                if self.skip_line:
-                    self.skip_line = False
-                    continue
                 if line.strip():
                     self.handle_line(line)
             if len(self.out_buf) > MAX_MESSAGE_BYTES:
-                self.bad(self.out_buf[:1000].decode(errors="replace"),
-                         f"a line longer than labkit's limit of {MAX_MESSAGE_BYTES:,} bytes per message")
+                head = self.out_buf[:protocol.MAX_LINE_SHOWN].decode(errors="replace")
+                self.bad(head, "too long", f"{self.id}: its program wrote a line longer than labkit's limit of "
+                         f"{MAX_MESSAGE_BYTES:,} bytes per message, starting {head!r}... The whole line was "
+                         f"skipped; the node goes on")
                 self.out_buf, self.skip_line = b"", True
         if eof:
             self.exited()

@@ -53,7 +53,8 @@ LATENCY_DISTS = ("constant", "uniform", "exponential")
 
 
 class SetupError(LabkitError):
-    """A node did not answer the workload's setup message (e.g. ``topology``) properly."""
+    """A node did not start (its program exited or never answered ``init``), or did not answer
+    the workload's setup message (e.g. ``topology``) properly: the test was not run."""
 
 
 def _service_classes(names: tuple[str, ...]) -> dict[str, Any]:
@@ -241,14 +242,15 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
     ``seed``: replays the run in the simulator (default: random, shown in the result).
 
     Raises ``ArgumentError``/``ValueError`` naming a bad option, ``SetupError`` if a node
-    does not answer a setup message. Source: Maelstrom ``src/maelstrom/core.clj``."""
+    did not start (a program that exits or never answers ``init``) or does not answer a
+    setup message. Source: Maelstrom ``src/maelstrom/core.clj``."""
     wl = workload if isinstance(workload, Workload) else _workloads.get(workload, **workload_opts)
     if isinstance(workload, Workload) and workload_opts:
         raise ArgumentError(f"workload options {sorted(workload_opts)} go to the Workload's constructor, "
                             f"not beside a Workload instance")
     per_node = _per_node(node, node_count)
     node_count = len(per_node)
-    time_limit = argcheck.seconds(time_limit, "time_limit")
+    time_limit = argcheck.seconds(time_limit, "time_limit", positive=True)   # Jepsen's --time-limit: pos?
     rate = argcheck.number(rate, "rate", lo=0.0, hi=1e5, lo_open=True, unit="ops/s")
     latency = argcheck.ms(latency, "latency")
     if latency_dist not in LATENCY_DISTS:
@@ -299,6 +301,7 @@ def _run(cluster: Any, wl: Workload, node_ids: list[str], svc_names: list[str], 
         if opts["latency_dist"] == "uniform":
             baseline["jitter"] = opts["latency"]
         cluster.set_link("*", "*", **baseline)
+    _check_started(cluster, node_ids)
     for dest, body in wl.setup(node_ids):
         body = dict(body)
         typ = body.pop("type")
@@ -378,8 +381,28 @@ def _run(cluster: Any, wl: Workload, node_ids: list[str], svc_names: list[str], 
     valid = combine_valid(checks.values())
     st = checks["stats"].details
     stats = {"ops": st["count"], "ok": st["ok"], "fail": st["fail"], "info": st["info"], "by_f": st["by_f"],
-             "net": net, "duration_ms": cluster.now}
+             "net": net, "duration_ms": cluster.now,
+             # what Maelstrom would stop the test for and labkit rides out: shown in the summary
+             "crashes": [(e.t, e.node, str(e.get("error") or "").removeprefix("ProgramError: "))
+                         for e in events if e.kind == "crash"],
+             "malformed_lines": {n: sum(1 for e in events if e.kind == "malformed" and e.node == n)
+                                 for n in dict.fromkeys(e.node for e in events if e.kind == "malformed")}}
     return Result(wl.name, valid, checks, history, cluster.journal, stats, opts, nem.log)
+
+
+def _check_started(cluster: Any, node_ids: list[str]) -> None:
+    """``SetupError`` naming each node that crashed while starting (e.g. a program that
+    exited or never answered ``init``): a test of a cluster that never came up judges nothing."""
+    down = [n for n, st in cluster.status().items() if n in node_ids and st.state != "up"]
+    if not down:
+        return
+    why = {e.node: str(e.get("error") or "").removeprefix("ProgramError: ") for e in cluster.journal
+           if e.kind == "crash" and e.node in down}
+    status = cluster.status()
+    said = [why.get(n) or f"it is {status[n].state}" for n in down]
+    lines = "; ".join(w if w.startswith(f"{n}:") else f"{n}: {w}" for n, w in zip(down, said))
+    raise SetupError(f"{len(down)} of {len(node_ids)} nodes did not start, so the test was not run -- {lines}. "
+                     f"Fix the program (its stderr is shown above) and run the test again")
 
 
 def _final_chain(client: _Client, invs: list[Invocation]) -> None:

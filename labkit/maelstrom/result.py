@@ -34,7 +34,8 @@ class Result:
     """One test run. ``valid``: True / False / None (unknown); ``checks``: name -> Verdict;
     ``history``: the recorded ``History``; ``journal``: the cluster's ``Journal`` (messages,
     faults; it outlives the closed cluster); ``stats``: counts (ops by type and f,
-    ``msgs_per_op``, ...); ``opts``: the test's options; ``nemesis``: the fault operations
+    ``msgs_per_op``, ``crashes`` as ``(t_ms, node, error)``: nodes that crashed, e.g. a
+    program that exited; ``malformed_lines``: node -> stdout lines skipped); ``opts``: the test's options; ``nemesis``: the fault operations
     applied, as ``(t_ms, op)``."""
 
     workload: str
@@ -80,6 +81,15 @@ class Result:
         s = self.stats
         lines.append(f"  ops: {s.get('ops', 0)} ({s.get('ok', 0)} ok, {s.get('fail', 0)} fail, "
                      f"{s.get('info', 0)} info); faults applied: {len(self.nemesis)}")
+        for t, node, error in list(s.get("crashes") or ())[:3]:
+            said = error.splitlines()[0].removeprefix(f"{node}: ") if error else "no message"
+            lines.append(f"  crashed: {node} at {t:.0f} ms -- {said}")
+        if len(s.get("crashes") or ()) > 3:
+            lines.append(f"  ... {len(s['crashes']) - 3} more crashes (result.journal has them as 'crash' events)")
+        bad = s.get("malformed_lines") or {}
+        if bad:
+            lines.append("  skipped stdout lines that were not Maelstrom messages: "
+                         + ", ".join(f"{n}: {k}" for n, k in bad.items()) + " (result.journal 'malformed' events)")
         for name, v in self.checks.items():
             lines.append(f"  {name:<14} {v.outcome:<7} {v.summary}")
             for e in list(v.explanations)[:3] if v.valid is not True and name != "workload" else []:
