@@ -297,3 +297,16 @@ def test_availability_says_which_ops_it_counts():
     assert f"of the {outside} invoked with no fault active" in summary and "outside" not in summary
     calm = run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10)
     assert calm.checks["availability"].summary == f"100.0% of {calm.stats['ops']} ops ok"
+
+
+def test_summary_says_why_ops_were_not_ok_and_what_fail_and_info_mean():
+    r = run(Moody, "echo", node_count=1, time_limit=4, rate=10, timeout=300)
+    reasons = {}
+    for op in r.history:
+        if op.type in ("fail", "info"):
+            reasons[op.error] = reasons.get(op.error, 0) + 1
+    top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+    s = str(r)
+    assert "  ops not ok, by reason: " + "; ".join(f"{k} x {e}" for e, k in top) in s
+    assert f"{r.stats['fail']} fail [certainly not done], {r.stats['info']} info [outcome unknown]" in s
+    assert "ops not ok" not in str(run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10))

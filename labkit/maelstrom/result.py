@@ -79,13 +79,21 @@ class Result:
                  f"{o.get('rate'):g} ops/s, latency {o.get('latency'):g} ms, runtime {o.get('runtime')}, "
                  f"nemesis {','.join(o.get('nemesis') or ()) or 'none'}, seed {o.get('seed')}"]
         s = self.stats
-        lines.append(f"  ops: {s.get('ops', 0)} ({s.get('ok', 0)} ok, {s.get('fail', 0)} fail, "
-                     f"{s.get('info', 0)} info); faults applied: {len(self.nemesis)}")
+        lines.append(f"  ops: {s.get('ops', 0)} ({s.get('ok', 0)} ok, {s.get('fail', 0)} fail [certainly not done], "
+                     f"{s.get('info', 0)} info [outcome unknown]); faults applied: {len(self.nemesis)}")
         for t, node, error in list(s.get("crashes") or ())[:3]:
             said = error.splitlines()[0].removeprefix(f"{node}: ") if error else "no message"
             lines.append(f"  crashed: {node} at {t:.0f} ms -- {said}")
         if len(s.get("crashes") or ()) > 3:
             lines.append(f"  ... {len(s['crashes']) - 3} more crashes (result.journal has them as 'crash' events)")
+        errors: dict[str, int] = {}
+        for op in self.history:
+            if op.is_client and op.type in ("fail", "info") and op.error is not None:
+                errors[str(op.error)] = errors.get(str(op.error), 0) + 1
+        if errors:
+            top = sorted(errors.items(), key=lambda kv: -kv[1])
+            lines.append("  ops not ok, by reason: " + "; ".join(f"{k} x {e}" for e, k in top[:3])
+                         + (f"; {len(top) - 3} other reasons" if len(top) > 3 else ""))
         bad = s.get("malformed_lines") or {}
         if bad:
             lines.append("  skipped stdout lines that were not Maelstrom messages: "
