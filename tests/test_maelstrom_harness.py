@@ -295,8 +295,13 @@ def test_availability_says_which_ops_it_counts():
     summary = r.checks["availability"].summary
     assert f"of the {inside} invoked during a fault" in summary
     assert f"of the {outside} invoked with no fault active" in summary and "outside" not in summary
+    # the summary counts faults, not the nemesis's heals (was "faults applied: 2n" for n partitions)
+    cuts = [op for _, op in r.nemesis if op["op"] == "partition"]
+    assert cuts and len(r.nemesis) > len(cuts)
+    assert f"; faults injected: {len(cuts)} partition\n" in str(r)
     calm = run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10)
     assert calm.checks["availability"].summary == f"100.0% of {calm.stats['ops']} ops ok"
+    assert "; faults injected: none\n" in str(calm)
 
 
 def test_summary_says_why_ops_were_not_ok_and_what_fail_and_info_mean():

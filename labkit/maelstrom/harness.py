@@ -402,7 +402,8 @@ def _check_started(cluster: Any, node_ids: list[str]) -> None:
     said = [why.get(n) or f"it is {status[n].state}" for n in down]
     lines = "; ".join(w if w.startswith(f"{n}:") else f"{n}: {w}" for n, w in zip(down, said))
     raise SetupError(f"{len(down)} of {len(node_ids)} nodes did not start, so the test was not run -- {lines}. "
-                     f"Fix the program (its stderr is shown above) and run the test again")
+                     f"Fix the program (labkit's crash report for the node shows the end of its stderr) "
+                     f"and run the test again")
 
 
 def _final_chain(client: _Client, invs: list[Invocation]) -> None:

@@ -66,6 +66,15 @@ class Result:
                 return lat.get(str(float(q)))
         return None
 
+    def faults_text(self) -> str:
+        """``"faults injected: 3 partition"``: the nemesis's faults by kind (its undo operations --
+        heal, resume, restoring links -- are not counted)."""
+        kinds: dict[str, int] = {}
+        for _, op in self.nemesis:
+            if "fault" in op:
+                kinds[op["fault"]] = kinds.get(op["fault"], 0) + 1
+        return "faults injected: " + (", ".join(f"{k} {f}" for f, k in kinds.items()) or "none")
+
     @property
     def verdict_line(self) -> str:
         """Maelstrom's closing line."""
@@ -80,7 +89,7 @@ class Result:
                  f"nemesis {','.join(o.get('nemesis') or ()) or 'none'}, seed {o.get('seed')}"]
         s = self.stats
         lines.append(f"  ops: {s.get('ops', 0)} ({s.get('ok', 0)} ok, {s.get('fail', 0)} fail [certainly not done], "
-                     f"{s.get('info', 0)} info [outcome unknown]); faults applied: {len(self.nemesis)}")
+                     f"{s.get('info', 0)} info [outcome unknown]); {self.faults_text()}")
         for t, node, error in list(s.get("crashes") or ())[:3]:
             said = error.splitlines()[0].removeprefix(f"{node}: ") if error else "no message"
             lines.append(f"  crashed: {node} at {t:.0f} ms -- {said}")
