@@ -391,3 +391,23 @@ def test_an_over_long_line_is_reported_once_and_skipped_whole(tmp_path, capfd):
         assert c.status()["n0"].state == "up"
     err = capfd.readouterr().err
     assert err.count("longer than labkit's limit") == 1
+
+
+def test_an_init_ok_without_in_reply_to_is_named_at_once(tmp_path, capfd):
+    """A hand-written program that answers init with a bare {"type": "init_ok"}: before, it was
+    sent on to the client silently and the node timed out with 'did not answer init'."""
+    cmd = program(tmp_path, "bare.py", """
+        import json, sys
+        for line in sys.stdin:
+            m = json.loads(line)
+            if m["body"]["type"] == "init":
+                print(json.dumps({"src": m["dest"], "dest": m["src"], "body": {"type": "init_ok"}}), flush=True)
+    """)
+    with labkit.Cluster({"n0": Program(cmd, init_timeout=1000)}, seed=9) as c:
+        assert c.status()["n0"].state == "crashed"
+        bad = journal(c, "malformed", "n0")
+        assert len(bad) == 1 and 'an init_ok must carry "in_reply_to": 1' in bad[0].get("error")
+        crash = journal(c, "crash", "n0")[0].get("error")
+        assert "did not answer init with init_ok (it sent an init_ok, but without \"in_reply_to\"" in crash
+        assert not journal(c, "send", "n0")          # the bare init_ok was not sent on to c0
+    assert 'an init_ok must carry "in_reply_to": 1' in capfd.readouterr().err

@@ -87,6 +87,7 @@ class Bridge:
         self.unjournaled = self.unshown = 0
         self.win_pending = False
         self.dropped_in = 0
+        self.init_ok_unmatched = False         # it sent an init_ok without the init's msg_id
 
     # -- starting ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,7 +128,9 @@ class Bridge:
             if left <= 0:
                 deadline_is = ("Maelstrom's deadline" if self.init_timeout == 10_000
                                else "Program(init_timeout=...); Maelstrom's is 10 s")
-                self.fail(f"{self.id}: its program `{self.cmd_text}` did not answer init with init_ok within "
+                unmatched = (" (it sent an init_ok, but without \"in_reply_to\" set to the init's msg_id)"
+                             if self.init_ok_unmatched else "")
+                self.fail(f"{self.id}: its program `{self.cmd_text}` did not answer init with init_ok{unmatched} within "
                           f"{self.init_timeout / 1000:g} s ({deadline_is}). A Maelstrom node must reply "
                           f"{{\"type\": \"init_ok\", \"in_reply_to\": <init's msg_id>}} on stdout, one JSON "
                           f"object per line, flushed", "on_start")
@@ -295,6 +298,11 @@ class Bridge:
                 if type_ == "error":
                     self.fail(f"{self.id}: its program answered init with an error: {rest}", "on_start")
                 self.ready = True
+                return
+            if type_ == "init_ok":              # a reply that does not say what it answers
+                self.bad(line.decode(), f"an init_ok must carry \"in_reply_to\": {self.init_id}, the msg_id of "
+                                        f"the init it answers; this one has {re!r}")
+                self.init_ok_unmatched = True
                 return
         elif re == self.init_id and type_ == "init_ok":
             return                          # a second init_ok: nothing to send
