@@ -271,6 +271,9 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
     seed = argcheck.whole(seed, "seed")
     if runtime is None:
         runtime = "processes" if any(_default_runtime(x) == "processes" for x in per_node.values()) else "sim"
+    if runtime == "sim" and any(getattr(x, "_labkit_program", False) for x in per_node.values()):
+        raise ArgumentError("test(runtime='sim'): a labkit.Program runs a real executable, which the simulator "
+                            "cannot run in virtual time; leave runtime out (or give 'processes') for programs")
     extra = () if services is None else ((services,) if isinstance(services, str) else tuple(services))
     bad = [s for s in extra if s not in SERVICE_NAMES]
     if bad:
