@@ -289,6 +289,9 @@ def test_time_limit_must_be_positive_and_unknown_presets_are_argument_errors():
     echo = labkit.Program([sys.executable, "-c", "pass"])
     with pytest.raises(labkit.ArgumentError, match=r"test\(runtime='sim'\): a labkit.Program runs a real executable"):
         m.test(echo, "echo", runtime="sim")
+    # skew and slow act through ctx: on programs alone they would be silent no-ops
+    with pytest.raises(labkit.ArgumentError, match=r"nemesis \['skew'\]: skew and slow act through a labkit.Node's ctx"):
+        m.test(echo, "echo", nemesis="partition,skew")
 
 
 def test_availability_says_which_ops_it_counts():

@@ -241,7 +241,8 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
     (default otherwise). ``services``: extra service names to run beside the workload's.
     ``seed``: replays the run in the simulator (default: random, shown in the result).
 
-    Raises ``ArgumentError``/``ValueError`` naming a bad option, ``SetupError`` if a node
+    Raises ``ArgumentError``/``ValueError`` naming a bad option (also ``skew``/``slow`` on a
+    cluster of programs only: they act through a labkit node's ``ctx``), ``SetupError`` if a node
     did not start (a program that exits or never answers ``init``) or does not answer a
     setup message. Source: Maelstrom ``src/maelstrom/core.clj``."""
     wl = workload if isinstance(workload, Workload) else _workloads.get(workload, **workload_opts)
@@ -271,6 +272,11 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
     seed = argcheck.whole(seed, "seed")
     if runtime is None:
         runtime = "processes" if any(_default_runtime(x) == "processes" for x in per_node.values()) else "sim"
+    ctx_only = [f for f in faults if f in ("skew", "slow")]
+    if ctx_only and all(getattr(x, "_labkit_program", False) for x in per_node.values()):
+        raise ArgumentError(f"nemesis {ctx_only}: skew and slow act through a labkit.Node's ctx (its clock, "
+                            f"ctx.work); a labkit.Program reads the operating system's clock, so they would change "
+                            f"nothing and the run would look tested when it was not. Leave them out for programs")
     if runtime == "sim" and any(getattr(x, "_labkit_program", False) for x in per_node.values()):
         raise ArgumentError("test(runtime='sim'): a labkit.Program runs a real executable, which the simulator "
                             "cannot run in virtual time; leave runtime out (or give 'processes') for programs")
