@@ -65,7 +65,7 @@ def test_cli_exit_codes(capsys):
     assert cli("--preset", "broadcast-efficiency", "--node", "maelstromnodes:FlatGossip", "--seed", "2") == 0
     assert "#3d Efficient Broadcast, Part I" in capsys.readouterr().out
     assert cli("-w", "echo", "--node", "maelstromnodes:Echo", "--node-count", "2", "--concurrency", "3n",
-               "--time-limit", "1", "--rate", "10", "--log-stderr", "--seed", "1") == 0
+               "--time-limit", "1", "--rate", "10", "--log-stderr", "--seed", "1", "--services", "lin-tso") == 0
     assert "echo: 2 nodes" in capsys.readouterr().out
 
 
@@ -107,6 +107,7 @@ def test_cli_unknown_result_exits_2(capsys):
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--rate", "0"), "--rate must be"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--latency", "-5"), "--latency must be"),
     (("-w", "echo", "--bin", "/nonexistent/prog"), "--bin: no such file"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--services", "lin-kv,redis"), "unknown service(s) ['redis']"),
 ])
 def test_cli_bad_options_name_the_option(capsys, args, needle):
     assert cli(*args) == USAGE_ERROR

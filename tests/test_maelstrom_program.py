@@ -411,3 +411,24 @@ def test_an_init_ok_without_in_reply_to_is_named_at_once(tmp_path, capfd):
         assert "did not answer init with init_ok (it sent an init_ok, but without \"in_reply_to\"" in crash
         assert not journal(c, "send", "n0")          # the bare init_ok was not sent on to c0
     assert 'an init_ok must carry "in_reply_to": 1' in capfd.readouterr().err
+
+
+def test_a_message_to_a_service_the_test_does_not_run_says_how_to_add_it(tmp_path, capfd):
+    cmd = program(tmp_path, "uses_kv.py", """
+        from maelstrom import Node
+        node = Node()
+
+        @node.on("echo")
+        def echo(msg):
+            node.send("lin-kv", {"type": "read", "key": "k"})
+            node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+
+        node.run()
+    """)
+    with labkit.Cluster({"n0": Program(cmd)}, seed=10) as c:
+        assert c.request("n0", "echo", timeout=5000, echo="x").body == {"echo": "x"}
+        c.run_for(0.2)
+        err = journal(c, "malformed", "n0")[0].get("error")
+    assert "this cluster runs no lin-kv service: labkit.maelstrom.test(..., services=['lin-kv'])" in err
+    assert "--services lin-kv" in err
+    capfd.readouterr()

@@ -6,7 +6,7 @@
 Options are Maelstrom's (``maelstrom test --help``), plus labkit's: ``--node MODULE:CLASS``
 (a ``labkit.Node`` class instead of ``--bin``; runs in the simulator unless ``--runtime
 processes``), ``--seed``, ``--runtime``, ``--quiet`` (recovery seconds before final reads),
-``--timeout`` (client ms), ``--preset NAME`` (a Gossip Glomers challenge: its options and
+``--timeout`` (client ms), ``--services`` (extra Maelstrom services), ``--preset NAME`` (a Gossip Glomers challenge: its options and
 targets; options given explicitly override it). ``--nemesis`` takes Maelstrom's
 ``partition`` and labkit's faults (``kill``, ``pause``, ``restart``, ``skew``, ``drop``,
 ``duplicate``, ...), comma-separated. ``--concurrency`` is an int or ``<k>n`` (k per node).
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--consistency-models", help="comma-separated consistency models to check (txn)")
     t.add_argument("--log-stderr", action="store_true",
                    help="accepted for Maelstrom compatibility: a program's stderr is always shown")
+    t.add_argument("--services", help="comma-separated Maelstrom services to run besides the workload's "
+                                      "(lin-kv, seq-kv, lww-kv, lin-tso); Maelstrom always runs all four")
     t.add_argument("--seed", type=int, help="random seed (replays a simulated run)")
     t.add_argument("--runtime", choices=("sim", "processes"), help="default: sim for --node, processes for --bin")
     t.add_argument("--timeout", type=float, help="client timeout, ms (default 5000)")
@@ -95,6 +97,8 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, name)
         if v is not None:
             kw[name] = v
+    if args.services is not None:
+        kw["services"] = [x.strip() for x in args.services.split(",") if x.strip()]
     if "consistency_models" in kw:
         kw["consistency_models"] = tuple(x.strip() for x in kw["consistency_models"].split(",") if x.strip())
     if args.availability is not None:

@@ -311,8 +311,11 @@ class Bridge:
         try:
             lid = self.ctx._send(dest, type_, lre, rest)
         except UnknownNode:
+            hint = (f"; this cluster runs no {dest} service: labkit.maelstrom.test(..., services=[{dest!r}]) "
+                    f"or --services {dest} adds it (Maelstrom always runs all four), or put it in the Cluster"
+                    if dest in protocol.SERVICE_IDS else "")
             self.bad(line.decode(), f"it is addressed to {dest!r}, which is no node of this cluster "
-                                    f"(nodes: {', '.join(self.host.nodes)}; clients c1, c2, ...)")
+                                    f"(nodes: {', '.join(self.host.nodes)}; clients c1, c2, ...){hint}")
             return
         except MessageError as e:
             self.bad(line.decode(), str(e))
