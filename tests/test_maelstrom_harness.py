@@ -285,6 +285,8 @@ def test_time_limit_must_be_positive_and_unknown_presets_are_argument_errors():
         m.run_preset("broadcst", mn.Gossip)
     assert isinstance(e.value, KeyError)             # as documented before: KeyError still catches it
     assert str(e.value).startswith("unknown preset 'broadcst'; choose from echo, unique-ids")   # not repr()'d
+    with pytest.raises(labkit.ArgumentError, match=r"^seed must be a whole number, got 'x'$"):   # was "in [-inf, inf]"
+        m.test(mn.Echo, "echo", seed="x")
     # a Program in the simulator: named as test()'s option, before any cluster is made
     echo = labkit.Program([sys.executable, "-c", "pass"])
     with pytest.raises(labkit.ArgumentError, match=r"test\(runtime='sim'\): a labkit.Program runs a real executable"):
