@@ -203,3 +203,23 @@ def test_library_sending_before_init_names_the_mistake(tmp_path, call):
 def test_library_every_refuses_a_non_positive_period():
     with pytest.raises(ValueError, match="positive number of milliseconds"):
         libnode.Node().every(0, lambda: None)
+
+
+def test_library_rpc_used_without_await_says_to_await_it(tmp_path):
+    """``reply = node.rpc(...)`` in a plain handler, then ``reply["body"]``: the error 13 the
+    client gets says to await it (was "'Future' object is not subscriptable")."""
+    got = _run_program("""
+        from maelstrom import Node
+        node = Node()
+
+        @node.on("ask")
+        def ask(msg):
+            reply = node.rpc("n4", {"type": "ping"}, timeout=50)
+            node.reply(msg, {"type": "ask_ok", "got": reply["body"]})
+
+        node.run()
+    """, [INIT, {"src": "c1", "dest": "n3", "body": {"type": "ask", "msg_id": 2}}], tmp_path, 3)
+    err = got[2]["body"]
+    assert got[1]["body"]["type"] == "ping"
+    assert err["type"] == "error" and err["code"] == 13 and err["in_reply_to"] == 2
+    assert "returns an awaitable" in err["text"] and "await node.rpc" in err["text"]

@@ -76,6 +76,16 @@ class RPCError(Exception):
         return {"type": "error", "code": self.code, "text": self.text}
 
 
+class _Reply(asyncio.Future):
+    """What ``node.rpc`` returns without a callback: await it for the reply message."""
+
+    def _not_yet(self, *_):
+        raise TypeError("node.rpc(...) without a callback returns an awaitable, not the reply: write "
+                        "`reply = await node.rpc(...)` inside an `async def` handler, or pass callback=fn")
+
+    __getitem__ = get = _not_yet
+
+
 class Node:
     """One Maelstrom node: register handlers with ``on``, then ``run()``."""
 
@@ -138,7 +148,7 @@ class Node:
         msg_id = self.new_msg_id()
         loop = self._loop
         if callback is None:
-            target = loop.create_future()
+            target = _Reply(loop=loop)
         else:
             target = callback
         handle = loop.call_later(timeout / 1000.0, self._timeout, msg_id, dest)
