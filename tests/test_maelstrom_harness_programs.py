@@ -201,3 +201,30 @@ node.run()
     assert r.valid is True
     assert r.stats["malformed_lines"] == {"n0": r.stats["ops"]}
     assert f"skipped stdout lines that were not Maelstrom messages: n0: {r.stats['ops']}" in str(r)
+
+
+def test_cli_ctrl_c_stops_the_run_cleanly_with_130(tmp_path):
+    """SIGINT mid-run: before, a KeyboardInterrupt traceback through zmq's poll; now one line,
+    exit 130 (the shell's code for SIGINT), and no program left running."""
+    import signal
+    import time
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "labkit.maelstrom", "test", "-w", "echo", "--bin", os.path.join(PROGRAMS, "echo.py"),
+           "--node-count", "2", "--time-limit", "60", "--rate", "10"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60          # wait until both programs run (the workload has begun)
+        while len(_running_programs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_running_programs()) >= 2
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("python -m labkit.maelstrom: interrupted; the test's nodes and "
+                                            "programs were stopped")
+    assert "Traceback" not in err

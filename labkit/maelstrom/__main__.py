@@ -13,7 +13,7 @@ targets; options given explicitly override it). ``--nemesis`` takes Maelstrom's
 
 Exit codes (Maelstrom's): 0 valid, 1 invalid, 2 unknown (also when the run could not be
 judged, e.g. a node never answered its setup message); 254 for bad options (Jepsen's CLI
-code for invalid arguments), with a message naming the option.
+code for invalid arguments), with a message naming the option; 130 when interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ import sys
 from typing import Any, Sequence
 
 USAGE_ERROR = 254
+#: Ctrl-C: the shell's code for a SIGINT (128 + 2).
+INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as e:       # bad options (ArgumentError is a ValueError)
         print(f"python -m labkit.maelstrom: error: {_as_flags(str(e))}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:                   # Ctrl-C: test() has closed the cluster on the way out
+        print("python -m labkit.maelstrom: interrupted; the test's nodes and programs were stopped",
+              file=sys.stderr)
+        return INTERRUPTED
     except LabkitError as e:                    # the run could not be judged (e.g. a node never set up)
         print(f"python -m labkit.maelstrom: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
