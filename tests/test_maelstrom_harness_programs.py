@@ -182,6 +182,7 @@ node.run()
     (t, node, error), = r.stats["crashes"]
     assert node == "n0" and "exited with code 3" in error
     assert f"  crashed: n0 at {t:.0f} ms -- its program `" in str(r)
+    assert f"<div>crashed: n0 at {t:.0f} ms -- its program `" in r._repr_html_()      # shown when displayed too
     assert _left_in(tmp_path) == []
 
 

@@ -82,7 +82,8 @@ class Result:
                 False: "Analysis invalid! (ﾉಥ益ಥ）ﾉ ┻━┻",
                 None: "Errors occurred during analysis, but no anomalies found. ಠ~ಠ"}[self.valid]
 
-    def __str__(self) -> str:
+    def _header(self) -> list[str]:
+        """The summary's lines above the checks: options, op counts, crashes, reasons, bad output."""
         o = self.opts
         lines = [f"maelstrom test -w {self.workload}: {o.get('node_count')} nodes, {o.get('time_limit'):g} s, "
                  f"{o.get('rate'):g} ops/s, latency {o.get('latency'):g} ms, runtime {o.get('runtime')}, "
@@ -107,6 +108,10 @@ class Result:
         if bad:
             lines.append("  skipped stdout lines that were not Maelstrom messages: "
                          + ", ".join(f"{n}: {k}" for n, k in bad.items()) + " (result.journal 'malformed' events)")
+        return lines
+
+    def __str__(self) -> str:
+        lines = self._header()
         for name, v in self.checks.items():
             lines.append(f"  {name:<14} {v.outcome:<7} {v.summary}")
             for e in list(v.explanations)[:3] if v.valid is not True and name != "workload" else []:
@@ -123,7 +128,7 @@ class Result:
         rows = "".join(
             f"<tr><td><code>{html.escape(n)}</code></td><td style='color:{ {True: '#1a7f37', False: '#cf222e', None: '#9a6700'}[v.valid]}'>"
             f"<b>{v.outcome}</b></td><td>{html.escape(v.summary)}</td></tr>" for n, v in self.checks.items())
-        head = html.escape(str(self).splitlines()[0])
-        return (f"<div><div>{head}</div><table>{rows}</table>"
+        head = "".join(f"<div>{html.escape(line.strip())}</div>" for line in self._header())
+        return (f"<div>{head}<table>{rows}</table>"
                 f"<div style='color:{color}'><b>:valid? {self.valid!r}</b> (exit code {self.exit_code}) — "
                 f"{html.escape(self.verdict_line)}</div></div>")
