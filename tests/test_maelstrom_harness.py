@@ -221,6 +221,8 @@ def test_nemesis_and_options_are_checked():
         m.test(mn.Echo, "echo", services=["redis"])
     with pytest.raises(ValueError, match=r"test\(node\): give a labkit.Node class.*got 42"):
         m.test(42, "echo")
+    with pytest.raises(labkit.ArgumentError, match=r"test\(node\): labkit.Program is the class; give a program"):
+        m.test(labkit.Program, "echo")                 # was a TypeError from inside a node process
     with pytest.raises(ValueError, match=r"node 'n1': give a labkit.Node class.*got None"):
         m.test({"n0": mn.Echo, "n1": None}, "echo")
 

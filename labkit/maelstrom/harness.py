@@ -182,6 +182,9 @@ def _as_node(x: Any, where: str) -> Any:
     if isinstance(x, (str, os.PathLike)) or (isinstance(x, (list, tuple)) and x
                                              and all(isinstance(a, (str, os.PathLike)) for a in x)):
         return Program(x)
+    if isinstance(x, type) and issubclass(x, Program):
+        raise ArgumentError(f"{where}: labkit.Program is the class; give a program, as labkit.Program('./prog') "
+                            f"or just its path or command list")
     if (isinstance(x, type) and issubclass(x, Node)) or isinstance(x, Node):
         return x
     raise ArgumentError(f"{where}: give a labkit.Node class or instance, a labkit.Program, a program's path "
