@@ -432,3 +432,16 @@ def test_a_message_to_a_service_the_test_does_not_run_says_how_to_add_it(tmp_pat
     assert "this cluster runs no lin-kv service: labkit.maelstrom.test(..., services=['lin-kv'])" in err
     assert "--services lin-kv" in err
     capfd.readouterr()
+
+
+def test_the_program_class_itself_is_named_before_any_process_starts():
+    """Cluster(labkit.Program, n=2): was a TypeError traceback from inside each node process."""
+    with pytest.raises(labkit.ArgumentError, match=r"Program cannot be made without arguments .*'cmd'.*"
+                                                   r"labkit.Program\('./prog'\)"):
+        labkit.Cluster(labkit.Program, n=2)
+
+    class Needy(labkit.Node):
+        def __init__(self, size):
+            self.size = size
+    with pytest.raises(labkit.ArgumentError, match=r"Needy cannot be made without arguments.*e.g. Needy\(...\)"):
+        labkit.Cluster(Needy, n=1, runtime="sim")
