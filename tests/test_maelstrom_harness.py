@@ -182,13 +182,14 @@ def test_partitions_never_cut_services():
 
 
 @pytest.mark.parametrize("fault,kind", [("kill", "kill"), ("pause", "pause"), ("restart", "restart"),
-                                        ("skew", "skew"), ("drop", "link"), ("duplicate", "link")])
+                                        ("skew", "skew"), ("drop", "link"), ("duplicate", "link"),
+                                        ("delay", "link"), ("reorder", "link")])   # delay: was a ValueError
 def test_labkit_faults_maelstrom_lacks_are_applied_and_undone(fault, kind):
     r = run(mn.DurableGossip, "broadcast", node_count=3, time_limit=6, rate=20, nemesis=[fault], nemesis_interval=1,
             latency=10)
     assert any(e.kind == kind for e in r.journal), fault
     assert r.valid is True, str(r)
-    if fault in ("drop", "duplicate"):     # the test's latency is back after each link fault
+    if fault in ("drop", "duplicate", "delay", "reorder"):     # the test's latency is back after each link fault
         clears = [e for e in r.journal if e.kind == "clear_links"]
         assert clears
         later = [e for e in r.journal if e.kind == "link" and e.t >= clears[-1].t]
