@@ -316,6 +316,9 @@ def test_availability_says_which_ops_it_counts():
     calm = run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10)
     assert calm.checks["availability"].summary == f"100.0% of {calm.stats['ops']} ops ok"
     assert "; faults injected: none\n" in str(calm)
+    mpo = r.msgs_per_op
+    assert (f"{r.stats['net']['servers']['msg_count']} messages between nodes and services (clients' not counted), "
+            f"{mpo:.2f} per op") == r.checks["net"].summary
 
 
 def test_summary_says_why_ops_were_not_ok_and_what_fail_and_info_mean():

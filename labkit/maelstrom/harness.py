@@ -387,8 +387,8 @@ def _run(cluster: Any, wl: Workload, node_ids: list[str], svc_names: list[str], 
     net = _net_stats(events, history)
     mpo = net["servers"]["msgs_per_op"]
     checks["net"] = Verdict(True if mpo is not None else None, "net",
-                            f"{net['servers']['msg_count']} server messages, "
-                            + (f"{mpo:.2f} per op" if mpo is not None else "no ops"), net)
+                            f"{net['servers']['msg_count']} messages between nodes and services (clients' not "
+                            f"counted), " + (f"{mpo:.2f} per op" if mpo is not None else "no ops"), net)
     checks["stats"] = _stats_check(history)
     valid = combine_valid(checks.values())
     st = checks["stats"].details
