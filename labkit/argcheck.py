@@ -65,7 +65,8 @@ def number(value: Any, name: "str | Callable[[], str]", *, lo: float | None = No
 
 def whole(value: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
     """``value`` if it is an int (not a bool) in ``[lo, hi]``; else ``ArgumentError``."""
-    rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+    rng = ("" if lo is None and hi is None
+           else f" in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
     ok = isinstance(value, int) and not isinstance(value, bool)
     if not ok:
         try:
@@ -74,7 +75,7 @@ def whole(value: Any, name: str, *, lo: int | None = None, hi: int | None = None
         except ImportError:
             pass
     if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ArgumentError(f"{name} must be a whole number in {rng}, got {value!r}")
+        raise ArgumentError(f"{name} must be a whole number{rng}, got {value!r}")
     return int(value)
 
 

@@ -44,12 +44,28 @@ class NodeStatus:
         return f"{self.state} (incarnation {self.incarnation}" + (f", {self.slow:g}x slow)" if self.slow != 1 else ")")
 
 
+def _check_no_arguments(cls: type, where: str) -> None:
+    """A Node class is made with ``cls()`` in each node process: one whose ``__init__`` needs
+    arguments is an ``ArgumentError`` here, not a TypeError in every node process."""
+    import inspect
+    try:
+        inspect.signature(cls).bind()
+    except TypeError as e:
+        from .errors import ArgumentError
+        example = "labkit.Program('./prog')" if getattr(cls, "_labkit_program", False) else f"{cls.__name__}(...)"
+        raise ArgumentError(f"{where}: {cls.__name__} cannot be made without arguments ({e}); give an instance, "
+                            f"e.g. {example}") from None
+    except ValueError:          # no signature to read (a C-level __init__): let the node process try
+        pass
+
+
 def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
     """Normalise the ``nodes`` argument into ``{node id: zero-argument factory}``."""
     def factory(x: Any, where: str) -> Callable[[], Node]:
         if isinstance(x, type):
             if not issubclass(x, Node):
                 raise TypeError(f"{where}: {x.__name__} must subclass labkit.Node")
+            _check_no_arguments(x, where)
             check_capacity(x, where)
             return x
         if isinstance(x, Node):

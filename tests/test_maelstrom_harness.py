@@ -6,6 +6,8 @@ seed gives the same history.
 """
 from __future__ import annotations
 
+import sys
+
 import labkit
 import pytest
 
@@ -180,13 +182,14 @@ def test_partitions_never_cut_services():
 
 
 @pytest.mark.parametrize("fault,kind", [("kill", "kill"), ("pause", "pause"), ("restart", "restart"),
-                                        ("skew", "skew"), ("drop", "link"), ("duplicate", "link")])
+                                        ("skew", "skew"), ("drop", "link"), ("duplicate", "link"),
+                                        ("delay", "link"), ("reorder", "link")])   # delay: was a ValueError
 def test_labkit_faults_maelstrom_lacks_are_applied_and_undone(fault, kind):
     r = run(mn.DurableGossip, "broadcast", node_count=3, time_limit=6, rate=20, nemesis=[fault], nemesis_interval=1,
             latency=10)
     assert any(e.kind == kind for e in r.journal), fault
     assert r.valid is True, str(r)
-    if fault in ("drop", "duplicate"):     # the test's latency is back after each link fault
+    if fault in ("drop", "duplicate", "delay", "reorder"):     # the test's latency is back after each link fault
         clears = [e for e in r.journal if e.kind == "clear_links"]
         assert clears
         later = [e for e in r.journal if e.kind == "link" and e.t >= clears[-1].t]
@@ -219,6 +222,8 @@ def test_nemesis_and_options_are_checked():
         m.test(mn.Echo, "echo", services=["redis"])
     with pytest.raises(ValueError, match=r"test\(node\): give a labkit.Node class.*got 42"):
         m.test(42, "echo")
+    with pytest.raises(labkit.ArgumentError, match=r"test\(node\): labkit.Program is the class; give a program"):
+        m.test(labkit.Program, "echo")                 # was a TypeError from inside a node process
     with pytest.raises(ValueError, match=r"node 'n1': give a labkit.Node class.*got None"):
         m.test({"n0": mn.Echo, "n1": None}, "echo")
 
@@ -274,3 +279,56 @@ def test_result_summary_and_html():
     assert s.startswith("maelstrom test -w echo: 1 nodes") and ":valid? True  exit code 0" in s
     assert "<table>" in r._repr_html_() and "exit code 0" in r._repr_html_()
     assert set(r.checks) >= {"workload", "echo", "availability", "latency", "net", "stats"}
+
+
+def test_time_limit_must_be_positive_and_unknown_presets_are_argument_errors():
+    with pytest.raises(labkit.ArgumentError, match=r"time_limit must be .* in \(0,"):
+        m.test(mn.Echo, "echo", time_limit=0)
+    with pytest.raises(labkit.ArgumentError) as e:
+        m.run_preset("broadcst", mn.Gossip)
+    assert isinstance(e.value, KeyError)             # as documented before: KeyError still catches it
+    assert str(e.value).startswith("unknown preset 'broadcst'; choose from echo, unique-ids")   # not repr()'d
+    with pytest.raises(labkit.ArgumentError, match=r"^seed must be a whole number, got 'x'$"):   # was "in [-inf, inf]"
+        m.test(mn.Echo, "echo", seed="x")
+    # a Program in the simulator: named as test()'s option, before any cluster is made
+    echo = labkit.Program([sys.executable, "-c", "pass"])
+    with pytest.raises(labkit.ArgumentError, match=r"test\(runtime='sim'\): a labkit.Program runs a real executable"):
+        m.test(echo, "echo", runtime="sim")
+    # skew and slow act through ctx: on programs alone they would be silent no-ops
+    with pytest.raises(labkit.ArgumentError, match=r"nemesis \['skew'\]: skew and slow act through a labkit.Node's ctx"):
+        m.test(echo, "echo", nemesis="partition,skew")
+
+
+def test_availability_says_which_ops_it_counts():
+    """The availability line names its groups: 'x% of the N invoked during a fault' (not 'x% of N outside')."""
+    r = run(mn.DurableGossip, "broadcast", node_count=3, time_limit=6, rate=20, nemesis=["partition"],
+            nemesis_interval=1, latency=10)
+    d = r.checks["availability"].details
+    inside, outside = d["during_faults"]["ops"], d["outside_faults"]["ops"]
+    assert inside and outside
+    summary = r.checks["availability"].summary
+    assert f"of the {inside} invoked during a fault" in summary
+    assert f"of the {outside} invoked with no fault active" in summary and "outside" not in summary
+    # the summary counts faults, not the nemesis's heals (was "faults applied: 2n" for n partitions)
+    cuts = [op for _, op in r.nemesis if op["op"] == "partition"]
+    assert cuts and len(r.nemesis) > len(cuts)
+    assert f"; faults injected: {len(cuts)} partition\n" in str(r)
+    calm = run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10)
+    assert calm.checks["availability"].summary == f"100.0% of {calm.stats['ops']} ops ok"
+    assert "; faults injected: none\n" in str(calm)
+    mpo = r.msgs_per_op
+    assert (f"{r.stats['net']['servers']['msg_count']} messages between nodes and services (clients' not counted), "
+            f"{mpo:.2f} per op") == r.checks["net"].summary
+
+
+def test_summary_says_why_ops_were_not_ok_and_what_fail_and_info_mean():
+    r = run(Moody, "echo", node_count=1, time_limit=4, rate=10, timeout=300)
+    reasons = {}
+    for op in r.history:
+        if op.type in ("fail", "info"):
+            reasons[op.error] = reasons.get(op.error, 0) + 1
+    top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+    s = str(r)
+    assert "  ops not ok, by reason: " + "; ".join(f"{k} x {e}" for e, k in top) in s
+    assert f"{r.stats['fail']} fail [certainly not done], {r.stats['info']} info [outcome unknown]" in s
+    assert "ops not ok" not in str(run(mn.Echo, "echo", node_count=1, time_limit=2, rate=10))

@@ -65,7 +65,7 @@ def test_cli_exit_codes(capsys):
     assert cli("--preset", "broadcast-efficiency", "--node", "maelstromnodes:FlatGossip", "--seed", "2") == 0
     assert "#3d Efficient Broadcast, Part I" in capsys.readouterr().out
     assert cli("-w", "echo", "--node", "maelstromnodes:Echo", "--node-count", "2", "--concurrency", "3n",
-               "--time-limit", "1", "--rate", "10", "--log-stderr", "--seed", "1") == 0
+               "--time-limit", "1", "--rate", "10", "--log-stderr", "--seed", "1", "--services", "lin-tso") == 0
     assert "echo: 2 nodes" in capsys.readouterr().out
 
 
@@ -91,7 +91,7 @@ def test_cli_unknown_result_exits_2(capsys):
 @pytest.mark.parametrize("args,needle", [
     (("-w", "broadcast", "--node", "maelstromnodes:Gossip", "--nemesis", "partition,bogus"), "bogus"),
     (("-w", "broadcast", "--node", "maelstromnodes:Gossip", "--topology", "star"), "star"),
-    (("-w", "echo", "--node", "maelstromnodes:Echo", "--key-count", "3"), "key_count"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--key-count", "3"), "unknown option(s) --key-count for workload 'echo'"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--concurrency", "lots"), "--concurrency"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--concurrency", "0n"), "--concurrency"),
     (("-w", "echo", "--node", "maelstromnodes:Echo", "--availability", "most"), "--availability"),
@@ -100,7 +100,14 @@ def test_cli_unknown_result_exits_2(capsys):
     (("-w", "echo", "--bin", "/nonexistent/prog"), "/nonexistent/prog"),
     (("--node", "maelstromnodes:Echo",), "--workload"),
     (("--preset", "nope", "--node", "maelstromnodes:Echo"), "unknown --preset 'nope'"),
-    (("-w", "echo", "--node", "maelstromnodes:Echo", "--time-limit", "-1"), "time_limit"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--time-limit", "-1"), "--time-limit must be"),
+    # the command line's words, not the Python keywords (was "node_count must be ...")
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--time-limit", "0"), "--time-limit must be"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--node-count", "0"), "--node-count must be"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--rate", "0"), "--rate must be"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--latency", "-5"), "--latency must be"),
+    (("-w", "echo", "--bin", "/nonexistent/prog"), "--bin: no such file"),
+    (("-w", "echo", "--node", "maelstromnodes:Echo", "--services", "lin-kv,redis"), "unknown service(s) ['redis']"),
 ])
 def test_cli_bad_options_name_the_option(capsys, args, needle):
     assert cli(*args) == USAGE_ERROR
@@ -115,3 +122,11 @@ def test_cli_argparse_errors_use_the_usage_code(capsys):
     with pytest.raises(SystemExit) as e:
         cli("-w", "echo", "--node-count", "three")
     assert e.value.code == USAGE_ERROR
+
+
+def test_cli_suggests_a_scripts_own_interpreter(tmp_path, capsys):
+    script = tmp_path / "node.sh"
+    script.write_text("#!/bin/sh\nexec cat\n")          # not executable
+    assert cli("-w", "echo", "--bin", str(script)) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "is not executable: `chmod +x` it" in err and f"['sh', '{script}']" in err

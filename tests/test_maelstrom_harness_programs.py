@@ -120,3 +120,112 @@ def test_cli_runs_a_program_and_exits_with_maelstroms_code(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
     assert p.returncode == 1, p.stdout + p.stderr
     assert "lost" in p.stdout and "Analysis invalid" in p.stdout
+
+
+def _tmp_program(tmp_path, name: str, code: str) -> str:
+    path = tmp_path / name
+    path.write_text(code)
+    return str(path)
+
+
+def _left_in(tmp_path) -> list[str]:
+    """Command lines of live processes running a program from ``tmp_path``."""
+    PROGRAMS_DIR = str(tmp_path)
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if PROGRAMS_DIR in cmd:
+                found.append(f"{pid}: {cmd}")
+    return found
+
+
+def test_a_program_that_crashes_on_init_is_a_setup_error_not_a_verdict(tmp_path, capsys):
+    """Before: the test ran on a dead node and said 'invalid: no echo (timeout)'. Now: SetupError
+    naming the node and the exit, no verdict, nothing left running; the CLI exits 2."""
+    path = _tmp_program(tmp_path, "boom.py", "import sys\nsys.stdin.readline()\nraise RuntimeError('boom at init')\n")
+    with pytest.raises(m.harness.SetupError) as e:
+        m.test(path, "echo", node_count=2, time_limit=2, rate=10, quiet=0.5, seed=1)
+    text = str(e.value)
+    assert text.startswith("2 of 2 nodes did not start, so the test was not run -- n0: its program")
+    assert "exited with code 1 before it answered init" in text and "ProgramError" not in text
+    assert _left_in(tmp_path) == []
+    from labkit.maelstrom.__main__ import main
+    assert main(["test", "-w", "echo", "--bin", path, "--node-count", "1", "--time-limit", "1"]) == 2
+    assert "SetupError: 1 of 1 nodes did not start" in capsys.readouterr().err
+
+
+def test_a_program_that_exits_mid_run_is_named_in_the_summary(tmp_path):
+    path = _tmp_program(tmp_path, "quits.py", """
+import sys
+from maelstrom import Node
+node = Node()
+seen = 0
+
+@node.on("echo")
+def echo(msg):
+    global seen
+    seen += 1
+    if seen == 3:
+        print("giving up", file=sys.stderr, flush=True)
+        sys.exit(3)
+    node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+
+node.run()
+""")
+    r = m.test(path, "echo", node_count=1, time_limit=2, rate=10, quiet=0.5, timeout=500, seed=1)
+    assert r.valid is False
+    (t, node, error), = r.stats["crashes"]
+    assert node == "n0" and "exited with code 3" in error
+    assert f"  crashed: n0 at {t:.0f} ms -- its program `" in str(r)
+    assert f"<div>crashed: n0 at {t:.0f} ms -- its program `" in r._repr_html_()      # shown when displayed too
+    assert _left_in(tmp_path) == []
+
+
+def test_a_program_printing_debug_lines_to_stdout_is_counted_in_the_summary(tmp_path):
+    path = _tmp_program(tmp_path, "chatty.py", """
+from maelstrom import Node
+node = Node()
+
+@node.on("echo")
+def echo(msg):
+    print("debug: got", msg["body"]["echo"], flush=True)      # stdout is the protocol's
+    node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+
+node.run()
+""")
+    r = m.test(path, "echo", node_count=1, time_limit=2, rate=10, quiet=0.5, seed=1)
+    assert r.valid is True
+    assert r.stats["malformed_lines"] == {"n0": r.stats["ops"]}
+    assert f"skipped stdout lines that were not Maelstrom messages: n0: {r.stats['ops']}" in str(r)
+
+
+def test_cli_ctrl_c_stops_the_run_cleanly_with_130(tmp_path):
+    """SIGINT mid-run: before, a KeyboardInterrupt traceback through zmq's poll; now one line,
+    exit 130 (the shell's code for SIGINT), and no program left running."""
+    import signal
+    import time
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "labkit.maelstrom", "test", "-w", "echo", "--bin", os.path.join(PROGRAMS, "echo.py"),
+           "--node-count", "2", "--time-limit", "60", "--rate", "10"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60          # wait until both programs run (the workload has begun)
+        while len(_running_programs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_running_programs()) >= 2
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("python -m labkit.maelstrom: interrupted; the test's nodes and "
+                                            "programs were stopped")
+    assert "Traceback" not in err

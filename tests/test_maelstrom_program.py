@@ -361,3 +361,87 @@ def test_import_labkit_does_not_load_the_bridge():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     assert out.stdout.split() == ["False", "True", "False"], out.stderr
+
+
+def test_an_over_long_line_is_reported_once_and_skipped_whole(tmp_path, capfd):
+    """A 40 MB line (over labkit's 16 MB message limit): one notice naming the limit and the line's
+    start -- before, one per 16 MB and the later ones showed only its middle -- and the node goes on."""
+    cmd = program(tmp_path, "huge.py", """
+        import sys
+        from maelstrom import Node
+        node = Node()
+
+        @node.on("echo")
+        def echo(msg):
+            if msg["body"]["echo"] == "big":
+                sys.stdout.write('{"src": "n0", "dest": "c1", "body": {"pad": "' + "x" * 40_000_000 + '"}}\\n')
+                sys.stdout.flush()
+            node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+
+        node.run()
+    """)
+    with labkit.Cluster({"n0": Program(cmd)}, seed=6) as c:
+        assert c.request("n0", "echo", timeout=10000, echo="big").body == {"echo": "big"}
+        assert c.request("n0", "echo", timeout=5000, echo="after").body == {"echo": "after"}
+        c.run_for(0.2)
+        bad = journal(c, "malformed", "n0")
+        assert len(bad) == 1, [e.get("error")[:200] for e in bad]
+        assert "longer than labkit's limit of 16,777,216 bytes" in bad[0].get("error")
+        assert bad[0].get("line").startswith('{"src": "n0", "dest": "c1", "body": {"pad": "xxx')
+        assert c.status()["n0"].state == "up"
+    err = capfd.readouterr().err
+    assert err.count("longer than labkit's limit") == 1
+
+
+def test_an_init_ok_without_in_reply_to_is_named_at_once(tmp_path, capfd):
+    """A hand-written program that answers init with a bare {"type": "init_ok"}: before, it was
+    sent on to the client silently and the node timed out with 'did not answer init'."""
+    cmd = program(tmp_path, "bare.py", """
+        import json, sys
+        for line in sys.stdin:
+            m = json.loads(line)
+            if m["body"]["type"] == "init":
+                print(json.dumps({"src": m["dest"], "dest": m["src"], "body": {"type": "init_ok"}}), flush=True)
+    """)
+    with labkit.Cluster({"n0": Program(cmd, init_timeout=1000)}, seed=9) as c:
+        assert c.status()["n0"].state == "crashed"
+        bad = journal(c, "malformed", "n0")
+        assert len(bad) == 1 and 'an init_ok must carry "in_reply_to": 1' in bad[0].get("error")
+        crash = journal(c, "crash", "n0")[0].get("error")
+        assert "did not answer init with init_ok (it sent an init_ok, but without \"in_reply_to\"" in crash
+        assert not journal(c, "send", "n0")          # the bare init_ok was not sent on to c0
+    assert 'an init_ok must carry "in_reply_to": 1' in capfd.readouterr().err
+
+
+def test_a_message_to_a_service_the_test_does_not_run_says_how_to_add_it(tmp_path, capfd):
+    cmd = program(tmp_path, "uses_kv.py", """
+        from maelstrom import Node
+        node = Node()
+
+        @node.on("echo")
+        def echo(msg):
+            node.send("lin-kv", {"type": "read", "key": "k"})
+            node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+
+        node.run()
+    """)
+    with labkit.Cluster({"n0": Program(cmd)}, seed=10) as c:
+        assert c.request("n0", "echo", timeout=5000, echo="x").body == {"echo": "x"}
+        c.run_for(0.2)
+        err = journal(c, "malformed", "n0")[0].get("error")
+    assert "this cluster runs no lin-kv service: labkit.maelstrom.test(..., services=['lin-kv'])" in err
+    assert "--services lin-kv" in err
+    capfd.readouterr()
+
+
+def test_the_program_class_itself_is_named_before_any_process_starts():
+    """Cluster(labkit.Program, n=2): was a TypeError traceback from inside each node process."""
+    with pytest.raises(labkit.ArgumentError, match=r"Program cannot be made without arguments .*'cmd'.*"
+                                                   r"labkit.Program\('./prog'\)"):
+        labkit.Cluster(labkit.Program, n=2)
+
+    class Needy(labkit.Node):
+        def __init__(self, size):
+            self.size = size
+    with pytest.raises(labkit.ArgumentError, match=r"Needy cannot be made without arguments.*e.g. Needy\(...\)"):
+        labkit.Cluster(Needy, n=1, runtime="sim")

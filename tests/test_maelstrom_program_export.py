@@ -86,3 +86,24 @@ def test_load_node_class_errors(nodes_file, tmp_path):
     out = subprocess.run([sys.executable, "-m", "labkit.maelstrom.export", f"{tmp_path}/missing.py:X"],
                          capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 2 and "cannot load" in out.stderr and "missing.py" in out.stderr
+
+
+def test_a_package_module_given_as_a_file_says_to_give_its_module_name(tmp_path):
+    """A course node inside a package (relative imports) given as a file path: before, a bare
+    'attempted relative import with no known parent package'; now the module form to use."""
+    pkg = tmp_path / "course" / "nodes"
+    pkg.mkdir(parents=True)
+    (tmp_path / "course" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("GREETING = 'hi'\n")
+    (pkg / "kv.py").write_text("import labkit\nfrom .helpers import GREETING\n\n"
+                               "class KV(labkit.Node):\n    pass\n")
+    with pytest.raises(labkit.LabkitError, match=r"part of a package.*give it as a module, course\.nodes\.kv:KV"):
+        load_node_class(f"{pkg / 'kv.py'}:KV")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert load_node_class("course.nodes.kv:KV").__name__ == "KV"
+    finally:
+        sys.path.remove(str(tmp_path))
+        for mod in [m for m in sys.modules if m == "course" or m.startswith("course.") or m == "kv"]:
+            del sys.modules[mod]

@@ -163,3 +163,63 @@ def test_library_async_init_hook_delays_init_ok(tmp_path):
     # the request came while the hook slept: answered at once (node_id already set), init_ok after
     assert got[0]["body"] == {"type": "order_ok", "order": [], "me": "n3", "in_reply_to": 2}
     assert got[1]["body"] == {"type": "init_ok", "in_reply_to": 1}
+
+
+def test_library_timers_set_before_run_start_with_it(tmp_path):
+    """``node.every``/``node.after`` at module level (before ``run()``) wait for the loop
+    instead of failing with AttributeError on a missing loop."""
+    got = _run_program("""
+        from maelstrom import Node
+        node = Node()
+        ticks = []
+        node.every(10, lambda: ticks.append("every"))
+        node.after(10, lambda: ticks.append("after"))
+
+        @node.on("ticks")
+        async def report(msg):
+            import asyncio
+            while len(ticks) < 3:
+                await asyncio.sleep(0.01)
+            node.reply(msg, {"type": "ticks_ok", "after": ticks.count("after"), "every": ticks.count("every") >= 2})
+
+        node.run()
+    """, [INIT, {"src": "c1", "dest": "n3", "body": {"type": "ticks", "msg_id": 2}}], tmp_path, 2)
+    assert got[1]["body"] == {"type": "ticks_ok", "after": 1, "every": True, "in_reply_to": 2}
+
+
+@pytest.mark.parametrize("call", ["node.rpc('n1', {'type': 'hi'})", "node.send('n1', {'type': 'hi'})"])
+def test_library_sending_before_init_names_the_mistake(tmp_path, call):
+    import subprocess
+    path = tmp_path / "early.py"
+    path.write_text(f"from maelstrom import Node\nnode = Node()\n{call}\nnode.run()\n")
+    pylib = Path(libnode.__file__).parent / "pylib"
+    done = subprocess.run([sys.executable, str(path)], input="", capture_output=True, text=True, timeout=30,
+                          env={"PYTHONPATH": str(pylib), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert "RuntimeError: node." in done.stderr and "before init" in done.stderr and "on_init" in done.stderr
+    assert "NoneType" not in done.stderr
+
+
+def test_library_every_refuses_a_non_positive_period():
+    with pytest.raises(ValueError, match="positive number of milliseconds"):
+        libnode.Node().every(0, lambda: None)
+
+
+def test_library_rpc_used_without_await_says_to_await_it(tmp_path):
+    """``reply = node.rpc(...)`` in a plain handler, then ``reply["body"]``: the error 13 the
+    client gets says to await it (was "'Future' object is not subscriptable")."""
+    got = _run_program("""
+        from maelstrom import Node
+        node = Node()
+
+        @node.on("ask")
+        def ask(msg):
+            reply = node.rpc("n4", {"type": "ping"}, timeout=50)
+            node.reply(msg, {"type": "ask_ok", "got": reply["body"]})
+
+        node.run()
+    """, [INIT, {"src": "c1", "dest": "n3", "body": {"type": "ask", "msg_id": 2}}], tmp_path, 3)
+    err = got[2]["body"]
+    assert got[1]["body"]["type"] == "ping"
+    assert err["type"] == "error" and err["code"] == 13 and err["in_reply_to"] == 2
+    assert "returns an awaitable" in err["text"] and "await node.rpc" in err["text"]

@@ -210,10 +210,15 @@ def availability(history: History, journal: Any = None, *, min_ok: float | None 
             details[label] = {"ops": len(group),
                               "ok_fraction": (sum(p.type == "ok" for p in group) / len(group)) if group else None}
         details["fault_windows"] = [str(w) for w in windows]
+        parts = []
         if inside:
-            text += f"; {details['during_faults']['ok_fraction']:.1%} of {len(inside)} during faults"
-        if outside:
-            text += f"; {details['outside_faults']['ok_fraction']:.1%} of {len(outside)} outside"
+            parts.append(f"{details['during_faults']['ok_fraction']:.1%} of the {len(inside)} invoked "
+                         f"during a fault")
+        if outside and inside:
+            parts.append(f"{details['outside_faults']['ok_fraction']:.1%} of the {len(outside)} invoked "
+                         f"with no fault active")
+        if parts:
+            text += " (" + ", ".join(parts) + ")"
     valid = True if min_ok is None else overall >= min_ok
     if min_ok is not None:
         text += f" (target {min_ok:.1%})"

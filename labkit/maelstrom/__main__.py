@@ -6,24 +6,27 @@
 Options are Maelstrom's (``maelstrom test --help``), plus labkit's: ``--node MODULE:CLASS``
 (a ``labkit.Node`` class instead of ``--bin``; runs in the simulator unless ``--runtime
 processes``), ``--seed``, ``--runtime``, ``--quiet`` (recovery seconds before final reads),
-``--timeout`` (client ms), ``--preset NAME`` (a Gossip Glomers challenge: its options and
+``--timeout`` (client ms), ``--services`` (extra Maelstrom services), ``--preset NAME`` (a Gossip Glomers challenge: its options and
 targets; options given explicitly override it). ``--nemesis`` takes Maelstrom's
 ``partition`` and labkit's faults (``kill``, ``pause``, ``restart``, ``skew``, ``drop``,
 ``duplicate``, ...), comma-separated. ``--concurrency`` is an int or ``<k>n`` (k per node).
 
 Exit codes (Maelstrom's): 0 valid, 1 invalid, 2 unknown (also when the run could not be
 judged, e.g. a node never answered its setup message); 254 for bad options (Jepsen's CLI
-code for invalid arguments), with a message naming the option.
+code for invalid arguments), with a message naming the option; 130 when interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import shlex
 import sys
 from typing import Any, Sequence
 
 USAGE_ERROR = 254
+#: Ctrl-C: the shell's code for a SIGINT (128 + 2).
+INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--consistency-models", help="comma-separated consistency models to check (txn)")
     t.add_argument("--log-stderr", action="store_true",
                    help="accepted for Maelstrom compatibility: a program's stderr is always shown")
+    t.add_argument("--services", help="comma-separated Maelstrom services to run besides the workload's "
+                                      "(lin-kv, seq-kv, lww-kv, lin-tso); Maelstrom always runs all four")
     t.add_argument("--seed", type=int, help="random seed (replays a simulated run)")
     t.add_argument("--runtime", choices=("sim", "processes"), help="default: sim for --node, processes for --bin")
     t.add_argument("--timeout", type=float, help="client timeout, ms (default 5000)")
@@ -94,6 +99,8 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, name)
         if v is not None:
             kw[name] = v
+    if args.services is not None:
+        kw["services"] = [x.strip() for x in args.services.split(",") if x.strip()]
     if "consistency_models" in kw:
         kw["consistency_models"] = tuple(x.strip() for x in kw["consistency_models"].split(",") if x.strip())
     if args.availability is not None:
@@ -118,6 +125,20 @@ def _concurrency(text: str | None, node_count: int) -> int | None:
     if n < 1:
         raise ValueError(f"--concurrency must give at least one client, got {text!r}")
     return n
+
+
+#: ``labkit.maelstrom.test`` keywords the command line spells as flags.
+_FLAGS = ("node_count", "time_limit", "rate", "latency_dist", "latency", "nemesis_interval", "nemesis",
+          "concurrency", "availability", "timeout", "quiet", "seed", "runtime", *WORKLOAD_OPTS)
+
+
+def _as_flags(text: str) -> str:
+    """An error from ``labkit.maelstrom.test`` in the command line's words: ``node_count must
+    be ...`` -> ``--node-count must be ...``, ``Program(cmd)`` -> ``--bin``."""
+    text = text.replace("Program(cmd)", "--bin")
+    for name in _FLAGS:
+        text = re.sub(rf"(?<![\w-]){name}(?![\w-])", "--" + name.replace("_", "-"), text, count=1)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,8 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return {True: 0, False: 1, None: 2}[pr.passed]
         result = test(node, args.workload, **kw)
     except (ValueError, TypeError) as e:       # bad options (ArgumentError is a ValueError)
-        print(f"python -m labkit.maelstrom: error: {e}", file=sys.stderr)
+        print(f"python -m labkit.maelstrom: error: {_as_flags(str(e))}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:                   # Ctrl-C: test() has closed the cluster on the way out
+        print("python -m labkit.maelstrom: interrupted; the test's nodes and programs were stopped",
+              file=sys.stderr)
+        return INTERRUPTED
     except LabkitError as e:                    # the run could not be judged (e.g. a node never set up)
         print(f"python -m labkit.maelstrom: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

@@ -87,6 +87,7 @@ class Bridge:
         self.unjournaled = self.unshown = 0
         self.win_pending = False
         self.dropped_in = 0
+        self.init_ok_unmatched = False         # it sent an init_ok without the init's msg_id
 
     # -- starting ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,7 +128,9 @@ class Bridge:
             if left <= 0:
                 deadline_is = ("Maelstrom's deadline" if self.init_timeout == 10_000
                                else "Program(init_timeout=...); Maelstrom's is 10 s")
-                self.fail(f"{self.id}: its program `{self.cmd_text}` did not answer init with init_ok within "
+                unmatched = (" (it sent an init_ok, but without \"in_reply_to\" set to the init's msg_id)"
+                             if self.init_ok_unmatched else "")
+                self.fail(f"{self.id}: its program `{self.cmd_text}` did not answer init with init_ok{unmatched} within "
                           f"{self.init_timeout / 1000:g} s ({deadline_is}). A Maelstrom node must reply "
                           f"{{\"type\": \"init_ok\", \"in_reply_to\": <init's msg_id>}} on stdout, one JSON "
                           f"object per line, flushed", "on_start")
@@ -243,17 +246,20 @@ class Bridge:
             total += len(b)
         if chunks:
             data = self.out_buf + b"".join(chunks)
+            if self.skip_line:                 # the rest of an over-long line, already reported: drop it
+                nl = data.find(b"\n")
+                data = b"" if nl < 0 else data[nl + 1:]
+                self.skip_line = nl < 0
             lines = data.split(b"\n")
             self.out_buf = lines.pop()
             for line in lines:
-                if self.skip_line:
-                    self.skip_line = False
-                    continue
                 if line.strip():
                     self.handle_line(line)
             if len(self.out_buf) > MAX_MESSAGE_BYTES:
-                self.bad(self.out_buf[:1000].decode(errors="replace"),
-                         f"a line longer than labkit's limit of {MAX_MESSAGE_BYTES:,} bytes per message")
+                head = self.out_buf[:protocol.MAX_LINE_SHOWN].decode(errors="replace")
+                self.bad(head, "too long", f"{self.id}: its program wrote a line longer than labkit's limit of "
+                         f"{MAX_MESSAGE_BYTES:,} bytes per message, starting {head!r}... The whole line was "
+                         f"skipped; the node goes on")
                 self.out_buf, self.skip_line = b"", True
         if eof:
             self.exited()
@@ -293,6 +299,11 @@ class Bridge:
                     self.fail(f"{self.id}: its program answered init with an error: {rest}", "on_start")
                 self.ready = True
                 return
+            if type_ == "init_ok":              # a reply that does not say what it answers
+                self.bad(line.decode(), f"an init_ok must carry \"in_reply_to\": {self.init_id}, the msg_id of "
+                                        f"the init it answers; this one has {re!r}")
+                self.init_ok_unmatched = True
+                return
         elif re == self.init_id and type_ == "init_ok":
             return                          # a second init_ok: nothing to send
         dest = env["dest"]
@@ -300,8 +311,11 @@ class Bridge:
         try:
             lid = self.ctx._send(dest, type_, lre, rest)
         except UnknownNode:
+            hint = (f"; this cluster runs no {dest} service: labkit.maelstrom.test(..., services=[{dest!r}]) "
+                    f"or --services {dest} adds it (Maelstrom always runs all four), or put it in the Cluster"
+                    if dest in protocol.SERVICE_IDS else "")
             self.bad(line.decode(), f"it is addressed to {dest!r}, which is no node of this cluster "
-                                    f"(nodes: {', '.join(self.host.nodes)}; clients c1, c2, ...)")
+                                    f"(nodes: {', '.join(self.host.nodes)}; clients c1, c2, ...){hint}")
             return
         except MessageError as e:
             self.bad(line.decode(), str(e))

@@ -40,6 +40,16 @@ from . import protocol
 __all__ = ["load_node_class", "StdioHost", "main"]
 
 
+def _dotted_name(path: str) -> str | None:
+    """``a/b/c.py`` inside packages ``a`` and ``a.b`` (each with an ``__init__.py``) -> ``a.b.c``."""
+    parts = [os.path.splitext(os.path.basename(path))[0]]
+    d = os.path.dirname(path)
+    while os.path.isfile(os.path.join(d, "__init__.py")):
+        parts.insert(0, os.path.basename(d))
+        d = os.path.dirname(d)
+    return ".".join(parts) if len(parts) > 1 else None
+
+
 def load_node_class(spec: str) -> type[Node]:
     """``module:Class``, ``file.py:Class`` or ``file.py`` (its one Node subclass) -> the class.
     Raises ``LabkitError`` saying what was not found."""
@@ -53,7 +63,16 @@ def load_node_class(spec: str) -> type[Node]:
         mspec = importlib.util.spec_from_file_location(modname, path)
         module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
         sys.modules[modname] = module
-        mspec.loader.exec_module(module)  # type: ignore[union-attr]
+        try:
+            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+        except ImportError as e:
+            if "relative import" not in str(e):
+                raise
+            dotted = _dotted_name(path)
+            raise LabkitError(f"{target} is part of a package (it uses a relative import), so it cannot be "
+                              f"loaded as a file: give it as a module, "
+                              f"{dotted or 'package.module'}:{name or 'ClassName'} (run from the directory "
+                              f"that holds the package, or put that directory on PYTHONPATH)") from None
     else:
         module = importlib.import_module(target)
     if name:

@@ -53,7 +53,8 @@ LATENCY_DISTS = ("constant", "uniform", "exponential")
 
 
 class SetupError(LabkitError):
-    """A node did not answer the workload's setup message (e.g. ``topology``) properly."""
+    """A node did not start (its program exited or never answered ``init``), or did not answer
+    the workload's setup message (e.g. ``topology``) properly: the test was not run."""
 
 
 def _service_classes(names: tuple[str, ...]) -> dict[str, Any]:
@@ -181,6 +182,9 @@ def _as_node(x: Any, where: str) -> Any:
     if isinstance(x, (str, os.PathLike)) or (isinstance(x, (list, tuple)) and x
                                              and all(isinstance(a, (str, os.PathLike)) for a in x)):
         return Program(x)
+    if isinstance(x, type) and issubclass(x, Program):
+        raise ArgumentError(f"{where}: labkit.Program is the class; give a program, as labkit.Program('./prog') "
+                            f"or just its path or command list")
     if (isinstance(x, type) and issubclass(x, Node)) or isinstance(x, Node):
         return x
     raise ArgumentError(f"{where}: give a labkit.Node class or instance, a labkit.Program, a program's path "
@@ -240,15 +244,17 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
     (default otherwise). ``services``: extra service names to run beside the workload's.
     ``seed``: replays the run in the simulator (default: random, shown in the result).
 
-    Raises ``ArgumentError``/``ValueError`` naming a bad option, ``SetupError`` if a node
-    does not answer a setup message. Source: Maelstrom ``src/maelstrom/core.clj``."""
+    Raises ``ArgumentError``/``ValueError`` naming a bad option (also ``skew``/``slow`` on a
+    cluster of programs only: they act through a labkit node's ``ctx``), ``SetupError`` if a node
+    did not start (a program that exits or never answers ``init``) or does not answer a
+    setup message. Source: Maelstrom ``src/maelstrom/core.clj``."""
     wl = workload if isinstance(workload, Workload) else _workloads.get(workload, **workload_opts)
     if isinstance(workload, Workload) and workload_opts:
         raise ArgumentError(f"workload options {sorted(workload_opts)} go to the Workload's constructor, "
                             f"not beside a Workload instance")
     per_node = _per_node(node, node_count)
     node_count = len(per_node)
-    time_limit = argcheck.seconds(time_limit, "time_limit")
+    time_limit = argcheck.seconds(time_limit, "time_limit", positive=True)   # Jepsen's --time-limit: pos?
     rate = argcheck.number(rate, "rate", lo=0.0, hi=1e5, lo_open=True, unit="ops/s")
     latency = argcheck.ms(latency, "latency")
     if latency_dist not in LATENCY_DISTS:
@@ -269,6 +275,14 @@ def test(node: Any, workload: str | Workload = "broadcast", *, node_count: int |
     seed = argcheck.whole(seed, "seed")
     if runtime is None:
         runtime = "processes" if any(_default_runtime(x) == "processes" for x in per_node.values()) else "sim"
+    ctx_only = [f for f in faults if f in ("skew", "slow")]
+    if ctx_only and all(getattr(x, "_labkit_program", False) for x in per_node.values()):
+        raise ArgumentError(f"nemesis {ctx_only}: skew and slow act through a labkit.Node's ctx (its clock, "
+                            f"ctx.work); a labkit.Program reads the operating system's clock, so they would change "
+                            f"nothing and the run would look tested when it was not. Leave them out for programs")
+    if runtime == "sim" and any(getattr(x, "_labkit_program", False) for x in per_node.values()):
+        raise ArgumentError("test(runtime='sim'): a labkit.Program runs a real executable, which the simulator "
+                            "cannot run in virtual time; leave runtime out (or give 'processes') for programs")
     extra = () if services is None else ((services,) if isinstance(services, str) else tuple(services))
     bad = [s for s in extra if s not in SERVICE_NAMES]
     if bad:
@@ -299,6 +313,7 @@ def _run(cluster: Any, wl: Workload, node_ids: list[str], svc_names: list[str], 
         if opts["latency_dist"] == "uniform":
             baseline["jitter"] = opts["latency"]
         cluster.set_link("*", "*", **baseline)
+    _check_started(cluster, node_ids)
     for dest, body in wl.setup(node_ids):
         body = dict(body)
         typ = body.pop("type")
@@ -353,14 +368,35 @@ def _run(cluster: Any, wl: Workload, node_ids: list[str], svc_names: list[str], 
     net = _net_stats(events, history)
     mpo = net["servers"]["msgs_per_op"]
     checks["net"] = Verdict(True if mpo is not None else None, "net",
-                            f"{net['servers']['msg_count']} server messages, "
-                            + (f"{mpo:.2f} per op" if mpo is not None else "no ops"), net)
+                            f"{net['servers']['msg_count']} messages between nodes and services (clients' not "
+                            f"counted), " + (f"{mpo:.2f} per op" if mpo is not None else "no ops"), net)
     checks["stats"] = _stats_check(history)
     valid = combine_valid(checks.values())
     st = checks["stats"].details
     stats = {"ops": st["count"], "ok": st["ok"], "fail": st["fail"], "info": st["info"], "by_f": st["by_f"],
-             "net": net, "duration_ms": cluster.now}
+             "net": net, "duration_ms": cluster.now,
+             # what Maelstrom would stop the test for and labkit rides out: shown in the summary
+             "crashes": [(e.t, e.node, str(e.get("error") or "").removeprefix("ProgramError: "))
+                         for e in events if e.kind == "crash"],
+             "malformed_lines": {n: sum(1 for e in events if e.kind == "malformed" and e.node == n)
+                                 for n in dict.fromkeys(e.node for e in events if e.kind == "malformed")}}
     return Result(wl.name, valid, checks, history, cluster.journal, stats, opts, nem.log)
+
+
+def _check_started(cluster: Any, node_ids: list[str]) -> None:
+    """``SetupError`` naming each node that crashed while starting (e.g. a program that
+    exited or never answered ``init``): a test of a cluster that never came up judges nothing."""
+    down = [n for n, st in cluster.status().items() if n in node_ids and st.state != "up"]
+    if not down:
+        return
+    why = {e.node: str(e.get("error") or "").removeprefix("ProgramError: ") for e in cluster.journal
+           if e.kind == "crash" and e.node in down}
+    status = cluster.status()
+    said = [why.get(n) or f"it is {status[n].state}" for n in down]
+    lines = "; ".join(w if w.startswith(f"{n}:") else f"{n}: {w}" for n, w in zip(down, said))
+    raise SetupError(f"{len(down)} of {len(node_ids)} nodes did not start, so the test was not run -- {lines}. "
+                     f"Fix the program (labkit's crash report for the node shows the end of its stderr) "
+                     f"and run the test again")
 
 
 def _final_chain(client: _Client, invs: list[Invocation]) -> None:

@@ -147,6 +147,8 @@ class MaelstromNemesis:
             c.slow(op["node"], op["factor"])
         elif kind == "set_link":
             args = {k: v for k, v in op.items() if k not in ("op", "fault")}
+            if args.get("jitter"):          # over the test's constant latency: delay ± jitter needs uniform
+                args.setdefault("distribution", "uniform")
             c.set_link(**args)
         elif kind == "clear_links":
             c.clear_links()

@@ -76,6 +76,16 @@ class RPCError(Exception):
         return {"type": "error", "code": self.code, "text": self.text}
 
 
+class _Reply(asyncio.Future):
+    """What ``node.rpc`` returns without a callback: await it for the reply message."""
+
+    def _not_yet(self, *_):
+        raise TypeError("node.rpc(...) without a callback returns an awaitable, not the reply: write "
+                        "`reply = await node.rpc(...)` inside an `async def` handler, or pass callback=fn")
+
+    __getitem__ = get = _not_yet
+
+
 class Node:
     """One Maelstrom node: register handlers with ``on``, then ``run()``."""
 
@@ -90,6 +100,7 @@ class Node:
         self._loop = None
         self._inbuf = b""
         self._tasks: set = set()
+        self._early: list = []            # timers set before run(): (ms, fn, repeat)
 
     # -- registering ------------------------------------------------------------------------
     def on(self, type: str, handler=None):
@@ -105,8 +116,15 @@ class Node:
         return fn
 
     # -- sending ----------------------------------------------------------------------------
+    def _need_init(self, what: str) -> None:
+        if self.node_id is None:
+            raise RuntimeError(f"node.{what} before init: the node has no id yet. Send from a handler, "
+                               f"or from an @node.on_init hook (it runs once node_id is set)")
+
     def send(self, dest: str, body: dict) -> None:
-        """Send ``body`` (a dict with ``type``) to ``dest``."""
+        """Send ``body`` (a dict with ``type``) to ``dest``. ``RuntimeError`` before init
+        (the node has no id to send from yet)."""
+        self._need_init("send()")
         self._out.append(_encode({"src": self.node_id, "dest": dest, "body": body}))
         if len(self._out) == 1 and self._loop is not None:
             self._loop.call_soon(self._flush)
@@ -125,11 +143,12 @@ class Node:
         """Send a request (a ``msg_id`` is added). With ``callback``, call ``callback(reply)``
         when the reply comes -- or, after ``timeout`` ms, with an error reply of code 0 -- and
         return None. Without, return an awaitable: the reply message, or ``RPCError`` for an
-        error reply, ``RPCError(0)`` after ``timeout`` ms."""
+        error reply, ``RPCError(0)`` after ``timeout`` ms. ``RuntimeError`` before init."""
+        self._need_init("rpc()")
         msg_id = self.new_msg_id()
         loop = self._loop
         if callback is None:
-            target = loop.create_future()
+            target = _Reply(loop=loop)
         else:
             target = callback
         handle = loop.call_later(timeout / 1000.0, self._timeout, msg_id, dest)
@@ -151,11 +170,23 @@ class Node:
 
     # -- timers and logging ---------------------------------------------------------------------
     def after(self, ms: float, fn) -> None:
-        """Call ``fn()`` (or run ``async fn()``) once, ``ms`` from now."""
+        """Call ``fn()`` (or run ``async fn()``) once, ``ms`` from now (from ``run()`` when
+        called before it)."""
+        if self._loop is None:
+            self._early.append((ms, fn, False))
+            return
         self._loop.call_later(ms / 1000.0, self._call, fn)
 
     def every(self, ms: float, fn) -> None:
-        """Call ``fn()`` every ``ms`` (first after ``ms``), as Maelstrom's demo's ``every``."""
+        """Call ``fn()`` every ``ms`` (first after ``ms``), as Maelstrom's demo's ``every``.
+        Called before ``run()``, the timer starts when ``run()`` does. ``ValueError`` unless
+        ``ms`` > 0."""
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms > 0:
+            raise ValueError(f"node.every(ms, fn): ms must be a positive number of milliseconds, got {ms!r}")
+        if self._loop is None:
+            self._early.append((ms, fn, True))
+            return
+
         def tick():
             self._loop.call_later(ms / 1000.0, tick)
             self._call(fn)
@@ -176,6 +207,9 @@ class Node:
         self._done = self._loop.create_future()
         os.set_blocking(0, False)
         self._loop.add_reader(0, self._readable)
+        early, self._early = self._early, []
+        for ms, fn, repeat in early:
+            (self.every if repeat else self.after)(ms, fn)
         try:
             await self._done
         finally:

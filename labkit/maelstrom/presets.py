@@ -45,9 +45,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import ArgumentError
 from .result import Result
 
-__all__ = ["Target", "Preset", "PresetResult", "PRESETS", "run_preset"]
+__all__ = ["Target", "Preset", "PresetResult", "PRESETS", "run_preset", "UnknownPreset"]
+
+
+class UnknownPreset(ArgumentError, KeyError):
+    """``run_preset`` was given a name that is not in ``PRESETS``."""
+
+    def __str__(self) -> str:   # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -184,10 +192,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 def run_preset(name: str, node: Any, **overrides: Any) -> PresetResult:
     """Run preset ``name`` against ``node`` (a Node class or Program); ``overrides`` replace
     options (e.g. ``seed=1``, ``runtime="processes"``, or a shorter ``time_limit`` -- the
-    targets are still judged, but say so when you report a pass). ``KeyError`` naming the
-    presets for an unknown name."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    targets are still judged, but say so when you report a pass). ``UnknownPreset`` (a
+    ``labkit.ArgumentError`` and a ``KeyError``) naming the presets for an unknown name."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise UnknownPreset(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     from .harness import test
     p = PRESETS[name]
     kwargs = {**p.test_kwargs(), **overrides}

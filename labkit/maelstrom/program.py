@@ -58,6 +58,23 @@ class ProgramError(LabkitError):
     """A program failed: it could not start, never answered ``init``, or exited."""
 
 
+def _interpreter(path: str) -> str:
+    """The interpreter a script names on its ``#!`` line (``sh`` for ``#!/bin/sh``), else
+    a guess from its extension, for an error message."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(200).decode(errors="replace")
+    except OSError:
+        first = ""
+    if first.startswith("#!"):
+        words = first[2:].split()
+        if words:
+            name = os.path.basename(words[0])
+            return words[1] if name == "env" and len(words) > 1 else name
+    ext = os.path.splitext(path)[1]
+    return {".sh": "sh", ".rb": "ruby", ".pl": "perl", ".jar": "java"}.get(ext, "ruby")
+
+
 def _resolve(cmd: Any, where: str) -> list[str]:
     """A command as an argv list with an absolute executable (checked now, in the notebook,
     so that a typo is an error here and not a crash in every node)."""
@@ -78,7 +95,7 @@ def _resolve(cmd: Any, where: str) -> list[str]:
                 raise ArgumentError(f"{where}: {path!r} is JavaScript but node.js is not on PATH")
             return [node, path]
         raise ArgumentError(f"{where}: {path!r} is not executable: `chmod +x` it, or give the interpreter, "
-                            f"e.g. ['ruby', {os.fspath(cmd)!r}]")
+                            f"e.g. [{_interpreter(path)!r}, {os.fspath(cmd)!r}]")
     if isinstance(cmd, (list, tuple)):
         if not cmd:
             raise ArgumentError(f"{where}: the command list is empty; give e.g. ['python3', 'node.py']")

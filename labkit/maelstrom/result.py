@@ -34,7 +34,8 @@ class Result:
     """One test run. ``valid``: True / False / None (unknown); ``checks``: name -> Verdict;
     ``history``: the recorded ``History``; ``journal``: the cluster's ``Journal`` (messages,
     faults; it outlives the closed cluster); ``stats``: counts (ops by type and f,
-    ``msgs_per_op``, ...); ``opts``: the test's options; ``nemesis``: the fault operations
+    ``msgs_per_op``, ``crashes`` as ``(t_ms, node, error)``: nodes that crashed, e.g. a
+    program that exited; ``malformed_lines``: node -> stdout lines skipped); ``opts``: the test's options; ``nemesis``: the fault operations
     applied, as ``(t_ms, op)``."""
 
     workload: str
@@ -65,6 +66,15 @@ class Result:
                 return lat.get(str(float(q)))
         return None
 
+    def faults_text(self) -> str:
+        """``"faults injected: 3 partition"``: the nemesis's faults by kind (its undo operations --
+        heal, resume, restoring links -- are not counted)."""
+        kinds: dict[str, int] = {}
+        for _, op in self.nemesis:
+            if "fault" in op:
+                kinds[op["fault"]] = kinds.get(op["fault"], 0) + 1
+        return "faults injected: " + (", ".join(f"{k} {f}" for f, k in kinds.items()) or "none")
+
     @property
     def verdict_line(self) -> str:
         """Maelstrom's closing line."""
@@ -72,14 +82,36 @@ class Result:
                 False: "Analysis invalid! (ﾉಥ益ಥ）ﾉ ┻━┻",
                 None: "Errors occurred during analysis, but no anomalies found. ಠ~ಠ"}[self.valid]
 
-    def __str__(self) -> str:
+    def _header(self) -> list[str]:
+        """The summary's lines above the checks: options, op counts, crashes, reasons, bad output."""
         o = self.opts
         lines = [f"maelstrom test -w {self.workload}: {o.get('node_count')} nodes, {o.get('time_limit'):g} s, "
                  f"{o.get('rate'):g} ops/s, latency {o.get('latency'):g} ms, runtime {o.get('runtime')}, "
                  f"nemesis {','.join(o.get('nemesis') or ()) or 'none'}, seed {o.get('seed')}"]
         s = self.stats
-        lines.append(f"  ops: {s.get('ops', 0)} ({s.get('ok', 0)} ok, {s.get('fail', 0)} fail, "
-                     f"{s.get('info', 0)} info); faults applied: {len(self.nemesis)}")
+        lines.append(f"  ops: {s.get('ops', 0)} ({s.get('ok', 0)} ok, {s.get('fail', 0)} fail [certainly not done], "
+                     f"{s.get('info', 0)} info [outcome unknown]); {self.faults_text()}")
+        for t, node, error in list(s.get("crashes") or ())[:3]:
+            said = error.splitlines()[0].removeprefix(f"{node}: ") if error else "no message"
+            lines.append(f"  crashed: {node} at {t:.0f} ms -- {said}")
+        if len(s.get("crashes") or ()) > 3:
+            lines.append(f"  ... {len(s['crashes']) - 3} more crashes (result.journal has them as 'crash' events)")
+        errors: dict[str, int] = {}
+        for op in self.history:
+            if op.is_client and op.type in ("fail", "info") and op.error is not None:
+                errors[str(op.error)] = errors.get(str(op.error), 0) + 1
+        if errors:
+            top = sorted(errors.items(), key=lambda kv: -kv[1])
+            lines.append("  ops not ok, by reason: " + "; ".join(f"{k} x {e}" for e, k in top[:3])
+                         + (f"; {len(top) - 3} other reasons" if len(top) > 3 else ""))
+        bad = s.get("malformed_lines") or {}
+        if bad:
+            lines.append("  skipped stdout lines that were not Maelstrom messages: "
+                         + ", ".join(f"{n}: {k}" for n, k in bad.items()) + " (result.journal 'malformed' events)")
+        return lines
+
+    def __str__(self) -> str:
+        lines = self._header()
         for name, v in self.checks.items():
             lines.append(f"  {name:<14} {v.outcome:<7} {v.summary}")
             for e in list(v.explanations)[:3] if v.valid is not True and name != "workload" else []:
@@ -96,7 +128,7 @@ class Result:
         rows = "".join(
             f"<tr><td><code>{html.escape(n)}</code></td><td style='color:{ {True: '#1a7f37', False: '#cf222e', None: '#9a6700'}[v.valid]}'>"
             f"<b>{v.outcome}</b></td><td>{html.escape(v.summary)}</td></tr>" for n, v in self.checks.items())
-        head = html.escape(str(self).splitlines()[0])
-        return (f"<div><div>{head}</div><table>{rows}</table>"
+        head = "".join(f"<div>{html.escape(line.strip())}</div>" for line in self._header())
+        return (f"<div>{head}<table>{rows}</table>"
                 f"<div style='color:{color}'><b>:valid? {self.valid!r}</b> (exit code {self.exit_code}) — "
                 f"{html.escape(self.verdict_line)}</div></div>")
