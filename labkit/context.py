@@ -480,6 +480,7 @@ class Context(ServingMixin, CapacityMixin):
         self._rpcs.clear()
         self._queue.clear()
         self._holding.clear()
+        self._serving.clear()
 
     # -- running handlers ------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], args: tuple, cause: Any) -> None:
@@ -511,11 +512,23 @@ class Context(ServingMixin, CapacityMixin):
         outer, self._stepping = self._stepping, coro
         try:
             aw = coro.throw(exc) if exc is not None else coro.send(value)
-        except StopIteration:
+        except StopIteration as stop:
             self._stepping = outer
+            if self._serving and coro in self._serving:     # an HTTP handler returned: its response
+                try:
+                    self._served(coro, *self._serving.pop(coro), stop.value, None)
+                except BaseException as e:      # (the storm guard stopped the node while answering)
+                    self._raised(e, cause)
             return
         except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit too: see _run
             self._stepping = outer
+            if self._serving and coro in self._serving:     # an HTTP handler raised: 4xx/5xx (service.py)
+                try:
+                    if self._served(coro, *self._serving.pop(coro), None, e):
+                        return
+                except BaseException as e2:
+                    self._raised(e2, cause)
+                    return
             if isinstance(e, GuardTripped) and self.dead:
                 return
             if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
@@ -531,6 +544,10 @@ class Context(ServingMixin, CapacityMixin):
             return
         if not isinstance(aw, _Await):
             coro.close()
+            if self._serving and coro in self._serving:   # an HTTP handler: its worker is freed first
+                self._serving.pop(coro)
+                self._holding.discard(coro)
+                self._release()
             self._crash(TypeError(
                 f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...), ctx.sleep(ms), "
                 f"ctx.work(ms), ctx.http calls and req.json()/text() (asyncio functions do not run inside "

@@ -33,7 +33,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from .errors import ArgumentError
 from .http_errors import ContentTypeError, ClientResponseError, HTTPBadRequest, reason_of
-from .message import EncodeError, MAX_NESTING, dumps as _dumps, quote
+from .message import (FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, EncodeError, MAX_NESTING,
+                      dumps as _dumps, quote)
 
 HTTP_VERSION = "1.1"
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
@@ -43,6 +44,8 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
 _MISSING: Any = object()
+#: The raw headers of a flat ``json_response`` (one list, shared: see ``Response._flat_body``).
+_JSON_HRAW = [["Content-Type", JSON_TYPE]]
 _new = object.__new__
 
 
@@ -307,7 +310,7 @@ class Response:
     ``Response(text="hi")``, ``Response(body=b"...", content_type="image/png")``,
     ``Response(status=204)``. ``status`` is an int in 100..599; ``headers`` a dict or pairs."""
 
-    __slots__ = ("status", "reason", "_hraw", "_headers", "_payload")
+    __slots__ = ("status", "reason", "_hraw", "_headers", "_pl", "_flat")
 
     def __init__(self, *, body: bytes | str | None = None, status: int = 200, reason: str | None = None,
                  text: str | None = None, headers: Any = None, content_type: str | None = None,
@@ -342,7 +345,32 @@ class Response:
             raw.append(["Content-Type", default])
         self._hraw = raw
         self._headers = None
-        self._payload = payload
+        self._pl, self._flat = payload, None
+
+    @property
+    def _payload(self) -> tuple[str, str] | None:
+        """The payload as a message carries it: ("json", text), ("body", text), ("body64", b64)
+        or None. A flat JSON body (``json_response``'s common case) is encoded on first use."""
+        pl = self._pl
+        if pl is None and self._flat is not None:
+            pl = self._pl = ("json", _dumps(self._flat))
+        return pl
+
+    @_payload.setter
+    def _payload(self, payload: tuple[str, str] | None) -> None:
+        self._pl, self._flat = payload, None
+
+    def _flat_body(self) -> dict | None:
+        """The response message's body as a dict that JSON carries unchanged -- for a host that
+        takes bodies as dicts (the simulator) -- when this is ``json_response``'s common case
+        untouched since (the one JSON header, no reason, no multidict made); else None. It
+        encodes to the very text ``_encode`` writes, and it has exactly the keys "http",
+        "status", "headers" (the one Content-Type header) and "json" (a flat dict, the
+        response's own: shared, never changed; a receiver copies it)."""
+        flat = self._flat
+        if flat is None or self._headers is not None or self.reason is not None or self._hraw is not _JSON_HRAW:
+            return None
+        return {"http": HTTP_VERSION, "status": self.status, "headers": [["Content-Type", JSON_TYPE]], "json": flat}
 
     @property
     def headers(self) -> Any:
@@ -383,10 +411,29 @@ def json_response(data: Any = _MISSING, *, text: str | None = None, body: bytes 
     value JSON cannot carry: NaN, a set, a non-str key)."""
     if (headers is None and text is None and body is None and data is not _MISSING and status.__class__ is int
             and 100 <= status <= 599 and content_type == "application/json"):      # the common case, quickly
-        r = Response.__new__(Response)
+        r = _new(Response)
         r.status, r.reason, r._headers = status, reason, None
+        if data.__class__ is dict and len(data) <= FLAT_MAX_KEYS:     # flat? (as SimRuntime._transmit asks)
+            for k, v in data.items():
+                if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
+                    break
+                c = v.__class__
+                if c is str:
+                    if len(v) > FLAT_MAX_STR:
+                        break
+                elif c is int:
+                    if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
+                        break
+                elif c is float:
+                    if v - v != 0.0:        # NaN or an infinity: encode_json refuses it, below
+                        break
+                elif v is not None and c is not bool:
+                    break
+            else:       # JSON carries it unchanged: a copy of it now (as encoding it now would)
+                r._hraw, r._pl, r._flat = _JSON_HRAW, None, data.copy()
+                return r
         r._hraw = [["Content-Type", JSON_TYPE]]
-        r._payload = ("json", encode_json(data, "json_response(data)"))
+        r._pl, r._flat = ("json", encode_json(data, "json_response(data)")), None
         return r
     if data is not _MISSING and (text is not None or body is not None):
         raise ArgumentError("json_response: give data, or text= / body=, not both (as aiohttp)")
@@ -434,7 +481,8 @@ class _ResponseData(_Body):
 
     def _get_json(self, content_type: str | None) -> Any:
         h = self._hraw
-        if h is not None and len(h) == 1 and h[0][0] == "Content-Type" and h[0][1] == "application/json":
+        if h is not None and len(h) == 1 and h[0][0] == "Content-Type" and (h[0][1] == JSON_TYPE
+                                                                          or h[0][1] == "application/json"):
             mime = "application/json"      # (json_response's header: the common case, without parsing)
         elif content_type is not None:
             mime = self.content_type

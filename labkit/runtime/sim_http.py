@@ -27,6 +27,7 @@ import heapq
 from typing import Any
 
 from ..context import Context
+from ..http_types import JSON_TYPE
 from ..journal import Event
 from ..message import Message, encode_body, loads_trusted as _loads
 from ..service import is_service
@@ -157,7 +158,13 @@ class SimHttpMixin:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "connection closed"}))  # type: ignore[attr-defined]
             return
         events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
+        if body_json.__class__ is dict:     # a flat JSON response (Response._flat_body): the caller's own copy
+            body = body_json.copy()
+            body["headers"] = [["Content-Type", JSON_TYPE]]
+            body["json"] = body["json"].copy()
+        else:
+            body = _loads(body_json)
+        ctx._deliver(Message(src, dst, type, mid, body, re, at))
 
     def _reset_http(self, server: str) -> None:
         """``server`` went down: reset every connection open to it."""
