@@ -423,7 +423,10 @@ class Context(ServingMixin, CapacityMixin):
             if pending is not None:
                 coro, handle, cause = pending
                 self._host.cancel(handle)
-                self._remember_answered(re)
+                answered = self._answered       # (_remember_answered, inline)
+                answered[re] = None
+                if len(answered) > 10_000:
+                    del answered[next(iter(answered))]
                 self._step(coro, msg, None, _Resumed(cause, msg.id, re))
                 return
             if re in self._answered:  # a late or duplicated reply: the coroutine has moved on

@@ -30,6 +30,8 @@ from .errors import ArgumentError, MessageError
 from .http_types import METHODS, ClientResponse, encode_request, header_list, query_string, request_payload
 from .message import quote, too_large
 
+_new = object.__new__
+
 if TYPE_CHECKING:
     from .context import Context
 
@@ -101,20 +103,23 @@ class HttpClient:
                                 f"got {ssl!r}")
         if (headers is None and params is None and json is None and data is None and path.__class__ is str
                 and path[:1] == "/" and "?" not in path):          # the common call: nothing to build
-            p, qs, hl, payload = path, "", [], None
-            if ctx._transmit_body is not None:     # a host that takes bodies (the simulator): no JSON
-                body_json: Any = {"http": "1.1", "method": method, "path": path}
-            else:
-                body_json = f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}'
-        else:
-            where = self._where(method, node, path)
-            p, qs = query_string(path, params, where)
-            hl = header_list(headers, where)
-            payload = request_payload(json, data, hl, where)
-            body_json = encode_request(method, p, qs, hl, payload)
-            big = too_large(p, body_json)
-            if big is not None:
-                raise MessageError(f"{where}: the request is {big[len('too large: '):]}; send less at a time")
+            type = f"{method} {path}"
+            if ctx._transmit_body is not None:     # a host that takes bodies (the simulator): no JSON,
+                mid = ctx._send_http(node, type, {"http": "1.1", "method": method, "path": path}, None)
+            else:                                  # and no HttpCall (it makes no real request)
+                mid = ctx._send_http(node, type, f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}',
+                                     HttpCall(method, path, "", [], None, ssl or None))
+            aw = _new(_HttpAwait)                  # (_HttpAwait(...) without an __init__ call)
+            aw.kind, aw.msg_id, aw.dst, aw.type, aw.ms = "http", mid, node, type, timeout
+            return aw
+        where = self._where(method, node, path)
+        p, qs = query_string(path, params, where)
+        hl = header_list(headers, where)
+        payload = request_payload(json, data, hl, where)
+        body_json = encode_request(method, p, qs, hl, payload)
+        big = too_large(p, body_json)
+        if big is not None:
+            raise MessageError(f"{where}: the request is {big[len('too large: '):]}; send less at a time")
         type = f"{method} {p}"
         mid = ctx._send_http(node, type, body_json, HttpCall(method, p, qs, hl, payload, ssl or None))
         return _HttpAwait("http", mid, node, type, timeout)

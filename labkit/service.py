@@ -268,9 +268,22 @@ class ServingMixin:
                               Response(status=503, text="503: not ready (ctx.ready(False))"))
             return
         if self._cap_on and self._busy < self._workers and not self.dead:  # type: ignore[attr-defined]
-            self._busy_change(1)        # (_admit with a worker free, inline: the common case)  # type: ignore[attr-defined]
-            self._stats_soon()  # type: ignore[attr-defined]
-            self._start_handler(name, req, msg)
+            # (_admit with a worker free -- _busy_change(1), _stats_soon -- and _start_handler,
+            # inline: the common case)
+            now = self._host.now()  # type: ignore[attr-defined]
+            self._busy_ms += self._busy * (now - self._busy_t)  # type: ignore[attr-defined]
+            self._busy_t = now
+            self._busy += 1  # type: ignore[attr-defined]
+            if not self._stats_pending:  # type: ignore[attr-defined]
+                self._stats_soon()  # type: ignore[attr-defined]
+            try:
+                coro = getattr(self._node, name)(self, req)  # type: ignore[attr-defined]
+            except BaseException as e:
+                self._call_failed(name, req, msg, e)
+                return
+            self._serving[coro] = (name, req, msg)
+            self._holding.add(coro)  # type: ignore[attr-defined]
+            self._step(coro, None, None, msg)  # type: ignore[attr-defined]
             return
         if not self._admit(partial(self._start_handler, name, req, msg)):  # type: ignore[attr-defined]
             self.count("http_shed")  # type: ignore[attr-defined]
@@ -285,18 +298,23 @@ class ServingMixin:
         A handler that never awaits is done within this call (the common case)."""
         try:
             coro = getattr(self._node, name)(self, req)  # type: ignore[attr-defined]
-        except BaseException as e:          # (the call itself failed: a handler with a bad signature)
-            try:
-                if self._served(None, name, req, msg, None, e):
-                    return
-            except BaseException as e2:     # (the storm guard stopped the node while answering)
-                self._raised(e2, msg)  # type: ignore[attr-defined]
-                return
-            self._raised(e, msg)  # type: ignore[attr-defined]
+        except BaseException as e:
+            self._call_failed(name, req, msg, e)
             return
         self._serving[coro] = (name, req, msg)
         self._holding.add(coro)  # type: ignore[attr-defined]
         self._step(coro, None, None, msg)  # type: ignore[attr-defined]
+
+    def _call_failed(self, name: str, req: Request, msg: Any, e: BaseException) -> None:
+        """Calling the handler raised ``e`` (a handler with a bad signature): answered as its
+        raising would be. Called inside the ``except`` that caught ``e``."""
+        try:
+            if self._served(None, name, req, msg, None, e):
+                return
+        except BaseException as e2:     # (the storm guard stopped the node while answering)
+            self._raised(e2, msg)  # type: ignore[attr-defined]
+            return
+        self._raised(e, msg)  # type: ignore[attr-defined]
 
     def _served(self, coro: Any, name: str, req: Request, msg: Any, resp: Any, exc: BaseException | None) -> bool:
         """The handler of ``req`` returned ``resp`` or raised ``exc``: answer it and free its
@@ -324,7 +342,15 @@ class ServingMixin:
             self._respond(msg, resp)
             return True
         finally:
-            self._release()  # type: ignore[attr-defined]
+            if self._queue or self._handing or self.dead or self._busy <= 0:  # type: ignore[attr-defined]
+                self._release()  # type: ignore[attr-defined]
+            else:   # nobody waits: the worker goes idle (_release -> _free_worker, inline: the common case)
+                now = self._host.now()  # type: ignore[attr-defined]
+                self._busy_ms += self._busy * (now - self._busy_t)  # type: ignore[attr-defined]
+                self._busy_t = now
+                self._busy -= 1  # type: ignore[attr-defined]
+                if not self._stats_pending:  # type: ignore[attr-defined]
+                    self._stats_soon()  # type: ignore[attr-defined]
 
     def _handler_raised(self, e: BaseException, req: Request, name: str, tb: Any) -> Response:
         """Journal a handler's exception (``handler_error``) and answer 500 with its one line."""

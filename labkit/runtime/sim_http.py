@@ -33,7 +33,8 @@ from ..message import Message, encode_body, loads_trusted as _loads
 from ..service import is_service
 
 HOP_MS = 0.1   # the same as labkit.runtime.sim.HOP_MS (kept here to avoid an import cycle)
-_PERFECT = ((0.0,), None)   # what NetworkModel.route answers on a network without faults
+_PERFECT = ((0.0,), None)
+_new = object.__new__   # what NetworkModel.route answers on a network without faults
 
 
 class SimHttpMixin:
@@ -73,17 +74,14 @@ class SimHttpMixin:
         if conns is None:
             conns = self._conns[dst] = {}
         conns[mid] = (ctx, w)
-        self._arrival(t + HOP_MS + delays[0], self._arrive_http, w, faulty)
-
-    def _arrival(self, t: float, fn: Any, w: tuple, faulty: bool) -> None:
-        """An arrival at ``t``: in the FIFO beside the heap on a perfect network (one hop after
-        now, so in order: see ``labkit.runtime.sim``), else on the heap."""
+        # Its arrival: in the FIFO beside the heap on a perfect network (one hop after now, so in
+        # order: see labkit.runtime.sim), else on the heap.
         sched = self._sched  # type: ignore[attr-defined]
         sched._seq += 1
         if faulty:
-            heapq.heappush(sched.heap, [t, sched._seq, fn, (w,)])
+            heapq.heappush(sched.heap, [t + HOP_MS + delays[0], sched._seq, self._arrive_http, (w,)])
         else:
-            self._fifo.append([t, sched._seq, fn, (w,)])  # type: ignore[attr-defined]
+            self._fifo.append([t + HOP_MS, sched._seq, self._arrive_http, (w,)])  # type: ignore[attr-defined]
 
     def _http_refused(self, ctx: Context, w: tuple) -> None:
         from ..http_errors import ClientConnectorError
@@ -114,8 +112,10 @@ class SimHttpMixin:
             rec.deferred.append((self._arrive_http, (w,)))
             return
         events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        rec.ctx._deliver(Message(src, dst, type, mid, body_json.copy() if body_json.__class__ is dict
-                                 else _loads(body_json), None, at))
+        m = _new(Message)       # (Message(...) without a Python __init__ call, as SimRuntime._arrive)
+        m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at = src, dst, type, mid, None, at
+        m.body = body_json.copy() if body_json.__class__ is dict else _loads(body_json)
+        rec.ctx._deliver(m)
 
     def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
                       resp: Any = None) -> None:
@@ -137,7 +137,12 @@ class SimHttpMixin:
         if rule is not None:
             events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
-        self._arrival(t + HOP_MS + delays[0], self._arrive_http_response, w, faulty)
+        sched = self._sched  # type: ignore[attr-defined]      # (its arrival, as a request's)
+        sched._seq += 1
+        if faulty:
+            heapq.heappush(sched.heap, [t + HOP_MS + delays[0], sched._seq, self._arrive_http_response, (w,)])
+        else:
+            self._fifo.append([t + HOP_MS, sched._seq, self._arrive_http_response, (w,)])  # type: ignore[attr-defined]
 
     def _arrive_http_response(self, w: tuple) -> None:
         src, dst, type, mid, re, at, body_json = w
@@ -164,7 +169,9 @@ class SimHttpMixin:
             body["json"] = body["json"].copy()
         else:
             body = _loads(body_json)
-        ctx._deliver(Message(src, dst, type, mid, body, re, at))
+        m = _new(Message)
+        m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at, m.body = src, dst, type, mid, re, at, body
+        ctx._deliver(m)
 
     def _reset_http(self, server: str) -> None:
         """``server`` went down: reset every connection open to it."""
