@@ -47,6 +47,7 @@ STATS_INTERVAL_MS = 200.0
 _HANDLER_RUNNERS = frozenset({"_run", "_step", "_deliver", "_fire"})
 _NOTE_RESERVED = frozenset({"what", "t", "kind", "node", "id"})
 _NO_LIMIT = 1 << 62
+_new = object.__new__
 
 
 class Host(Protocol):
@@ -427,7 +428,10 @@ class Context(ServingMixin, CapacityMixin):
                 answered[re] = None
                 if len(answered) > 10_000:
                     del answered[next(iter(answered))]
-                self._step(coro, msg, None, _Resumed(cause, msg.id, re))
+                r = _new(_Resumed)              # (_Resumed(cause, msg.id, re), inline)
+                r.origin = cause.origin if cause.__class__ is _Resumed else cause
+                r.reply_id, r.rpc_id = msg.id, re
+                self._step(coro, msg, None, r)
                 return
             if re in self._answered:  # a late or duplicated reply: the coroutine has moved on
                 self.count("late_replies")

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from .errors import ArgumentError
-from .http_errors import ContentTypeError, ClientResponseError, HTTPBadRequest, reason_of
+from .http_errors import _PHRASES, ContentTypeError, ClientResponseError, HTTPBadRequest, reason_of
 from .message import (FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, EncodeError, MAX_NESTING,
                       dumps as _dumps, quote)
 
@@ -44,7 +44,7 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
 _MISSING: Any = object()
-#: The raw headers of a flat ``json_response`` (one list, shared: see ``Response._flat_body``).
+#: The raw headers of a flat ``json_response`` (one list, shared: see ``Response._payload``).
 _JSON_HRAW = [["Content-Type", JSON_TYPE]]
 _new = object.__new__
 
@@ -263,8 +263,12 @@ class Request(_Body):
     def _from_message(cls, msg: Any) -> "Request":
         d = msg.body
         r = _new(cls)          # (what __init__ does, without its call: every request comes this way)
-        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
         r.match_info, r.remote, r.id, r._headers, r._query = {}, msg.src, msg.id, None, None
+        if len(d) == 3 and "http" in d:     # {"http", "method", "path"}: ctx.http's common call
+            r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], "", None
+            r._json, r._text, r._b64 = _MISSING, None, None
+            return r
+        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
         return r
 
@@ -350,7 +354,14 @@ class Response:
     @property
     def _payload(self) -> tuple[str, str] | None:
         """The payload as a message carries it: ("json", text), ("body", text), ("body64", b64)
-        or None. A flat JSON body (``json_response``'s common case) is encoded on first use."""
+        or None. A flat JSON body (``json_response``'s common case) is encoded on first use.
+
+        ``_flat``: that flat dict (the response's own copy, never changed), else None. While the
+        response is as ``json_response`` made it (``_hraw is _JSON_HRAW``, no ``reason``, no
+        multidict made), a host that takes bodies as dicts (the simulator) gets the response
+        message's body as the dict ``{"http", "status", "headers", "json": _flat}``
+        (``ServingMixin._respond``) -- which encodes to the very text ``_encode`` writes; the
+        receiver copies it (``labkit.runtime.sim_http``)."""
         pl = self._pl
         if pl is None and self._flat is not None:
             pl = self._pl = ("json", _dumps(self._flat))
@@ -359,18 +370,6 @@ class Response:
     @_payload.setter
     def _payload(self, payload: tuple[str, str] | None) -> None:
         self._pl, self._flat = payload, None
-
-    def _flat_body(self) -> dict | None:
-        """The response message's body as a dict that JSON carries unchanged -- for a host that
-        takes bodies as dicts (the simulator) -- when this is ``json_response``'s common case
-        untouched since (the one JSON header, no reason, no multidict made); else None. It
-        encodes to the very text ``_encode`` writes, and it has exactly the keys "http",
-        "status", "headers" (the one Content-Type header) and "json" (a flat dict, the
-        response's own: shared, never changed; a receiver copies it)."""
-        flat = self._flat
-        if flat is None or self._headers is not None or self.reason is not None or self._hraw is not _JSON_HRAW:
-            return None
-        return {"http": HTTP_VERSION, "status": self.status, "headers": [["Content-Type", JSON_TYPE]], "json": flat}
 
     @property
     def headers(self) -> Any:
@@ -464,8 +463,13 @@ class _ResponseData(_Body):
                        json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
         r = _new(cls)          # (what __init__ does, without its call: every response in a node comes this way)
         r.status = status = d["status"]
+        r.id, r.remote, r._headers = msg.id, msg.src, None
+        if len(d) == 4 and "json" in d and "headers" in d:     # {"http", "status", "headers", "json"}
+            r.reason = _PHRASES.get(status) or reason_of(status)
+            r._hraw, r._json, r._text, r._b64 = d["headers"], d["json"], None, None
+            return r
         r.reason = d.get("reason") or reason_of(status)
-        r.id, r.remote, r._hraw, r._headers = msg.id, msg.src, d.get("headers"), None
+        r._hraw = d.get("headers")
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
         return r
 
@@ -518,6 +522,10 @@ class ClientResponse(_ResponseData):
         return self._get_text()
 
     async def json(self, *, content_type: str | None = "application/json") -> Any:
+        h = self._hraw
+        if (h is not None and len(h) == 1 and h[0][1] == JSON_TYPE and h[0][0] == "Content-Type"
+                and content_type == "application/json" and self._json is not _MISSING):
+            return self._json           # (_get_json's common case, inline: json_response's body)
         return self._get_json(content_type)
 
     def release(self) -> None:

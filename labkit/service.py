@@ -45,7 +45,7 @@ from typing import Any, Callable, TypeVar
 
 from .errors import ArgumentError
 from .http_errors import HTTPException
-from .http_types import METHODS, Request, Response
+from .http_types import _JSON_HRAW, HTTP_VERSION, JSON_TYPE, METHODS, Request, Response
 from .journal import Event
 from .node import Node
 
@@ -380,10 +380,13 @@ class ServingMixin:
             body_json: Any = resp._encode()
         elif resp._flat is None or self._transmit_body is None:  # type: ignore[attr-defined]
             body_json = resp._encode()
-        else:               # a flat JSON response, to a host that takes bodies as dicts (the simulator)
-            body_json = resp._flat_body()
-            if body_json is None:
-                body_json = resp._encode()
+        elif resp._headers is None and resp.reason is None and resp._hraw is _JSON_HRAW:
+            # a flat JSON response, to a host that takes bodies as dicts (the simulator): see
+            # Response._payload
+            body_json = {"http": HTTP_VERSION, "status": resp.status, "headers": [["Content-Type", JSON_TYPE]],
+                         "json": resp._flat}
+        else:
+            body_json = resp._encode()
         self._hev += 1  # type: ignore[attr-defined]
         self._wev += 1  # type: ignore[attr-defined]
         if self._hev > self._g_handler or self._wev > self._g_events:  # type: ignore[attr-defined]

@@ -54,7 +54,9 @@ class SimHttpMixin:
         src = ctx.id
         if body_json.__class__ is dict and len(body_json["path"]) > 4096:
             body_json = encode_body(src, dst, type, body_json)
-        w = (src, dst, type, mid, None, round(t, 3), body_json)
+        if t != self._at_t:  # type: ignore[attr-defined]     # ``at``, rounded once per instant (as _transmit)
+            self._at_t, self._at = t, round(t, 3)
+        w = (src, dst, type, mid, None, self._at, body_json)  # type: ignore[attr-defined]
         events = self.events  # type: ignore[attr-defined]
         events.append((t, "send", src, mid, None, w))
         net = self.net  # type: ignore[attr-defined]
@@ -115,7 +117,9 @@ class SimHttpMixin:
         m = _new(Message)       # (Message(...) without a Python __init__ call, as SimRuntime._arrive)
         m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at = src, dst, type, mid, None, at
         m.body = body_json.copy() if body_json.__class__ is dict else _loads(body_json)
-        rec.ctx._deliver(m)
+        ctx = rec.ctx       # (ctx._deliver's way for an HTTP request to a Service, inline)
+        if not ctx.dead:
+            ctx._http_request(m)
 
     def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
                       resp: Any = None) -> None:
@@ -125,7 +129,9 @@ class SimHttpMixin:
         conns = self._conns.get(src)
         if conns is not None:
             conns.pop(re, None)
-        w = (src, dst, type, mid, re, round(t, 3), body_json)
+        if t != self._at_t:  # type: ignore[attr-defined]
+            self._at_t, self._at = t, round(t, 3)
+        w = (src, dst, type, mid, re, self._at, body_json)  # type: ignore[attr-defined]
         events = self.events  # type: ignore[attr-defined]
         events.append((t, "send", src, mid, None, w))
         if dst not in self.records:  # type: ignore[attr-defined]
@@ -163,7 +169,7 @@ class SimHttpMixin:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "connection closed"}))  # type: ignore[attr-defined]
             return
         events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        if body_json.__class__ is dict:     # a flat JSON response (Response._flat_body): the caller's own copy
+        if body_json.__class__ is dict:     # a flat JSON response (Response._payload): the caller's own copy
             body = body_json.copy()
             body["headers"] = [["Content-Type", JSON_TYPE]]
             body["json"] = body["json"].copy()
