@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import traceback
+from functools import cached_property
 from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -135,7 +136,6 @@ class Context(ServingMixin, CapacityMixin):
         self._cause: Any = None      # what the running handler handles (for a guard crash)
         self._dests = frozenset(peers) | {node_id}
         self._routes = getattr(type(node), "_labkit_routes", None)   # a Service's route table
-        self._http_client: Any = None
         #: This node's id, e.g. ``"n1"``.
         self.id: str = node_id
         #: The other nodes of the cluster.
@@ -227,15 +227,13 @@ class Context(ServingMixin, CapacityMixin):
         mid = self._send(dst, type, None, body)
         return _Await("rpc", mid, dst, type, timeout)
 
-    @property
+    @cached_property
     def http(self) -> Any:
         """HTTP calls to other nodes: ``r = await ctx.http.get(node, path, timeout=ms)`` (also
-        ``post/put/delete/patch/head``, aiohttp's arguments); see ``labkit.http_client``."""
-        c = self._http_client
-        if c is None:
-            from .http_client import HttpClient
-            c = self._http_client = HttpClient(self)
-        return c
+        ``post/put/delete/patch/head``, aiohttp's arguments); see ``labkit.http_client``.
+        (Made at first use, then an attribute: read once per call.)"""
+        from .http_client import HttpClient
+        return HttpClient(self)
 
     def _send_http(self, dst: str, type: str, body_json: Any, call: Any) -> str:
         """Send an HTTP request message (``ctx.http``); returns its id. ``body_json`` is the

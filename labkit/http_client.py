@@ -52,8 +52,8 @@ class _HttpAwait(_Await):
     __slots__ = ()
 
     def __await__(self):
-        msg = yield self
-        return ClientResponse._from_message(msg)
+        msg = yield self            # the response message -- or, from the simulator, the response
+        return msg if msg.__class__ is ClientResponse else ClientResponse._from_message(msg)
 
     async def __aenter__(self) -> ClientResponse:
         return await self

@@ -27,7 +27,9 @@ import heapq
 from typing import Any
 
 from ..context import Context
-from ..http_types import JSON_TYPE
+from ..capacity import _Resumed
+from ..http_errors import _PHRASES, reason_of
+from ..http_types import JSON_TYPE, ClientResponse
 from ..journal import Event
 from ..message import Message, encode_body, loads_trusted as _loads
 from ..service import is_service
@@ -169,12 +171,27 @@ class SimHttpMixin:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "connection closed"}))  # type: ignore[attr-defined]
             return
         events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        if body_json.__class__ is dict:     # a flat JSON response (Response._payload): the caller's own copy
-            body = body_json.copy()
-            body["headers"] = [["Content-Type", JSON_TYPE]]
-            body["json"] = body["json"].copy()
-        else:
-            body = _loads(body_json)
+        if body_json.__class__ is dict:
+            # A flat JSON response (Response._payload): resumes its caller with the response
+            # itself, the caller's own copy -- ctx._deliver's answered-RPC branch, inline (the
+            # caller waits for it: checked above; so the context is alive), without a Message.
+            coro, handle, cause = ctx._rpcs.pop(re)
+            ctx._host.cancel(handle)
+            answered = ctx._answered
+            answered[re] = None
+            if len(answered) > 10_000:
+                del answered[next(iter(answered))]
+            r = _new(ClientResponse)
+            r.status = status = body_json["status"]
+            r.reason = _PHRASES.get(status) or reason_of(status)
+            r.id, r.remote, r._headers, r._text, r._b64 = mid, src, None, None, None
+            r._hraw, r._json = [["Content-Type", JSON_TYPE]], body_json["json"].copy()
+            resumed = _new(_Resumed)
+            resumed.origin = cause.origin if cause.__class__ is _Resumed else cause
+            resumed.reply_id, resumed.rpc_id = mid, re
+            ctx._step(coro, r, None, resumed)
+            return
+        body = _loads(body_json)
         m = _new(Message)
         m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at, m.body = src, dst, type, mid, re, at, body
         ctx._deliver(m)
