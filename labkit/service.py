@@ -45,7 +45,7 @@ from typing import Any, Callable, TypeVar
 
 from .errors import ArgumentError
 from .http_errors import HTTPException
-from .http_types import _JSON_HRAW, HTTP_VERSION, JSON_TYPE, METHODS, Request, Response
+from .http_types import _JSON_HRAW, _MISSING, HTTP_VERSION, JSON_TYPE, METHODS, Request, Response
 from .journal import Event
 from .node import Node
 
@@ -53,6 +53,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})+))?\}")
 _HEALTHZ, _READYZ = "/healthz", "/readyz"
 RETRY_AFTER_S = "1"
+_new = object.__new__
 #: Files whose frames a handler's traceback leaves out (the dispatch here, and Context._step).
 _OWN_FRAMES = frozenset({__file__, os.path.join(os.path.dirname(__file__), "context.py")})
 
@@ -245,12 +246,19 @@ class ServingMixin:
         """An HTTP request message reached this service: answer it (see the module docstring)."""
         self._hev = 0
         self._cause = msg
-        try:
-            req = Request._from_message(msg)
-        except (KeyError, TypeError, AttributeError) as e:
-            self._respond(msg, Response(status=400, text=f"400: Bad Request: malformed HTTP request message "
-                                                          f"({type(e).__name__}: {e})"))
-            return
+        d = msg.body
+        if len(d) == 3 and "method" in d and "path" in d:    # {"http", "method", "path"}: ctx.http's common
+            req = _new(Request)                                 # call (Request._from_message, inline)
+            req.method, req.path, req.query_string, req._hraw = d["method"], d["path"], "", None
+            req.match_info, req.remote, req.id, req._headers, req._query = {}, msg.src, msg.id, None, None
+            req._json, req._text, req._b64 = _MISSING, None, None
+        else:
+            try:
+                req = Request._from_message(msg)
+            except (KeyError, TypeError, AttributeError) as e:
+                self._respond(msg, Response(status=400, text=f"400: Bad Request: malformed HTTP request message "
+                                                              f"({type(e).__name__}: {e})"))
+                return
         name, info = self._routes.resolve(req.method, req.path)  # type: ignore[union-attr]
         if name is None:
             if info:
