@@ -119,6 +119,8 @@ class CapacityMixin:
         self._queue: deque[Callable[[], None]] = deque()   # who waits for a worker, FIFO
         #: Coroutines that hold an admitted worker (``_admit``): their ``ctx.work`` only waits.
         self._holding: set = set()
+        #: HTTP handler coroutines of admitted requests -> what they answer (labkit.service).
+        self._serving: dict = {}
         #: The coroutine ``_step`` is running right now (None between steps).
         self._stepping: Any = None
         self._slow = slow

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import traceback
+from functools import cached_property
 from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -47,6 +48,7 @@ STATS_INTERVAL_MS = 200.0
 _HANDLER_RUNNERS = frozenset({"_run", "_step", "_deliver", "_fire"})
 _NOTE_RESERVED = frozenset({"what", "t", "kind", "node", "id"})
 _NO_LIMIT = 1 << 62
+_new = object.__new__
 
 
 class Host(Protocol):
@@ -134,7 +136,6 @@ class Context(ServingMixin, CapacityMixin):
         self._cause: Any = None      # what the running handler handles (for a guard crash)
         self._dests = frozenset(peers) | {node_id}
         self._routes = getattr(type(node), "_labkit_routes", None)   # a Service's route table
-        self._http_client: Any = None
         #: This node's id, e.g. ``"n1"``.
         self.id: str = node_id
         #: The other nodes of the cluster.
@@ -226,15 +227,13 @@ class Context(ServingMixin, CapacityMixin):
         mid = self._send(dst, type, None, body)
         return _Await("rpc", mid, dst, type, timeout)
 
-    @property
+    @cached_property
     def http(self) -> Any:
         """HTTP calls to other nodes: ``r = await ctx.http.get(node, path, timeout=ms)`` (also
-        ``post/put/delete/patch/head``, aiohttp's arguments); see ``labkit.http_client``."""
-        c = self._http_client
-        if c is None:
-            from .http_client import HttpClient
-            c = self._http_client = HttpClient(self)
-        return c
+        ``post/put/delete/patch/head``, aiohttp's arguments); see ``labkit.http_client``.
+        (Made at first use, then an attribute: read once per call.)"""
+        from .http_client import HttpClient
+        return HttpClient(self)
 
     def _send_http(self, dst: str, type: str, body_json: Any, call: Any) -> str:
         """Send an HTTP request message (``ctx.http``); returns its id. ``body_json`` is the
@@ -423,8 +422,14 @@ class Context(ServingMixin, CapacityMixin):
             if pending is not None:
                 coro, handle, cause = pending
                 self._host.cancel(handle)
-                self._remember_answered(re)
-                self._step(coro, msg, None, _Resumed(cause, msg.id, re))
+                answered = self._answered       # (_remember_answered, inline)
+                answered[re] = None
+                if len(answered) > 10_000:
+                    del answered[next(iter(answered))]
+                r = _new(_Resumed)              # (_Resumed(cause, msg.id, re), inline)
+                r.origin = cause.origin if cause.__class__ is _Resumed else cause
+                r.reply_id, r.rpc_id = msg.id, re
+                self._step(coro, msg, None, r)
                 return
             if re in self._answered:  # a late or duplicated reply: the coroutine has moved on
                 self.count("late_replies")
@@ -480,6 +485,7 @@ class Context(ServingMixin, CapacityMixin):
         self._rpcs.clear()
         self._queue.clear()
         self._holding.clear()
+        self._serving.clear()
 
     # -- running handlers ------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], args: tuple, cause: Any) -> None:
@@ -511,11 +517,23 @@ class Context(ServingMixin, CapacityMixin):
         outer, self._stepping = self._stepping, coro
         try:
             aw = coro.throw(exc) if exc is not None else coro.send(value)
-        except StopIteration:
+        except StopIteration as stop:
             self._stepping = outer
+            if self._serving and coro in self._serving:     # an HTTP handler returned: its response
+                try:
+                    self._served(coro, *self._serving.pop(coro), stop.value, None)
+                except BaseException as e:      # (the storm guard stopped the node while answering)
+                    self._raised(e, cause)
             return
         except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit too: see _run
             self._stepping = outer
+            if self._serving and coro in self._serving:     # an HTTP handler raised: 4xx/5xx (service.py)
+                try:
+                    if self._served(coro, *self._serving.pop(coro), None, e):
+                        return
+                except BaseException as e2:
+                    self._raised(e2, cause)
+                    return
             if isinstance(e, GuardTripped) and self.dead:
                 return
             if isinstance(e, Overloaded):   # shed, not crashed (labkit.capacity)
@@ -531,6 +549,10 @@ class Context(ServingMixin, CapacityMixin):
             return
         if not isinstance(aw, _Await):
             coro.close()
+            if self._serving and coro in self._serving:   # an HTTP handler: its worker is freed first
+                self._serving.pop(coro)
+                self._holding.discard(coro)
+                self._release()
             self._crash(TypeError(
                 f"a handler awaited {aw!r}; labkit handlers may await only ctx.rpc(...), ctx.sleep(ms), "
                 f"ctx.work(ms), ctx.http calls and req.json()/text() (asyncio functions do not run inside "

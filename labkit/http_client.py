@@ -30,6 +30,8 @@ from .errors import ArgumentError, MessageError
 from .http_types import METHODS, ClientResponse, encode_request, header_list, query_string, request_payload
 from .message import quote, too_large
 
+_new = object.__new__
+
 if TYPE_CHECKING:
     from .context import Context
 
@@ -50,8 +52,8 @@ class _HttpAwait(_Await):
     __slots__ = ()
 
     def __await__(self):
-        msg = yield self
-        return ClientResponse._from_message(msg)
+        msg = yield self            # the response message -- or, from the simulator, the response
+        return msg if msg.__class__ is ClientResponse else ClientResponse._from_message(msg)
 
     async def __aenter__(self) -> ClientResponse:
         return await self
@@ -101,20 +103,33 @@ class HttpClient:
                                 f"got {ssl!r}")
         if (headers is None and params is None and json is None and data is None and path.__class__ is str
                 and path[:1] == "/" and "?" not in path):          # the common call: nothing to build
-            p, qs, hl, payload = path, "", [], None
-            if ctx._transmit_body is not None:     # a host that takes bodies (the simulator): no JSON
-                body_json: Any = {"http": "1.1", "method": method, "path": path}
+            type = f"{method} {path}"
+            if ctx._fast_send is not None and node in ctx._dests:
+                # A live node on a host that takes bodies (the simulator): no JSON, no HttpCall (it
+                # makes no real request) -- and ctx._send_http's common case, inline.
+                ctx._hev += 1
+                ctx._wev += 1
+                if ctx._hev > ctx._g_handler or ctx._wev > ctx._g_events:
+                    ctx._over_events(f"HTTP request {type!r} (to {node})")
+                ctx._seq += 1
+                mid = f"{ctx._mid}{ctx._seq}"
+                ctx._host.transmit_http(ctx, mid, node, type, {"http": "1.1", "method": method, "path": path}, None)
+            elif ctx._transmit_body is not None:
+                mid = ctx._send_http(node, type, {"http": "1.1", "method": method, "path": path}, None)
             else:
-                body_json = f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}'
-        else:
-            where = self._where(method, node, path)
-            p, qs = query_string(path, params, where)
-            hl = header_list(headers, where)
-            payload = request_payload(json, data, hl, where)
-            body_json = encode_request(method, p, qs, hl, payload)
-            big = too_large(p, body_json)
-            if big is not None:
-                raise MessageError(f"{where}: the request is {big[len('too large: '):]}; send less at a time")
+                mid = ctx._send_http(node, type, f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}',
+                                     HttpCall(method, path, "", [], None, ssl or None))
+            aw = _new(_HttpAwait)                  # (_HttpAwait(...) without an __init__ call)
+            aw.kind, aw.msg_id, aw.dst, aw.type, aw.ms = "http", mid, node, type, timeout
+            return aw
+        where = self._where(method, node, path)
+        p, qs = query_string(path, params, where)
+        hl = header_list(headers, where)
+        payload = request_payload(json, data, hl, where)
+        body_json = encode_request(method, p, qs, hl, payload)
+        big = too_large(p, body_json)
+        if big is not None:
+            raise MessageError(f"{where}: the request is {big[len('too large: '):]}; send less at a time")
         type = f"{method} {p}"
         mid = ctx._send_http(node, type, body_json, HttpCall(method, p, qs, hl, payload, ssl or None))
         return _HttpAwait("http", mid, node, type, timeout)

@@ -32,8 +32,9 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from .errors import ArgumentError
-from .http_errors import ContentTypeError, ClientResponseError, HTTPBadRequest, reason_of
-from .message import EncodeError, MAX_NESTING, dumps as _dumps, quote
+from .http_errors import _PHRASES, ContentTypeError, ClientResponseError, HTTPBadRequest, reason_of
+from .message import (FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, EncodeError, MAX_NESTING,
+                      dumps as _dumps, quote)
 
 HTTP_VERSION = "1.1"
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
@@ -43,6 +44,8 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
 _MISSING: Any = object()
+#: The raw headers of a flat ``json_response`` (one list, shared: see ``Response._payload``).
+_JSON_HRAW = [["Content-Type", JSON_TYPE]]
 _new = object.__new__
 
 
@@ -260,8 +263,12 @@ class Request(_Body):
     def _from_message(cls, msg: Any) -> "Request":
         d = msg.body
         r = _new(cls)          # (what __init__ does, without its call: every request comes this way)
-        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
         r.match_info, r.remote, r.id, r._headers, r._query = {}, msg.src, msg.id, None, None
+        if len(d) == 3 and "http" in d:     # {"http", "method", "path"}: ctx.http's common call
+            r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], "", None
+            r._json, r._text, r._b64 = _MISSING, None, None
+            return r
+        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
         return r
 
@@ -307,7 +314,7 @@ class Response:
     ``Response(text="hi")``, ``Response(body=b"...", content_type="image/png")``,
     ``Response(status=204)``. ``status`` is an int in 100..599; ``headers`` a dict or pairs."""
 
-    __slots__ = ("status", "reason", "_hraw", "_headers", "_payload")
+    __slots__ = ("status", "reason", "_hraw", "_headers", "_pl", "_flat")
 
     def __init__(self, *, body: bytes | str | None = None, status: int = 200, reason: str | None = None,
                  text: str | None = None, headers: Any = None, content_type: str | None = None,
@@ -342,7 +349,27 @@ class Response:
             raw.append(["Content-Type", default])
         self._hraw = raw
         self._headers = None
-        self._payload = payload
+        self._pl, self._flat = payload, None
+
+    @property
+    def _payload(self) -> tuple[str, str] | None:
+        """The payload as a message carries it: ("json", text), ("body", text), ("body64", b64)
+        or None. A flat JSON body (``json_response``'s common case) is encoded on first use.
+
+        ``_flat``: that flat dict (the response's own copy, never changed), else None. While the
+        response is as ``json_response`` made it (``_hraw is _JSON_HRAW``, no ``reason``, no
+        multidict made), a host that takes bodies as dicts (the simulator) gets the response
+        message's body as the dict ``{"http", "status", "headers", "json": _flat}``
+        (``ServingMixin._respond``) -- which encodes to the very text ``_encode`` writes; the
+        receiver copies it (``labkit.runtime.sim_http``)."""
+        pl = self._pl
+        if pl is None and self._flat is not None:
+            pl = self._pl = ("json", _dumps(self._flat))
+        return pl
+
+    @_payload.setter
+    def _payload(self, payload: tuple[str, str] | None) -> None:
+        self._pl, self._flat = payload, None
 
     @property
     def headers(self) -> Any:
@@ -383,10 +410,29 @@ def json_response(data: Any = _MISSING, *, text: str | None = None, body: bytes 
     value JSON cannot carry: NaN, a set, a non-str key)."""
     if (headers is None and text is None and body is None and data is not _MISSING and status.__class__ is int
             and 100 <= status <= 599 and content_type == "application/json"):      # the common case, quickly
-        r = Response.__new__(Response)
+        r = _new(Response)
         r.status, r.reason, r._headers = status, reason, None
+        if data.__class__ is dict and len(data) <= FLAT_MAX_KEYS:     # flat? (as SimRuntime._transmit asks)
+            for k, v in data.items():
+                if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
+                    break
+                c = v.__class__
+                if c is str:
+                    if len(v) > FLAT_MAX_STR:
+                        break
+                elif c is int:
+                    if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
+                        break
+                elif c is float:
+                    if v - v != 0.0:        # NaN or an infinity: encode_json refuses it, below
+                        break
+                elif v is not None and c is not bool:
+                    break
+            else:       # JSON carries it unchanged: a copy of it now (as encoding it now would)
+                r._hraw, r._pl, r._flat = _JSON_HRAW, None, data.copy()
+                return r
         r._hraw = [["Content-Type", JSON_TYPE]]
-        r._payload = ("json", encode_json(data, "json_response(data)"))
+        r._pl, r._flat = ("json", encode_json(data, "json_response(data)")), None
         return r
     if data is not _MISSING and (text is not None or body is not None):
         raise ArgumentError("json_response: give data, or text= / body=, not both (as aiohttp)")
@@ -417,8 +463,13 @@ class _ResponseData(_Body):
                        json=d.get("json", _MISSING), text=d.get("body"), body64=d.get("body64"))
         r = _new(cls)          # (what __init__ does, without its call: every response in a node comes this way)
         r.status = status = d["status"]
+        r.id, r.remote, r._headers = msg.id, msg.src, None
+        if len(d) == 4 and "json" in d and "headers" in d:     # {"http", "status", "headers", "json"}
+            r.reason = _PHRASES.get(status) or reason_of(status)
+            r._hraw, r._json, r._text, r._b64 = d["headers"], d["json"], None, None
+            return r
         r.reason = d.get("reason") or reason_of(status)
-        r.id, r.remote, r._hraw, r._headers = msg.id, msg.src, d.get("headers"), None
+        r._hraw = d.get("headers")
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
         return r
 
@@ -434,7 +485,8 @@ class _ResponseData(_Body):
 
     def _get_json(self, content_type: str | None) -> Any:
         h = self._hraw
-        if h is not None and len(h) == 1 and h[0][0] == "Content-Type" and h[0][1] == "application/json":
+        if h is not None and len(h) == 1 and h[0][0] == "Content-Type" and (h[0][1] == JSON_TYPE
+                                                                          or h[0][1] == "application/json"):
             mime = "application/json"      # (json_response's header: the common case, without parsing)
         elif content_type is not None:
             mime = self.content_type
@@ -470,6 +522,10 @@ class ClientResponse(_ResponseData):
         return self._get_text()
 
     async def json(self, *, content_type: str | None = "application/json") -> Any:
+        h = self._hraw
+        if (h is not None and len(h) == 1 and h[0][1] == JSON_TYPE and h[0][0] == "Content-Type"
+                and content_type == "application/json" and self._json is not _MISSING):
+            return self._json           # (_get_json's common case, inline: json_response's body)
         return self._get_json(content_type)
 
     def release(self) -> None:

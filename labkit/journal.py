@@ -109,9 +109,10 @@ class Event:
             if w is None:
                 d = {}
             elif type(w) is tuple:  # the simulator's form: header fields and the body (its JSON,
-                b = w[6]            # or a flat dict of JSON scalars, see labkit.runtime.sim: copied)
+                b = w[6]            # or a flat dict of JSON scalars, see labkit.runtime.sim: copied; or an
+                            # HTTP response's dict holding a flat dict, Response._payload: copied too)
                 d = {"src": w[0], "dst": w[1], "type": w[2], "id": w[3], "re": w[4], "at": w[5],
-                     "body": _loads(b) if b.__class__ is str else dict(b)}
+                     "body": _loads(b) if b.__class__ is str else dict(b) if "json" not in b else _loads(_dumps(b))}
             elif type(w) is bytes:  # a whole journal line (a journal read from text)
                 d = parse_line(w)
                 for k in ("t", "kind", "node"):

@@ -37,13 +37,15 @@ the handler returns or raises becomes the response message, answering the reques
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import traceback
+from functools import partial
 from typing import Any, Callable, TypeVar
 
 from .errors import ArgumentError
 from .http_errors import HTTPException
-from .http_types import METHODS, Request, Response
+from .http_types import _JSON_HRAW, _MISSING, HTTP_VERSION, JSON_TYPE, METHODS, Request, Response
 from .journal import Event
 from .node import Node
 
@@ -51,6 +53,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::((?:[^{}]|\{[^{}]*\})+))?\}")
 _HEALTHZ, _READYZ = "/healthz", "/readyz"
 RETRY_AFTER_S = "1"
+_new = object.__new__
+#: Files whose frames a handler's traceback leaves out (the dispatch here, and Context._step).
+_OWN_FRAMES = frozenset({__file__, os.path.join(os.path.dirname(__file__), "context.py")})
 
 
 def _compile(pattern: str, where: str) -> tuple[str | None, Any]:
@@ -221,6 +226,8 @@ class ServingMixin:
 
     _routes: Routes | None
     _ready: bool = True
+    #: Handler coroutines of admitted requests -> (handler name, request, request message).
+    _serving: dict
 
     def ready(self, flag: bool = True) -> None:
         """Say whether this service is ready for traffic (``GET /readyz`` answers 200 if so,
@@ -239,12 +246,19 @@ class ServingMixin:
         """An HTTP request message reached this service: answer it (see the module docstring)."""
         self._hev = 0
         self._cause = msg
-        try:
-            req = Request._from_message(msg)
-        except (KeyError, TypeError, AttributeError) as e:
-            self._respond(msg, Response(status=400, text=f"400: Bad Request: malformed HTTP request message "
-                                                          f"({type(e).__name__}: {e})"))
-            return
+        d = msg.body
+        if len(d) == 3 and "method" in d and "path" in d:    # {"http", "method", "path"}: ctx.http's common
+            req = _new(Request)                                 # call (Request._from_message, inline)
+            req.method, req.path, req.query_string, req._hraw = d["method"], d["path"], "", None
+            req.match_info, req.remote, req.id, req._headers, req._query = {}, msg.src, msg.id, None, None
+            req._json, req._text, req._b64 = _MISSING, None, None
+        else:
+            try:
+                req = Request._from_message(msg)
+            except (KeyError, TypeError, AttributeError) as e:
+                self._respond(msg, Response(status=400, text=f"400: Bad Request: malformed HTTP request message "
+                                                              f"({type(e).__name__}: {e})"))
+                return
         name, info = self._routes.resolve(req.method, req.path)  # type: ignore[union-attr]
         if name is None:
             if info:
@@ -261,52 +275,95 @@ class ServingMixin:
                 self._respond(msg, Response(text="ready") if self._ready else
                               Response(status=503, text="503: not ready (ctx.ready(False))"))
             return
-        box: list = []
         if self._cap_on and self._busy < self._workers and not self.dead:  # type: ignore[attr-defined]
-            self._busy_change(1)        # (_admit with a worker free, inline: the common case)  # type: ignore[attr-defined]
-            self._stats_soon()  # type: ignore[attr-defined]
-            coro = self._serve(name, req, msg, box)
-            box.append(coro)
+            # (_admit with a worker free -- _busy_change(1), _stats_soon -- and _start_handler,
+            # inline: the common case)
+            now = self._host.now()  # type: ignore[attr-defined]
+            self._busy_ms += self._busy * (now - self._busy_t)  # type: ignore[attr-defined]
+            self._busy_t = now
+            self._busy += 1  # type: ignore[attr-defined]
+            if not self._stats_pending:  # type: ignore[attr-defined]
+                self._stats_soon()  # type: ignore[attr-defined]
+            try:
+                coro = getattr(self._node, name)(self, req)  # type: ignore[attr-defined]
+            except BaseException as e:
+                self._call_failed(name, req, msg, e)
+                return
+            self._serving[coro] = (name, req, msg)
             self._holding.add(coro)  # type: ignore[attr-defined]
             self._step(coro, None, None, msg)  # type: ignore[attr-defined]
             return
-
-        def start() -> None:
-            coro = self._serve(name, req, msg, box)
-            box.append(coro)
-            self._holding.add(coro)  # type: ignore[attr-defined]
-            self._step(coro, None, None, msg)  # type: ignore[attr-defined]
-
-        if not self._admit(start):  # type: ignore[attr-defined]
+        if not self._admit(partial(self._start_handler, name, req, msg)):  # type: ignore[attr-defined]
             self.count("http_shed")  # type: ignore[attr-defined]
             self._respond(msg, Response(status=503, text="503: Service Unavailable: every worker is busy and the "
                                         "queue is full; the request was shed", headers={"Retry-After": RETRY_AFTER_S}))
 
-    async def _serve(self, name: str, req: Request, msg: Any, box: list) -> None:
+    def _start_handler(self, name: str, req: Request, msg: Any) -> None:
+        """An admitted request's worker is free: run its handler. The handler's coroutine is
+        driven by ``Context._step`` itself, like any handler's, with no wrapper coroutine
+        around it: it is kept in ``_serving`` (with what it answers) and ``_holding`` (it holds a
+        worker), and ``_step`` hands its result -- a return, or an exception -- to ``_served``.
+        A handler that never awaits is done within this call (the common case)."""
         try:
-            try:
-                resp = await getattr(self._node, name)(self, req)  # type: ignore[attr-defined]
-            except HTTPException as e:
-                resp = e.response()
-            except Exception as e:   # the handler's bug: 500, the node lives on (BaseException crashes it)
-                resp = self._handler_raised(e, req, name, e.__traceback__)
-            else:
+            coro = getattr(self._node, name)(self, req)  # type: ignore[attr-defined]
+        except BaseException as e:
+            self._call_failed(name, req, msg, e)
+            return
+        self._serving[coro] = (name, req, msg)
+        self._holding.add(coro)  # type: ignore[attr-defined]
+        self._step(coro, None, None, msg)  # type: ignore[attr-defined]
+
+    def _call_failed(self, name: str, req: Request, msg: Any, e: BaseException) -> None:
+        """Calling the handler raised ``e`` (a handler with a bad signature): answered as its
+        raising would be. Called inside the ``except`` that caught ``e``."""
+        try:
+            if self._served(None, name, req, msg, None, e):
+                return
+        except BaseException as e2:     # (the storm guard stopped the node while answering)
+            self._raised(e2, msg)  # type: ignore[attr-defined]
+            return
+        self._raised(e, msg)  # type: ignore[attr-defined]
+
+    def _served(self, coro: Any, name: str, req: Request, msg: Any, resp: Any, exc: BaseException | None) -> bool:
+        """The handler of ``req`` returned ``resp`` or raised ``exc``: answer it and free its
+        worker. True once answered; False for an ``exc`` that is no ``Exception`` (the caller
+        crashes the node over it, as it does for any handler: ``SystemExit``, the guard's stop).
+        The answers, as aiohttp's: a ``Response`` as it is; an ``HTTPException`` as its status;
+        any other ``Exception`` (or a return that is no response) 500, journaled."""
+        if coro is not None:
+            self._holding.discard(coro)  # type: ignore[attr-defined]
+        try:
+            if exc is not None:
+                if isinstance(exc, HTTPException):
+                    resp = exc.response()
+                elif isinstance(exc, Exception):   # the handler's bug: 500, the node lives on
+                    resp = self._handler_raised(exc, req, name, exc.__traceback__)
+                else:
+                    return False
+            elif resp.__class__ is not Response and not isinstance(resp, Response):
                 if isinstance(resp, HTTPException):
                     resp = resp.response()
-                elif not isinstance(resp, Response):
+                else:
                     err = TypeError(f"handler {name} returned {resp!r}; return labkit.Response(...) or "
                                     f"labkit.json_response(...) (as aiohttp handlers do)")
                     resp = self._handler_raised(err, req, name, None)
             self._respond(msg, resp)
+            return True
         finally:
-            if box:
-                self._holding.discard(box[0])  # type: ignore[attr-defined]
-            self._release()  # type: ignore[attr-defined]
+            if self._queue or self._handing or self.dead or self._busy <= 0:  # type: ignore[attr-defined]
+                self._release()  # type: ignore[attr-defined]
+            else:   # nobody waits: the worker goes idle (_release -> _free_worker, inline: the common case)
+                now = self._host.now()  # type: ignore[attr-defined]
+                self._busy_ms += self._busy * (now - self._busy_t)  # type: ignore[attr-defined]
+                self._busy_t = now
+                self._busy -= 1  # type: ignore[attr-defined]
+                if not self._stats_pending:  # type: ignore[attr-defined]
+                    self._stats_soon()  # type: ignore[attr-defined]
 
     def _handler_raised(self, e: BaseException, req: Request, name: str, tb: Any) -> Response:
         """Journal a handler's exception (``handler_error``) and answer 500 with its one line."""
         error = f"{type(e).__name__}: {e}"
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:   # labkit's own frames
+        while tb is not None and tb.tb_frame.f_code.co_filename in _OWN_FRAMES:   # labkit's own frames
             tb = tb.tb_next
         text = "".join(traceback.format_exception(type(e), e, tb)) if tb is not None else error + "\n"
         host = self._host  # type: ignore[attr-defined]
@@ -328,7 +385,16 @@ class ServingMixin:
             return
         if msg.body.get("method") == "HEAD":
             resp = Response(status=resp.status, reason=resp.reason, headers=resp._header_pairs())
-        body_json = resp._encode()
+            body_json: Any = resp._encode()
+        elif resp._flat is None or self._transmit_body is None:  # type: ignore[attr-defined]
+            body_json = resp._encode()
+        elif resp._headers is None and resp.reason is None and resp._hraw is _JSON_HRAW:
+            # a flat JSON response, to a host that takes bodies as dicts (the simulator): see
+            # Response._payload
+            body_json = {"http": HTTP_VERSION, "status": resp.status, "headers": [["Content-Type", JSON_TYPE]],
+                         "json": resp._flat}
+        else:
+            body_json = resp._encode()
         self._hev += 1  # type: ignore[attr-defined]
         self._wev += 1  # type: ignore[attr-defined]
         if self._hev > self._g_handler or self._wev > self._g_events:  # type: ignore[attr-defined]

@@ -72,7 +72,7 @@ class _SimHost:
     """The host of one node incarnation inside the simulator."""
 
     __slots__ = ("rt", "rec", "seed", "transmit", "transmit_body", "record_row", "transmit_http",
-                 "respond_http", "_sched")
+                 "respond_http", "_sched", "cancel")
 
     def __init__(self, rt: "SimRuntime", rec: NodeRecord) -> None:
         self.rt, self.rec, self.seed = rt, rec, rt.seed
@@ -85,6 +85,8 @@ class _SimHost:
         self.transmit_http = rt._transmit_http      # HTTP: see labkit.runtime.sim_http
         self.respond_http = rt._respond_http
         self._sched = rt._sched
+        #: ``cancel(entry)``: the scheduler's own (an answered RPC's timeout, one call less).
+        self.cancel = rt._sched.cancel
 
     def now(self) -> float:
         return self.rt.t
@@ -103,9 +105,6 @@ class _SimHost:
             self.rec.deferred.append((self._node_call, (ctx, fn, args)))
             return
         fn(*args)
-
-    def cancel(self, entry: list) -> None:
-        self.rt._sched.cancel(entry)
 
     def record(self, ev: Event) -> None:
         self.rt.events.append(ev)

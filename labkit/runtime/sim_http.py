@@ -27,12 +27,16 @@ import heapq
 from typing import Any
 
 from ..context import Context
+from ..capacity import _Resumed
+from ..http_errors import _PHRASES, reason_of
+from ..http_types import JSON_TYPE, ClientResponse
 from ..journal import Event
 from ..message import Message, encode_body, loads_trusted as _loads
 from ..service import is_service
 
 HOP_MS = 0.1   # the same as labkit.runtime.sim.HOP_MS (kept here to avoid an import cycle)
-_PERFECT = ((0.0,), None)   # what NetworkModel.route answers on a network without faults
+_PERFECT = ((0.0,), None)
+_new = object.__new__   # what NetworkModel.route answers on a network without faults
 
 
 class SimHttpMixin:
@@ -52,7 +56,9 @@ class SimHttpMixin:
         src = ctx.id
         if body_json.__class__ is dict and len(body_json["path"]) > 4096:
             body_json = encode_body(src, dst, type, body_json)
-        w = (src, dst, type, mid, None, round(t, 3), body_json)
+        if t != self._at_t:  # type: ignore[attr-defined]     # ``at``, rounded once per instant (as _transmit)
+            self._at_t, self._at = t, round(t, 3)
+        w = (src, dst, type, mid, None, self._at, body_json)  # type: ignore[attr-defined]
         events = self.events  # type: ignore[attr-defined]
         events.append((t, "send", src, mid, None, w))
         net = self.net  # type: ignore[attr-defined]
@@ -72,17 +78,14 @@ class SimHttpMixin:
         if conns is None:
             conns = self._conns[dst] = {}
         conns[mid] = (ctx, w)
-        self._arrival(t + HOP_MS + delays[0], self._arrive_http, w, faulty)
-
-    def _arrival(self, t: float, fn: Any, w: tuple, faulty: bool) -> None:
-        """An arrival at ``t``: in the FIFO beside the heap on a perfect network (one hop after
-        now, so in order: see ``labkit.runtime.sim``), else on the heap."""
+        # Its arrival: in the FIFO beside the heap on a perfect network (one hop after now, so in
+        # order: see labkit.runtime.sim), else on the heap.
         sched = self._sched  # type: ignore[attr-defined]
         sched._seq += 1
         if faulty:
-            heapq.heappush(sched.heap, [t, sched._seq, fn, (w,)])
+            heapq.heappush(sched.heap, [t + HOP_MS + delays[0], sched._seq, self._arrive_http, (w,)])
         else:
-            self._fifo.append([t, sched._seq, fn, (w,)])  # type: ignore[attr-defined]
+            self._fifo.append([t + HOP_MS, sched._seq, self._arrive_http, (w,)])  # type: ignore[attr-defined]
 
     def _http_refused(self, ctx: Context, w: tuple) -> None:
         from ..http_errors import ClientConnectorError
@@ -113,8 +116,12 @@ class SimHttpMixin:
             rec.deferred.append((self._arrive_http, (w,)))
             return
         events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        rec.ctx._deliver(Message(src, dst, type, mid, body_json.copy() if body_json.__class__ is dict
-                                 else _loads(body_json), None, at))
+        m = _new(Message)       # (Message(...) without a Python __init__ call, as SimRuntime._arrive)
+        m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at = src, dst, type, mid, None, at
+        m.body = body_json.copy() if body_json.__class__ is dict else _loads(body_json)
+        ctx = rec.ctx       # (ctx._deliver's way for an HTTP request to a Service, inline)
+        if not ctx.dead:
+            ctx._http_request(m)
 
     def _respond_http(self, ctx: Context, mid: str, dst: str, type: str, re: str, body_json: str,
                       resp: Any = None) -> None:
@@ -124,7 +131,9 @@ class SimHttpMixin:
         conns = self._conns.get(src)
         if conns is not None:
             conns.pop(re, None)
-        w = (src, dst, type, mid, re, round(t, 3), body_json)
+        if t != self._at_t:  # type: ignore[attr-defined]
+            self._at_t, self._at = t, round(t, 3)
+        w = (src, dst, type, mid, re, self._at, body_json)  # type: ignore[attr-defined]
         events = self.events  # type: ignore[attr-defined]
         events.append((t, "send", src, mid, None, w))
         if dst not in self.records:  # type: ignore[attr-defined]
@@ -136,7 +145,12 @@ class SimHttpMixin:
         if rule is not None:
             events.append(Event(t, "drop", dst, mid, wire=w, extra={"rule": rule}))
             return
-        self._arrival(t + HOP_MS + delays[0], self._arrive_http_response, w, faulty)
+        sched = self._sched  # type: ignore[attr-defined]      # (its arrival, as a request's)
+        sched._seq += 1
+        if faulty:
+            heapq.heappush(sched.heap, [t + HOP_MS + delays[0], sched._seq, self._arrive_http_response, (w,)])
+        else:
+            self._fifo.append([t + HOP_MS, sched._seq, self._arrive_http_response, (w,)])  # type: ignore[attr-defined]
 
     def _arrive_http_response(self, w: tuple) -> None:
         src, dst, type, mid, re, at, body_json = w
@@ -157,7 +171,30 @@ class SimHttpMixin:
             events.append(Event(self.t, "drop", dst, mid, wire=w, extra={"rule": "connection closed"}))  # type: ignore[attr-defined]
             return
         events.append((self.t, "deliver", dst, mid, None, w))  # type: ignore[attr-defined]
-        ctx._deliver(Message(src, dst, type, mid, _loads(body_json), re, at))
+        if body_json.__class__ is dict:
+            # A flat JSON response (Response._payload): resumes its caller with the response
+            # itself, the caller's own copy -- ctx._deliver's answered-RPC branch, inline (the
+            # caller waits for it: checked above; so the context is alive), without a Message.
+            coro, handle, cause = ctx._rpcs.pop(re)
+            ctx._host.cancel(handle)
+            answered = ctx._answered
+            answered[re] = None
+            if len(answered) > 10_000:
+                del answered[next(iter(answered))]
+            r = _new(ClientResponse)
+            r.status = status = body_json["status"]
+            r.reason = _PHRASES.get(status) or reason_of(status)
+            r.id, r.remote, r._headers, r._text, r._b64 = mid, src, None, None, None
+            r._hraw, r._json = [["Content-Type", JSON_TYPE]], body_json["json"].copy()
+            resumed = _new(_Resumed)
+            resumed.origin = cause.origin if cause.__class__ is _Resumed else cause
+            resumed.reply_id, resumed.rpc_id = mid, re
+            ctx._step(coro, r, None, resumed)
+            return
+        body = _loads(body_json)
+        m = _new(Message)
+        m.src, m.dst, m.type, m.id, m.in_reply_to, m.sent_at, m.body = src, dst, type, mid, re, at, body
+        ctx._deliver(m)
 
     def _reset_http(self, server: str) -> None:
         """``server`` went down: reset every connection open to it."""
