@@ -11,10 +11,12 @@
 Baseline, same run, for context: a trivial heapq event loop (pop ``[t, seq, fn, args]``,
 call a function that pushes the next event) doing the same number of events.
 
-Targets (issue 20): >= 500,000 delivered messages/s for 5 nodes, judged as >= 0.2x the bare
-heapq loop in the same run (the absolute figure assumes a loop of ~2.5M events/s); the 60 s
-heartbeat run in < 60 ms of wall time (absolute: it needs a quiet machine; its ratio to the
-bare loop on the same events, ``heartbeat_ratio``, is the figure to compare across machines).
+Targets (issue 20), both judged against the bare heapq loop in the same run, since absolute
+figures on a shared machine say more about its other users than about labkit. The issue's
+figures assume the ~2.5M events/s such a loop runs on a quiet core (2.7M when the issue was
+filed): >= 500,000 delivered messages/s for 5 nodes is judged as >= 0.2x the loop's events/s,
+and the heartbeat minute in < 60 ms of wall time as <= 5x the loop's time on the same number of
+events (60 ms / the 12 ms ~30,000 events take at 2.5M/s). The absolute figures are printed too.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ BUDGET = 20_000           # messages each node sends
 REPS = 5
 TARGET_MSGS = 500_000     # issue 20: 500,000 delivered msgs/s for 5 nodes ...
 TARGET_RATIO = 0.2        # ... which is judged as >= 0.2x a bare heapq loop in the same run
-TARGET_HB_S = 0.060       # and the heartbeat minute under 60 ms of wall time
+TARGET_HB_S = 0.060       # and the heartbeat minute under 60 ms of wall time ...
+TARGET_HB_RATIO = 5.0     # ... judged as <= 5x the bare heapq loop on the same events (60 ms / 12 ms)
 HB_MS = 50
 HB_VIRTUAL_S = 60.0
 
@@ -139,10 +142,11 @@ def main() -> None:
              f"bare heapq {hb_base[-1] * 1000:.0f} ms)")
     rate, base = median(msg_rates), median(base_rates)
     hb, hbb = median(hb_walls), median(hb_base)
-    pass_msgs, pass_hb = rate / base >= TARGET_RATIO, hb < TARGET_HB_S
+    pass_msgs, pass_hb = rate / base >= TARGET_RATIO, hb / hbb <= TARGET_HB_RATIO
     info(f"sim: {rate:,.0f} delivered msgs/s, {rate / base:.3f}x the bare heapq loop (target >= {TARGET_MSGS:,}, "
          f"judged as >= {TARGET_RATIO}x); heartbeat minute "
-         f"{hb * 1000:.0f} ms wall (target < {TARGET_HB_S * 1000:.0f} ms)")
+         f"{hb * 1000:.0f} ms wall, {hb / hbb:.2f}x the bare loop on its events (target < {TARGET_HB_S * 1000:.0f} ms, "
+         f"judged as <= {TARGET_HB_RATIO:g}x)")
     emit({
         "name": "sim_speed",
         "what": f"simulator: delivered messages per wall second ({NODES} nodes, window {WINDOW}, perfect network); "
@@ -154,7 +158,8 @@ def main() -> None:
         "heartbeat_60s_wall_ms": hb * 1000, "heartbeat_setup_ms": median(hb_setup) * 1000,
         "heartbeat_events": hb_events, "heartbeat_baseline_ms": hbb * 1000,
         "heartbeat_ratio": hb / hbb,
-        "target": f"msgs/s >= {TARGET_MSGS} (judged as ratio >= {TARGET_RATIO}) and heartbeat minute < {TARGET_HB_S} s wall",
+        "target": f"msgs/s >= {TARGET_MSGS} (judged as ratio >= {TARGET_RATIO}) and heartbeat minute < {TARGET_HB_S} s "
+                  f"wall (judged as heartbeat_ratio <= {TARGET_HB_RATIO:g})",
         "pass_msgs": pass_msgs, "pass_heartbeat": pass_hb, "pass": pass_msgs and pass_hb,
     })
 
