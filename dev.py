@@ -2,7 +2,7 @@
 """Cloud Lab's two set-up commands, needing nothing but Python 3 and pip.
 
     python3 dev.py lab     # open the course in JupyterLab (the repository root; chapter 00 first)
-    python3 dev.py test    # run every test (labkit's tests and, as they land, the notebooks)
+    python3 dev.py test    # run every test (labkit's tests and the notebooks), one worker per core
     python3 dev.py bench   # run the benchmarks (prints one JSON line each)
 
 Each command creates ``.venv`` in the repository on first use (or when pyproject.toml
@@ -70,6 +70,26 @@ def lab_command(jupyter: list[str], rest: list[str], euid: int | None = None) ->
     return cmd + list(rest), notes
 
 
+#: ``dev.py test`` runs on this many pytest-xdist workers at most, one per usable core.
+MAX_TEST_WORKERS = 4
+
+
+def test_workers(rest: list[str], cores: int | None = None) -> list[str]:
+    """The pytest-xdist option ``dev.py test`` adds: ``-n N`` with one worker per usable core
+    (at most ``MAX_TEST_WORKERS``), nothing on one core (Binder) or when ``rest`` already says
+    how to run (``-n``/``--numprocesses``/``--dist``, ``-p no:xdist``, or ``--pdb``, which
+    needs the terminal)."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:           # macOS, Windows
+            cores = os.cpu_count() or 1
+    own = any(a in ("-n", "--pdb", "no:xdist") or a.startswith(("-n", "--numprocesses", "--dist")) for a in rest)
+    if own or cores < 2:
+        return []
+    return ["-n", str(min(cores, MAX_TEST_WORKERS))]
+
+
 def run(*cmd: str) -> int:
     return subprocess.call(list(cmd), cwd=ROOT)
 
@@ -87,7 +107,7 @@ def main(argv: list[str]) -> int:
         _say(f"serving {ROOT} and opening {FIRST_NOTEBOOK} (exercises/ and solutions/ are in the file browser)")
         return run(*cmd)
     if what == "test":
-        return run(str(PY), "-m", "pytest", *rest)
+        return run(str(PY), "-m", "pytest", *test_workers(rest), *rest)
     return run(str(PY), "benchmarks/run_all.py", *rest)
 
 

@@ -473,6 +473,15 @@ def _opt(cmd: list[str], name: str) -> str | None:
     return next((a.split("=", 1)[1] for a in cmd if a.startswith(name + "=")), None)
 
 
+def test_dev_test_runs_one_worker_per_core_unless_told_otherwise():
+    dev = _dev()
+    assert dev.test_workers([], cores=2) == ["-n", "2"]
+    assert dev.test_workers(["-k", "sim", "-x"], cores=16) == ["-n", str(dev.MAX_TEST_WORKERS)]
+    assert dev.test_workers([], cores=1) == []                                   # Binder: one core
+    for own in (["-n", "0"], ["-n3"], ["--numprocesses=2"], ["-p", "no:xdist"], ["--pdb"], ["--dist=loadfile"]):
+        assert dev.test_workers(own, cores=4) == [], own
+
+
 def test_dev_lab_serves_the_repository_root_and_opens_chapter_00():
     dev = _dev()
     cmd, notes = dev.lab_command(["jupyter"], ["--port=9999"], euid=1000)

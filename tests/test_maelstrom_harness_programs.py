@@ -26,8 +26,12 @@ def prog(name: str) -> Program:
     return Program(os.path.join(PROGRAMS, name))
 
 
-def _running_programs() -> list[str]:
-    """Command lines of live processes running one of the test programs."""
+def _running(marker: str) -> list[str]:
+    """Command lines of live processes whose command line holds ``marker`` and that this test
+    run started: under pytest-xdist, only those of this worker (a program keeps the worker's
+    ``PYTEST_XDIST_WORKER`` in its environment even when orphaned, so an orphan still counts;
+    another worker's programs, running now, do not)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -35,11 +39,21 @@ def _running_programs() -> list[str]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if marker not in cmd:
+                continue
+            if worker is not None:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if f"PYTEST_XDIST_WORKER={worker}".encode() not in f.read().split(b"\0"):
+                        continue
         except OSError:
             continue
-        if PROGRAMS in cmd:
-            out.append(f"{pid}: {cmd}")
+        out.append(f"{pid}: {cmd}")
     return out
+
+
+def _running_programs() -> list[str]:
+    """Live processes running one of the test programs (see ``_running``)."""
+    return _running(PROGRAMS)
 
 
 @pytest.fixture(autouse=True)
@@ -130,18 +144,7 @@ def _tmp_program(tmp_path, name: str, code: str) -> str:
 
 def _left_in(tmp_path) -> list[str]:
     """Command lines of live processes running a program from ``tmp_path``."""
-    PROGRAMS_DIR = str(tmp_path)
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if PROGRAMS_DIR in cmd:
-                found.append(f"{pid}: {cmd}")
-    return found
+    return _running(str(tmp_path))
 
 
 def test_a_program_that_crashes_on_init_is_a_setup_error_not_a_verdict(tmp_path, capsys):
