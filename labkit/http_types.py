@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from .errors import ArgumentError
 from .http_errors import _PHRASES, ContentTypeError, ClientResponseError, HTTPBadRequest, reason_of
-from .message import (FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, EncodeError, MAX_NESTING,
+from .message import (EncodeError, MAX_NESTING, is_flat,
                       dumps as _dumps, quote)
 
 HTTP_VERSION = "1.1"
@@ -412,25 +412,9 @@ def json_response(data: Any = _MISSING, *, text: str | None = None, body: bytes 
             and 100 <= status <= 599 and content_type == "application/json"):      # the common case, quickly
         r = _new(Response)
         r.status, r.reason, r._headers = status, reason, None
-        if data.__class__ is dict and len(data) <= FLAT_MAX_KEYS:     # flat? (as SimRuntime._transmit asks)
-            for k, v in data.items():
-                if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
-                    break
-                c = v.__class__
-                if c is str:
-                    if len(v) > FLAT_MAX_STR:
-                        break
-                elif c is int:
-                    if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
-                        break
-                elif c is float:
-                    if v - v != 0.0:        # NaN or an infinity: encode_json refuses it, below
-                        break
-                elif v is not None and c is not bool:
-                    break
-            else:       # JSON carries it unchanged: a copy of it now (as encoding it now would)
-                r._hraw, r._pl, r._flat = _JSON_HRAW, None, data.copy()
-                return r
+        if is_flat(data):       # JSON carries it unchanged: a copy of it now (as encoding it now would)
+            r._hraw, r._pl, r._flat = _JSON_HRAW, None, data.copy()
+            return r
         r._hraw = [["Content-Type", JSON_TYPE]]
         r._pl, r._flat = ("json", encode_json(data, "json_response(data)")), None
         return r

@@ -106,6 +106,29 @@ FLAT_MAX_STR = 4096
 FLAT_MAX_INT = 1 << 63
 
 
+def is_flat(body: Any) -> bool:
+    """Is ``body`` a flat dict (the bounds above)? JSON carries such a dict unchanged, so the
+    simulator sends it, and ``json_response`` keeps it, as the dict itself."""
+    if body.__class__ is not dict or len(body) > FLAT_MAX_KEYS:
+        return False
+    for k, v in body.items():
+        if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
+            return False
+        c = v.__class__
+        if c is str:
+            if len(v) > FLAT_MAX_STR:
+                return False
+        elif c is int:
+            if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
+                return False
+        elif c is float:
+            if v - v != 0.0:            # NaN or an infinity: JSON refuses it
+                return False
+        elif v is not None and c is not bool:
+            return False
+    return True
+
+
 def body_json(body: "str | dict") -> str:
     """A simulator wire's body as JSON: the text itself, or a flat body's encoding."""
     return body if body.__class__ is str else _dumps(body, True)

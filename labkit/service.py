@@ -284,14 +284,7 @@ class ServingMixin:
             self._busy += 1  # type: ignore[attr-defined]
             if not self._stats_pending:  # type: ignore[attr-defined]
                 self._stats_soon()  # type: ignore[attr-defined]
-            try:
-                coro = getattr(self._node, name)(self, req)  # type: ignore[attr-defined]
-            except BaseException as e:
-                self._call_failed(name, req, msg, e)
-                return
-            self._serving[coro] = (name, req, msg)
-            self._holding.add(coro)  # type: ignore[attr-defined]
-            self._step(coro, None, None, msg)  # type: ignore[attr-defined]
+            self._start_handler(name, req, msg)
             return
         if not self._admit(partial(self._start_handler, name, req, msg)):  # type: ignore[attr-defined]
             self.count("http_shed")  # type: ignore[attr-defined]

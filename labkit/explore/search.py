@@ -130,6 +130,21 @@ class Search:
                 return None
         return False
 
+    def _next(self, s: tuple, d: bytes, ev: tuple, depth: int) -> tuple[tuple, bytes] | None:
+        """Take ``ev`` in state ``s`` (digest ``d``, at ``depth``): the next state and its digest,
+        or None when a handler crashed (the search's outcome is then that exception). Raises
+        ``IdsRead`` when a handler read message ids the state leaves out."""
+        ex = self.ex
+        try:
+            s2 = ex.step(s, ev)
+        except HandlerCrashed as e:
+            self._crashed(e, d, ev, depth + 1)
+            return None
+        if ex.flags.ids and not ex.ids_in_state:
+            raise IdsRead(ex.flags.where_ids)
+        self.transitions += 1
+        return s2, ex.digest(s2)
+
     def _crashed(self, e: HandlerCrashed, parent: bytes, ev: tuple, depth: int) -> None:
         self.found = {"outcome": "exception", "message": e.event.get("error"), "traceback": e.event.get("traceback"),
                       "node": e.event.node, "cause": e.event.get("cause"), "parent": parent, "event": ev,
@@ -225,14 +240,10 @@ class Search:
         frontier: deque = deque([(s0, d0, 0, frozenset(), False if self.pruned_root else None)])
         pop = frontier.pop if dfs else frontier.popleft
         max_depth = self.max_depth
-        step, digest, enabled = self.ex.step, self.ex.digest, self.ex.enabled
-        flags, ids_in_state = self.ex.flags, self.ex.ids_in_state
-        return self._loop(frontier, pop, dfs, sleeping, parents, sleeps, depths, max_depth, step, digest,
-                          enabled, flags, ids_in_state)
+        return self._loop(frontier, pop, dfs, sleeping, parents, sleeps, depths, max_depth, self.ex.enabled)
 
     def _loop(self, frontier: deque, pop: Callable, dfs: bool, sleeping: bool, parents: dict, sleeps: dict,
-              depths: dict, max_depth: int, step: Callable, digest: Callable, enabled: Callable, flags: Any,
-              ids_in_state: bool) -> str | None:
+              depths: dict, max_depth: int, enabled: Callable) -> str | None:
         count = 0
         one_level, pruned = self.one_level, self.pruned
         while frontier:
@@ -261,16 +272,11 @@ class Search:
             for ev in evs:
                 if ev in sleep or (only and ev not in only):
                     continue
-                try:
-                    s2 = step(s, ev)
-                except HandlerCrashed as e:
-                    self._crashed(e, d, ev, depth + 1)
+                nxt = self._next(s, d, ev, depth)
+                if nxt is None:
                     return None
-                if flags.ids and not ids_in_state:
-                    raise IdsRead(flags.where_ids)
-                d2 = digest(s2)
+                s2, d2 = nxt
                 count += 1
-                self.transitions += 1
                 if count >= CHECK_EVERY:
                     count = 0
                     stop = self._budget()
@@ -327,8 +333,6 @@ class Search:
         s0, d0 = root
         parents = self.parents
         count = 0
-        step, digest = self.ex.step, self.ex.digest
-        flags, ids_in_state = self.ex.flags, self.ex.ids_in_state
         for _ in range(self.walks):
             s, d = s0, d0
             for depth in range(self.max_depth):
@@ -336,16 +340,11 @@ class Search:
                 if not evs:
                     break
                 ev = rng.choice(evs)
-                try:
-                    s2 = step(s, ev)
-                except HandlerCrashed as e:
-                    self._crashed(e, d, ev, depth + 1)
+                nxt = self._next(s, d, ev, depth)
+                if nxt is None:
                     return None
-                if flags.ids and not ids_in_state:
-                    raise IdsRead(flags.where_ids)
-                d2 = digest(s2)
+                s2, d2 = nxt
                 count += 1
-                self.transitions += 1
                 if d2 not in parents:
                     parents[d2] = (d, ev)
                     self.states += 1

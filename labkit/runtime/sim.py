@@ -46,7 +46,7 @@ from ..context import Context
 from ..errors import Interrupted, LabkitError
 from ..guard import StormError
 from ..journal import Event
-from ..message import (_SURELY_SMALL, FLAT_MAX_INT, FLAT_MAX_KEY, FLAT_MAX_KEYS, FLAT_MAX_STR, Message,
+from ..message import (_SURELY_SMALL, Message, is_flat,
                        body_json, encode_body, loads_trusted, too_large, wire)
 from .base import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
@@ -386,32 +386,16 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
                 self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
                 return
             return self._route(t, src, dst, mid, w)
-        if body.__class__ is dict and len(body) <= FLAT_MAX_KEYS:
-            for k, v in body.items():
-                if k.__class__ is not str or len(k) > FLAT_MAX_KEY:
-                    break
-                c = v.__class__
-                if c is str:
-                    if len(v) > FLAT_MAX_STR:
-                        break
-                elif c is int:
-                    if not -FLAT_MAX_INT <= v <= FLAT_MAX_INT:
-                        break
-                elif c is float:
-                    if v - v != 0.0:        # NaN or an infinity: JSON refuses it (encode_body says so)
-                        break
-                elif v is not None and c is not bool:
-                    break
-            else:                           # flat: no JSON, and surely small
-                self._flat = body           # (held here, so no other dict can take its id)
-                w = (src, dst, type, mid, re, self._at, body)
-                self._row((t, "send", src, mid, None, w))
-                if not self.net._faulty:    # a perfect network (the common case): one copy, one hop
-                    sched = self._sched
-                    sched._seq += 1
-                    self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
-                    return
-                return self._route(t, src, dst, mid, w)
+        if is_flat(body):                   # flat: no JSON, and surely small
+            self._flat = body           # (held here, so no other dict can take its id)
+            w = (src, dst, type, mid, re, self._at, body)
+            self._row((t, "send", src, mid, None, w))
+            if not self.net._faulty:    # a perfect network (the common case): one copy, one hop
+                sched = self._sched
+                sched._seq += 1
+                self._fifo.append([t + HOP_MS, sched._seq, self._arrive_cb, (w,)])
+                return
+            return self._route(t, src, dst, mid, w)
         if body.__class__ is not str:
             body = encode_body(src, dst, type, body)
         w = (src, dst, type, mid, re, self._at, body)
