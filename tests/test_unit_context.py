@@ -567,3 +567,15 @@ def test_log_count_and_report():
     assert len(stats) == 1  # coalesced
     assert stats[0].get("counters") == {"msgs": 2, "bytes": 20}
     assert stats[0].get("status") == {"role": "leader", "term": 2}
+
+
+def test_recent_rpc_ids_keep_at_least_the_last_keep_and_at_most_twice_that():
+    from labkit.context import RecentIds
+    r = RecentIds(keep=100)
+    for i in range(1_000):
+        r.add(f"n1.1.{i}")
+        # every id among the last `keep` is still known, whatever the generation it is in
+        assert all(f"n1.1.{j}" in r for j in range(max(0, i - 99), i + 1)), i
+        assert len(r) <= 200, (i, len(r))
+    assert "n1.1.0" not in r and "n1.1.799" not in r
+    assert "n1.1.900" in r and "n1.1.999" in r

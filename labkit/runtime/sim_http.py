@@ -177,10 +177,7 @@ class SimHttpMixin:
             # caller waits for it: checked above; so the context is alive), without a Message.
             coro, handle, cause = ctx._rpcs.pop(re)
             ctx._host.cancel(handle)
-            answered = ctx._answered
-            answered[re] = None
-            if len(answered) > 10_000:
-                del answered[next(iter(answered))]
+            ctx._answered.add(re)
             r = _new(ClientResponse)
             r.status = status = body_json["status"]
             r.reason = _PHRASES.get(status) or reason_of(status)
