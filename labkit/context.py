@@ -253,7 +253,11 @@ class Context(ServingMixin, CapacityMixin):
 
     def rpc(self, dst: str, /, type: str, timeout: float = 1000.0, **body: Any) -> _Await:
         """Send a request now; ``await`` it for the reply (a Message), or ``RpcTimeout``."""
-        timeout = argcheck.ms(timeout, lambda: f"{self.id}: rpc(timeout)", positive=True)
+        c = timeout.__class__
+        if (c is int or c is float) and 0 < timeout <= MAX_MS:      # (argcheck.ms's common case)
+            timeout = float(timeout)
+        else:
+            timeout = argcheck.ms(timeout, lambda: f"{self.id}: rpc(timeout)", positive=True)
         mid = self._send(dst, type, None, body)
         return _Await("rpc", mid, dst, type, timeout)
 
