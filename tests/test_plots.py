@@ -189,6 +189,22 @@ def test_spacetime_tiny_draws_every_delivery_the_drop_and_the_faults(tiny):
     assert "showing" not in labels
 
 
+def test_spacetime_draws_a_message_never_delivered_dotted_towards_its_receiver(tiny):
+    from matplotlib.collections import LineCollection
+    none_in_flight = [c for c in plots.spacetime(tiny).findobj(LineCollection) if c.get_linestyle()[0][1]]
+    journal = Journal(list(tiny) + [Event.from_dict(_msg(14.5, "send", "n2", "n3", "append", "n2.2.1"))])
+    fig = plots.spacetime(journal)
+    assert arrows(fig) == 6, "an undelivered message gets no arrow"
+    assert "not delivered by the end: in flight, or lost with a node (1)" in texts(fig)
+    assert "1 neither delivered nor dropped" in repr(fig)
+    lanes = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    dotted = [seg for c in fig.findobj(LineCollection) if c.get_linestyle()[0][1] and c not in none_in_flight
+              for seg in c.get_segments()]
+    # from n2 at its send time to n3's lane at the end of the window
+    assert any(seg[0][0] == 14.5 and seg[0][1] == lanes.index("n2") and seg[1][1] == lanes.index("n3")
+               and seg[1][0] >= 14.5 for seg in dotted), dotted
+
+
 def test_spacetime_samples_large_journals_and_says_so(big):
     sent = big.count()["send"]
     fig = plots.spacetime(big, max_messages=500)

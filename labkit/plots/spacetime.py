@@ -153,6 +153,8 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
     drop_lines = []
     n_drop_total = sum(len(m[6]) for m in chosen)
     unmatched = 0
+    flight_lines: list = []
+    flight_cols: list = []
     for ts, ys, yd, mtype, send, dels, drps in shown:
         col = color_of.get(mtype, other)
         for d in dels:
@@ -161,11 +163,18 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
             px, py = d.t, _drop_y(d, ts, send, ys, yd)
             drops.setdefault(str(d.get("rule")), []).append((px, py))
             drop_lines.append([(ts, ys), (px, py)])
-        if not dels and not drps:
+        if not dels and not drps:       # in flight at the end: dotted, towards its receiver
             unmatched += 1
+            flight_lines.append([(ts, ys), (max(x1, ts), yd)])
+            flight_cols.append(col)
     if ax_x:
         ax.quiver(ax_x, ay, au, av, color=acol, angles="xy", scale_units="xy", scale=1, units="inches",
                   width=0.008, headwidth=4.5, headlength=6, headaxislength=5, minlength=0, zorder=3)
+    if flight_lines:
+        ax.add_collection(LineCollection(flight_lines, colors=flight_cols, linestyles="dotted", lw=1.2,
+                                         alpha=0.8, zorder=3))
+        handles.append(Line2D([], [], color="0.35", ls="dotted", lw=1.5,
+                              label=f"not delivered by the end: in flight, or lost with a node ({unmatched:,})"))
     if drop_lines:
         ax.add_collection(LineCollection(drop_lines, colors="#d62728", linestyles="dashed", lw=0.8,
                                          alpha=0.6, zorder=3))
