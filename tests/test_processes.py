@@ -171,6 +171,25 @@ def test_pause_stops_handling_and_resume_catches_up(wait_until):
         assert got["handled"] == 3                           # echo 0, the late echo 1, and this get
 
 
+def test_a_backlog_of_more_frames_than_one_batch_is_handled_with_no_new_traffic(wait_until):
+    """The node loop sleeps on ZeroMQ's edge-triggered descriptor: a message already queued
+    signals nothing more. 600 frames queued while n2 is paused (over two batches of 256) must
+    all be handled after resume with nothing else arriving to wake the node."""
+    with labkit.Cluster(Lab, n=2, runtime="processes", seed=15) as c:
+        assert c.request("n2", "echo", timeout=OK_MS, x=0).body["echo"] == 0
+        c.pause("n2")
+        n2 = proc_of(c, "n2")
+        assert wait_until(lambda: n2.status() == psutil.STATUS_STOPPED, timeout=2, step=0.005)
+        for i in range(1, 601):
+            c.client_send("n2", "echo", x=i)
+        assert c.resume("n2") is True
+
+        def handled() -> int:   # (reads the journal files: sends nothing to n2)
+            return len(c.journal.filter(kind="deliver", node="n2", type="echo").events)
+        assert wait_until(lambda: handled() == 601, timeout=20, step=0.05, cluster=c), handled()
+        assert c.request("n2", "get", timeout=OK_MS).body["handled"] == 602
+
+
 def test_message_sent_right_after_pause_waits_for_resume(wait_until):
     """pause() returns once SIGSTOP is sent; from then on the node must not handle anything
     (the process may still show as running for a few ms, but it runs no more user code)."""
