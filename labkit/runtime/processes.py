@@ -763,14 +763,15 @@ class ProcessRuntime(RuntimeBase):
             zmq.zmq_poll(self._inbox_poll, max(1, int(min(wait, left))))  # wakes at once for a client reply
 
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
-        w = wire(client, node, type, mid, None, self.now(), body_json)
+        now = self.now()                         # the send event's time is the message's sent_at
+        w = wire(client, node, type, mid, None, now, body_json)
         sock = self._to_node.get(node)
         if sock is None:
             sock = self._to_node[node] = self.zctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 10000)
             sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
-        self.record(Event(self.now(), "send", client, mid, wire=w))
+        self.record(Event(now, "send", client, mid, wire=w))
         held = self._held
         if held is not None:                     # inside a drain: sent together at its end
             held.setdefault(node, []).append((mid, w))
