@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import psutil
 import pytest
@@ -86,3 +87,22 @@ def test_a_node_killed_outside_labkit_refuses_the_next_request_at_once_in_every_
             assert len(crash) == 1 and "exited with code -9" in crash[0].get("error"), crash
             c.restart("n1")
         assert c.request("n1", "get", timeout=OK_MS).body["incarnation"] == 3
+
+
+def test_ctrl_c_during_a_request_stops_the_wait_not_the_cluster():
+    """Ctrl-C while ``cluster.request`` waits (for a reply that never comes: n1 answers no
+    client "ping") ends the wait with KeyboardInterrupt; the request is forgotten, its send
+    stays journaled, and the cluster goes on serving requests."""
+    with labkit.Cluster({"n1": Lab}, seed=34) as c:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                c.request("n1", "ping", timeout=60_000)
+        finally:
+            timer.cancel()
+            timer.join()
+        (sent,) = c.journal.filter(kind="send", node="client", type="ping").events
+        assert sent.id not in c._rt._awaiting, "an interrupted request must not wait on"
+        assert c.status()["n1"].state == "up"
+        assert c.request("n1", "echo", timeout=OK_MS, x=7).body["echo"] == 7
