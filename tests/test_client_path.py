@@ -7,6 +7,7 @@ result is asserted afterwards, never a timed assertion.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 
@@ -64,7 +65,7 @@ def test_client_send_replies_are_journaled_and_called_back_once_each(wait_until)
         assert sends == set(ids) and sorted(backs) == sorted(ids), (len(sends), len(backs))
 
 
-def test_a_node_killed_outside_labkit_refuses_the_next_request_at_once_in_every_incarnation():
+def test_a_node_killed_outside_labkit_refuses_the_next_request_at_once_in_every_incarnation(wait_until):
     """The request looks at the node's process before it sends (a poll of the process's
     sentinel): a node SIGKILLed behind labkit's back is known to be gone, the request is
     refused with NodeDown and journaled as dropped ("node down"), and the same holds for the
@@ -77,7 +78,16 @@ def test_a_node_killed_outside_labkit_refuses_the_next_request_at_once_in_every_
             proc = psutil.Process(c.status()["n1"].pid)
             os.kill(proc.pid, signal.SIGKILL)
             gone, _ = psutil.wait_procs([proc], timeout=10)
-            assert gone, "the node process did not exit"
+            # ... and its exit status has reached the notebook: the forkserver that reaped it
+            # writes it to the process's sentinel an instant later. Incarnation 1: seen there
+            # (not read); incarnation 2: read already (Process.exitcode), the sentinel drained.
+            node_proc = c._rt.records["n1"].proc
+            if incarnation == 1:
+                exited = select.select([node_proc.sentinel], [], [], 10.0)[0]
+            else:
+                exited = wait_until(lambda: node_proc.exitcode is not None, 10.0)
+            assert gone and exited, "the node process did not exit"
+            assert c._rt.records["n1"].state == "up"       # labkit has not looked yet
             with pytest.raises(labkit.NodeDown, match="n1 is crashed") as ei:
                 c.request("n1", "echo", timeout=60_000)
             assert "refused at once" in str(ei.value), ei.value
@@ -106,3 +116,33 @@ def test_ctrl_c_during_a_request_stops_the_wait_not_the_cluster():
         assert sent.id not in c._rt._awaiting, "an interrupted request must not wait on"
         assert c.status()["n1"].state == "up"
         assert c.request("n1", "echo", timeout=OK_MS, x=7).body["echo"] == 7
+
+
+def test_requests_while_another_thread_reads_status_and_counters():
+    """A panel's thread calls ``status()`` and ``counters()`` while the notebook's thread makes
+    requests: both look at the node processes (and the inbox) at once; neither fails, every
+    request gets its own reply, and the journal has each request and reply once."""
+    with labkit.Cluster({"n1": Lab, "n2": Lab}, seed=35) as c:
+        stop, errors, looks = threading.Event(), [], [0]
+
+        def panel():
+            try:
+                while not stop.is_set():
+                    assert set(c.status()) == {"n1", "n2"}
+                    c.counters()
+                    looks[0] += 1
+            except BaseException as e:       # reported by the main thread's assertion
+                errors.append(e)
+
+        t = threading.Thread(target=panel, daemon=True)
+        t.start()
+        try:
+            for i in range(300):
+                node = ("n1", "n2")[i % 2]
+                assert c.request(node, "echo", timeout=OK_MS, x=i).body == {"echo": i, "me": node}
+        finally:
+            stop.set()
+            t.join(30)
+        assert not t.is_alive() and errors == [] and looks[0] > 0, (errors, looks)
+        assert len(c.journal.filter(kind="send", node="client")) == 300
+        assert len(c.journal.filter(kind="deliver", node="client")) == 300

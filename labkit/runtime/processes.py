@@ -60,6 +60,7 @@ START_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 1.0
 #: How often (s) a running cluster asks whether a node process has exited.
 EXIT_CHECK_S = 0.01
+#: ZeroMQ constants as plain ints: pyzmq's enums cost an enum operation per use on the hot path.
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 #: How often (s) a running cluster with programs prints their notices (stderr, bad output).
 NOTICE_CHECK_S = 0.1
@@ -228,7 +229,7 @@ class ProcessRuntime(RuntimeBase):
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
-        self._inbox_poll = [(self.inbox, zmq.POLLIN)]   # zmq_poll's list, made once
+        self._inbox_poll = [(self.inbox, _POLLIN)]   # zmq_poll's list, made once
         #: node id -> a poll(2) object watching its current process's sentinel (see _has_exited)
         self._exit_polls: dict[str, Any] = {}
         self._to_node: dict[str, Any] = {}
@@ -531,15 +532,22 @@ class ProcessRuntime(RuntimeBase):
 
     def _has_exited(self, rec: NodeRecord) -> bool:
         """Has ``rec``'s current process exited? The answer of ``Process.exitcode``, asked only
-        once a poll(2) of the process's sentinel says it may have (the sentinel is readable, or
-        hung up, once the process is gone: what ``exitcode`` itself waits for, through a
-        ``selectors`` object made per call -- ten times the cost, on every request)."""
+        when it can be yes: the exit status is already known (an earlier ``exitcode`` read it),
+        or a poll(2) of the process's sentinel finds it readable or hung up (the forkserver
+        writes the status there, then closes it). ``exitcode`` itself polls through a
+        ``selectors`` object made per call: ten times the cost, and this runs on every request."""
         proc = rec.proc
         if proc is None:
             return False
+        if getattr(getattr(proc, "_popen", None), "returncode", None) is not None:
+            return True                  # read already: the sentinel may be drained and not yet closed
         watch = self._exit_polls.get(rec.id)
-        if watch is not None and not watch.poll(0):
-            return False
+        if watch is not None:
+            try:
+                if not watch.poll(0):
+                    return False
+            except RuntimeError:     # another thread polls it this instant (status() from a panel's
+                pass                 # thread): a poll object refuses a second caller; ask exitcode
         return proc.exitcode is not None
 
     def _read_journal(self) -> None:
@@ -777,7 +785,7 @@ class ProcessRuntime(RuntimeBase):
             held.setdefault(node, []).append((mid, w))
             return
         try:
-            sock.send(w.encode(), zmq.NOBLOCK)
+            sock.send(w.encode(), _NOBLOCK)
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
@@ -796,7 +804,7 @@ class ProcessRuntime(RuntimeBase):
         for node, items in held.items():
             for frame, wires in split_frames([w for _, w in items]):     # each within MAX_FRAME_BYTES
                 try:
-                    self._to_node[node].send(frame, zmq.NOBLOCK)
+                    self._to_node[node].send(frame, _NOBLOCK)
                 except zmq.Again:
                     for w in wires:
                         mid = decode(w).id
