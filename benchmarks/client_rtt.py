@@ -29,7 +29,7 @@ from labkit.message import encode_body, wire  # noqa: E402
 import _raw  # noqa: E402
 from _common import emit, info, median, pct  # noqa: E402
 
-ROUNDS = 7
+ROUNDS = 9
 N = 2000
 WARMUP = 200
 TARGET = 2.0
