@@ -3,7 +3,8 @@
 labkit: node n1 gets a ``bench`` request from the notebook, then runs ``await ctx.rpc("n2",
 "ping")`` N times in a loop, timing each with ``ctx.now``, and replies with the samples. The
 notebook only triggers a round and collects the samples; what is timed is node to node.
-The client round trip (``cluster.request`` to a node and back) is reported separately.
+The client round trip (``cluster.request`` to a node and back) is shown here too, and judged
+against its own raw baseline in ``client_rtt.py``.
 
 Baseline, same run, same message size: two plain Python processes with PAIR sockets over
 ipc, blocking send/recv. Rounds alternate labkit / raw so both see the same noise.
@@ -134,7 +135,7 @@ def main() -> None:
         "cpu_note": "CPU (user+sys, all threads) of both node processes per round trip; notebook CPU is "
                     "mostly spent after each round, when request() reads the round's journal lines",
         "client_rtt_us": median(client),
-        "client_rtt_note": "cluster.request from the notebook process to n2 and back (not judged)",
+        "client_rtt_note": "cluster.request from the notebook process to n2 and back (judged in client_rtt.py)",
         "crashes": crashes,
     })
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -59,6 +60,8 @@ START_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 1.0
 #: How often (s) a running cluster asks whether a node process has exited.
 EXIT_CHECK_S = 0.01
+#: ZeroMQ constants as plain ints: pyzmq's enums cost an enum operation per use on the hot path.
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 #: How often (s) a running cluster with programs prints their notices (stderr, bad output).
 NOTICE_CHECK_S = 0.1
 #: How many program notices the notebook shows a second, all nodes together (each node also
@@ -226,6 +229,9 @@ class ProcessRuntime(RuntimeBase):
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
+        self._inbox_poll = [(self.inbox, _POLLIN)]   # zmq_poll's list, made once
+        #: node id -> a poll(2) object watching its current process's sentinel (see _has_exited)
+        self._exit_polls: dict[str, Any] = {}
         self._to_node: dict[str, Any] = {}
         self._files: dict[str, list] = {}          # path -> [offset, partial bytes]
         self._scanned = 0                         # journal rows looked at for stats and crashes
@@ -275,6 +281,9 @@ class ProcessRuntime(RuntimeBase):
                 if rec.proc is not None:                      # the previous incarnation's
                     _close_process(rec.proc)
                 rec.proc, rec.pid, rec.state = p, p.pid, "starting"
+                watch = select.poll()
+                watch.register(p.sentinel, select.POLLIN)
+                self._exit_polls[rec.id] = watch
                 self._pids.add(p.pid)
         self._await_hellos(recs)
 
@@ -517,9 +526,29 @@ class ProcessRuntime(RuntimeBase):
         journal is read); the crash is journaled and reported at the next journal read."""
         with self._lock:
             for rec in self.records.values():
-                if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
+                if rec.state == "up" and self._has_exited(rec):
                     rec.state = "crashed"
                     self._exited.add((rec.id, rec.incarnation))
+
+    def _has_exited(self, rec: NodeRecord) -> bool:
+        """Has ``rec``'s current process exited? The answer of ``Process.exitcode``, asked only
+        when it can be yes: the exit status is already known (an earlier ``exitcode`` read it),
+        or a poll(2) of the process's sentinel finds it readable or hung up (the forkserver
+        writes the status there, then closes it). ``exitcode`` itself polls through a
+        ``selectors`` object made per call: ten times the cost, and this runs on every request."""
+        proc = rec.proc
+        if proc is None:
+            return False
+        if getattr(getattr(proc, "_popen", None), "returncode", None) is not None:
+            return True                  # read already: the sentinel may be drained and not yet closed
+        watch = self._exit_polls.get(rec.id)
+        if watch is not None:
+            try:
+                if not watch.poll(0):
+                    return False
+            except RuntimeError:     # another thread polls it this instant (status() from a panel's
+                pass                 # thread): a poll object refuses a second caller; ask exitcode
+        return proc.exitcode is not None
 
     def _read_journal(self) -> None:
         """``sync`` without ``JournalFull``: what runtime calls use to learn about crashes."""
@@ -650,12 +679,18 @@ class ProcessRuntime(RuntimeBase):
         """Journal the client replies waiting in the inbox, and queue their callbacks.
 
         Any thread may drain (``status()`` from the panel's thread does); callbacks run only
-        in ``_run_callbacks``, on the thread driving ``run_for``/``request``."""
-        while True:
+        in ``_run_callbacks``, on the thread driving ``run_for``/``request``. The socket is
+        asked whether a frame waits (``EVENTS``) rather than read until ``zmq.Again``: the
+        exception costs more than the question, and an empty inbox is the common case."""
+        inbox = self.inbox
+        while inbox.get(_EVENTS) & _POLLIN:
             try:
-                frame = self.inbox.recv(zmq.NOBLOCK)
-            except zmq.Again:
+                frame = inbox.recv(_NOBLOCK)
+            except zmq.Again:                     # another thread took it (it holds the lock: rare)
                 return
+            if b"\n" not in frame:
+                self._client_arrive(frame, out)
+                continue
             for raw in frame.split(b"\n"):          # a node batches a round's replies
                 self._client_arrive(raw, out)
 
@@ -702,6 +737,11 @@ class ProcessRuntime(RuntimeBase):
         CPU from the nodes."""
         with self._lock:
             self._drain_inbox(self.events)  # client replies: journaled here ...
+        return self._run_due()
+
+    def _run_due(self) -> float:
+        """``_pump`` after its drain of the inbox: run the due reply callbacks (outside the
+        lock) and calls, surface crashes; return ms until the next call (or 50)."""
         self._run_callbacks()                 # ... and their callbacks run here, outside the lock
         calls = self._calls
         while (entry := calls.pop_due(self.now())) is not None:
@@ -715,8 +755,7 @@ class ProcessRuntime(RuntimeBase):
             self._show_notices()
         if self._exited or t >= self._next_exit_check:
             self._next_exit_check = t + EXIT_CHECK_S
-            if self._exited or any(r.state == "up" and r.proc is not None and r.proc.exitcode is not None
-                                   for r in self.records.values()):
+            if self._exited or any(r.state == "up" and self._has_exited(r) for r in self.records.values()):
                 self._read_journal()
         due = calls.next_time()
         return min(50.0, due - self.now()) if due is not None else 50.0
@@ -729,23 +768,24 @@ class ProcessRuntime(RuntimeBase):
             left = (end - time.monotonic()) * 1000.0
             if left <= 0:
                 return
-            self.inbox.poll(max(1, int(min(wait, left))))  # wakes at once for a client reply
+            zmq.zmq_poll(self._inbox_poll, max(1, int(min(wait, left))))  # wakes at once for a client reply
 
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
-        w = wire(client, node, type, mid, None, self.now(), body_json)
+        now = self.now()                         # the send event's time is the message's sent_at
+        w = wire(client, node, type, mid, None, now, body_json)
         sock = self._to_node.get(node)
         if sock is None:
             sock = self._to_node[node] = self.zctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 10000)
             sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
-        self.record(Event(self.now(), "send", client, mid, wire=w))
+        self.record(Event(now, "send", client, mid, wire=w))
         held = self._held
         if held is not None:                     # inside a drain: sent together at its end
             held.setdefault(node, []).append((mid, w))
             return
         try:
-            sock.send(w.encode(), zmq.NOBLOCK)
+            sock.send(w.encode(), _NOBLOCK)
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
@@ -764,7 +804,7 @@ class ProcessRuntime(RuntimeBase):
         for node, items in held.items():
             for frame, wires in split_frames([w for _, w in items]):     # each within MAX_FRAME_BYTES
                 try:
-                    self._to_node[node].send(frame, zmq.NOBLOCK)
+                    self._to_node[node].send(frame, _NOBLOCK)
                 except zmq.Again:
                     for w in wires:
                         mid = decode(w).id
@@ -772,29 +812,48 @@ class ProcessRuntime(RuntimeBase):
 
     def node_down(self, node: str) -> bool:
         rec = self.records[node]
-        if rec.state == "up" and rec.proc is not None and rec.proc.exitcode is not None:
+        if rec.state == "up" and self._has_exited(rec):
             self._read_journal()                 # it exited: read its crash before answering
         return rec.state in ("down", "crashed")
 
     def _wait_for_reply(self, mid: str, timeout: float, node: str) -> None:
+        """Run the cluster (as ``run_for`` does) until the reply to ``mid`` is in, ``node``
+        crashes or goes down, or ``timeout`` ms pass.
+
+        Each wake-up costs one ``zmq_poll`` and one ``recv`` of the inbox: every ZeroMQ call
+        on the socket is a system call or two (its command mailbox), and they were most of the
+        notebook's share of a round trip. Replies that another thread journaled meanwhile (a
+        panel's ``sync``) are seen at the top of the loop; those still in the inbox wake the poll."""
         self._send_held()                        # a request made in a reply callback: send it now
         deadline = time.monotonic() + timeout / 1000.0
         rec = self.records[node]
-        while True:
-            with self._lock:
-                self._drain_inbox(self.events)
-            if mid in self._replies:
-                # The reply is journaled (it came through the inbox); the node's own lines are
-                # read when somebody reads the journal -- not here, on every request: that read
-                # was most of the client round trip.
-                return
-            if mid in self.crashed_ids or rec.state in ("down", "crashed"):
+        replies, crashed_ids, lock, events = self._replies, self.crashed_ids, self._lock, self.events
+        inbox, poll_list, arrive = self.inbox, self._inbox_poll, self._client_arrive
+        while mid not in replies:
+            wait = self._run_due()               # callbacks due, the nemesis's calls, exits every 10 ms
+            if mid in crashed_ids or rec.state in ("down", "crashed"):
                 break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            wait = min(self._pump(), left * 1000.0)
-            self.inbox.poll(max(1, int(wait)))
+            if not zmq.zmq_poll(poll_list, max(1, int(min(wait, left * 1000.0)))):
+                continue
+            with lock:
+                try:
+                    frame = inbox.recv(_NOBLOCK)
+                except zmq.Again:                 # another thread read it (and journaled it)
+                    continue
+                # One frame: if more wait, the next poll returns at once.
+                if b"\n" not in frame:
+                    arrive(frame, events)
+                else:
+                    for raw in frame.split(b"\n"):      # a node batches a round's replies
+                        arrive(raw, events)
+        else:
+            # The reply is journaled (it came through the inbox); the node's own lines are
+            # read when somebody reads the journal -- not here, on every request: that read
+            # was most of the client round trip.
+            return
         self._read_journal()                     # no reply: a crash to learn about, perhaps
 
     def counters(self, rec: NodeRecord) -> tuple[dict, dict]:
