@@ -124,6 +124,46 @@ def test_direct_check_catches_a_candidate_that_counts_replies_not_voters(namespa
         namespace["vote_rule"](CountsReplies)
 
 
+@pytest.mark.parametrize("bug, message", [
+    ("keeps the last election's votes", r"each election counts anew \(§5.2\): n1 became leader of term 5 with the "
+                                        r"votes of n1 and n3 only"),
+    ("half the peers is a majority", r"majority \(§5.2\): n1 became leader of term 4 with the votes of n1 and n2 "
+                                     r"only -- 2 of 5 voters are not a majority"),
+])
+def test_direct_check_names_the_candidate_rule(namespace, bug, message):
+    """Two candidates of a cold review, both for five nodes (the search's three cannot tell them:
+    any two voters are a majority of three). One adds itself to ``self.votes`` without clearing it
+    (the statement said "remember your votes in self.votes"): a vote of an earlier term counts
+    again, and the visible sweep and the search both passed it. The other takes half the peers
+    for a majority: the check caught it but blamed a duplicated reply counted twice."""
+    base = namespace["Election"]
+
+    class Candidate(base):
+        def start_election(self, ctx):
+            if bug == "keeps the last election's votes":
+                self.set_term(ctx, self.term + 1, voted_for=ctx.id)
+                self.become(ctx, "candidate")
+                self.votes.add(ctx.id)
+                for peer in ctx.peers:
+                    ctx.send(peer, "request_vote", term=self.term, candidate=ctx.id,
+                             last_log_index=self.last_index(), last_log_term=self.term_at(self.last_index()))
+            else:
+                super().start_election(ctx)
+
+        def on_vote_reply(self, ctx, msg):
+            if bug == "half the peers is a majority" and msg["term"] == self.term and msg["granted"] \
+                    and self.role == "candidate":
+                self.votes.add(msg.src)
+                if len(self.votes) >= len(ctx.peers) // 2:
+                    self.become_leader(ctx)
+                return
+            super().on_vote_reply(ctx, msg)
+
+    namespace["vote_rule"]()
+    with pytest.raises(AssertionError, match=message):
+        namespace["vote_rule"](Candidate)
+
+
 def _counts_stale_votes(ns):
     class StaleVotes(ns["Election"]):             # a granted reply of an OLD term counts in the current one
         def on_vote_reply(self, ctx, msg):
