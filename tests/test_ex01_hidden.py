@@ -195,3 +195,40 @@ def test_the_search_catches_wrong_buffers(namespace, wrong, says):
 def test_the_search_proves_the_reference_buffer(namespace):
     res = namespace["explore_chat"]()
     assert res.outcome == "exhausted" and res.states > 1000, res
+
+
+def _removes_what_it_never_held(self, sender, vc, payload):
+    if vc[sender] <= self.vc[sender]:
+        return []
+    if self._deliverable(sender, vc):
+        self.held.remove((sender, vc, payload))           # ValueError: it was never held
+        self.vc[sender] += 1
+        return [payload]
+    self.held.append((sender, vc, payload))
+    return []
+
+
+def test_the_search_names_a_handler_that_raised(namespace):
+    """A cold review: the search's report of a buffer that raises was introduced as "it found
+    this -- the shortest such run" (of a violation); it must say a handler raised, and show
+    the traceback."""
+    good = namespace["CausalBuffer"]
+    namespace["CausalBuffer"] = type("Wrong", (good,), {"receive": _removes_what_it_never_held})
+    try:
+        with pytest.raises(AssertionError, match=r"a handler raised(.|\n)*ValueError: list.remove"):
+            namespace["explore_chat"]()
+    finally:
+        namespace["CausalBuffer"] = good
+
+
+def test_a_search_that_did_not_finish_is_not_reported_as_a_finding(namespace, monkeypatch):
+    """A buffer whose receive() never returns keeps the search from ending; the reader stops it
+    (Ctrl-C) and the search answers 'unknown'. That must read as "did not finish, proves
+    nothing", not as a run that breaks a property. A state budget stands in for the interrupt."""
+    import functools
+    import types
+    real = namespace["labkit"]
+    monkeypatch.setitem(namespace, "labkit", types.SimpleNamespace(explore=functools.partial(real.explore,
+                                                                                              max_states=50)))
+    with pytest.raises(AssertionError, match=r"did not finish, so this proves nothing(.|\n)*state budget"):
+        namespace["explore_chat"]()

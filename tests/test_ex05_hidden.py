@@ -193,6 +193,19 @@ def test_the_search_passes_the_reference_election(namespace):
     assert res.outcome == "bounded" and res.depth == 7 and res.states > 1000, res
 
 
+def test_the_search_names_a_handler_that_raised(namespace):
+    """A cold review: a candidate reading a field the reply does not have (msg["voter"]) was
+    reported by the search as "it found this -- the shortest such run" (of two leaders); it
+    must say a handler raised, and show the traceback."""
+    class ReadsVoter(namespace["Election"]):
+        def on_vote_reply(self, ctx, msg):
+            if self.role == "candidate" and msg["term"] == self.term and msg["granted"]:
+                self.votes.add(msg["voter"])
+            super().on_vote_reply(ctx, msg)
+
+    with pytest.raises(AssertionError, match=r"a handler raised(.|\n)*KeyError: 'voter'"):
+        namespace["explore_election"](ReadsVoter)
+
 def test_checks_catch_a_follower_that_truncates_on_stale_messages(namespace):
     base = namespace["Replication"]
 
