@@ -232,3 +232,36 @@ def test_a_search_that_did_not_finish_is_not_reported_as_a_finding(namespace, mo
                                                                                               max_states=50)))
     with pytest.raises(AssertionError, match=r"did not finish, so this proves nothing(.|\n)*state budget"):
         namespace["explore_chat"]()
+
+
+def test_the_search_explores_a_buffer_with_a_lambda_default(namespace):
+    """A cold reader's *correct* buffer, with ``defaultdict(lambda: set())`` for the copies it
+    holds: the sweep passed it, and the search refused it (pickle cannot find a lambda by name)
+    until labkit.explore copied capture-free functions by name."""
+    import collections
+
+    class Defaulted(namespace["CausalBuffer"]):
+        def __init__(self, me, members):
+            super().__init__(me, members)
+            self.pending = collections.defaultdict(lambda: set())
+
+        def receive(self, sender, vc, payload):
+            if vc[sender] <= self.vc[sender] or vc[sender] in self.pending[sender]:
+                return []
+            self.pending[sender].add(vc[sender])
+            self.held.append((sender, vc, payload))
+            out = []
+            while (ready := next((h for h in self.held if self._deliverable(h[0], h[1])), None)) is not None:
+                self.held.remove(ready)
+                self.pending[ready[0]].discard(ready[1][ready[0]])
+                self.vc[ready[0]] += 1
+                out.append(ready[2])
+            return out
+
+    good = namespace["CausalBuffer"]
+    namespace["CausalBuffer"] = Defaulted
+    try:
+        res = namespace["explore_chat"]()
+    finally:
+        namespace["CausalBuffer"] = good
+    assert res.outcome == "exhausted" and res.states > 1000, res

@@ -6,6 +6,7 @@ implementation: a change in them is a change in what is explored, to be explaine
 """
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
@@ -383,7 +384,23 @@ class KeepsCtx(labkit.Node):
 
 class Unpicklable(labkit.Node):
     def on_start(self, ctx):
-        self.fn = lambda: 1
+        step = len(ctx.peers)
+        self.fn = lambda x: x + step               # a closure: its cell is state of its own
+
+
+class DefaultDicts(labkit.Node):
+    """Capture-free functions on self (a defaultdict's factory): copied by name, explored."""
+
+    def on_start(self, ctx):
+        self.seen = collections.defaultdict(lambda: set())
+        self.key = lambda m: m.src
+        if ctx.id == "n1":
+            ctx.send("n2", "hi")
+
+    def on_message(self, ctx, msg):
+        self.seen[self.key(msg)].add(msg.type)
+        if msg.type == "hi":
+            ctx.reply(msg, "ho")
 
 
 class ReadsNow(labkit.Node):
@@ -440,6 +457,16 @@ def test_ctx_on_self_is_refused():
 def test_unpicklable_state_is_refused():
     with pytest.raises(ExploreRefused, match=r"state cannot be copied: self\.fn = function"):
         labkit.explore(Unpicklable, n=2)
+
+
+def test_functions_that_capture_nothing_are_copied_by_name():
+    """A cold reader's correct causal buffer kept ``defaultdict(lambda: set())``; the search
+    refused it (pickle cannot find a lambda by name) while the sweep passed it."""
+    res = labkit.explore(DefaultDicts, n=2, invariants=[
+        lambda s: s.nodes["n1"].seen.default_factory() == set() and s.nodes["n2"].key.__name__ == "<lambda>"])
+    assert res.outcome == "exhausted" and res.states == 3, res
+    assert dict(labkit.explore(DefaultDicts, n=2, goals=[lambda s: s.nodes["n1"].seen]).replay().state.nodes["n1"].seen) \
+        == {"n2": {"ho"}}
 
 
 def test_reading_ctx_now_is_flagged():
