@@ -164,6 +164,23 @@ def test_direct_check_names_the_candidate_rule(namespace, bug, message):
         namespace["vote_rule"](Candidate)
 
 
+@pytest.mark.parametrize("role, handler", [("leader", "on_append_reply"), ("candidate", "on_vote_reply")])
+def test_direct_check_catches_a_node_that_keeps_its_role_on_a_newer_term(namespace, role, handler):
+    """The statement asks both reply handlers to step down on a higher term (§5.1). A cold
+    reader's leader that ignored heartbeat replies, and a candidate that only counted votes,
+    passed the 200-seed sweep and the search (a newer leader's heartbeat makes them step down
+    soon enough); the direct check hands each a reply of a newer term."""
+    def ignores_newer_terms(self, ctx, msg):
+        if handler == "on_vote_reply" and self.role == "candidate" and msg["term"] == self.term and msg["granted"]:
+            self.votes.add(msg.src)
+            if len(self.votes) >= self.majority:
+                self.become_leader(ctx)
+
+    stays = type("Stays", (namespace["Election"],), {handler: ignores_newer_terms})
+    namespace["step_down_rule"]()
+    with pytest.raises(AssertionError, match=rf"§5.1: a {role} of term 1 got \w+ with term 2 and is still a {role}"):
+        namespace["step_down_rule"](stays)
+
 def _counts_stale_votes(ns):
     class StaleVotes(ns["Election"]):             # a granted reply of an OLD term counts in the current one
         def on_vote_reply(self, ctx, msg):
