@@ -174,6 +174,29 @@ def test_ctrl_c_returns_the_partial_result():
     assert res.states == 50          # the 50th was counted, then judged when the interrupt came
 
 
+class Spins(labkit.Node):
+    """n2's handler stands for one that never returns: Ctrl-C lands in it (here, at once)."""
+
+    def on_start(self, ctx):
+        if ctx.id == "n1":
+            ctx.send("n2", "spin")
+
+    def on_message(self, ctx, msg):
+        self.wait_for_more(msg)
+
+    def wait_for_more(self, msg):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_a_handler_says_which_handler_and_line():
+    """A cold reader's causal buffer looped forever in receive(); stopped with Ctrl-C, the search
+    said only "stopped by an interrupt". It names the node, the event and the lines now."""
+    res = labkit.explore(Spins, n=2)
+    assert res.outcome == "unknown", res
+    assert "n2 was handling deliver n1>n2 spin" in res.message, res.message
+    assert "in wait_for_more, from " in res.message and " in on_message (does that handler ever return?)" \
+        in res.message, res.message
+
 def test_an_invariant_returning_none_is_an_error():
     with pytest.raises(TypeError, match="returned None"):
         labkit.explore(TwoPhaseCommit, n=3, invariants=[lambda s: None])
