@@ -174,12 +174,24 @@ def test_visible_check_catches(requirement):
     assert says in visible_report(NB, check, wrong)
 
 
+def _never_rechecks_held(self, sender, vc, payload):
+    if vc[sender] <= self.vc[sender] or any(h[0] == sender and h[1][sender] == vc[sender] for h in self.held):
+        return []
+    if self._deliverable(sender, vc):                  # what it held may be deliverable now: not looked at
+        self.vc[sender] += 1
+        return [payload]
+    self.held.append((sender, vc, payload))
+    return []
+
+
 # -- the check cell's labkit.explore (every order of a 2-question chat, one duplicate) -----------
 @pytest.mark.parametrize("wrong, says", [
     (_redeliver_duplicates, "delivered a message twice"),
     (_hold_duplicates_again, "the buffers still hold"),
     (_deliver_on_arrival, "causal violations"),
-], ids=["redelivers duplicates", "holds a duplicate again", "delivers on arrival"])
+    (_never_rechecks_held, r"the buffers still hold .*: \(sender, vc\) \{'n\d': \[\('n\d', \{.*\}\)\]\}, while the "
+                           r"buffers' own vc are \{'n\d': \{"),
+], ids=["redelivers duplicates", "holds a duplicate again", "delivers on arrival", "never rechecks what it holds"])
 def test_the_search_catches_wrong_buffers(namespace, wrong, says):
     """Not vacuous: each of these fails the search (the sweep before it catches them too; no
     buffer bug was found that only the search catches -- the chat's sweep is dense)."""
