@@ -124,6 +124,26 @@ def test_direct_check_catches_a_candidate_that_counts_replies_not_voters(namespa
         namespace["vote_rule"](CountsReplies)
 
 
+def test_a_heartbeat_that_clears_the_vote_is_named_and_found_by_the_search(namespace):
+    """A cold reader's follower took a heartbeat with step_down(ctx, msg["term"]) also when the
+    term was its own -- which records voted_for=None -- and voted twice in a term. The 200-seed
+    sweep passed it; the search found two leaders in 7 steps without saying why; the direct
+    check now names the rule. Both must keep catching it."""
+    class Forgets(namespace["Election"]):
+        def on_append_entries(self, ctx, msg):
+            if msg["term"] < self.term:
+                ctx.reply(msg, term=self.term, success=False, last_index=self.last_index())
+                return
+            self.step_down(ctx, msg["term"])
+            self.leader = msg["leader"]
+            self.reset_election_timer(ctx)
+            ctx.reply(msg, term=self.term, success=True, match=0)
+
+    with pytest.raises(AssertionError, match=r"took n2's heartbeat of term 3, then granted n4 its term-3 vote"):
+        namespace["vote_rule"](Forgets)
+    with pytest.raises(AssertionError, match=r"violation at depth 7: two leaders in term 1"):
+        namespace["explore_election"](Forgets)
+
 @pytest.mark.parametrize("bug, message", [
     ("keeps the last election's votes", r"each election counts anew \(§5.2\): n1 became leader of term 5 with the "
                                         r"votes of n1 and n3 only"),
