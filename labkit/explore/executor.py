@@ -36,8 +36,6 @@ changes, a module-level counter) breaks both.
 """
 from __future__ import annotations
 
-import os
-import re
 from bisect import bisect_left, insort
 from hashlib import blake2b
 from typing import Any, Callable
@@ -47,34 +45,14 @@ from ..guard import DEFAULTS as _GUARDS
 from ..message import loads_trusted
 from ..runtime.base import is_client_id
 from ..runtime.storage import Storage
-from .context import MIDPOINT, ExploreContext, HandlerCrashed, Refused, TrackedMessage, _Flags  # noqa: F401
+from .context import (MIDPOINT, ExploreContext, HandlerCrashed, InterruptedInHandler, Refused,  # noqa: F401
+                      TrackedMessage, _Flags, _last_frame)
 from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_unpicklable
 
 _FIRE = Context._fire
 _STATS = Context._emit_stats
 VIEW_CACHE = 20_000
 MEMO = 100_000          # (slot digest, event) outcomes kept; 0 turns the memo off
-
-
-class InterruptedInHandler(KeyboardInterrupt):
-    """Ctrl-C came while a node's handler ran (the search stops, as on any Ctrl-C); ``where``
-    names the node, what it was handling and the last line of node code it was at -- for a
-    handler that never returns, the line it loops on."""
-
-    def __init__(self, where: str) -> None:
-        super().__init__(where)
-        self.where = where
-
-
-def _last_frame(traceback: str | None) -> str:
-    """``", at FILE line N in F, from FILE line M in G"``: the innermost two frames of node code
-    (labkit's own frames left out) of a traceback; "" without any."""
-    frames = []
-    for ln in (traceback or "").splitlines():
-        m = re.match(r'  File "(.*)", line (\d+), in (.*)', ln)
-        if m and f"{os.sep}labkit{os.sep}" not in m.group(1):
-            frames.append(f"{m.group(1)} line {m.group(2)} in {m.group(3)}")
-    return "".join(f", {'at' if i == 0 else 'from'} {f}" for i, f in enumerate(frames[::-1][:2]))
 
 
 class Executor:
