@@ -243,6 +243,18 @@ def test_the_search_names_a_handler_that_raised(namespace):
     with pytest.raises(AssertionError, match=r"a handler raised(.|\n)*KeyError: 'voter'"):
         namespace["explore_election"](ReadsVoter)
 
+def test_the_search_does_not_pass_a_cluster_that_goes_quiet(namespace):
+    """Handlers that do nothing leave no timer armed: the search runs out of steps at depth 3
+    ("exhausted", no violation). That is no proof about elections, and the check says why."""
+    def nothing(self, ctx, *args):
+        pass
+
+    quiet = type("Quiet", (namespace["Election"],), {name: nothing for name in (
+        "start_election", "on_request_vote", "on_vote_reply", "become_leader", "replicate",
+        "on_append_entries", "on_append_reply")})
+    with pytest.raises(AssertionError, match=r"every run stopped before 7 steps(.|\n)*exhausted: "):
+        namespace["explore_election"](quiet)
+
 def test_checks_catch_a_follower_that_truncates_on_stale_messages(namespace):
     base = namespace["Replication"]
 
