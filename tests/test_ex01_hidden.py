@@ -174,12 +174,24 @@ def test_visible_check_catches(requirement):
     assert says in visible_report(NB, check, wrong)
 
 
+def _never_rechecks_held(self, sender, vc, payload):
+    if vc[sender] <= self.vc[sender] or any(h[0] == sender and h[1][sender] == vc[sender] for h in self.held):
+        return []
+    if self._deliverable(sender, vc):                  # what it held may be deliverable now: not looked at
+        self.vc[sender] += 1
+        return [payload]
+    self.held.append((sender, vc, payload))
+    return []
+
+
 # -- the check cell's labkit.explore (every order of a 2-question chat, one duplicate) -----------
 @pytest.mark.parametrize("wrong, says", [
     (_redeliver_duplicates, "delivered a message twice"),
     (_hold_duplicates_again, "the buffers still hold"),
     (_deliver_on_arrival, "causal violations"),
-], ids=["redelivers duplicates", "holds a duplicate again", "delivers on arrival"])
+    (_never_rechecks_held, r"the buffers still hold .*: \(sender, vc\) \{'n\d': \[\('n\d', \{.*\}\)\]\}, while the "
+                           r"buffers' own vc are \{'n\d': \{"),
+], ids=["redelivers duplicates", "holds a duplicate again", "delivers on arrival", "never rechecks what it holds"])
 def test_the_search_catches_wrong_buffers(namespace, wrong, says):
     """Not vacuous: each of these fails the search (the sweep before it catches them too; no
     buffer bug was found that only the search catches -- the chat's sweep is dense)."""
@@ -194,4 +206,74 @@ def test_the_search_catches_wrong_buffers(namespace, wrong, says):
 
 def test_the_search_proves_the_reference_buffer(namespace):
     res = namespace["explore_chat"]()
+    assert res.outcome == "exhausted" and res.states > 1000, res
+
+
+def _removes_what_it_never_held(self, sender, vc, payload):
+    if vc[sender] <= self.vc[sender]:
+        return []
+    if self._deliverable(sender, vc):
+        self.held.remove((sender, vc, payload))           # ValueError: it was never held
+        self.vc[sender] += 1
+        return [payload]
+    self.held.append((sender, vc, payload))
+    return []
+
+
+def test_the_search_names_a_handler_that_raised(namespace):
+    """A cold review: the search's report of a buffer that raises was introduced as "it found
+    this -- the shortest such run" (of a violation); it must say a handler raised, and show
+    the traceback."""
+    good = namespace["CausalBuffer"]
+    namespace["CausalBuffer"] = type("Wrong", (good,), {"receive": _removes_what_it_never_held})
+    try:
+        with pytest.raises(AssertionError, match=r"a handler raised(.|\n)*ValueError: list.remove"):
+            namespace["explore_chat"]()
+    finally:
+        namespace["CausalBuffer"] = good
+
+
+def test_a_search_that_did_not_finish_is_not_reported_as_a_finding(namespace, monkeypatch):
+    """A buffer whose receive() never returns keeps the search from ending; the reader stops it
+    (Ctrl-C) and the search answers 'unknown'. That must read as "did not finish, proves
+    nothing", not as a run that breaks a property. A state budget stands in for the interrupt."""
+    import functools
+    import types
+    real = namespace["labkit"]
+    monkeypatch.setitem(namespace, "labkit", types.SimpleNamespace(explore=functools.partial(real.explore,
+                                                                                              max_states=50)))
+    with pytest.raises(AssertionError, match=r"did not finish, so this proves nothing(.|\n)*state budget"):
+        namespace["explore_chat"]()
+
+
+def test_the_search_explores_a_buffer_with_a_lambda_default(namespace):
+    """A cold reader's *correct* buffer, with ``defaultdict(lambda: set())`` for the copies it
+    holds: the sweep passed it, and the search refused it (pickle cannot find a lambda by name)
+    until labkit.explore copied capture-free functions by name."""
+    import collections
+
+    class Defaulted(namespace["CausalBuffer"]):
+        def __init__(self, me, members):
+            super().__init__(me, members)
+            self.pending = collections.defaultdict(lambda: set())
+
+        def receive(self, sender, vc, payload):
+            if vc[sender] <= self.vc[sender] or vc[sender] in self.pending[sender]:
+                return []
+            self.pending[sender].add(vc[sender])
+            self.held.append((sender, vc, payload))
+            out = []
+            while (ready := next((h for h in self.held if self._deliverable(h[0], h[1])), None)) is not None:
+                self.held.remove(ready)
+                self.pending[ready[0]].discard(ready[1][ready[0]])
+                self.vc[ready[0]] += 1
+                out.append(ready[2])
+            return out
+
+    good = namespace["CausalBuffer"]
+    namespace["CausalBuffer"] = Defaulted
+    try:
+        res = namespace["explore_chat"]()
+    finally:
+        namespace["CausalBuffer"] = good
     assert res.outcome == "exhausted" and res.states > 1000, res

@@ -124,6 +124,83 @@ def test_direct_check_catches_a_candidate_that_counts_replies_not_voters(namespa
         namespace["vote_rule"](CountsReplies)
 
 
+def test_a_heartbeat_that_clears_the_vote_is_named_and_found_by_the_search(namespace):
+    """A cold reader's follower took a heartbeat with step_down(ctx, msg["term"]) also when the
+    term was its own -- which records voted_for=None -- and voted twice in a term. The 200-seed
+    sweep passed it; the search found two leaders in 7 steps without saying why; the direct
+    check now names the rule. Both must keep catching it."""
+    class Forgets(namespace["Election"]):
+        def on_append_entries(self, ctx, msg):
+            if msg["term"] < self.term:
+                ctx.reply(msg, term=self.term, success=False, last_index=self.last_index())
+                return
+            self.step_down(ctx, msg["term"])
+            self.leader = msg["leader"]
+            self.reset_election_timer(ctx)
+            ctx.reply(msg, term=self.term, success=True, match=0)
+
+    with pytest.raises(AssertionError, match=r"took n2's heartbeat of term 3, then granted n4 its term-3 vote"):
+        namespace["vote_rule"](Forgets)
+    with pytest.raises(AssertionError, match=r"violation at depth 7: two leaders in term 1"):
+        namespace["explore_election"](Forgets)
+
+@pytest.mark.parametrize("bug, message", [
+    ("keeps the last election's votes", r"each election counts anew \(§5.2\): n1 became leader of term 5 with the "
+                                        r"votes of n1 and n3 only"),
+    ("half the peers is a majority", r"majority \(§5.2\): n1 became leader of term 4 with the votes of n1 and n2 "
+                                     r"only -- 2 of 5 voters are not a majority"),
+])
+def test_direct_check_names_the_candidate_rule(namespace, bug, message):
+    """Two candidates of a cold review, both for five nodes (the search's three cannot tell them:
+    any two voters are a majority of three). One adds itself to ``self.votes`` without clearing it
+    (the statement said "remember your votes in self.votes"): a vote of an earlier term counts
+    again, and the visible sweep and the search both passed it. The other takes half the peers
+    for a majority: the check caught it but blamed a duplicated reply counted twice."""
+    base = namespace["Election"]
+
+    class Candidate(base):
+        def start_election(self, ctx):
+            if bug == "keeps the last election's votes":
+                self.set_term(ctx, self.term + 1, voted_for=ctx.id)
+                self.become(ctx, "candidate")
+                self.votes.add(ctx.id)
+                for peer in ctx.peers:
+                    ctx.send(peer, "request_vote", term=self.term, candidate=ctx.id,
+                             last_log_index=self.last_index(), last_log_term=self.term_at(self.last_index()))
+            else:
+                super().start_election(ctx)
+
+        def on_vote_reply(self, ctx, msg):
+            if bug == "half the peers is a majority" and msg["term"] == self.term and msg["granted"] \
+                    and self.role == "candidate":
+                self.votes.add(msg.src)
+                if len(self.votes) >= len(ctx.peers) // 2:
+                    self.become_leader(ctx)
+                return
+            super().on_vote_reply(ctx, msg)
+
+    namespace["vote_rule"]()
+    with pytest.raises(AssertionError, match=message):
+        namespace["vote_rule"](Candidate)
+
+
+@pytest.mark.parametrize("role, handler", [("leader", "on_append_reply"), ("candidate", "on_vote_reply")])
+def test_direct_check_catches_a_node_that_keeps_its_role_on_a_newer_term(namespace, role, handler):
+    """The statement asks both reply handlers to step down on a higher term (§5.1). A cold
+    reader's leader that ignored heartbeat replies, and a candidate that only counted votes,
+    passed the 200-seed sweep and the search (a newer leader's heartbeat makes them step down
+    soon enough); the direct check hands each a reply of a newer term."""
+    def ignores_newer_terms(self, ctx, msg):
+        if handler == "on_vote_reply" and self.role == "candidate" and msg["term"] == self.term and msg["granted"]:
+            self.votes.add(msg.src)
+            if len(self.votes) >= self.majority:
+                self.become_leader(ctx)
+
+    stays = type("Stays", (namespace["Election"],), {handler: ignores_newer_terms})
+    namespace["step_down_rule"]()
+    with pytest.raises(AssertionError, match=rf"§5.1: a {role} of term 1 got \w+ with term 2 and is still a {role}"):
+        namespace["step_down_rule"](stays)
+
 def _counts_stale_votes(ns):
     class StaleVotes(ns["Election"]):             # a granted reply of an OLD term counts in the current one
         def on_vote_reply(self, ctx, msg):
@@ -152,6 +229,31 @@ def test_the_search_passes_the_reference_election(namespace):
     res = namespace["explore_election"]()
     assert res.outcome == "bounded" and res.depth == 7 and res.states > 1000, res
 
+
+def test_the_search_names_a_handler_that_raised(namespace):
+    """A cold review: a candidate reading a field the reply does not have (msg["voter"]) was
+    reported by the search as "it found this -- the shortest such run" (of two leaders); it
+    must say a handler raised, and show the traceback."""
+    class ReadsVoter(namespace["Election"]):
+        def on_vote_reply(self, ctx, msg):
+            if self.role == "candidate" and msg["term"] == self.term and msg["granted"]:
+                self.votes.add(msg["voter"])
+            super().on_vote_reply(ctx, msg)
+
+    with pytest.raises(AssertionError, match=r"a handler raised(.|\n)*KeyError: 'voter'"):
+        namespace["explore_election"](ReadsVoter)
+
+def test_the_search_does_not_pass_a_cluster_that_goes_quiet(namespace):
+    """Handlers that do nothing leave no timer armed: the search runs out of steps at depth 3
+    ("exhausted", no violation). That is no proof about elections, and the check says why."""
+    def nothing(self, ctx, *args):
+        pass
+
+    quiet = type("Quiet", (namespace["Election"],), {name: nothing for name in (
+        "start_election", "on_request_vote", "on_vote_reply", "become_leader", "replicate",
+        "on_append_entries", "on_append_reply")})
+    with pytest.raises(AssertionError, match=r"every run stopped before 7 steps(.|\n)*exhausted: "):
+        namespace["explore_election"](quiet)
 
 def test_checks_catch_a_follower_that_truncates_on_stale_messages(namespace):
     base = namespace["Replication"]

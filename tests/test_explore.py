@@ -6,6 +6,7 @@ implementation: a change in them is a change in what is explored, to be explaine
 """
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
@@ -172,6 +173,29 @@ def test_ctrl_c_returns_the_partial_result():
     assert res.outcome == "unknown" and "interrupt" in res.message
     assert res.states == 50          # the 50th was counted, then judged when the interrupt came
 
+
+class Spins(labkit.Node):
+    """n2's handler stands for one that never returns: Ctrl-C lands in it (here, at once)."""
+
+    def on_start(self, ctx):
+        if ctx.id == "n1":
+            ctx.send("n2", "spin")
+
+    def on_message(self, ctx, msg):
+        self.wait_for_more(msg)
+
+    def wait_for_more(self, msg):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_a_handler_says_which_handler_and_line():
+    """A cold reader's causal buffer looped forever in receive(); stopped with Ctrl-C, the search
+    said only "stopped by an interrupt". It names the node, the event and the lines now."""
+    res = labkit.explore(Spins, n=2)
+    assert res.outcome == "unknown", res
+    assert "n2 was handling deliver n1>n2 spin" in res.message, res.message
+    assert "in wait_for_more, from " in res.message and " in on_message (does that handler ever return?)" \
+        in res.message, res.message
 
 def test_an_invariant_returning_none_is_an_error():
     with pytest.raises(TypeError, match="returned None"):
@@ -383,7 +407,23 @@ class KeepsCtx(labkit.Node):
 
 class Unpicklable(labkit.Node):
     def on_start(self, ctx):
-        self.fn = lambda: 1
+        step = len(ctx.peers)
+        self.fn = lambda x: x + step               # a closure: its cell is state of its own
+
+
+class DefaultDicts(labkit.Node):
+    """Capture-free functions on self (a defaultdict's factory): copied by name, explored."""
+
+    def on_start(self, ctx):
+        self.seen = collections.defaultdict(lambda: set())
+        self.key = lambda m: m.src
+        if ctx.id == "n1":
+            ctx.send("n2", "hi")
+
+    def on_message(self, ctx, msg):
+        self.seen[self.key(msg)].add(msg.type)
+        if msg.type == "hi":
+            ctx.reply(msg, "ho")
 
 
 class ReadsNow(labkit.Node):
@@ -440,6 +480,16 @@ def test_ctx_on_self_is_refused():
 def test_unpicklable_state_is_refused():
     with pytest.raises(ExploreRefused, match=r"state cannot be copied: self\.fn = function"):
         labkit.explore(Unpicklable, n=2)
+
+
+def test_functions_that_capture_nothing_are_copied_by_name():
+    """A cold reader's correct causal buffer kept ``defaultdict(lambda: set())``; the search
+    refused it (pickle cannot find a lambda by name) while the sweep passed it."""
+    res = labkit.explore(DefaultDicts, n=2, invariants=[
+        lambda s: s.nodes["n1"].seen.default_factory() == set() and s.nodes["n2"].key.__name__ == "<lambda>"])
+    assert res.outcome == "exhausted" and res.states == 3, res
+    assert dict(labkit.explore(DefaultDicts, n=2, goals=[lambda s: s.nodes["n1"].seen]).replay().state.nodes["n1"].seen) \
+        == {"n2": {"ho"}}
 
 
 def test_reading_ctx_now_is_flagged():

@@ -13,7 +13,9 @@
 """
 from __future__ import annotations
 
+import os
 import random
+import re
 from typing import Any
 
 from ..context import Context
@@ -23,6 +25,27 @@ from ..message import Message
 
 class Refused(Exception):
     """What the explorer cannot model (async handlers, ctx on self, unpicklable state, ...)."""
+
+
+class InterruptedInHandler(KeyboardInterrupt):
+    """Ctrl-C came while a node's handler ran (the search stops, as on any Ctrl-C); ``where``
+    names the node, what it was handling and the last line of node code it was at -- for a
+    handler that never returns, the line it loops on."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+def _last_frame(traceback: str | None) -> str:
+    """``", at FILE line N in F, from FILE line M in G"``: the innermost two frames of node code
+    (labkit's own frames left out) of a traceback; "" without any."""
+    frames = []
+    for ln in (traceback or "").splitlines():
+        m = re.match(r'  File "(.*)", line (\d+), in (.*)', ln)
+        if m and f"{os.sep}labkit{os.sep}" not in m.group(1):
+            frames.append(f"{m.group(1)} line {m.group(2)} in {m.group(3)}")
+    return "".join(f", {'at' if i == 0 else 'from'} {f}" for i, f in enumerate(frames[::-1][:2]))
 
 
 class HandlerCrashed(Exception):

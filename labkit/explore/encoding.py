@@ -20,7 +20,11 @@ pickler costs a Python call per pickled object, so a state is pickled twice only
 fast pickle holds a set (the EMPTY_SET / FROZENSET opcodes, or a false alarm from the same
 byte in data): once to be copied from, once, canonically, for its digest. Classes that
 cannot be pickled by reference (defined in a function, or in an ``exec`` namespace) are
-pickled by a name kept in a registry (``_load_class``).
+pickled by a name kept in a registry (``_load_class``), and so are functions that capture
+nothing (``__closure__`` is None), such as the ``lambda: set()`` of a
+``defaultdict(lambda: set())``: with no captured cells they hold no state of their own, so one
+object stands for them in every state, as an importable function does. A closure is refused
+(its cells are state that pickling by name would share between states).
 """
 from __future__ import annotations
 
@@ -30,12 +34,14 @@ import sys
 import weakref
 from functools import partial
 from hashlib import blake2b
+from types import FunctionType
 from typing import Any
 
 PROTOCOL = 5
 _SET_OPS = (b"\x8f", b"\x91")     # EMPTY_SET, FROZENSET
 
-#: Classes pickled by name because they cannot be found by reference (``_load_class``).
+#: Classes (and functions that capture nothing) pickled by name because they cannot be found by
+#: reference (``_load_class``).
 _BY_NAME: dict[str, type] = {}
 _NAMES: "weakref.WeakKeyDictionary[type, str]" = weakref.WeakKeyDictionary()
 
@@ -64,7 +70,12 @@ def _load_class(name: str) -> type:
 _IMPORTABLE: "weakref.WeakKeyDictionary[type, bool]" = weakref.WeakKeyDictionary()
 
 
-def _importable(cls: type) -> bool:
+def _plain_function(obj: Any) -> bool:
+    """A Python function that captures nothing (see the module docstring)."""
+    return obj.__class__ is FunctionType and obj.__closure__ is None
+
+
+def _importable(cls: Any) -> bool:
     ok = _IMPORTABLE.get(cls)
     if ok is None:
         obj: Any = sys.modules.get(cls.__module__)
@@ -75,10 +86,11 @@ def _importable(cls: type) -> bool:
 
 
 class _ByNamePickler(pickle.Pickler):
-    """Fast mode; classes that are not importable go by name through the registry."""
+    """Fast mode; classes and capture-free functions that are not importable go by name through
+    the registry."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, type) and not _importable(obj):
+        if (isinstance(obj, type) or _plain_function(obj)) and not _importable(obj):
             return (_load_class, (_class_name(obj),))
         return NotImplemented
 
@@ -135,6 +147,8 @@ class _CanonicalPickler(pickle.Pickler):
         if t is set or t is frozenset:
             return ("s" if t is set else "f", _sorted(obj))
         if isinstance(obj, type) and obj.__module__ != "builtins":
+            return ("c", _class_name(obj))
+        if t is FunctionType and obj.__closure__ is None and not _importable(obj):
             return ("c", _class_name(obj))
         return None
 

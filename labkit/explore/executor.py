@@ -45,7 +45,8 @@ from ..guard import DEFAULTS as _GUARDS
 from ..message import loads_trusted
 from ..runtime.base import is_client_id
 from ..runtime.storage import Storage
-from .context import MIDPOINT, ExploreContext, HandlerCrashed, Refused, TrackedMessage, _Flags  # noqa: F401
+from .context import (MIDPOINT, ExploreContext, HandlerCrashed, InterruptedInHandler, Refused,  # noqa: F401
+                      TrackedMessage, _Flags, _last_frame)
 from .encoding import Classes, EncodeRefused, _fast_dumps, decode, encode, why_unpicklable
 
 _FIRE = Context._fire
@@ -129,7 +130,8 @@ class Executor:
 
     def crashed(self, ctx: Context, event: Any) -> None:
         if str(event.get("error", "")).startswith("KeyboardInterrupt"):
-            raise KeyboardInterrupt
+            what = ctx._event if len(ctx._event) <= 100 else ctx._event[:97] + "..."
+            raise InterruptedInHandler(f"{ctx.id} was handling {what}{_last_frame(event.get('traceback'))}")
         self.crash = event
 
     def transmit_http(self, *a: Any, **kw: Any) -> None:

@@ -174,8 +174,10 @@ class Search:
                 stop = self._walks()
             else:
                 stop = self._graph(self.strategy == "dfs")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             stop = "an interrupt (Ctrl-C): the result is partial"
+            if getattr(e, "where", None):          # it came inside a handler (InterruptedInHandler)
+                stop += f"; {e.where} (does that handler ever return?)"
         self.peak_mb = max(self.peak_mb, _rss_mb() - self.rss0)
         from hashlib import blake2b
         seen = sorted(d for d in self.parents if d is not None)
