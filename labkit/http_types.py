@@ -83,8 +83,18 @@ def _cimulti(raw: list | None) -> Any:
     return CIMultiDictProxy(CIMultiDict(raw or ()))
 
 
+_MIMES: dict[str, str] = {}
+
+
 def _mime(ctype: str | None) -> str:
-    return (ctype or "").split(";", 1)[0].strip().lower()
+    if ctype is None:
+        return ""
+    m = _MIMES.get(ctype)           # (the same few Content-Types, again and again)
+    if m is None:
+        m = ctype.split(";", 1)[0].strip().lower()
+        if len(_MIMES) < 256:
+            _MIMES[ctype] = m
+    return m
 
 
 def _is_json_type(mime: str) -> bool:
@@ -95,19 +105,27 @@ def _is_json_type(mime: str) -> bool:
 def payload_of_bytes(data: bytes, ctype: str | None) -> tuple[str, str] | None:
     """How real bytes travel in a message: a JSON value when they are exactly labkit's encoding
     of one (so the journal and the simulator agree byte for byte), else text, else base64."""
+    return payload_and_value(data, ctype)[0]
+
+
+def payload_and_value(data: bytes, ctype: str | None) -> tuple[tuple[str, str] | None, Any]:
+    """``payload_of_bytes``, and the JSON value of a ``"json"`` payload (parsed once, here:
+    checking that the bytes are labkit's encoding of a value parses them anyway), else
+    ``_MISSING``."""
     if not data:
-        return None
+        return None, _MISSING
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return ("body64", base64.b64encode(data).decode("ascii"))
+        return ("body64", base64.b64encode(data).decode("ascii")), _MISSING
     if _is_json_type(_mime(ctype)):
         try:
-            if _dumps(_json.loads(text)) == text:
-                return ("json", text)
+            value = _json.loads(text)
+            if _dumps(value) == text:
+                return ("json", text), value
         except (ValueError, TypeError, RecursionError):
             pass
-    return ("body", text)
+    return ("body", text), _MISSING
 
 
 def payload_bytes(payload: tuple[str, str] | None) -> bytes:

@@ -311,7 +311,8 @@ def test_bad_call_arguments_raise_at_once():
 def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
     from labkit.message import loads
     from labkit.http_types import encode_request, encode_response
-    from labkit.runtime.child_async import request_body, response_body
+    from labkit.http_types import _MISSING
+    from labkit.runtime.child_async import _finish, request_body, response_body
     real = [("Host", "127.0.0.1:1"), ("X-Labkit-Id", "n1.1.1"), *map(tuple, journal_headers)]
     shown = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
     for query in ("", "a=1&b=%20"):
@@ -324,3 +325,36 @@ def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
         want["headers"] = shown
         got = response_body(status, reason, journal_headers, payload, real)
         assert (got, list(got)) == (want, list(want))
+        # as the node's hot path builds them: the JSON value parsed once, the headers split once
+        value = loads(payload[1]) if payload is not None and payload[0] == "json" else _MISSING
+        d = {"http": "1.1", "status": status}
+        if reason and reason != labkit.http_errors.reason_of(status):
+            d["reason"] = reason
+        got = _finish(d, journal_headers, payload, value, shown)
+        assert (got, list(got)) == (want, list(want))
+
+
+def test_header_split_equals_headers_for_journal():
+    from labkit.http_types import headers_for_journal
+    from labkit.runtime.child_async import (REQUEST_STACK_HEADERS, RESPONSE_STACK_HEADERS, split_request_headers,
+                                            split_response_headers)
+    pairs = [("Host", "h"), ("X-Labkit-Id", "n1.1.1"), ("x-labkit-from", "n1"), ("Content-Type", "a/b"),
+             ("USER-AGENT", "u"), ("A", "1"), ("a", "2"), ("Date", "d"), ("Server", "s"), ("Connection", "close")]
+    for split, stack in ((split_request_headers, REQUEST_STACK_HEADERS), (split_response_headers, RESPONSE_STACK_HEADERS)):
+        for _ in range(2):          # the second time from the classes remembered the first time
+            shown, journaled = split(pairs)
+            assert journaled == headers_for_journal(pairs, stack)
+            assert shown == [[k, v] for k, v in pairs if not k.lower().startswith("x-labkit-")]
+
+
+def test_payload_and_value_parses_json_once():
+    from labkit.http_types import _MISSING, payload_and_value, payload_of_bytes
+    cases = [(b'{"a":[1,2.5,null]}', "application/json; charset=utf-8", ("json", '{"a":[1,2.5,null]}'), {"a": [1, 2.5, None]}),
+             (b'{"a": 1}', "application/json", ("body", '{"a": 1}'), _MISSING),          # not labkit's encoding
+             (b'{"a":1}', "text/plain", ("body", '{"a":1}'), _MISSING),
+             (b"\xff\x00", "application/json", ("body64", "/wA="), _MISSING),
+             (b"", "application/json", None, _MISSING)]
+    for data, ctype, payload, value in cases:
+        got = payload_and_value(data, ctype)
+        assert got[0] == payload == payload_of_bytes(data, ctype)
+        assert got[1] == value if value is not _MISSING else got[1] is _MISSING
