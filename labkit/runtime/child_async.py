@@ -334,11 +334,41 @@ class AsyncNode(_Node):
         start first, in this same task: a caller that awaits one call after another (the
         common case) gets each request sent at once, without one more turn of the loop to
         start a new task. ``calls[mid]`` is this task while it makes call ``mid``, so
-        ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none."""
+        ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none.
+        (One coroutine for them all: each await of a call resumes through one frame less.)"""
+        aiohttp = self.aiohttp
         while job is not None:
             self.adopted = None
-            await self._call(*job)
-            job, self.adopted = self.adopted, None
+            mid, dst, call, w, at = job
+            cancelled: BaseException | None = None
+            try:
+                cm = self._request(mid, dst, call, w, at)
+                if cm is None:                 # refused or a black hole: _request said so
+                    continue
+                async with cm as resp:
+                    body = await resp.read()
+            except asyncio.CancelledError as e:
+                cancelled = e                  # the call timed out (cancel_http): the task ends
+            except aiohttp.ClientSSLError as e:
+                self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{self._what(mid, dst, call)}: TLS "
+                                                                     f"handshake failed: {e}"))
+            except aiohttp.ClientConnectorError as e:
+                self._fail(mid, dst, w, "node down", ClientConnectorError(
+                    f"{self._what(mid, dst, call)}: connection refused ({e})"))
+            except (aiohttp.ClientError, OSError) as e:
+                self._fail(mid, dst, w, "connection reset", ServerDisconnectedError(
+                    f"{self._what(mid, dst, call)}: {dst} went away while the request was open: server "
+                    f"disconnected ({type(e).__name__}: {e})"))
+            else:
+                self._response(mid, dst, resp, body)
+            finally:
+                self.calls.pop(mid, None)
+                self.adopter = self if cancelled is None else None   # a cancelled task takes on nothing
+                try:
+                    self._end_round()
+                finally:
+                    self.adopter = None
+                job, self.adopted = self.adopted, None
 
     def _url(self, scheme: str, port: int, path: str, query: str) -> Any:
         """The ``yarl.URL`` of a call (made once per scheme, port, path and query: paths repeat)."""
@@ -351,66 +381,43 @@ class AsyncNode(_Node):
             self.urls[key] = url
         return url
 
-    async def _call(self, mid: str, dst: str, call: Any, w: str, at: float) -> None:
-        aiohttp = self.aiohttp
-        src = self.id
-        cancelled: BaseException | None = None
+    def _what(self, mid: str, dst: str, call: Any) -> str:
+        return f"{self.id}: {call.method} {call.path} to {dst} (request {mid})"
 
-        def what() -> str:
-            return f"{src}: {call.method} {call.path} to {dst} (request {mid})"
-        try:
-            rule = self.net.blocked(src, dst)
-            if rule is not None:               # a black hole: the caller's timeout ends it
-                self._journal_drop(dst, w, rule)
-                return
-            if dst not in self.services:
-                self._fail(mid, dst, w, "not serving HTTP", ClientConnectorError(
-                    f"{what()}: connection refused; {dst} is a plain labkit.Node, not a labkit.Service: "
-                    f"it serves no HTTP"))
-                return
-            found = self._port_of(dst)
-            if found is None:
-                self._fail(mid, dst, w, "node down", ClientConnectorError(
-                    f"{what()}: connection refused; {dst} is down (killed or crashed): nothing listens"))
-                return
-            scheme, port = found
-            ssl = call.ssl
-            if (scheme == "https") != (ssl is not None):
-                self._fail(mid, dst, w, "TLS mismatch", ClientSSLError(
-                    f"{what()}: {dst} serves {scheme.upper()}; " + ("pass ssl=<an ssl.SSLContext that trusts its "
-                                                                     "certificate>" if scheme == "https" else
-                                                                     "call it without ssl=")))
-                return
-            headers = [(k, v) for k, v in call.headers] if call.headers else []
-            headers += [("X-Labkit-From", src), ("X-Labkit-Id", mid), ("X-Labkit-At", repr(round(at, 3)))]
-            url = self._url(scheme, port, call.path, call.query)
-            data = payload_bytes(call.payload) if call.payload is not None else None
-            if ssl is None:
-                cm = self.session.request(call.method, url, headers=headers, data=data or None)
-            else:
-                cm = self.session.request(call.method, url, headers=headers, data=data or None, ssl=ssl,
-                                          server_hostname=dst)
-            async with cm as resp:
-                body = await resp.read()
-        except asyncio.CancelledError as e:
-            cancelled = e
-            return                            # the call timed out (cancel_http)
-        except aiohttp.ClientSSLError as e:
-            self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{what()}: TLS handshake failed: {e}"))
-        except aiohttp.ClientConnectorError as e:
-            self._fail(mid, dst, w, "node down", ClientConnectorError(f"{what()}: connection refused ({e})"))
-        except (aiohttp.ClientError, OSError) as e:
-            self._fail(mid, dst, w, "connection reset", ServerDisconnectedError(
-                f"{what()}: {dst} went away while the request was open: server disconnected ({type(e).__name__}: {e})"))
-        else:
-            self._response(mid, dst, resp, body)
-        finally:
-            self.calls.pop(mid, None)
-            self.adopter = self if cancelled is None else None   # a cancelled task takes on nothing
-            try:
-                self._end_round()
-            finally:
-                self.adopter = None
+    def _request(self, mid: str, dst: str, call: Any, w: str, at: float) -> Any:
+        """The aiohttp request (a context manager) of call ``mid`` -- or None, the call ended
+        here: a black hole (journaled; the caller's timeout ends it) or refused (failed)."""
+        src = self.id
+        rule = self.net.blocked(src, dst)
+        if rule is not None:               # a black hole: the caller's timeout ends it
+            self._journal_drop(dst, w, rule)
+            return None
+        if dst not in self.services:
+            self._fail(mid, dst, w, "not serving HTTP", ClientConnectorError(
+                f"{self._what(mid, dst, call)}: connection refused; {dst} is a plain labkit.Node, not a "
+                f"labkit.Service: it serves no HTTP"))
+            return None
+        found = self._port_of(dst)
+        if found is None:
+            self._fail(mid, dst, w, "node down", ClientConnectorError(
+                f"{self._what(mid, dst, call)}: connection refused; {dst} is down (killed or crashed): "
+                f"nothing listens"))
+            return None
+        scheme, port = found
+        ssl = call.ssl
+        if (scheme == "https") != (ssl is not None):
+            self._fail(mid, dst, w, "TLS mismatch", ClientSSLError(
+                f"{self._what(mid, dst, call)}: {dst} serves {scheme.upper()}; " +
+                ("pass ssl=<an ssl.SSLContext that trusts its certificate>" if scheme == "https" else
+                 "call it without ssl=")))
+            return None
+        headers = [(k, v) for k, v in call.headers] if call.headers else []
+        headers += [("X-Labkit-From", src), ("X-Labkit-Id", mid), ("X-Labkit-At", repr(round(at, 3)))]
+        url = self._url(scheme, port, call.path, call.query)
+        data = (payload_bytes(call.payload) or None) if call.payload is not None else None
+        if ssl is None:
+            return self.session.request(call.method, url, headers=headers, data=data)
+        return self.session.request(call.method, url, headers=headers, data=data, ssl=ssl, server_hostname=dst)
 
     def _response(self, mid: str, dst: str, resp: Any, body: bytes) -> None:
         h = resp.headers
