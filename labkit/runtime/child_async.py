@@ -440,8 +440,12 @@ class AsyncNode(_Node):
         if reason and reason != reason_of(status):
             d["reason"] = reason
         msg = Message(dst, self.id, type, rid, _finish(d, jh, payload, value, shown), mid, rat)
-        if delays[0] <= 0:
-            self._response_arrives(w, msg)
+        if delays[0] <= 0:                     # (_response_arrives, inline: the common case)
+            if mid not in self.ctx._rpcs:      # it timed out meanwhile
+                self._journal_drop(self.id, w, "connection closed")
+                return
+            self._journal_msg("deliver", w)
+            self.ctx._deliver(msg)
         else:
             self.call_at(self.now() + delays[0], self._response_later, w, msg)
 
@@ -497,8 +501,9 @@ class AsyncNode(_Node):
                     self._journal_drop(self.id, w, rule)     # a black hole: never answered
                 elif delays[0] > 0:
                     self.call_at(now + delays[0], self._request_later, w, msg)
-                else:
-                    self._request_arrives(w, msg)
+                else:                             # (_request_arrives, inline: the common case)
+                    self._journal_msg("deliver", w)
+                    self.ctx._deliver(msg)
             self._end_round()
             if entry[2] is not None:          # answered in this round (the common case)
                 return entry[2]
