@@ -340,11 +340,14 @@ def test_header_split_equals_headers_for_journal():
                                             split_response_headers)
     pairs = [("Host", "h"), ("X-Labkit-Id", "n1.1.1"), ("x-labkit-from", "n1"), ("Content-Type", "a/b"),
              ("USER-AGENT", "u"), ("A", "1"), ("a", "2"), ("Date", "d"), ("Server", "s"), ("Connection", "close")]
+    from multidict import CIMultiDict
     for split, stack in ((split_request_headers, REQUEST_STACK_HEADERS), (split_response_headers, RESPONSE_STACK_HEADERS)):
-        for _ in range(2):          # the second time from the classes remembered the first time
-            shown, journaled = split(pairs)
-            assert journaled == headers_for_journal(pairs, stack)
-            assert shown == [[k, v] for k, v in pairs if not k.lower().startswith("x-labkit-")]
+        for some in (pairs, pairs[2:], pairs[::-1], pairs + [("Host", "again")], []):
+            for _ in range(2):          # the second time from the plan remembered the first time
+                shown, journaled = split(CIMultiDict(some))
+                assert journaled == headers_for_journal(some, stack)
+                assert shown == [[k, v] for k, v in some if not k.lower().startswith("x-labkit-")]
+                assert all(any(j is s for s in shown) for j in journaled)     # the same pairs, not copies
 
 
 def test_payload_and_value_parses_json_once():

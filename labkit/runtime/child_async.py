@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from operator import itemgetter
 from typing import Any, Callable
 
 from .child import MAX_BATCH, _Node
@@ -65,6 +66,7 @@ from ..message import ID_CHARS, Message, dumps as _dumps, loads
 
 URL: Any = None   # yarl.URL, imported with aiohttp when the loop starts
 web: Any = None   # aiohttp.web, likewise
+_first = itemgetter(0)
 #: A message id a caller may send in X-Labkit-Id: 1 to 100 of ``ID_CHARS``.
 _ID_RE = re.compile("[" + re.escape("".join(sorted(ID_CHARS))) + "]{1,100}")
 
@@ -102,29 +104,33 @@ def _finish(d: dict, journal_headers: list, payload: tuple[str, str] | None, val
 
 
 def header_splitter(stack: frozenset[str]) -> Callable[[Any], tuple[list, list]]:
-    """A function of a message's real header pairs -> (shown, journaled): ``shown`` all but
-    labkit's own (``X-Labkit-*``), for the handler or caller; ``journaled`` also without the
-    ``stack`` headers (lower-case names) the HTTP stacks add by themselves -- what
-    ``headers_for_journal(pairs, stack)`` gives. Each name's class is remembered (header names
-    repeat), so a header costs a dict look-up, not two ``lower()``."""
-    kinds: dict[str, int] = {}
+    """A function of a message's real headers (a multidict) -> (shown, journaled): ``shown``
+    all but labkit's own (``X-Labkit-*``), for the handler or caller; ``journaled`` also
+    without the ``stack`` headers (lower-case names) the HTTP stacks add by themselves --
+    what ``headers_for_journal(pairs, stack)`` gives. The plan for a sequence of header names
+    (which positions go where) is made once and remembered: the same few sequences come
+    again and again, so a message's headers cost one look-up and two short list builds."""
+    plans: dict[tuple, tuple] = {}
 
-    def split(pairs: Any) -> tuple[list, list]:
-        shown: list = []
-        journaled: list = []
-        for k, v in pairs:
-            kind = kinds.get(k)
-            if kind is None:
-                low = k.lower()
-                kind = 0 if low.startswith("x-labkit-") else 1 if low in stack else 2
-                if len(kinds) < 1024:
-                    kinds[k] = kind
-            if kind:
-                pair = [k, v]
-                shown.append(pair)
-                if kind == 2:
-                    journaled.append(pair)
-        return shown, journaled
+    def plan(names: tuple) -> tuple:
+        shown, journaled = [], []
+        for i, k in enumerate(names):
+            low = k.lower()
+            if not low.startswith("x-labkit-"):
+                if low not in stack:
+                    journaled.append(len(shown))
+                shown.append(i)
+        p = (shown, journaled)
+        if len(plans) < 512:
+            plans[names] = p
+        return p
+
+    def split(headers: Any) -> tuple[list, list]:
+        items = list(headers.items())
+        names = tuple(map(_first, items))     # (not headers.keys(): it gives each name once)
+        p = plans.get(names) or plan(names)
+        shown = [list(items[i]) for i in p[0]]
+        return shown, [shown[j] for j in p[1]] if p[1] else []
     return split
 
 
@@ -426,7 +432,7 @@ class AsyncNode(_Node):
             rat = float(h.get("X-Labkit-At", ""))
         except ValueError:
             rat = self.now()
-        shown, jh = split_response_headers(h.items())
+        shown, jh = split_response_headers(h)
         payload, value = payload_and_value(body, h.get("Content-Type")) if body else (None, _MISSING)
         status, reason = resp.status, resp.reason
         body_json = encode_response(status, reason, jh, payload)
@@ -481,7 +487,7 @@ class AsyncNode(_Node):
                 at = -1.0
             if src not in self._node_set or _ID_RE.fullmatch(mid) is None or at < 0:
                 return web.Response(status=400, text="400: Bad Request: malformed X-Labkit-* headers")
-        shown, jh = split_request_headers(h.items())
+        shown, jh = split_request_headers(h)
         payload, value = payload_and_value(body, h.get("Content-Type")) if body else (None, _MISSING)
         method, path, qs = request.method, request.path, request.query_string
         body_json = encode_request(method, path, qs, jh, payload)
