@@ -466,10 +466,15 @@ class _ResponseData(_Body):
         r = _new(cls)          # (what __init__ does, without its call: every response in a node comes this way)
         r.status = status = d["status"]
         r.id, r.remote, r._headers = msg.id, msg.src, None
-        if len(d) == 4 and "json" in d and "headers" in d:     # {"http", "status", "headers", "json"}
-            r.reason = _PHRASES.get(status) or reason_of(status)
-            r._hraw, r._json, r._text, r._b64 = d["headers"], d["json"], None, None
-            return r
+        if len(d) == 4 and "headers" in d:
+            if "json" in d:                     # {"http", "status", "headers", "json"}
+                r.reason = _PHRASES.get(status) or reason_of(status)
+                r._hraw, r._json, r._text, r._b64 = d["headers"], d["json"], None, None
+                return r
+            if "body" in d:                     # {"http", "status", "headers", "body"}: a text response
+                r.reason = _PHRASES.get(status) or reason_of(status)
+                r._hraw, r._json, r._text, r._b64 = d["headers"], _MISSING, d["body"], None
+                return r
         r.reason = d.get("reason") or reason_of(status)
         r._hraw = d.get("headers")
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")

@@ -474,11 +474,10 @@ class AsyncNode(_Node):
         body = await request.read() if request.body_exists else b""
         h = request.headers
         src = h.get("X-Labkit-From")
-        now = self.now()
         outside = src is None
         if outside:                           # curl, a browser, requests: outside the network model
             self.ext_seq += 1
-            src, mid, at = "client", f"{self.id}.{self.spec['incarnation']}.x{self.ext_seq}", now
+            src, mid, at = "client", f"{self.id}.{self.spec['incarnation']}.x{self.ext_seq}", self.now()
         else:
             mid = h.get("X-Labkit-Id", "")
             try:
@@ -506,7 +505,7 @@ class AsyncNode(_Node):
                 if rule is not None:
                     self._journal_drop(self.id, w, rule)     # a black hole: never answered
                 elif delays[0] > 0:
-                    self.call_at(now + delays[0], self._request_later, w, msg)
+                    self.call_at(self.now() + delays[0], self._request_later, w, msg)
                 else:                             # (_request_arrives, inline: the common case)
                     self._journal_msg("deliver", w)
                     self.ctx._deliver(msg)
