@@ -176,8 +176,7 @@ class AsyncNode(_Node):
         self.serving: dict[str, list] = {}
         self.http_resp: list[tuple] = []      # (serving entry, web.Response, wire, dst) after the write
         self.calls: dict[str, asyncio.Task] = {}
-        self.current_task = asyncio.current_task
-        self.adopter: Any = None               # set while a finished call's round ends (_calls)
+        self.adopter: Any = None               # the task of a call whose round is ending (_calls)
         self.adopted: tuple | None = None
         self.ports: dict[str, tuple] = {}
         self.port_paths: dict[str, str] = {}
@@ -286,8 +285,8 @@ class AsyncNode(_Node):
             out, self.http_out = self.http_out, []
             for job in out:
                 if self.adopter is not None:     # a call task that just finished takes it on
+                    self.calls[job[0]] = self.adopter
                     self.adopted, self.adopter = job, None
-                    self.calls[job[0]] = self.current_task()
                 else:
                     self.calls[job[0]] = self.loop.create_task(self._calls(job))
         if self.jbuf:
@@ -343,6 +342,7 @@ class AsyncNode(_Node):
         ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none.
         (One coroutine for them all: each await of a call resumes through one frame less.)"""
         aiohttp = self.aiohttp
+        me = asyncio.current_task()
         while job is not None:
             self.adopted = None
             mid, dst, call, w, at = job
@@ -369,7 +369,7 @@ class AsyncNode(_Node):
                 self._response(mid, dst, resp, body)
             finally:
                 self.calls.pop(mid, None)
-                self.adopter = self if cancelled is None else None   # a cancelled task takes on nothing
+                self.adopter = me if cancelled is None else None     # a cancelled task takes on nothing
                 try:
                     self._end_round()
                 finally:
