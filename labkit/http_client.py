@@ -18,7 +18,7 @@ the request leaves when the call is made, and the coroutine resumes with a
 ``ServerDisconnectedError``    reset: the server went down while the request was open
 =============================  ==========================================================
 
-What each fault means for a call is in the table in ``labkit/_child_async.py`` and the README.
+What each fault means for a call is in the table in ``labkit/runtime/child_async.py`` and the README.
 """
 from __future__ import annotations
 

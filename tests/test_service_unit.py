@@ -312,7 +312,7 @@ def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
     from labkit.message import loads
     from labkit.http_types import encode_request, encode_response
     from labkit.http_types import _MISSING
-    from labkit.runtime.child_async import _finish, request_body, response_body
+    from labkit.runtime.http_bodies import _finish, request_body, response_body
     real = [("Host", "127.0.0.1:1"), ("X-Labkit-Id", "n1.1.1"), *map(tuple, journal_headers)]
     shown = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
     for query in ("", "a=1&b=%20"):
@@ -336,8 +336,8 @@ def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
 
 def test_header_split_equals_headers_for_journal():
     from labkit.http_types import headers_for_journal
-    from labkit.runtime.child_async import (REQUEST_STACK_HEADERS, RESPONSE_STACK_HEADERS, split_request_headers,
-                                            split_response_headers)
+    from labkit.runtime.http_bodies import (REQUEST_STACK_HEADERS, RESPONSE_STACK_HEADERS, split_request_headers,
+                                           split_response_headers)
     pairs = [("Host", "h"), ("X-Labkit-Id", "n1.1.1"), ("x-labkit-from", "n1"), ("Content-Type", "a/b"),
              ("USER-AGENT", "u"), ("A", "1"), ("a", "2"), ("Date", "d"), ("Server", "s"), ("Connection", "close")]
     from multidict import CIMultiDict
