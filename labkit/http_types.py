@@ -337,6 +337,12 @@ class Response:
     def __init__(self, *, body: bytes | str | None = None, status: int = 200, reason: str | None = None,
                  text: str | None = None, headers: Any = None, content_type: str | None = None,
                  charset: str | None = None) -> None:
+        if (text.__class__ is str and body is None and headers is None and content_type is None
+                and status.__class__ is int and 100 <= status <= 599):     # Response(text=...): the common case
+            self.status, self.reason, self._headers = status, reason, None
+            self._hraw = [["Content-Type", TEXT_TYPE]]
+            self._pl, self._flat = ("body", text) if text else None, None
+            return
         if status.__class__ is not int and (not isinstance(status, int) or isinstance(status, bool)):
             raise ArgumentError(f"Response(status=...) must be an int HTTP status, got {status!r}")
         if not 100 <= status <= 599:

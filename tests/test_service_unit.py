@@ -361,3 +361,15 @@ def test_payload_and_value_parses_json_once():
         got = payload_and_value(data, ctype)
         assert got[0] == payload == payload_of_bytes(data, ctype)
         assert got[1] == value if value is not _MISSING else got[1] is _MISSING
+
+
+def test_text_response_fast_path_equals_the_general_one():
+    for text in ("", "hé\n", "x" * 5000):
+        for status, reason in ((200, None), (404, None), (200, "Fine")):
+            fast = labkit.Response(text=text, status=status, reason=reason, charset="latin-1")  # (charset: ignored)
+            general = labkit.Response(text=text, status=status, reason=reason, headers={})    # (headers={}: general)
+            for r in (fast, general):
+                assert r.status == status and r.reason == reason and r._flat is None
+            assert (fast._hraw, fast._pl, fast._encode()) == (general._hraw, general._pl, general._encode())
+    with pytest.raises(labkit.ArgumentError, match="100..599"):
+        labkit.Response(text="x", status=600)
