@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json as _json
+from json.encoder import encode_basestring as _encode_str   # (what labkit's dumps writes a str with)
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
@@ -139,7 +140,8 @@ def _payload_json(payload: tuple[str, str] | None) -> str:
     if payload is None:
         return ""
     kind, s = payload
-    return f',"json":{s}' if kind == "json" else f',"{kind}":{_dumps(s)}'
+    # (a str's JSON, as labkit's encoder writes it -- its own string encoder, called directly)
+    return f',"json":{s}' if kind == "json" else f',"{kind}":{_encode_str(s)}'
 
 
 def _payload_from_body(d: Mapping[str, Any]) -> tuple[Any, str | None, str | None]:

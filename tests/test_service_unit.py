@@ -373,3 +373,12 @@ def test_text_response_fast_path_equals_the_general_one():
             assert (fast._hraw, fast._pl, fast._encode()) == (general._hraw, general._pl, general._encode())
     with pytest.raises(labkit.ArgumentError, match="100..599"):
         labkit.Response(text="x", status=600)
+
+
+def test_text_payloads_are_written_as_labkits_json_writes_strings():
+    from labkit.http_types import _payload_json
+    from labkit.message import dumps
+    for text in ("", "pong", 'hé\n\t"\\', "\x00\x1f\x7f", "\ud800", "😀", "\u2028"):
+        for kind in ("body", "body64"):
+            assert _payload_json((kind, text)) == f',"{kind}":{dumps(text)}'
+    assert _payload_json(("json", '{"a":1}')) == ',"json":{"a":1}' and _payload_json(None) == ""
