@@ -44,6 +44,8 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 # The one header most responses carry, and its encoding in a message body (encode_response).
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
+#: Content-Type value -> the JSON of the headers ``[["Content-Type", value]]`` (the two above)
+_COMMON_CTYPE_JSON = {h[1]: j for h, j in zip(_COMMON_HEADERS, _COMMON_HEADERS_JSON)}
 _MISSING: Any = object()
 #: The raw headers of a flat ``json_response`` (one list, shared: see ``Response._payload``).
 _JSON_HRAW = [["Content-Type", JSON_TYPE]]
@@ -163,8 +165,9 @@ def encode_response(status: int, reason: str | None, headers: list | None,
     r = f',"reason":{_dumps(reason)}' if reason and reason != reason_of(status) else ""
     if not headers:
         h = ""
-    elif len(headers) == 1 and headers[0] in _COMMON_HEADERS:   # json_response's, Response(text=)'s
-        h = _COMMON_HEADERS_JSON[_COMMON_HEADERS.index(headers[0])]
+    elif (len(headers) == 1 and len(headers[0]) == 2 and headers[0][0] == "Content-Type"
+          and headers[0][1].__class__ is str and headers[0][1] in _COMMON_CTYPE_JSON):
+        h = _COMMON_CTYPE_JSON[headers[0][1]]           # json_response's, Response(text=)'s
     else:
         h = f',"headers":{_dumps(headers)}'
     return f'{{"http":"1.1","status":{status}{r}{h}{_payload_json(payload)}}}'

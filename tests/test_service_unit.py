@@ -382,3 +382,12 @@ def test_text_payloads_are_written_as_labkits_json_writes_strings():
         for kind in ("body", "body64"):
             assert _payload_json((kind, text)) == f',"{kind}":{dumps(text)}'
     assert _payload_json(("json", '{"a":1}')) == ',"json":{"a":1}' and _payload_json(None) == ""
+
+
+def test_encode_response_writes_the_common_content_types_as_any_headers():
+    from labkit.http_types import JSON_TYPE, TEXT_TYPE, encode_response
+    from labkit.message import dumps
+    for headers in ([["Content-Type", JSON_TYPE]], [("Content-Type", TEXT_TYPE)], [["Content-Type", "x/y"]],
+                    [["content-type", TEXT_TYPE]], [["Content-Type", TEXT_TYPE], ["A", "b"]]):
+        assert encode_response(200, None, headers, ("body", "x")) == \
+            f'{{"http":"1.1","status":200,"headers":{dumps(headers)},"body":"x"}}'
