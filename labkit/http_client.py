@@ -18,7 +18,7 @@ the request leaves when the call is made, and the coroutine resumes with a
 ``ServerDisconnectedError``    reset: the server went down while the request was open
 =============================  ==========================================================
 
-What each fault means for a call is in the table in ``labkit/_child_async.py`` and the README.
+What each fault means for a call is in the table in ``labkit/runtime/child_async.py`` and the README.
 """
 from __future__ import annotations
 
@@ -104,21 +104,27 @@ class HttpClient:
         if (headers is None and params is None and json is None and data is None and path.__class__ is str
                 and path[:1] == "/" and "?" not in path):          # the common call: nothing to build
             type = f"{method} {path}"
-            if ctx._fast_send is not None and node in ctx._dests:
-                # A live node on a host that takes bodies (the simulator): no JSON, no HttpCall (it
-                # makes no real request) -- and ctx._send_http's common case, inline.
+            if node in ctx._dests and not ctx.dead:
+                # ctx._send_http's common case, inline: a live node calling a node.
                 ctx._hev += 1
                 ctx._wev += 1
                 if ctx._hev > ctx._g_handler or ctx._wev > ctx._g_events:
                     ctx._over_events(f"HTTP request {type!r} (to {node})")
                 ctx._seq += 1
                 mid = f"{ctx._mid}{ctx._seq}"
-                ctx._host.transmit_http(ctx, mid, node, type, {"http": "1.1", "method": method, "path": path}, None)
+                if ctx._transmit_body is not None:
+                    # A host that takes bodies (the simulator): no JSON, no HttpCall (it makes no real request)
+                    ctx._host.transmit_http(ctx, mid, node, type, {"http": "1.1", "method": method, "path": path},
+                                            None)
+                else:
+                    ctx._host.transmit_http(ctx, mid, node, type,
+                                            f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}',
+                                            HttpCall(method, path, "", (), None, ssl or None))
             elif ctx._transmit_body is not None:
                 mid = ctx._send_http(node, type, {"http": "1.1", "method": method, "path": path}, None)
             else:
                 mid = ctx._send_http(node, type, f'{{"http":"1.1","method":"{method}","path":{quote(path)}}}',
-                                     HttpCall(method, path, "", [], None, ssl or None))
+                                     HttpCall(method, path, "", (), None, ssl or None))
             aw = _new(_HttpAwait)                  # (_HttpAwait(...) without an __init__ call)
             aw.kind, aw.msg_id, aw.dst, aw.type, aw.ms = "http", mid, node, type, timeout
             return aw

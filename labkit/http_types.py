@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json as _json
+from json.encoder import encode_basestring as _encode_str   # (what labkit's dumps writes a str with)
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
@@ -43,6 +44,8 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 # The one header most responses carry, and its encoding in a message body (encode_response).
 _COMMON_HEADERS = [["Content-Type", JSON_TYPE], ["Content-Type", TEXT_TYPE]]
 _COMMON_HEADERS_JSON = [f',"headers":[{_dumps(h)}]' for h in _COMMON_HEADERS]
+#: Content-Type value -> the JSON of the headers ``[["Content-Type", value]]`` (the two above)
+_COMMON_CTYPE_JSON = {h[1]: j for h, j in zip(_COMMON_HEADERS, _COMMON_HEADERS_JSON)}
 _MISSING: Any = object()
 #: The raw headers of a flat ``json_response`` (one list, shared: see ``Response._payload``).
 _JSON_HRAW = [["Content-Type", JSON_TYPE]]
@@ -83,8 +86,18 @@ def _cimulti(raw: list | None) -> Any:
     return CIMultiDictProxy(CIMultiDict(raw or ()))
 
 
+_MIMES: dict[str, str] = {}
+
+
 def _mime(ctype: str | None) -> str:
-    return (ctype or "").split(";", 1)[0].strip().lower()
+    if ctype is None:
+        return ""
+    m = _MIMES.get(ctype)           # (the same few Content-Types, again and again)
+    if m is None:
+        m = ctype.split(";", 1)[0].strip().lower()
+        if len(_MIMES) < 256:
+            _MIMES[ctype] = m
+    return m
 
 
 def _is_json_type(mime: str) -> bool:
@@ -95,19 +108,27 @@ def _is_json_type(mime: str) -> bool:
 def payload_of_bytes(data: bytes, ctype: str | None) -> tuple[str, str] | None:
     """How real bytes travel in a message: a JSON value when they are exactly labkit's encoding
     of one (so the journal and the simulator agree byte for byte), else text, else base64."""
+    return payload_and_value(data, ctype)[0]
+
+
+def payload_and_value(data: bytes, ctype: str | None) -> tuple[tuple[str, str] | None, Any]:
+    """``payload_of_bytes``, and the JSON value of a ``"json"`` payload (parsed once, here:
+    checking that the bytes are labkit's encoding of a value parses them anyway), else
+    ``_MISSING``."""
     if not data:
-        return None
+        return None, _MISSING
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return ("body64", base64.b64encode(data).decode("ascii"))
+        return ("body64", base64.b64encode(data).decode("ascii")), _MISSING
     if _is_json_type(_mime(ctype)):
         try:
-            if _dumps(_json.loads(text)) == text:
-                return ("json", text)
+            value = _json.loads(text)
+            if _dumps(value) == text:
+                return ("json", text), value
         except (ValueError, TypeError, RecursionError):
             pass
-    return ("body", text)
+    return ("body", text), _MISSING
 
 
 def payload_bytes(payload: tuple[str, str] | None) -> bytes:
@@ -121,7 +142,8 @@ def _payload_json(payload: tuple[str, str] | None) -> str:
     if payload is None:
         return ""
     kind, s = payload
-    return f',"json":{s}' if kind == "json" else f',"{kind}":{_dumps(s)}'
+    # (a str's JSON, as labkit's encoder writes it -- its own string encoder, called directly)
+    return f',"json":{s}' if kind == "json" else f',"{kind}":{_encode_str(s)}'
 
 
 def _payload_from_body(d: Mapping[str, Any]) -> tuple[Any, str | None, str | None]:
@@ -143,8 +165,9 @@ def encode_response(status: int, reason: str | None, headers: list | None,
     r = f',"reason":{_dumps(reason)}' if reason and reason != reason_of(status) else ""
     if not headers:
         h = ""
-    elif len(headers) == 1 and headers[0] in _COMMON_HEADERS:   # json_response's, Response(text=)'s
-        h = _COMMON_HEADERS_JSON[_COMMON_HEADERS.index(headers[0])]
+    elif (len(headers) == 1 and len(headers[0]) == 2 and headers[0][0] == "Content-Type"
+          and headers[0][1].__class__ is str and headers[0][1] in _COMMON_CTYPE_JSON):
+        h = _COMMON_CTYPE_JSON[headers[0][1]]           # json_response's, Response(text=)'s
     else:
         h = f',"headers":{_dumps(headers)}'
     return f'{{"http":"1.1","status":{status}{r}{h}{_payload_json(payload)}}}'
@@ -319,6 +342,12 @@ class Response:
     def __init__(self, *, body: bytes | str | None = None, status: int = 200, reason: str | None = None,
                  text: str | None = None, headers: Any = None, content_type: str | None = None,
                  charset: str | None = None) -> None:
+        if (text.__class__ is str and body is None and headers is None and content_type is None
+                and status.__class__ is int and 100 <= status <= 599):     # Response(text=...): the common case
+            self.status, self.reason, self._headers = status, reason, None
+            self._hraw = [["Content-Type", TEXT_TYPE]]
+            self._pl, self._flat = ("body", text) if text else None, None
+            return
         if status.__class__ is not int and (not isinstance(status, int) or isinstance(status, bool)):
             raise ArgumentError(f"Response(status=...) must be an int HTTP status, got {status!r}")
         if not 100 <= status <= 599:
@@ -448,10 +477,15 @@ class _ResponseData(_Body):
         r = _new(cls)          # (what __init__ does, without its call: every response in a node comes this way)
         r.status = status = d["status"]
         r.id, r.remote, r._headers = msg.id, msg.src, None
-        if len(d) == 4 and "json" in d and "headers" in d:     # {"http", "status", "headers", "json"}
-            r.reason = _PHRASES.get(status) or reason_of(status)
-            r._hraw, r._json, r._text, r._b64 = d["headers"], d["json"], None, None
-            return r
+        if len(d) == 4 and "headers" in d:
+            if "json" in d:                     # {"http", "status", "headers", "json"}
+                r.reason = _PHRASES.get(status) or reason_of(status)
+                r._hraw, r._json, r._text, r._b64 = d["headers"], d["json"], None, None
+                return r
+            if "body" in d:                     # {"http", "status", "headers", "body"}: a text response
+                r.reason = _PHRASES.get(status) or reason_of(status)
+                r._hraw, r._json, r._text, r._b64 = d["headers"], _MISSING, d["body"], None
+                return r
         r.reason = d.get("reason") or reason_of(status)
         r._hraw = d.get("headers")
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")

@@ -247,9 +247,12 @@ class ServingMixin:
         self._hev = 0
         self._cause = msg
         d = msg.body
-        if len(d) == 3 and "method" in d and "path" in d:    # {"http", "method", "path"}: ctx.http's common
-            req = _new(Request)                                 # call (Request._from_message, inline)
-            req.method, req.path, req.query_string, req._hraw = d["method"], d["path"], "", None
+        n = len(d)
+        if (n == 3 or (n == 4 and "headers" in d)) and "method" in d and "path" in d:
+            # {"http", "method", "path"} and maybe "headers": ctx.http's common call, in the simulator and
+            # (with the real headers) in the processes runtime (Request._from_message, inline)
+            req = _new(Request)
+            req.method, req.path, req.query_string, req._hraw = d["method"], d["path"], "", d.get("headers")
             req.match_info, req.remote, req.id, req._headers, req._query = {}, msg.src, msg.id, None, None
             req._json, req._text, req._b64 = _MISSING, None, None
         else:

@@ -64,6 +64,32 @@ def test_curl_and_urllib_reach_the_url_from_outside():
             c.url("caller")
 
 
+def test_a_request_claiming_to_come_from_a_node_must_say_so_well():
+    """A request with X-Labkit-* headers is a node's: an unknown sender, a bad message id or a
+    bad send time is answered 400 and journaled as nothing; a good one is the node's request."""
+    import urllib.error
+    import urllib.request
+    with labkit.Cluster({"inv": Inventory, "caller": Caller}, seed=2) as c:
+        url = c.url("inv") + "/stock/apple"
+
+        def get(**headers):
+            req = urllib.request.Request(url, headers={f"X-Labkit-{k}": v for k, v in headers.items()})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+        bad = [dict(From="nobody", Id="x.1.1", At="1.5"), dict(From="caller", Id="has space", At="1.5"),
+               dict(From="caller", Id="", At="1.5"), dict(From="caller", Id="a" * 101, At="1.5"),
+               dict(From="caller", Id="x.1.1", At="soon"), dict(From="caller", Id="x.1.1", At="-1")]
+        for headers in bad:
+            assert get(**headers) == (400, "400: Bad Request: malformed X-Labkit-* headers"), headers
+        assert get(From="caller", Id="a" * 100, At="1.5") == (200, '{"count":3}')
+        c.run_for(0.1)
+        got = [e for e in c.journal if e.node == "inv" and e.kind == "deliver" and e.type == "GET /stock/apple"]
+        assert [(e.src, e.id) for e in got] == [("caller", "a" * 100)]
+
+
 def test_on_start_may_call_a_service_started_with_it_even_a_slow_one():
     """Every service of a start listens before any node runs on_start; a call made while the
     service is still in its own on_start waits for it (it is not refused)."""

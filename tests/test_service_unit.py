@@ -311,7 +311,8 @@ def test_bad_call_arguments_raise_at_once():
 def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
     from labkit.message import loads
     from labkit.http_types import encode_request, encode_response
-    from labkit.runtime.child_async import request_body, response_body
+    from labkit.http_types import _MISSING
+    from labkit.runtime.http_bodies import _finish, request_body, response_body
     real = [("Host", "127.0.0.1:1"), ("X-Labkit-Id", "n1.1.1"), *map(tuple, journal_headers)]
     shown = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
     for query in ("", "a=1&b=%20"):
@@ -324,3 +325,69 @@ def test_http_bodies_built_directly_equal_parsed_json(payload, journal_headers):
         want["headers"] = shown
         got = response_body(status, reason, journal_headers, payload, real)
         assert (got, list(got)) == (want, list(want))
+        # as the node's hot path builds them: the JSON value parsed once, the headers split once
+        value = loads(payload[1]) if payload is not None and payload[0] == "json" else _MISSING
+        d = {"http": "1.1", "status": status}
+        if reason and reason != labkit.http_errors.reason_of(status):
+            d["reason"] = reason
+        got = _finish(d, journal_headers, payload, value, shown)
+        assert (got, list(got)) == (want, list(want))
+
+
+def test_header_split_equals_headers_for_journal():
+    from labkit.http_types import headers_for_journal
+    from labkit.runtime.http_bodies import (REQUEST_STACK_HEADERS, RESPONSE_STACK_HEADERS, split_request_headers,
+                                           split_response_headers)
+    pairs = [("Host", "h"), ("X-Labkit-Id", "n1.1.1"), ("x-labkit-from", "n1"), ("Content-Type", "a/b"),
+             ("USER-AGENT", "u"), ("A", "1"), ("a", "2"), ("Date", "d"), ("Server", "s"), ("Connection", "close")]
+    from multidict import CIMultiDict
+    for split, stack in ((split_request_headers, REQUEST_STACK_HEADERS), (split_response_headers, RESPONSE_STACK_HEADERS)):
+        for some in (pairs, pairs[2:], pairs[::-1], pairs + [("Host", "again")], []):
+            for _ in range(2):          # the second time from the plan remembered the first time
+                shown, journaled = split(CIMultiDict(some))
+                assert journaled == headers_for_journal(some, stack)
+                assert shown == [[k, v] for k, v in some if not k.lower().startswith("x-labkit-")]
+                assert all(any(j is s for s in shown) for j in journaled)     # the same pairs, not copies
+
+
+def test_payload_and_value_parses_json_once():
+    from labkit.http_types import _MISSING, payload_and_value, payload_of_bytes
+    cases = [(b'{"a":[1,2.5,null]}', "application/json; charset=utf-8", ("json", '{"a":[1,2.5,null]}'), {"a": [1, 2.5, None]}),
+             (b'{"a": 1}', "application/json", ("body", '{"a": 1}'), _MISSING),          # not labkit's encoding
+             (b'{"a":1}', "text/plain", ("body", '{"a":1}'), _MISSING),
+             (b"\xff\x00", "application/json", ("body64", "/wA="), _MISSING),
+             (b"", "application/json", None, _MISSING)]
+    for data, ctype, payload, value in cases:
+        got = payload_and_value(data, ctype)
+        assert got[0] == payload == payload_of_bytes(data, ctype)
+        assert got[1] == value if value is not _MISSING else got[1] is _MISSING
+
+
+def test_text_response_fast_path_equals_the_general_one():
+    for text in ("", "hé\n", "x" * 5000):
+        for status, reason in ((200, None), (404, None), (200, "Fine")):
+            fast = labkit.Response(text=text, status=status, reason=reason, charset="latin-1")  # (charset: ignored)
+            general = labkit.Response(text=text, status=status, reason=reason, headers={})    # (headers={}: general)
+            for r in (fast, general):
+                assert r.status == status and r.reason == reason and r._flat is None
+            assert (fast._hraw, fast._pl, fast._encode()) == (general._hraw, general._pl, general._encode())
+    with pytest.raises(labkit.ArgumentError, match="100..599"):
+        labkit.Response(text="x", status=600)
+
+
+def test_text_payloads_are_written_as_labkits_json_writes_strings():
+    from labkit.http_types import _payload_json
+    from labkit.message import dumps
+    for text in ("", "pong", 'hé\n\t"\\', "\x00\x1f\x7f", "\ud800", "😀", "\u2028"):
+        for kind in ("body", "body64"):
+            assert _payload_json((kind, text)) == f',"{kind}":{dumps(text)}'
+    assert _payload_json(("json", '{"a":1}')) == ',"json":{"a":1}' and _payload_json(None) == ""
+
+
+def test_encode_response_writes_the_common_content_types_as_any_headers():
+    from labkit.http_types import JSON_TYPE, TEXT_TYPE, encode_response
+    from labkit.message import dumps
+    for headers in ([["Content-Type", JSON_TYPE]], [("Content-Type", TEXT_TYPE)], [["Content-Type", "x/y"]],
+                    [["content-type", TEXT_TYPE]], [["Content-Type", TEXT_TYPE], ["A", "b"]]):
+        assert encode_response(200, None, headers, ("body", "x")) == \
+            f'{{"http":"1.1","status":200,"headers":{dumps(headers)},"body":"x"}}'

@@ -14,10 +14,11 @@ node object, its sockets, scheduler and context are the same; only the loop diff
   time, re-armed at the end of every round;
 * every callback that runs node code (a frame from the inbox, a control command, a timer, an
   HTTP request or response) ends its round with ``_flush``: the round's journal lines go out in
-  one ``os.write`` *before* anything the round sent -- ZeroMQ frames, HTTP responses (futures
-  resolved for the aiohttp handlers waiting on them) and HTTP calls (tasks started; a call
-  started by the round that ends another call runs on in that call's task, see ``_calls``) --
-  so the journal never shows a delivery whose send it lacks.
+  one ``os.write`` *before* anything the round sent -- ZeroMQ frames, HTTP responses (handed
+  to the aiohttp handlers waiting on them: a future's result, or, when the round that answered
+  is the request's own, the value its ``_handle`` returns) and HTTP calls (tasks started; a
+  call started by the round that ends another call runs on in that call's task, see
+  ``_calls``) -- so the journal never shows a delivery whose send it lacks.
 
 The server listens on an ephemeral loopback TCP port (``127.0.0.1:0``) and writes it to
 ``<id>.port`` in the cluster's private 0700 directory (atomically; removed when the node
@@ -55,22 +56,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Any
 
 from .child import MAX_BATCH, _Node
+from .http_bodies import _finish, split_request_headers, split_response_headers
 from ..http_errors import ClientConnectorError, ClientSSLError, ServerDisconnectedError, reason_of
-from ..http_types import encode_request, encode_response, headers_for_journal, payload_bytes, payload_of_bytes
+from ..http_types import _MISSING, encode_request, encode_response, payload_and_value, payload_bytes
 from ..message import ID_CHARS, Message, dumps as _dumps, loads
 
 URL: Any = None   # yarl.URL, imported with aiohttp when the loop starts
-
-#: Headers the HTTP stacks add by themselves: kept from the journaled message bodies, so the
-#: caller's ``send`` and the server's ``deliver`` of one exchange hold the same body.
-REQUEST_STACK_HEADERS = frozenset({"host", "user-agent", "accept", "accept-encoding", "content-length",
-                                   "connection", "keep-alive", "transfer-encoding"})
-RESPONSE_STACK_HEADERS = frozenset({"date", "server", "content-length", "connection", "keep-alive",
-                                    "transfer-encoding"})
-
+web: Any = None   # aiohttp.web, likewise
+#: Headers of labkit's own that a response carries (set here, in place of any the handler set).
+_OWN_RESPONSE_HEADERS = frozenset({"x-labkit-id", "x-labkit-at"})
+#: A message id a caller may send in X-Labkit-Id: 1 to 100 of ``ID_CHARS``.
+_ID_RE = re.compile("[" + re.escape("".join(sorted(ID_CHARS))) + "]{1,100}")
 
 def run_async(node: _Node, started: bool) -> None:
     """Run ``node`` on the asyncio loop until it ends (the process exits from inside)."""
@@ -80,53 +80,28 @@ def run_async(node: _Node, started: bool) -> None:
     loop.run_until_complete(node._amain(started))  # type: ignore[attr-defined]
 
 
-def _finish_body(d: dict, journal_headers: list, payload: tuple[str, str] | None, real: list) -> dict:
-    if journal_headers:
-        d["headers"] = None                    # its place in the key order; the value is set below
-    if payload is not None:                    # as http_types._payload_json writes it
-        kind, s = payload
-        d[kind] = loads(s) if kind == "json" else s
-    d["headers"] = [[k, v] for k, v in real if not k.lower().startswith("x-labkit-")]
-    return d
-
-
-def request_body(method: str, path: str, query: str, journal_headers: list,
-                 payload: tuple[str, str] | None, real: list) -> dict:
-    """The body a handler's request message carries: ``loads(encode_request(method, path,
-    query, journal_headers, payload))`` (same keys, same order), with ``headers`` the real
-    ones but labkit's own -- built directly rather than by parsing back the JSON just written."""
-    d: dict[str, Any] = {"http": "1.1", "method": method, "path": path}
-    if query:
-        d["query"] = query
-    return _finish_body(d, journal_headers, payload, real)
-
-
-def response_body(status: int, reason: str | None, journal_headers: list,
-                  payload: tuple[str, str] | None, real: list) -> dict:
-    """The same for a response: ``loads(encode_response(...))`` with the real headers."""
-    d: dict[str, Any] = {"http": "1.1", "status": status}
-    if reason and reason != reason_of(status):
-        d["reason"] = reason
-    return _finish_body(d, journal_headers, payload, real)
-
-
 class AsyncNode(_Node):
     """``_Node`` on asyncio, with the HTTP side of the Host interface."""
 
     async def _amain(self, started: bool) -> None:
         import aiohttp
         import zmq
-        global URL
+        global URL, web
+        from aiohttp import web
         from yarl import URL
         self.aiohttp = aiohttp
         self.loop = loop = asyncio.get_running_loop()
-        self.serving: dict[str, list] = {}    # request id -> [future, outside?]
-        self.http_resp: list[tuple] = []      # (future, web.Response, outside?, wire, dst) after the write
+        # request id -> [future or None, outside?, web.Response or None]: the handler's response
+        # (set once the round's journal is written) goes to the future its _handle awaits -- or,
+        # when the round that answered was _handle's own, straight back to it (no future, no await)
+        self.serving: dict[str, list] = {}
+        self.http_resp: list[tuple] = []      # (serving entry, web.Response, wire, dst) after the write
         self.calls: dict[str, asyncio.Task] = {}
-        self.current_task = asyncio.current_task
-        self.adopter: Any = None               # set while a finished call's round ends (_calls)
+        self.adopter: Any = None               # the task of a call whose round is ending (_calls)
         self.adopted: tuple | None = None
         self.ports: dict[str, tuple] = {}
+        self.port_paths: dict[str, str] = {}
+        self.urls: dict[tuple, Any] = {}       # (scheme, port, path, query) -> yarl.URL
         self.ext_seq = 0
         self.timer_handle: Any = None
         self.timer_due: float | None = None
@@ -216,19 +191,23 @@ class AsyncNode(_Node):
         _Node._flush(self)
         if self.http_resp:
             resp, self.http_resp = self.http_resp, []
-            for fut, web_resp, outside, w, dst in resp:
-                if fut.done():                   # the caller went away meanwhile
+            for entry, web_resp, w, dst in resp:
+                fut = entry[0]
+                if fut is None:                  # its _handle is running still: it returns it
+                    entry[2] = web_resp
+                elif fut.done():                 # the caller went away meanwhile
                     self._journal_drop(dst, w, "connection closed")
                     continue
-                fut.set_result(web_resp)
-                if outside:                     # nobody else can journal an outside client's receipt
+                else:
+                    fut.set_result(web_resp)
+                if entry[1]:                    # nobody else can journal an outside client's receipt
                     self.jbuf.append(f'{{"t":{self.now():.3f},"kind":"deliver","node":"{dst}",{w[1:]}\n')
         if self.http_out:
             out, self.http_out = self.http_out, []
             for job in out:
                 if self.adopter is not None:     # a call task that just finished takes it on
+                    self.calls[job[0]] = self.adopter
                     self.adopted, self.adopter = job, None
-                    self.calls[job[0]] = self.current_task()
                 else:
                     self.calls[job[0]] = self.loop.create_task(self._calls(job))
         if self.jbuf:
@@ -247,7 +226,9 @@ class AsyncNode(_Node):
 
     # -- the caller's side ---------------------------------------------------------------------------
     def _port_of(self, dst: str) -> tuple[str, int] | None:
-        path = os.path.join(self.spec["dir"], f"{dst}.port")
+        path = self.port_paths.get(dst)
+        if path is None:
+            path = self.port_paths[dst] = os.path.join(self.spec["dir"], f"{dst}.port")
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -279,85 +260,119 @@ class AsyncNode(_Node):
         start first, in this same task: a caller that awaits one call after another (the
         common case) gets each request sent at once, without one more turn of the loop to
         start a new task. ``calls[mid]`` is this task while it makes call ``mid``, so
-        ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none."""
+        ``cancel_http`` (a timeout) cancels that call; a task ends once a round starts none.
+        (One coroutine for them all: each await of a call resumes through one frame less.)"""
+        aiohttp = self.aiohttp
+        me = asyncio.current_task()
         while job is not None:
             self.adopted = None
-            await self._call(*job)
-            job, self.adopted = self.adopted, None
-
-    async def _call(self, mid: str, dst: str, call: Any, w: str, at: float) -> None:
-        aiohttp = self.aiohttp
-        src = self.id
-        what = f"{src}: {call.method} {call.path} to {dst} (request {mid})"
-        cancelled: BaseException | None = None
-        try:
-            rule = self.net.blocked(src, dst)
-            if rule is not None:               # a black hole: the caller's timeout ends it
-                self._journal_drop(dst, w, rule)
-                return
-            if dst not in self.services:
-                self._fail(mid, dst, w, "not serving HTTP", ClientConnectorError(
-                    f"{what}: connection refused; {dst} is a plain labkit.Node, not a labkit.Service: "
-                    f"it serves no HTTP"))
-                return
-            found = self._port_of(dst)
-            if found is None:
-                self._fail(mid, dst, w, "node down", ClientConnectorError(
-                    f"{what}: connection refused; {dst} is down (killed or crashed): nothing listens"))
-                return
-            scheme, port = found
-            if (scheme == "https") != (call.ssl is not None):
-                self._fail(mid, dst, w, "TLS mismatch", ClientSSLError(
-                    f"{what}: {dst} serves {scheme.upper()}; " + ("pass ssl=<an ssl.SSLContext that trusts its "
-                                                                   "certificate>" if scheme == "https" else
-                                                                   "call it without ssl=")))
-                return
-            url = f"{scheme}://127.0.0.1:{port}{call.path}" + (f"?{call.query}" if call.query else "")
-            headers = [(k, v) for k, v in call.headers]
-            headers += [("X-Labkit-From", src), ("X-Labkit-Id", mid), ("X-Labkit-At", repr(round(at, 3)))]
-            kw: dict[str, Any] = {"ssl": call.ssl, "server_hostname": dst} if call.ssl is not None else {}
-            async with self.session.request(call.method, URL(url, encoded=True), headers=headers,
-                                            data=payload_bytes(call.payload) or None, **kw) as resp:
-                body = await resp.read()
-        except asyncio.CancelledError as e:
-            cancelled = e
-            return                            # the call timed out (cancel_http)
-        except aiohttp.ClientSSLError as e:
-            self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{what}: TLS handshake failed: {e}"))
-        except aiohttp.ClientConnectorError as e:
-            self._fail(mid, dst, w, "node down", ClientConnectorError(f"{what}: connection refused ({e})"))
-        except (aiohttp.ClientError, OSError) as e:
-            self._fail(mid, dst, w, "connection reset", ServerDisconnectedError(
-                f"{what}: {dst} went away while the request was open: server disconnected ({type(e).__name__}: {e})"))
-        else:
-            self._response(mid, dst, resp, body)
-        finally:
-            self.calls.pop(mid, None)
-            self.adopter = self if cancelled is None else None   # a cancelled task takes on nothing
+            mid, dst, call, w, at = job
+            cancelled: BaseException | None = None
             try:
-                self._end_round()
+                cm = self._request(mid, dst, call, w, at)
+                if cm is None:                 # refused or a black hole: _request said so
+                    continue
+                async with cm as resp:
+                    body = await resp.read()
+            except asyncio.CancelledError as e:
+                cancelled = e                  # the call timed out (cancel_http): the task ends
+            except aiohttp.ClientSSLError as e:
+                self._fail(mid, dst, w, "TLS failed", ClientSSLError(f"{self._what(mid, dst, call)}: TLS "
+                                                                     f"handshake failed: {e}"))
+            except aiohttp.ClientConnectorError as e:
+                self._fail(mid, dst, w, "node down", ClientConnectorError(
+                    f"{self._what(mid, dst, call)}: connection refused ({e})"))
+            except (aiohttp.ClientError, OSError) as e:
+                self._fail(mid, dst, w, "connection reset", ServerDisconnectedError(
+                    f"{self._what(mid, dst, call)}: {dst} went away while the request was open: server "
+                    f"disconnected ({type(e).__name__}: {e})"))
+            else:
+                self._response(mid, dst, resp, body)
             finally:
-                self.adopter = None
+                self.calls.pop(mid, None)
+                self.adopter = me if cancelled is None else None     # a cancelled task takes on nothing
+                try:
+                    self._end_round()
+                finally:
+                    self.adopter = None
+                job, self.adopted = self.adopted, None
+
+    def _url(self, scheme: str, port: int, path: str, query: str) -> Any:
+        """The ``yarl.URL`` of a call (made once per scheme, port, path and query: paths repeat)."""
+        key = (scheme, port, path, query)
+        url = self.urls.get(key)
+        if url is None:
+            url = URL(f"{scheme}://127.0.0.1:{port}{path}" + (f"?{query}" if query else ""), encoded=True)
+            if len(self.urls) >= 1024:
+                self.urls.clear()
+            self.urls[key] = url
+        return url
+
+    def _what(self, mid: str, dst: str, call: Any) -> str:
+        return f"{self.id}: {call.method} {call.path} to {dst} (request {mid})"
+
+    def _request(self, mid: str, dst: str, call: Any, w: str, at: float) -> Any:
+        """The aiohttp request (a context manager) of call ``mid`` -- or None, the call ended
+        here: a black hole (journaled; the caller's timeout ends it) or refused (failed)."""
+        src = self.id
+        rule = self.net.blocked(src, dst)
+        if rule is not None:               # a black hole: the caller's timeout ends it
+            self._journal_drop(dst, w, rule)
+            return None
+        if dst not in self.services:
+            self._fail(mid, dst, w, "not serving HTTP", ClientConnectorError(
+                f"{self._what(mid, dst, call)}: connection refused; {dst} is a plain labkit.Node, not a "
+                f"labkit.Service: it serves no HTTP"))
+            return None
+        found = self._port_of(dst)
+        if found is None:
+            self._fail(mid, dst, w, "node down", ClientConnectorError(
+                f"{self._what(mid, dst, call)}: connection refused; {dst} is down (killed or crashed): "
+                f"nothing listens"))
+            return None
+        scheme, port = found
+        ssl = call.ssl
+        if (scheme == "https") != (ssl is not None):
+            self._fail(mid, dst, w, "TLS mismatch", ClientSSLError(
+                f"{self._what(mid, dst, call)}: {dst} serves {scheme.upper()}; " +
+                ("pass ssl=<an ssl.SSLContext that trusts its certificate>" if scheme == "https" else
+                 "call it without ssl=")))
+            return None
+        headers = [(k, v) for k, v in call.headers] if call.headers else []
+        headers += [("X-Labkit-From", src), ("X-Labkit-Id", mid), ("X-Labkit-At", repr(round(at, 3)))]
+        url = self._url(scheme, port, call.path, call.query)
+        data = (payload_bytes(call.payload) or None) if call.payload is not None else None
+        if ssl is None:
+            return self.session.request(call.method, url, headers=headers, data=data)
+        return self.session.request(call.method, url, headers=headers, data=data, ssl=ssl, server_hostname=dst)
 
     def _response(self, mid: str, dst: str, resp: Any, body: bytes) -> None:
-        real = list(resp.headers.items())
-        rid = resp.headers.get("X-Labkit-Id") or f"{dst}.0.{mid}"
+        h = resp.headers
+        rid = h.get("X-Labkit-Id") or f"{dst}.0.{mid}"
         try:
-            rat = float(resp.headers.get("X-Labkit-At", ""))
+            rat = float(h.get("X-Labkit-At", ""))
         except ValueError:
             rat = self.now()
-        payload = payload_of_bytes(body, resp.headers.get("Content-Type"))
+        shown, jh = split_response_headers(h)
+        payload, value = payload_and_value(body, h.get("Content-Type")) if body else (None, _MISSING)
         status, reason = resp.status, resp.reason
-        jh = headers_for_journal(real, RESPONSE_STACK_HEADERS)
         body_json = encode_response(status, reason, jh, payload)
-        w = self.wire(dst, self.id, str(status), rid, mid, rat, body_json)
+        type = str(status)
+        w = self.wire(dst, self.id, type, rid, mid, rat, body_json)
         delays, rule = self.net.route(dst, self.id, self.net_rng)
         if rule is not None:
             self._journal_drop(self.id, w, rule)
             return
-        msg = Message(dst, self.id, str(status), rid, response_body(status, reason, jh, payload, real), mid, rat)
-        if delays[0] <= 0:
-            self._response_arrives(w, msg)
+        d: dict[str, Any] = {"http": "1.1", "status": status}
+        if reason and reason != reason_of(status):
+            d["reason"] = reason
+        msg = Message(dst, self.id, type, rid, _finish(d, jh, payload, value, shown), mid, rat)
+        if delays[0] <= 0:                     # (_response_arrives, inline: the common case)
+            if mid not in self.ctx._rpcs:      # it timed out meanwhile
+                self._journal_drop(self.id, w, "connection closed")
+                return
+            self._journal_msg("deliver", w)
+            self.ctx._deliver(msg)
         else:
             self.call_at(self.now() + delays[0], self._response_later, w, msg)
 
@@ -377,33 +392,32 @@ class AsyncNode(_Node):
 
     # -- the server's side ---------------------------------------------------------------------------
     async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-        body = await request.read()
+        body = await request.read() if request.body_exists else b""
         h = request.headers
         src = h.get("X-Labkit-From")
-        now = self.now()
         outside = src is None
         if outside:                           # curl, a browser, requests: outside the network model
             self.ext_seq += 1
-            src, mid, at = "client", f"{self.id}.{self.spec['incarnation']}.x{self.ext_seq}", now
+            src, mid, at = "client", f"{self.id}.{self.spec['incarnation']}.x{self.ext_seq}", self.now()
         else:
             mid = h.get("X-Labkit-Id", "")
             try:
                 at = float(h.get("X-Labkit-At", ""))
             except ValueError:
                 at = -1.0
-            if src not in self._node_set or not mid or not set(mid) <= ID_CHARS or len(mid) > 100 or at < 0:
+            if src not in self._node_set or _ID_RE.fullmatch(mid) is None or at < 0:
                 return web.Response(status=400, text="400: Bad Request: malformed X-Labkit-* headers")
-        real = list(h.items())
-        jh = headers_for_journal(real, REQUEST_STACK_HEADERS)
-        payload = payload_of_bytes(body, h.get("Content-Type"))
+        shown, jh = split_request_headers(h)
+        payload, value = payload_and_value(body, h.get("Content-Type")) if body else (None, _MISSING)
         method, path, qs = request.method, request.path, request.query_string
         body_json = encode_request(method, path, qs, jh, payload)
         type = f"{method} {path}"
         w = self.wire(src, self.id, type, mid, None, at, body_json)
-        fut = self.loop.create_future()
-        self.serving[mid] = [fut, outside]
-        msg = Message(src, self.id, type, mid, request_body(method, path, qs, jh, payload, real), None, at)
+        entry = self.serving[mid] = [None, outside, None]
+        d: dict[str, Any] = {"http": "1.1", "method": method, "path": path}
+        if qs:
+            d["query"] = qs
+        msg = Message(src, self.id, type, mid, _finish(d, jh, payload, value, shown), None, at)
         try:
             if outside:
                 self._request_arrives(w, msg)
@@ -412,10 +426,14 @@ class AsyncNode(_Node):
                 if rule is not None:
                     self._journal_drop(self.id, w, rule)     # a black hole: never answered
                 elif delays[0] > 0:
-                    self.call_at(now + delays[0], self._request_later, w, msg)
-                else:
-                    self._request_arrives(w, msg)
+                    self.call_at(self.now() + delays[0], self._request_later, w, msg)
+                else:                             # (_request_arrives, inline: the common case)
+                    self._journal_msg("deliver", w)
+                    self.ctx._deliver(msg)
             self._end_round()
+            if entry[2] is not None:          # answered in this round (the common case)
+                return entry[2]
+            fut = entry[0] = self.loop.create_future()
             return await fut
         finally:
             self.serving.pop(mid, None)
@@ -433,8 +451,6 @@ class AsyncNode(_Node):
 
     def respond_http(self, ctx: Any, mid: str, dst: str, type: str, re: str, body_json: str,
                      resp: Any = None) -> None:
-        from aiohttp import web
-        from multidict import CIMultiDict
         now = self.now()
         w = self.wire(self.id, dst, type, mid, re, now, body_json)
         self.jbuf.append(f'{{"t":{now:.3f},"kind":"send","node":{self.jid},{w[1:]}\n')
@@ -448,17 +464,20 @@ class AsyncNode(_Node):
         if resp is not None:                   # the labkit.Response itself: nothing to parse back
             status, pl = resp.status, resp._payload
             reason = resp.reason if resp.reason and resp.reason != reason_of(status) else None
-            headers = CIMultiDict(resp._header_pairs())
+            pairs = resp._header_pairs()
         else:
             d = loads(body_json)
             status, reason = d["status"], d.get("reason")
-            headers = CIMultiDict(d.get("headers") or ())
+            pairs = d.get("headers") or ()
             pl = next(((k, d[k] if k != "json" else _dumps(d[k])) for k in ("json", "body", "body64") if k in d),
                       None)
-        headers["X-Labkit-Id"] = mid
-        headers["X-Labkit-At"] = repr(round(now, 3))
+        # labkit's own two headers last, in place of any the handler set (web.Response makes the
+        # multidict from these pairs)
+        headers = [(k, v) for k, v in pairs if k.lower() not in _OWN_RESPONSE_HEADERS] \
+            if len(pairs) != 1 or pairs[0][0] != "Content-Type" else [(pairs[0][0], pairs[0][1])]
+        headers += [("X-Labkit-Id", mid), ("X-Labkit-At", repr(round(now, 3)))]
         web_resp = web.Response(status=status, reason=reason, body=payload_bytes(pl), headers=headers)
-        self.http_resp.append((entry[0], web_resp, entry[1], w, dst))
+        self.http_resp.append((entry, web_resp, w, dst))
 
     def handler_failed(self, ctx: Any, ev: Any) -> None:
         pass   # journaled; the notebook prints it when it reads the journal
