@@ -7,7 +7,7 @@ JSON lines) is checked on its own; one line is printed per file::
 
     FILE: linearizable
     FILE: NOT linearizable -- key 0: read 3 by process 2 (op #17) cannot be linearized
-    FILE: unknown -- timed out after 10 s: ...
+    FILE: unknown -- timed out after 10 s (of CPU time): ...
     FILE: error -- line 4: malformed EDN: ...
 
 Exit status (Maelstrom's 0/1/2, plus one for bad input):
@@ -20,7 +20,7 @@ Exit status (Maelstrom's 0/1/2, plus one for bad input):
   (and none is NOT linearizable). A bad file never counts as linearizable, nor as merely
   unknown.
 
-``--timeout`` is per file, in seconds (default 60); ``--memory`` is per file too (bytes, or
+``--timeout`` is per file, in seconds of CPU time (default 60); ``--memory`` is per file too (bytes, or
 ``1G``, ``512M``; default 1 GiB or half the available memory): a check that reaches either
 budget is unknown (exit 2), never a crash. ``--progress`` shows keys done and configurations
 explored on stderr for checks longer than 2 s (default: on when stderr is a terminal and
@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("linearizable", help="Wing & Gong / Lowe linearizability search, per key")
     lin.add_argument("--model", required=True, choices=sorted(MODELS), metavar="MODEL",
                      help=f"one of: {', '.join(MODELS)}")
-    lin.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds per file (default 60)")
+    lin.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                     help="seconds of CPU time per file (default 60)")
     lin.add_argument("--memory", default=None, metavar="SIZE",
                      help="memory budget per file, e.g. 1G or 512M (default: 1 GiB or half the free memory)")
     lin.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

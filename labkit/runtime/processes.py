@@ -58,6 +58,8 @@ START_TIMEOUT_S = 60.0
 #: without it (the node is stuck in a handler, or stopped from outside labkit). The change
 #: still reaches the node: it is queued, and applied before the node handles anything else.
 ACK_TIMEOUT_S = 1.0
+#: How long (s) close() and kill() wait for a killed program's process group to be gone.
+GROUP_EXIT_S = 2.0
 #: How often (s) a running cluster asks whether a node process has exited.
 EXIT_CHECK_S = 0.01
 #: ZeroMQ constants as plain ints: pyzmq's enums cost an enum operation per use on the hot path.
@@ -373,9 +375,12 @@ class ProcessRuntime(RuntimeBase):
 
     def kill(self, rec: NodeRecord) -> None:
         with self._lock:
+            pgid = self._program_group(rec)
             self._signal(rec, signal.SIGKILL)
             self._signal_group(rec, signal.SIGKILL)
             rec.proc.join(5)
+            if pgid is not None:
+                _await_groups_gone({pgid}, GROUP_EXIT_S)
             self._forget_port(rec.id)
 
     def _forget_port(self, node: str) -> None:
@@ -869,8 +874,12 @@ class ProcessRuntime(RuntimeBase):
 
     def _close_locked(self) -> None:
         try:
+            groups = set()
             for rec in self.records.values():
                 if rec.proc is not None and rec.proc.exitcode is None:
+                    pgid = self._program_group(rec)
+                    if pgid is not None:
+                        groups.add(pgid)
                     self._signal(rec, signal.SIGKILL)
                     self._signal_group(rec, signal.SIGKILL)
             for rec in self.records.values():
@@ -879,6 +888,8 @@ class ProcessRuntime(RuntimeBase):
                     if rec.state in ("up", "paused", "starting"):
                         rec.state = "down"
                     _close_process(rec.proc)              # its sentinel fd
+            if groups:      # SIGKILL is delivered, not done: return once the programs are gone
+                _await_groups_gone(groups, GROUP_EXIT_S)
             # Reply callbacks run only while the cluster runs: replies still in the inbox at
             # close are journaled, not handed to code that would use a closed cluster.
             self._awaiting.clear()
@@ -949,6 +960,47 @@ def _stopped(pid: int | None) -> bool:
         return data[data.rindex(b")") + 2:data.rindex(b")") + 3] in (b"T", b"t")
     except (OSError, ValueError):
         return False
+
+
+def _group_members_alive(pgids: set[int]) -> set[int]:
+    """Those of the process groups ``pgids`` that still hold a live process (a zombie, dead and
+    waiting to be reaped, does not count). Linux reads /proc; elsewhere ``killpg(pgid, 0)``
+    (which counts zombies too, so the wait may run to its limit there)."""
+    if sys.platform.startswith("linux"):
+        alive: set[int] = set()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+                rest = data[data.rindex(b")") + 2:].split()
+                if rest[0] not in (b"Z", b"X") and int(rest[2]) in pgids:
+                    alive.add(int(rest[2]))
+            except (OSError, ValueError, IndexError):
+                continue
+        return alive
+    alive = set()
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, 0)
+            alive.add(pgid)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            alive.add(pgid)
+    return alive
+
+
+def _await_groups_gone(pgids: set[int], timeout_s: float) -> None:
+    """Wait (at most ``timeout_s``) until the programs' process groups ``pgids``, just sent
+    SIGKILL, hold no live process: a signal is delivered at once but a process takes a moment
+    to die (longer on a loaded machine), and ``close()``/``kill()`` promise nothing is left."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while _group_members_alive(pgids) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _last_resort_cleanup(pids: set[int], dir: str) -> None:
