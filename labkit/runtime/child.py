@@ -558,9 +558,9 @@ class _Node:
         watchdog pipe and any program pipes. A socket's ``zmq.FD`` is edge-triggered (libzmq's
         ``zmq_getsockopt``, ZMQ_FD): it signals that the socket's state may have changed, after
         which ``EVENTS`` says whether a message waits; a socket is drained until ``EVENTS``
-        says none is left, and only a drained socket may be slept on. This costs three poll
-        system calls per message where ``zmq.Poller`` made about ten (it re-reads every
-        socket's EVENTS before and after each wait): measured with strace, 10.3 -> 3 a message."""
+        says none is left, and only a drained socket may be slept on. ``zmq.Poller`` re-read
+        every socket's EVENTS before and after each wait: poll system calls per echoed message
+        (strace, the node's main and I/O threads together) went from 10.3 to 6.3."""
         zmq = self.zmq
         poller = self.poller = select.poll()
         inbox, control = self.inbox, self.control
