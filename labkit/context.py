@@ -129,7 +129,7 @@ class RecentIds:
         return msg_id in self.young or msg_id in self.old
 
     def __len__(self) -> int:
-        return len(self.young | self.old)
+        return len(self.young) + len(self.old)      # (an id is answered once: never in both)
 
 
 class Context(ServingMixin, CapacityMixin):

@@ -199,6 +199,7 @@ class _Node:
         from .storage import FileBackedData, Storage
 
         self.zmq = zmq
+        self.NOBLOCK = int(zmq.NOBLOCK)
         self.decode = decode
         self.wire = wire
         self.Event = Event
@@ -514,41 +515,38 @@ class _Node:
             write_all(self.jfd, "".join(self.jbuf).encode())
             self.jbuf.clear()
         out = self.out
-        if len(out) == 1:               # one message this round (a reply, a request): the hot path
+        if not out:
+            return
+        # One frame per destination per round: the round's messages to a peer (or to the
+        # clients) joined by newlines, which JSON never contains raw. A busy node sends one
+        # frame where it would send hundreds; the receiver splits it. (One message, the common
+        # round -- a reply, a request -- needs no grouping.)
+        socks, client_sock = self.socks, self.client_sock
+        if len(out) == 1:
             dst, wire = out[0]
-            out.clear()
-            try:
-                (self.socks.get(dst) or self.client_sock).send(wire.encode(), self.zmq.NOBLOCK)
-            except self.zmq.Again:
-                self._journal_msg("drop", wire, "queue full")
-                write_all(self.jfd, "".join(self.jbuf).encode())
-                self.jbuf.clear()
-        elif out:
-            # One frame per destination per round: the round's messages to a peer (or to the
-            # clients) joined by newlines, which JSON never contains raw. A busy node sends
-            # one frame where it would send hundreds; the receiver splits it.
-            Again = self.zmq.Again
-            NOBLOCK = self.zmq.NOBLOCK
-            by_sock: dict[Any, list[str]] = {}
-            for dst, wire in self.out:
-                sock = self.socks.get(dst) or self.client_sock
+            by_sock: dict[Any, list[str]] = {socks.get(dst) or client_sock: [wire]}
+        else:
+            by_sock = {}
+            for dst, wire in out:
+                sock = socks.get(dst) or client_sock
                 group = by_sock.get(sock)
                 if group is None:
                     by_sock[sock] = [wire]
                 else:
                     group.append(wire)
-            for sock, wires in by_sock.items():
-                data = "\n".join(wires).encode()
-                for frame, held in ([(data, wires)] if len(data) <= MAX_FRAME_BYTES else split_frames(wires)):
-                    try:
-                        sock.send(frame, NOBLOCK)
-                    except Again:
-                        for wire in held:
-                            self._journal_msg("drop", wire, "queue full")
-            self.out.clear()
-            if self.jbuf:
-                write_all(self.jfd, "".join(self.jbuf).encode())
-                self.jbuf.clear()
+        out.clear()
+        Again, NOBLOCK = self.zmq.Again, self.NOBLOCK
+        for sock, wires in by_sock.items():
+            data = "\n".join(wires).encode()
+            for frame, held in ([(data, wires)] if len(data) <= MAX_FRAME_BYTES else split_frames(wires)):
+                try:
+                    sock.send(frame, NOBLOCK)
+                except Again:
+                    for wire in held:
+                        self._journal_msg("drop", wire, "queue full")
+        if self.jbuf:
+            write_all(self.jfd, "".join(self.jbuf).encode())
+            self.jbuf.clear()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> str | None:

@@ -361,23 +361,24 @@ class ProcessRuntime(RuntimeBase):
             return None
         return int(pgid) if int(inc) == rec.incarnation else None
 
-    def _signal_group(self, rec: NodeRecord, sig: int) -> None:
-        """Send ``sig`` to the node's program and everything it started (its process group)."""
+    def _signal_group(self, rec: NodeRecord, sig: int) -> int | None:
+        """Send ``sig`` to the node's program and everything it started (its process group);
+        returns the group's id (None: the node runs no program)."""
         pgid = self._program_group(rec)
         if pgid is None:
-            return
+            return None
         try:
             os.killpg(pgid, sig)
             if sig == signal.SIGSTOP:
                 os.kill(pgid, signal.SIGCONT)   # the watchdog (the leader) keeps watching
         except (ProcessLookupError, PermissionError):
             pass
+        return pgid
 
     def kill(self, rec: NodeRecord) -> None:
         with self._lock:
-            pgid = self._program_group(rec)
             self._signal(rec, signal.SIGKILL)
-            self._signal_group(rec, signal.SIGKILL)
+            pgid = self._signal_group(rec, signal.SIGKILL)
             rec.proc.join(5)
             if pgid is not None:
                 _await_groups_gone({pgid}, GROUP_EXIT_S)
@@ -877,11 +878,10 @@ class ProcessRuntime(RuntimeBase):
             groups = set()
             for rec in self.records.values():
                 if rec.proc is not None and rec.proc.exitcode is None:
-                    pgid = self._program_group(rec)
+                    self._signal(rec, signal.SIGKILL)
+                    pgid = self._signal_group(rec, signal.SIGKILL)
                     if pgid is not None:
                         groups.add(pgid)
-                    self._signal(rec, signal.SIGKILL)
-                    self._signal_group(rec, signal.SIGKILL)
             for rec in self.records.values():
                 if rec.proc is not None:
                     rec.proc.join(5)
