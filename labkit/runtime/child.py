@@ -7,11 +7,13 @@ pipe whose write end only the parent holds. The process:
 1. binds its inbox (a PULL socket on an ipc path in the cluster's private 0700 directory),
    connects a PUSH socket to every peer's inbox and one to the parent's client inbox, and a
    DEALER to the parent's control socket; says hello and waits for the network state;
-2. then loops: poll inbox, control and the watchdog pipe; apply control first (so a
-   partition the parent has announced covers every message that arrives after it); pass each
+2. then loops (``_Node.run``): wait for the inbox (one blocking ``recv`` with the next timer
+   as its timeout), apply the changes the notebook announced first (``labkit.runtime.versions``:
+   a partition the parent has announced covers every message read after it), pass each
    arriving message through the receiver's copy of the ``NetworkModel`` (drop, delay,
    duplicate, reorder; a delayed copy is checked against partitions again when it is due);
-   run due timers; then write the journal lines of this round with one ``os.write`` and only
+   run due timers; then append the journal lines of this round to the journal file
+   (``labkit.runtime.journal_file``: a copy into a shared mapping, no system call) and only
    then hand outgoing messages to ZeroMQ -- so a SIGKILL can lose a round's sends, but the
    journal never shows a delivery whose send it lacks.
 
@@ -37,6 +39,8 @@ import traceback
 from typing import Any, Callable
 
 from ..message import _SURELY_SMALL, MAX_FRAME_BYTES, dumps as _dumps, split_frames, too_large
+from .journal_file import JournalWriter, append_line, write_all
+from .versions import WAKE, ChangeVersions
 
 MAX_BATCH = 256
 EXIT_CRASHED = 3
@@ -69,20 +73,6 @@ def _drop_inherited_keepalives() -> None:
             except OSError:
                 pass
             setattr(obj, attr, None)
-
-
-def write_all(fd: int, buf: bytes) -> None:
-    """``os.write`` until every byte is written (a write may be short: a file-size limit, a
-    signal); raises OSError (ENOSPC, EFBIG, EIO, ...) when the OS refuses."""
-    n = os.write(fd, buf)              # every byte at once, almost always: the hot path
-    if n == len(buf):
-        return
-    view = memoryview(buf)[n:]
-    while view:
-        n = os.write(fd, view)
-        if n <= 0:
-            raise OSError(errno.EIO, "the write made no progress")
-        view = view[n:]
 
 
 def fds_needed(n_nodes: int, parent: bool) -> int:
@@ -177,9 +167,7 @@ def _emergency_journal(spec: dict, tb: str, error: str = "labkit runtime error",
                    "cause": cause, "traceback": tb,
                    "incarnation": spec["incarnation"], "seed": spec["seed"]}) + "\n"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        write_all(fd, line.encode())
-        os.close(fd)
+        append_line(path, line.encode())   # where the written part of the journal ends
     except OSError:
         pass
 
@@ -226,8 +214,8 @@ class _Node:
         self.round_hooks: list[Callable[[], None]] = []   # called at the end of every loop round
         self.has_crashed = False
         self.jid = _dumps(self.id)
-        self.jfd = os.open(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"),
-                           os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.journal = JournalWriter(os.path.join(d, f"j-{self.id}-{spec['incarnation']}.jsonl"))
+        self.journal_write = self.journal.write
 
         zc = self.zc = zmq.Context(io_threads=1)
         self.inbox = zc.socket(zmq.PULL)
@@ -246,6 +234,10 @@ class _Node:
         self.control.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.control.setsockopt(zmq.IDENTITY, f"{self.id}/{spec['incarnation']}".encode())
         self.control.connect("ipc://" + os.path.join(d, "control"))
+        # The newest change the notebook announced to this node, and the newest applied.
+        self.versions = ChangeVersions(os.path.join(d, "changes.v"), len(self.nodes), create=False)
+        self.slots, self.slot = self.versions.slots, self.nodes.index(self.id)
+        self.control_v = 0
 
         self.net = NetworkModel(self.nodes)
         self.net_rng = node_rng(self.seed, self.id, spec["incarnation"], "network")
@@ -305,6 +297,7 @@ class _Node:
                 cmd = json.loads(self.control.recv())
                 if cmd.get("op") == "go":
                     self.net.load_state(cmd["net"])
+                    self.control_v = cmd.get("v", 0)
                     return
         os._exit(0)  # the parent never answered: it is gone or stuck
 
@@ -508,11 +501,55 @@ class _Node:
             self.ctx._set_clock(cmd["offset_ms"], cmd["rate"])
         elif op == "slow":
             self.ctx._set_slow(cmd["factor"])
-        self.control.send(_dumps({"op": "ack", "v": cmd.get("v")}).encode())
+        v = cmd.get("v")
+        if isinstance(v, int) and v > self.control_v:
+            self.control_v = v
+        self.control.send(_dumps({"op": "ack", "v": v}).encode())
+
+    def _catch_up(self) -> None:
+        """Apply the changes the notebook announced in this node's slot before reading another
+        message (``labkit.runtime.versions``). A command is sent before its slot is written,
+        so one not yet here is on its way: wait for it (a ROUTER that dropped it -- more than
+        its queue's worth of changes to a paused node -- is given up on after 2 s)."""
+        slots, i, control = self.slots, self.slot, self.control
+        deadline = None
+        while slots[i] > self.control_v:
+            if control.poll(50):
+                self._control(control.recv())
+            elif deadline is None:
+                deadline = time.monotonic() + 2.0
+            elif time.monotonic() > deadline:
+                self.control_v = slots[i]
+                return
+
+    def _take(self, frame: bytes) -> None:
+        """One frame from the inbox: changes announced before it first, then its messages."""
+        if self.slots[self.slot] > self.control_v:
+            self._catch_up()
+        if b"\n" in frame:
+            self._arrive_frame(frame)
+        elif frame != WAKE:
+            self._arrive(frame)
+
+    def _watch_parent(self) -> None:
+        """End the process when the notebook is gone (the watchdog pipe reports EOF), from a
+        thread blocked in ``read``: the loop's wait is then one socket's, not a ``poll``."""
+        import threading
+        fd = self.watch.fileno()
+
+        def wait() -> None:
+            try:
+                while os.read(fd, 64):      # the parent never writes: only EOF comes
+                    pass
+            except OSError:
+                pass
+            self._parent_gone()
+
+        threading.Thread(target=wait, name="labkit-watchdog", daemon=True).start()
 
     def _flush(self) -> None:
         if self.jbuf:
-            write_all(self.jfd, "".join(self.jbuf).encode())
+            self.journal_write("".join(self.jbuf).encode())
             self.jbuf.clear()
         out = self.out
         if not out:
@@ -545,82 +582,98 @@ class _Node:
                     for wire in held:
                         self._journal_msg("drop", wire, "queue full")
         if self.jbuf:
-            write_all(self.jfd, "".join(self.jbuf).encode())
+            self.journal_write("".join(self.jbuf).encode())
             self.jbuf.clear()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> str | None:
-        """The poll loop. Returns "async" when a ``ctx.http`` call asks for the asyncio loop.
+        """The node's loop. Returns "async" when a ``ctx.http`` call asks for the asyncio loop.
 
-        It waits in one ``select.poll`` on the ZeroMQ sockets' ``zmq.FD`` descriptors, the
-        watchdog pipe and any program pipes. A socket's ``zmq.FD`` is edge-triggered (libzmq's
-        ``zmq_getsockopt``, ZMQ_FD): it signals that the socket's state may have changed, after
-        which ``EVENTS`` says whether a message waits; a socket is drained until ``EVENTS``
-        says none is left, and only a drained socket may be slept on. ``zmq.Poller`` re-read
-        every socket's EVENTS before and after each wait: poll system calls per echoed message
-        (strace, the node's main and I/O threads together) went from 10.3 to 6.3."""
+        A round takes what waits in the inbox, runs due timers and round hooks, writes the
+        round's journal lines and then sends its messages (``_flush``). How a round waits:
+
+        * **one blocking ``recv``** on the inbox, with ``RCVTIMEO`` set to the next timer, when
+          nothing else needs watching -- the common case. libzmq waits on the socket's command
+          mailbox itself: two system calls per message, as a raw pyzmq ``recv`` pays. Changes
+          from the notebook need no second socket to watch (``labkit.runtime.versions``), nor
+          does the notebook's death (a thread reads the watchdog pipe: ``_watch_parent``).
+        * **``select.poll``** on the inbox's ``zmq.FD`` and the node's program pipes
+          (``add_reader``; ``labkit.maelstrom``). ``zmq.FD`` is edge-triggered (libzmq's
+          ``zmq_getsockopt``, ZMQ_FD): after it fires, ``EVENTS`` says whether a frame waits,
+          and only a drained socket may be slept on.
+
+        A busy inbox is drained, up to ``MAX_BATCH`` frames a round, so a round's messages to
+        one peer leave as one frame. Whether it is busy is asked (``EVENTS``: a system call)
+        after a frame that held several messages, after a poll, when a timer is due, and every
+        16th frame -- not after every frame, which a ping-pong would pay for every time."""
         zmq = self.zmq
         poller = self.poller = select.poll()
-        inbox, control = self.inbox, self.control
-        watch_fd = self.watch.fileno()
-        # Plain ints, and the socket's own ``get``: ``getsockopt(EVENTS)`` wraps the answer in
-        # an enum and ``& POLLIN`` makes another (~1 us a message on this hot path).
+        inbox = self.inbox
+        # Plain ints, and the socket's own ``get``/``set``: ``getsockopt(EVENTS)`` wraps the
+        # answer in an enum and ``& POLLIN`` makes another (~1 us a message on this hot path).
         NOBLOCK, Again, EVENTS, POLLIN = int(zmq.NOBLOCK), zmq.Again, int(zmq.EVENTS), int(zmq.POLLIN)
-        inbox_get, control_get = inbox.get, control.get
-        inbox_fd, control_fd = inbox_get(zmq.FD), control_get(zmq.FD)
-        for fd in (control_fd, inbox_fd, watch_fd):
-            poller.register(fd, select.POLLIN)
+        RCVTIMEO = int(zmq.RCVTIMEO)
+        inbox_get, inbox_set, recv = inbox.get, inbox.set, inbox.recv
+        inbox_fd = inbox_get(zmq.FD)
+        poller.register(inbox_fd, select.POLLIN)
         poll = poller.poll
+        slots, slot = self.slots, self.slot
+        take, arrive = self._take, self._arrive
         timers = self.timers
         heap = timers.heap          # (timers.next_time() and pop_due(), inline on the hot path)
+        self._watch_parent()
         survivors = self.gc_setup()
         self.ctx._start()
         self._flush()
         if not self.has_crashed:
             self.control.send(_dumps({"op": "started"}).encode())
-        # Not known to be drained: read EVENTS before sleeping on the socket.
-        inbox_dirty = control_dirty = True
+        rcvtimeo = -1              # the inbox's RCVTIMEO (ms; -1: none, ZeroMQ's default)
+        frames = 0
+        busy = True                # frames may wait: ask EVENTS before sleeping on the socket
         while not self.has_crashed and not self.wants_async:
-            if inbox_dirty or control_dirty:
-                timeout = 0
-            elif heap:
+            if heap:
                 wait = heap[0][0] - self.now()
                 timeout = 0 if wait <= 0 else min(int(wait) + 1, 3_600_000)
             else:
-                timeout = None
-            ready = poll(timeout)
-            for fd, _ in ready:
-                if fd == inbox_fd:
-                    inbox_dirty = True
-                elif fd == control_fd:
-                    control_dirty = True
-                elif fd == watch_fd:
-                    self._parent_gone()
-            # Control first: a partition the parent has announced covers every message that
-            # is read after it. (Drain by asking EVENTS, not by catching zmq.Again: the
-            # exception costs more than the check on this hot path.)
-            if control_dirty:
-                while control_get(EVENTS) & POLLIN:     # re-read after each ack sent
-                    self._control(control.recv(NOBLOCK))
-                control_dirty = False
-            if inbox_dirty:
-                inbox_dirty = False
+                timeout = -1
+            if self._io and not busy:       # program pipes to watch too: one poll for all
+                ready = poll(None if timeout < 0 else timeout)
+                busy = any(fd == inbox_fd for fd, _ in ready)
+                if ready and not self.has_crashed:
+                    self._run_io(ready)
+            if busy or timeout == 0:        # drain what waits, without sleeping
+                busy = False
                 n = 0
                 while inbox_get(EVENTS) & POLLIN:
                     try:
-                        frame = inbox.recv(NOBLOCK)
+                        frame = recv(NOBLOCK)
                     except Again:  # rare: another reader cannot exist, but be safe
                         break
-                    if b"\n" in frame:
-                        self._arrive_frame(frame)
-                    else:                       # one message (the common frame): no split
-                        self._arrive(frame)
+                    take(frame)
                     n += 1
                     if self.has_crashed or n >= MAX_BATCH:   # the rest next round (after timers)
-                        inbox_dirty = True
+                        busy = True
                         break
-            if self._io and ready and not self.has_crashed:
-                self._run_io(ready)
+            elif not self._io:
+                if timeout != rcvtimeo:
+                    inbox_set(RCVTIMEO, timeout)
+                    rcvtimeo = timeout
+                try:
+                    frame = recv()
+                except Again:               # the next timer is due
+                    frame = None
+                if frame is not None:
+                    # (_take, inline: the hot path)
+                    if slots[slot] > self.control_v:
+                        self._catch_up()
+                    if b"\n" in frame:
+                        self._arrive_frame(frame)
+                        busy = True
+                    elif frame != WAKE:
+                        arrive(frame)
+                    frames += 1
+                    if not frames & 15:
+                        busy = True
             if heap:
                 now = self.now()
                 while heap and heap[0][0] <= now and not self.has_crashed:

@@ -180,7 +180,7 @@ class AsyncNode(_Node):
         inbox = self.inbox
         n = 0
         while not self.has_crashed and inbox.getsockopt(self.EVENTS) & self.POLLIN:
-            self._arrive_frame(inbox.recv(self.NOBLOCK))
+            self._take(inbox.recv(self.NOBLOCK))
             n += 1
             if n >= MAX_BATCH:                   # let the rest of the loop run; come back
                 self.loop.call_soon(self._on_inbox)

@@ -49,6 +49,8 @@ from .._interrupts import held_interrupts
 from ..errors import LabkitError
 from ..journal import Event, JournalFull
 from ..journal_store import BLOCK_BYTES
+from .journal_file import PROBE, readable_length
+from .versions import WAKE, ChangeVersions
 from ..message import MAX_FRAME_BYTES, decode, dumps as _dumps, split_frames, wire
 from .base import NodeRecord, RuntimeBase
 from .scheduler import Scheduler
@@ -232,6 +234,8 @@ class ProcessRuntime(RuntimeBase):
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
         self._inbox_poll = [(self.inbox, _POLLIN)]   # zmq_poll's list, made once
+        self._versions = ChangeVersions(os.path.join(self.dir, "changes.v"), len(self.node_ids), create=True)
+        self._node_index = {n: i for i, n in enumerate(self.node_ids)}
         #: node id -> a poll(2) object watching its current process's sentinel (see _has_exited)
         self._exit_polls: dict[str, Any] = {}
         self._to_node: dict[str, Any] = {}
@@ -297,7 +301,9 @@ class ProcessRuntime(RuntimeBase):
         waiting = {f"{r.id}/{r.incarnation}": r for r in recs}
         hellos: dict[str, bytes] | None = {}     # None once the go is sent
         deadline = time.monotonic() + START_TIMEOUT_S
-        go = _dumps({"op": "go", "net": self.net.state()}).encode()
+        go = _dumps({"op": "go", "net": self.net.state(), "v": self._net_version}).encode()
+        for r in recs:          # what a new incarnation starts with: no change to catch up on
+            self._versions.slots[self._node_index[r.id]] = self._net_version
         while waiting:
             if time.monotonic() > deadline:
                 raise LabkitError(f"node(s) {sorted(waiting)} did not start within {START_TIMEOUT_S:.0f} s")
@@ -436,6 +442,12 @@ class ProcessRuntime(RuntimeBase):
                 if r.state in ("up", "paused"):
                     key = f"{r.id}/{r.incarnation}"
                     self.control.send_multipart([key.encode(), raw])
+                    # Then the node's slot, then a wake frame: see runtime.versions.
+                    self._versions.slots[self._node_index[r.id]] = v
+                    try:
+                        self._node_sock(r.id).send(WAKE, _NOBLOCK)
+                    except zmq.Again:             # its inbox is full: it is busy, it reads the slot
+                        pass
                     if r.state != "up":
                         continue
                     if key in self._lagging:
@@ -667,10 +679,16 @@ class ProcessRuntime(RuntimeBase):
             return
         with f:
             f.seek(st[0])
+            size = PROBE                          # little is new, usually: look at that first
             while True:
-                block = f.read(BLOCK_BYTES)
+                block = f.read(size)
                 if not block:
                     return
+                size = BLOCK_BYTES
+                z = block.find(b"\0")             # the end of what the node has written: the
+                end = z >= 0                      # rest is reserved (runtime.journal_file)
+                if end:
+                    block = block[:z]
                 data = st[1] + block
                 cut = data.rfind(b"\n") + 1
                 taken = self.events.add_text(data[:cut], source=f"node journal {path}") if cut else 0
@@ -680,6 +698,8 @@ class ProcessRuntime(RuntimeBase):
                     return
                 st[0] += len(block)               # only once the lines are in the journal
                 st[1] = data[cut:]               # an unfinished last line waits for the rest
+                if end:
+                    return
 
     def _drain_inbox(self, out: list[Event]) -> None:
         """Journal the client replies waiting in the inbox, and queue their callbacks.
@@ -779,12 +799,7 @@ class ProcessRuntime(RuntimeBase):
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
         now = self.now()                         # the send event's time is the message's sent_at
         w = wire(client, node, type, mid, None, now, body_json)
-        sock = self._to_node.get(node)
-        if sock is None:
-            sock = self._to_node[node] = self.zctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 10000)
-            sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
+        sock = self._to_node.get(node) or self._node_sock(node)
         self.record(Event(now, "send", client, mid, wire=w))
         held = self._held
         if held is not None:                     # inside a drain: sent together at its end
@@ -794,6 +809,17 @@ class ProcessRuntime(RuntimeBase):
             sock.send(w.encode(), _NOBLOCK)
         except zmq.Again:
             self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+
+    def _node_sock(self, node: str) -> Any:
+        """The notebook's PUSH socket to ``node``'s inbox (made on first use; called with the
+        lock held)."""
+        sock = self._to_node.get(node)
+        if sock is None:
+            sock = self._to_node[node] = self.zctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 10000)
+            sock.connect("ipc://" + os.path.join(self.dir, f"{node}.in"))
+        return sock
 
     def _refuse_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
         now = self.now()
@@ -914,7 +940,7 @@ class ProcessRuntime(RuntimeBase):
         for name in os.listdir(self.dir):
             if name.startswith("j-"):
                 path = os.path.join(self.dir, name)
-                unread += os.path.getsize(path) - self._files.get(path, [0])[0]
+                unread += readable_length(path) - self._files.get(path, [0])[0]
         if unread:
             print(f"labkit: the journal was full ({self.events.limits.max_events:,} events, its max_events); "
                   f"{unread / 2**20:.1f} MB of node journal lines it did not read are discarded with "
@@ -922,6 +948,10 @@ class ProcessRuntime(RuntimeBase):
                   f"cluster.journal.set_limits(max_events=...), to keep them.", file=sys.stderr)
 
     def _cleanup_files(self) -> None:
+        versions = getattr(self, "_versions", None)
+        if versions is not None:
+            versions.close()
+            self._versions = None
         shutil.rmtree(self.dir, ignore_errors=True)
         if hasattr(self, "_finalizer"):
             self._finalizer.detach()
