@@ -358,7 +358,7 @@ class _Node:
         os._exit(EXIT_CRASHED)
 
     # -- file descriptors: a program's pipes (labkit.maelstrom.Program) ---------------------
-    # The loop polls these fds with the node's sockets (one ``select.poll``: see ``run``) and
+    # The loop polls these fds with the node's inbox (one ``select.poll``: see ``run``) and
     # calls the callback on the loop's own thread, between messages: no threads, no races.
     def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
         """Call ``cb()`` in the loop whenever ``fd`` is readable (or hung up)."""

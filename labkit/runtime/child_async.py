@@ -13,8 +13,8 @@ node object, its sockets, scheduler and context are the same; only the loop diff
 * labkit's timers (``Scheduler``) are driven by one asyncio ``TimerHandle`` at the earliest due
   time, re-armed at the end of every round;
 * every callback that runs node code (a frame from the inbox, a control command, a timer, an
-  HTTP request or response) ends its round with ``_flush``: the round's journal lines go out in
-  one ``os.write`` *before* anything the round sent -- ZeroMQ frames, HTTP responses (handed
+  HTTP request or response) ends its round with ``_flush``: the round's journal lines are
+  appended to the journal file (``labkit.runtime.journal_file``) *before* anything the round sent -- ZeroMQ frames, HTTP responses (handed
   to the aiohttp handlers waiting on them: a future's result, or, when the round that answered
   is the request's own, the value its ``_handle`` returns) and HTTP calls (tasks started; a
   call started by the round that ends another call runs on in that call's task, see

@@ -8,7 +8,9 @@ so many clusters never collide.
 
 Nodes send to each other directly; the *receiving* node applies labkit's ``NetworkModel``
 (see ``_child``), whose state the parent pushes over the control socket and waits to be
-acknowledged -- so a fault call has taken effect on every running node when it returns. A
+acknowledged -- so a fault call has taken effect on every running node when it returns. (A
+node reads its control socket when its slot in the shared ``changes.v`` file says a change is
+announced, before its next message: see ``labkit.runtime.versions``.) A
 node that cannot answer (paused, stopped from outside, stuck in a handler) is not waited for
 long: the change stays queued for it and applies before it handles anything else (see
 ``_tell``). Client links (the notebook) sit outside the model.
@@ -17,8 +19,9 @@ Reply callbacks (``client_send(on_reply=...)``) run only on the thread driving `
 ``request``: any thread may read the inbox into the journal (``status()`` from the panel's
 thread does), but it only queues the callbacks.
 
-The journal is one file per node incarnation, written with one ``os.write`` per loop round;
-the parent reads new lines when the journal is read and merges them by time (all processes
+The journal is one file per node incarnation, appended once per loop round through a shared
+mapping (``labkit.runtime.journal_file``: the file's reserved tail is NUL bytes, where a reader
+stops); the parent reads new lines when the journal is read and merges them by time (all processes
 stamp events with the same system-wide monotonic clock). A crash event found there is printed
 in the notebook with its traceback.
 
@@ -799,16 +802,25 @@ class ProcessRuntime(RuntimeBase):
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
         now = self.now()                         # the send event's time is the message's sent_at
         w = wire(client, node, type, mid, None, now, body_json)
-        sock = self._to_node.get(node) or self._node_sock(node)
-        self.record(Event(now, "send", client, mid, wire=w))
+        ev = Event(now, "send", client, mid, wire=w)
         held = self._held
         if held is not None:                     # inside a drain: sent together at its end
+            self.record(ev)
             held.setdefault(node, []).append((mid, w))
             return
-        try:
-            sock.send(w.encode(), _NOBLOCK)
-        except zmq.Again:
-            self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+        # Sent first, journaled while it travels: the send event is the notebook's own (no
+        # SIGKILL can separate the two), and no reader sees the journal in between -- readers
+        # (sync, a drain of the inbox) hold the lock, as does a fault call's wake-up frame to
+        # the same socket (ZeroMQ sockets are not thread-safe).
+        with self._lock:
+            sock = self._to_node.get(node) or self._node_sock(node)
+            try:
+                sock.send(w.encode(), _NOBLOCK)
+            except zmq.Again:
+                self.record(ev)
+                self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+                return
+            self.record(ev)
 
     def _node_sock(self, node: str) -> Any:
         """The notebook's PUSH socket to ``node``'s inbox (made on first use; called with the
@@ -833,14 +845,16 @@ class ProcessRuntime(RuntimeBase):
         if not held:
             return
         self._held = {}
-        for node, items in held.items():
-            for frame, wires in split_frames([w for _, w in items]):     # each within MAX_FRAME_BYTES
-                try:
-                    self._to_node[node].send(frame, _NOBLOCK)
-                except zmq.Again:
-                    for w in wires:
-                        mid = decode(w).id
-                        self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
+        with self._lock:                         # (the sockets are shared: see _transmit_client)
+            for node, items in held.items():
+                sock = self._node_sock(node)
+                for frame, wires in split_frames([w for _, w in items]):     # each within MAX_FRAME_BYTES
+                    try:
+                        sock.send(frame, _NOBLOCK)
+                    except zmq.Again:
+                        for w in wires:
+                            mid = decode(w).id
+                            self.record(Event(self.now(), "drop", node, mid, wire=w, extra={"rule": "queue full"}))
 
     def node_down(self, node: str) -> bool:
         rec = self.records[node]
