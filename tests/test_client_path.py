@@ -146,3 +146,45 @@ def test_requests_while_another_thread_reads_status_and_counters():
         assert not t.is_alive() and errors == [] and looks[0] > 0, (errors, looks)
         assert len(c.journal.filter(kind="send", node="client")) == 300
         assert len(c.journal.filter(kind="deliver", node="client")) == 300
+
+
+def test_requests_from_several_threads_at_once_each_get_their_own_reply():
+    """Four threads make requests at once, a fifth runs ``run_for`` and reads the journal: one
+    thread at a time reads the client inbox (the others wait until it has journaled a reply),
+    so every request gets its own reply promptly -- none waits out its timeout -- and the
+    journal has each request and reply once."""
+    with labkit.Cluster({"n1": Lab, "n2": Lab}, seed=36) as c:
+        errors: list = []
+        stop = threading.Event()
+
+        def requester(k: int) -> None:
+            try:
+                for i in range(150):
+                    node = ("n1", "n2")[(i + k) % 2]
+                    x = k * 1000 + i
+                    assert c.request(node, "echo", timeout=OK_MS, x=x).body == {"echo": x, "me": node}
+            except BaseException as e:       # reported by the main thread's assertion
+                errors.append(e)
+
+        def runner() -> None:
+            try:
+                while not stop.is_set():
+                    c.run_for(0.002)
+                    len(c.journal)
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=requester, args=(k,), daemon=True) for k in range(4)]
+        background = threading.Thread(target=runner, daemon=True)
+        background.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        stop.set()
+        background.join(30)
+        assert errors == [] and not any(t.is_alive() for t in threads + [background]), errors
+        sends = c.journal.filter(kind="send", node="client").events
+        delivers = c.journal.filter(kind="deliver", node="client").events
+        assert len(sends) == len(delivers) == 600
+        assert {e.get("re") for e in delivers} == {e.id for e in sends}

@@ -68,7 +68,7 @@ GROUP_EXIT_S = 2.0
 #: How often (s) a running cluster asks whether a node process has exited.
 EXIT_CHECK_S = 0.01
 #: ZeroMQ constants as plain ints: pyzmq's enums cost an enum operation per use on the hot path.
-_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN, _NOBLOCK, _RCVTIMEO = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.RCVTIMEO)
 #: How often (s) a running cluster with programs prints their notices (stderr, bad output).
 NOTICE_CHECK_S = 0.1
 #: How many program notices the notebook shows a second, all nodes together (each node also
@@ -236,7 +236,11 @@ class ProcessRuntime(RuntimeBase):
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
-        self._inbox_poll = [(self.inbox, _POLLIN)]   # zmq_poll's list, made once
+        # One thread at a time reads the inbox (ZeroMQ sockets are not thread-safe): the one
+        # holding ``_reader``, taken without blocking; the others wait on ``_arrived``.
+        self._reader = threading.Lock()
+        self._arrived = threading.Condition(threading.Lock())
+        self._rcvtimeo = -1
         self._versions = ChangeVersions(os.path.join(self.dir, "changes.v"), len(self.node_ids), create=True)
         self._node_index = {n: i for i, n in enumerate(self.node_ids)}
         #: node id -> a poll(2) object watching its current process's sentinel (see _has_exited)
@@ -711,17 +715,54 @@ class ProcessRuntime(RuntimeBase):
         in ``_run_callbacks``, on the thread driving ``run_for``/``request``. The socket is
         asked whether a frame waits (``EVENTS``) rather than read until ``zmq.Again``: the
         exception costs more than the question, and an empty inbox is the common case."""
-        inbox = self.inbox
-        while inbox.get(_EVENTS) & _POLLIN:
-            try:
+        if not self._reader.acquire(blocking=False):
+            return                                # a thread waits in the inbox: it journals each reply
+        inbox, n = self.inbox, 0
+        try:
+            while inbox.get(_EVENTS) & _POLLIN:
                 frame = inbox.recv(_NOBLOCK)
-            except zmq.Again:                     # another thread took it (it holds the lock: rare)
+                n += 1
+                if b"\n" not in frame:
+                    self._client_arrive(frame, out)
+                    continue
+                for raw in frame.split(b"\n"):          # a node batches a round's replies
+                    self._client_arrive(raw, out)
+        finally:
+            self._reader.release()
+        if n:
+            with self._arrived:
+                self._arrived.notify_all()
+
+    def _await_inbox(self, ms: int) -> None:
+        """Wait up to ``ms`` (>= 1) for a frame in the client inbox and journal it (the caller
+        holds no lock). One blocking ``recv`` with ``RCVTIMEO``: libzmq waits on the socket's
+        mailbox itself, with the system calls of a raw pyzmq ``recv`` (``zmq_poll`` and then
+        ``recv`` made three more). While another thread reads the inbox, wait until it has
+        journaled a frame or stopped reading."""
+        if not self._reader.acquire(blocking=False):
+            with self._arrived:
+                self._arrived.wait(ms / 1000.0)
+            return
+        try:
+            inbox = self.inbox
+            if ms != self._rcvtimeo:
+                inbox.set(_RCVTIMEO, ms)
+                self._rcvtimeo = ms
+            try:
+                frame = inbox.recv()
+            except zmq.Again:
                 return
-            if b"\n" not in frame:
-                self._client_arrive(frame, out)
-                continue
-            for raw in frame.split(b"\n"):          # a node batches a round's replies
-                self._client_arrive(raw, out)
+            with self._lock:
+                # One frame: if more wait, the next recv returns at once.
+                if b"\n" not in frame:
+                    self._client_arrive(frame, self.events)
+                else:
+                    for raw in frame.split(b"\n"):      # a node batches a round's replies
+                        self._client_arrive(raw, self.events)
+        finally:
+            self._reader.release()
+            with self._arrived:                   # (a reply for another thread, or the inbox is free)
+                self._arrived.notify_all()
 
     def _run_callbacks(self) -> None:
         """Run the due reply callbacks on this (the caller's) thread. Requests the callbacks
@@ -797,7 +838,7 @@ class ProcessRuntime(RuntimeBase):
             left = (end - time.monotonic()) * 1000.0
             if left <= 0:
                 return
-            zmq.zmq_poll(self._inbox_poll, max(1, int(min(wait, left))))  # wakes at once for a client reply
+            self._await_inbox(max(1, int(min(wait, left))))  # wakes at once for a client reply
 
     def _transmit_client(self, client: str, node: str, type: str, mid: str, body_json: str) -> None:
         now = self.now()                         # the send event's time is the message's sent_at
@@ -866,15 +907,14 @@ class ProcessRuntime(RuntimeBase):
         """Run the cluster (as ``run_for`` does) until the reply to ``mid`` is in, ``node``
         crashes or goes down, or ``timeout`` ms pass.
 
-        Each wake-up costs one ``zmq_poll`` and one ``recv`` of the inbox: every ZeroMQ call
-        on the socket is a system call or two (its command mailbox), and they were most of the
-        notebook's share of a round trip. Replies that another thread journaled meanwhile (a
-        panel's ``sync``) are seen at the top of the loop; those still in the inbox wake the poll."""
+        Each wake-up is one blocking ``recv`` of the inbox (``_await_inbox``): every ZeroMQ
+        call on the socket is a system call or two (its command mailbox), and they were most
+        of the notebook's share of a round trip. Replies that another thread journaled
+        meanwhile are seen at the top of the loop."""
         self._send_held()                        # a request made in a reply callback: send it now
         deadline = time.monotonic() + timeout / 1000.0
         rec = self.records[node]
-        replies, crashed_ids, lock, events = self._replies, self.crashed_ids, self._lock, self.events
-        inbox, poll_list, arrive = self.inbox, self._inbox_poll, self._client_arrive
+        replies, crashed_ids, await_inbox = self._replies, self.crashed_ids, self._await_inbox
         while mid not in replies:
             wait = self._run_due()               # callbacks due, the nemesis's calls, exits every 10 ms
             if mid in crashed_ids or rec.state in ("down", "crashed"):
@@ -882,19 +922,7 @@ class ProcessRuntime(RuntimeBase):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            if not zmq.zmq_poll(poll_list, max(1, int(min(wait, left * 1000.0)))):
-                continue
-            with lock:
-                try:
-                    frame = inbox.recv(_NOBLOCK)
-                except zmq.Again:                 # another thread read it (and journaled it)
-                    continue
-                # One frame: if more wait, the next poll returns at once.
-                if b"\n" not in frame:
-                    arrive(frame, events)
-                else:
-                    for raw in frame.split(b"\n"):      # a node batches a round's replies
-                        arrive(raw, events)
+            await_inbox(max(1, int(min(wait, left * 1000.0))))
         else:
             # The reply is journaled (it came through the inbox); the node's own lines are
             # read when somebody reads the journal -- not here, on every request: that read
