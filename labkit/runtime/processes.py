@@ -711,8 +711,9 @@ class ProcessRuntime(RuntimeBase):
     def _drain_inbox(self, out: list[Event]) -> None:
         """Journal the client replies waiting in the inbox, and queue their callbacks.
 
-        Any thread may drain (``status()`` from the panel's thread does); callbacks run only
-        in ``_run_callbacks``, on the thread driving ``run_for``/``request``. The socket is
+        Any thread may drain (``status()`` from the panel's thread does), unless another is
+        reading the inbox (``_await_inbox``: it journals each reply as it comes); callbacks
+        run only in ``_run_callbacks``, on the thread driving ``run_for``/``request``. The socket is
         asked whether a frame waits (``EVENTS``) rather than read until ``zmq.Again``: the
         exception costs more than the question, and an empty inbox is the common case."""
         if not self._reader.acquire(blocking=False):
@@ -720,7 +721,10 @@ class ProcessRuntime(RuntimeBase):
         inbox, n = self.inbox, 0
         try:
             while inbox.get(_EVENTS) & _POLLIN:
-                frame = inbox.recv(_NOBLOCK)
+                try:
+                    frame = inbox.recv(_NOBLOCK)
+                except zmq.Again:                 # (EVENTS said a frame waits: not expected)
+                    break
                 n += 1
                 if b"\n" not in frame:
                     self._client_arrive(frame, out)
