@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from . import argcheck
 from .context import _Await
 from .errors import ArgumentError, MessageError
-from .http_types import METHODS, ClientResponse, encode_request, header_list, query_string, request_payload
+from .http_types import (METHODS, ClientResponse, encode_request, header_list, query_string, request_payload,
+                         wire_target)
 from .message import quote, too_large
 
 _new = object.__new__
@@ -103,6 +104,7 @@ class HttpClient:
                                 f"got {ssl!r}")
         if (headers is None and params is None and json is None and data is None and path.__class__ is str
                 and path[:1] == "/" and "?" not in path):          # the common call: nothing to build
+            path = wire_target(path)[0]          # (a dict lookup, once a path has been seen)
             type = f"{method} {path}"
             if node in ctx._dests and not ctx.dead:
                 # ctx._send_http's common case, inline: a live node calling a node.

@@ -216,7 +216,53 @@ def query_string(path: str, params: Any, where: str) -> tuple[str, str]:
         except (TypeError, ValueError):
             raise ArgumentError(f"{where}: params must be a dict or (name, value) pairs, got {params!r}") from None
         qs = f"{qs}&{extra}" if qs else extra
-    return path, qs
+    return wire_target(path, qs)
+
+
+_TARGETS: dict[str, tuple[str, str]] = {}
+_VIEWS: dict[str, tuple[str, str]] = {}
+
+
+def wire_target(path: str, qs: str = "") -> tuple[str, str]:
+    """(path, query string) as an aiohttp client puts them on the wire (RFC 3986, section 2):
+    ``yarl.URL``'s quoting -- non-ASCII and unsafe characters percent-encoded, valid escapes
+    kept (upper-cased), dot segments resolved, a fragment dropped. Both runtimes send, journal
+    and route this form; a handler sees the decoded views (``path_views``)."""
+    key = f"{path}?{qs}" if qs else path
+    hit = _TARGETS.get(key)
+    if hit is None:
+        from yarl import URL
+        u = URL("http://h" + key)
+        hit = (u.raw_path, u.raw_query_string)
+        if len(_TARGETS) >= 4096:      # (paths repeat; a bound for those that do not)
+            _TARGETS.clear()
+        _TARGETS[key] = hit
+    return hit
+
+
+def path_views(raw: str) -> tuple[str, str]:
+    """(path_safe, path) of a wire path, as aiohttp's request has them: routes match
+    ``path_safe`` (decoded but for ``%2F`` and ``%25``, so an escaped "/" stays inside one
+    route part); ``req.path`` is fully decoded. (yarl's ``URL.path_safe`` and ``URL.path``.)"""
+    hit = _VIEWS.get(raw)
+    if hit is None:
+        from yarl import URL
+        u = URL.build(path=raw, encoded=True)
+        hit = (u.path_safe, u.path)
+        if len(_VIEWS) >= 4096:
+            _VIEWS.clear()
+        _VIEWS[raw] = hit
+    return hit
+
+
+def query_view(raw: str) -> str:
+    """The decoded query string a handler sees (aiohttp's ``request.query_string``, yarl's
+    ``URL.query_string``: "+" and escapes decoded but for ``%26``, ``%3D``, ... that would
+    change how it splits); ``req.query`` is parsed from the wire form itself."""
+    if "%" not in raw and "+" not in raw:
+        return raw
+    from yarl import URL
+    return URL.build(query_string=raw, encoded=True).query_string
 
 
 # -- what requests and responses share: headers and a body read lazily -----------------------------------
@@ -268,14 +314,15 @@ class Request(_Body):
     id), ``content_type``; ``await req.read()`` (bytes), ``await req.text()``,
     ``await req.json()`` (``HTTPBadRequest`` -> 400 if the body is not JSON)."""
 
-    __slots__ = ("method", "path", "query_string", "match_info", "remote", "id", "_query")
+    __slots__ = ("method", "path", "query_string", "match_info", "remote", "id", "_query", "_qs")
 
     def __init__(self, method: str, path: str, query_string: str = "", headers: list | None = None, *,
                  remote: str = "client", id: str = "", json: Any = _MISSING, text: str | None = None,
                  body64: str | None = None) -> None:
         self.method = method
         self.path = path
-        self.query_string = query_string
+        self._qs = query_string                  # the wire form (what ``query`` is parsed from)
+        self.query_string = query_view(query_string)
         self.match_info: dict[str, str] = {}
         self.remote = remote
         self.id = id
@@ -288,10 +335,12 @@ class Request(_Body):
         r = _new(cls)          # (what __init__ does, without its call: every request comes this way)
         r.match_info, r.remote, r.id, r._headers, r._query = {}, msg.src, msg.id, None, None
         if len(d) == 3 and "http" in d:     # {"http", "method", "path"}: ctx.http's common call
-            r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], "", None
+            r.method, r.path, r.query_string, r._qs, r._hraw = d["method"], d["path"], "", "", None
             r._json, r._text, r._b64 = _MISSING, None, None
             return r
-        r.method, r.path, r.query_string, r._hraw = d["method"], d["path"], d.get("query", ""), d.get("headers")
+        qs = d.get("query", "")
+        r.method, r.path, r._qs, r._hraw = d["method"], d["path"], qs, d.get("headers")
+        r.query_string = query_view(qs)
         r._json, r._text, r._b64 = d.get("json", _MISSING), d.get("body"), d.get("body64")
         return r
 
@@ -299,7 +348,7 @@ class Request(_Body):
     def query(self) -> Any:
         if self._query is None:
             from multidict import MultiDict, MultiDictProxy
-            self._query = MultiDictProxy(MultiDict(parse_qsl(self.query_string, keep_blank_values=True)))
+            self._query = MultiDictProxy(MultiDict(parse_qsl(self._qs, keep_blank_values=True)))
         return self._query
 
     @property

@@ -45,7 +45,7 @@ from typing import Any, Callable, TypeVar
 
 from .errors import ArgumentError
 from .http_errors import HTTPException
-from .http_types import _JSON_HRAW, _MISSING, HTTP_VERSION, JSON_TYPE, METHODS, Request, Response
+from .http_types import _JSON_HRAW, _MISSING, HTTP_VERSION, JSON_TYPE, METHODS, Request, Response, path_views
 from .journal import Event
 from .node import Node
 
@@ -252,7 +252,7 @@ class ServingMixin:
             # {"http", "method", "path"} and maybe "headers": ctx.http's common call, in the simulator and
             # (with the real headers) in the processes runtime (Request._from_message, inline)
             req = _new(Request)
-            req.method, req.path, req.query_string, req._hraw = d["method"], d["path"], "", d.get("headers")
+            req.method, req.path, req.query_string, req._qs, req._hraw = d["method"], d["path"], "", "", d.get("headers")
             req.match_info, req.remote, req.id, req._headers, req._query = {}, msg.src, msg.id, None, None
             req._json, req._text, req._b64 = _MISSING, None, None
         else:
@@ -262,7 +262,10 @@ class ServingMixin:
                 self._respond(msg, Response(status=400, text=f"400: Bad Request: malformed HTTP request message "
                                                               f"({type(e).__name__}: {e})"))
                 return
-        name, info = self._routes.resolve(req.method, req.path)  # type: ignore[union-attr]
+        safe = req.path                  # the wire form (percent-encoded: see http_types.wire_target)
+        if "%" in safe:                  # an escape: route on aiohttp's path_safe, show the decoded path
+            safe, req.path = path_views(safe)
+        name, info = self._routes.resolve(req.method, safe)  # type: ignore[union-attr]
         if name is None:
             if info:
                 from .http_errors import HTTPMethodNotAllowed
@@ -270,6 +273,8 @@ class ServingMixin:
             else:
                 self._respond(msg, Response(status=404, text="404: Not Found"))
             return
+        if info and "%" in safe:         # a part holding an escaped "/" or "%": decoded (aiohttp's
+            info = {k: v.replace("%2F", "/").replace("%25", "%") for k, v in info.items()}  # _unquote_path_safe)
         req.match_info = info  # type: ignore[assignment]
         if name[0] == "_":
             if name == "_probe_healthz":

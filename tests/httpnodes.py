@@ -135,3 +135,16 @@ class CallsAtStart(labkit.Node):
     def on_message(self, ctx, msg):
         if msg.type == "outcome":
             ctx.reply(msg, outcome=ctx.storage.get("outcome"))
+
+
+class Paths(labkit.Service):
+    """Shows what a handler sees of the request target (percent-encoding parity)."""
+
+    @labkit.get("/item/{name}")
+    async def item(self, ctx, req):
+        return labkit.json_response({"path": req.path, "match": req.match_info, "qs": req.query_string,
+                                     "query": [list(kv) for kv in req.query.items()]})
+
+    @labkit.get("/q")
+    async def q(self, ctx, req):
+        return await self.item(ctx, req)

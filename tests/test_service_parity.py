@@ -103,3 +103,65 @@ def test_notebook_client_same_outcomes(runtime):
         assert http.get("/stock/kiwi").status == 404               # volatile state went with the kill
         with pytest.raises(labkit.ClientConnectorError, match="plain labkit.Node"):
             c.http("caller").get("/x")
+
+
+# (target as the caller writes it, params) -> (on the wire and in the journal, what the handler sees)
+TARGETS = [
+    ("/item/caf%C3%A9", None, "/item/caf%C3%A9", "", {"path": "/item/café", "match": {"name": "café"}}),
+    ("/item/café", None, "/item/caf%C3%A9", "", {"path": "/item/café", "match": {"name": "café"}}),
+    ("/item/a%2Fb", None, "/item/a%2Fb", "", {"path": "/item/a/b", "match": {"name": "a/b"}}),
+    ("/item/100%25", None, "/item/100%25", "", {"path": "/item/100%", "match": {"name": "100%"}}),
+    ("/item/a b", None, "/item/a%20b", "", {"path": "/item/a b", "match": {"name": "a b"}}),
+    ("/q?x=a+b&y=%26z&e=%C3%A9", None, "/q", "x=a+b&y=%26z&e=%C3%A9",
+     {"path": "/q", "qs": "x=a b&y=%26z&e=é", "query": [["x", "a b"], ["y", "&z"], ["e", "é"]]}),
+    ("/q", {"k": "v w", "k2": "é&"}, "/q", "k=v+w&k2=%C3%A9%26",
+     {"path": "/q", "qs": "k=v w&k2=é%26", "query": [["k", "v w"], ["k2", "é&"]]}),
+]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_request_target_is_sent_journaled_and_seen_alike_in_both_runtimes(runtime):
+    """What aiohttp does with a target, both runtimes do: the caller percent-encodes it as
+    aiohttp's client does (yarl); the journal's send and deliver carry that wire form; routes
+    match aiohttp's ``path_safe`` (an escaped "/" stays in its part) and the handler sees the
+    decoded path, match_info, query_string and query. (Before: the processes server journaled
+    and showed decoded forms, answered 400 to a raw "é" and 404 to "%2F".)"""
+    import json
+    try:
+        from .httpnodes import Paths
+    except ImportError:
+        from httpnodes import Paths
+    with labkit.Cluster({"paths": Paths, "caller": Caller}, runtime=runtime, seed=6) as c:
+        for target, params, wire_path, wire_qs, seen in TARGETS:
+            if params is None:
+                got = call(c, to="paths", path=target, timeout=3000)
+                assert got["outcome"] == "ok" and got["status"] == 200, (target, got)
+                body = json.loads(got["body"])
+            else:
+                r = c.http("paths").get(target, params=params)
+                assert r.status == 200, (target, r.status, r.text())
+                body = r.json()
+            for k, v in seen.items():
+                assert body[k] == v, (runtime, target, k, body[k], v)
+            for kind in ("send", "deliver"):
+                (ev,) = [e for e in c.journal.filter(kind=kind) if e.get("type", "").startswith("GET /")][-1:]
+                assert ev.type == f"GET {wire_path}" and ev["body"]["path"] == wire_path, (runtime, target, kind, ev.data)
+                assert ev["body"].get("query", "") == wire_qs, (runtime, target, kind, ev.data)
+
+
+def test_an_outside_client_sees_the_same_decoded_target():
+    """urllib (an outside client) reaches cluster.url with an encoded target: the handler sees
+    it decoded, the journal keeps the wire form."""
+    import json
+    import urllib.request
+    try:
+        from .httpnodes import Paths
+    except ImportError:
+        from httpnodes import Paths
+    with labkit.Cluster({"paths": Paths}, runtime="processes", seed=7) as c:
+        with urllib.request.urlopen(c.url("paths") + "/item/a%2Fb%20c?x=%C3%A9+f", timeout=10) as resp:
+            body = json.loads(resp.read())
+        assert body["match"] == {"name": "a/b c"} and body["path"] == "/item/a/b c"
+        assert body["query"] == [["x", "é f"]] and body["qs"] == "x=é f"
+        (ev,) = [e for e in c.journal.filter(kind="deliver", node="paths") if e.type.startswith("GET")]
+        assert ev.type == "GET /item/a%2Fb%20c" and ev["body"]["query"] == "x=%C3%A9+f"

@@ -409,7 +409,10 @@ class AsyncNode(_Node):
                 return web.Response(status=400, text="400: Bad Request: malformed X-Labkit-* headers")
         shown, jh = split_request_headers(h)
         payload, value = payload_and_value(body, h.get("Content-Type")) if body else (None, _MISSING)
-        method, path, qs = request.method, request.path, request.query_string
+        # The target as it came on the wire (percent-encoded), as the caller journaled it; the
+        # handler sees it decoded, as in the simulator (labkit.service, http_types.path_views).
+        url = request.rel_url
+        method, path, qs = request.method, url.raw_path, url.raw_query_string
         body_json = encode_request(method, path, qs, jh, payload)
         type = f"{method} {path}"
         w = self.wire(src, self.id, type, mid, None, at, body_json)
