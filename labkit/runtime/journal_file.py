@@ -4,7 +4,8 @@ A node appends its round's journal lines before it hands the round's messages to
 (``labkit.runtime.child``): the journal never shows a delivery whose send it lacks. Written
 with ``os.write``, that is one system call per round, on every message's path; written into
 a ``MAP_SHARED`` mapping of the file it is a copy into the page cache -- which the kernel
-keeps when the process is SIGKILLed, exactly as it keeps a finished ``write``.
+keeps when the process is SIGKILLed, exactly as it keeps a finished ``write``. Only the part
+still to be written is mapped, so what is written does not stay in the node's memory.
 
 The file is reserved ahead of the writer in chunks (``os.posix_fallocate``: a full disk or
 ``ulimit -f`` is an ``OSError`` -- ENOSPC, EFBIG -- when a chunk is reserved, never a SIGBUS
@@ -52,8 +53,9 @@ class JournalWriter:
         self.pos = readable_length(path) if self.mapped else 0   # (a new file: 0)
         self.size = os.fstat(self.fd).st_size
         self.map: mmap.mmap | None = None
-        if self.mapped and self.size:
-            self.map = mmap.mmap(self.fd, self.size)
+        self.base = 0                  # the file offset the mapping starts at (see _map)
+        if self.mapped and self.size > self.pos:
+            self._map(self.size)
 
     def write(self, data: bytes) -> None:
         if not self.mapped:
@@ -62,7 +64,8 @@ class JournalWriter:
         end = self.pos + len(data)
         if end > self.size:
             self._reserve(end)
-        self.map[self.pos:end] = data           # type: ignore[index]
+        base = self.base
+        self.map[self.pos - base:end - base] = data           # type: ignore[index]
         self.pos = end
 
     def _reserve(self, end: int) -> None:
@@ -77,10 +80,16 @@ class JournalWriter:
                 raise
             want = end
             os.posix_fallocate(self.fd, self.size, want - self.size)
+        self.size = want
+        self._map(want)
+
+    def _map(self, size: int) -> None:
+        """Map the file from the page holding ``pos`` up to ``size``: only the part still to
+        be written, so the pages of what is written do not stay in this process's memory."""
         if self.map is not None:
             self.map.close()
-        self.map = mmap.mmap(self.fd, want)
-        self.size = want
+        self.base = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
+        self.map = mmap.mmap(self.fd, size - self.base, offset=self.base)
 
     def close(self) -> None:
         if self.map is not None:
