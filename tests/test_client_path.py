@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import threading
+import time
 
 import psutil
 import pytest
@@ -188,3 +189,34 @@ def test_requests_from_several_threads_at_once_each_get_their_own_reply():
         delivers = c.journal.filter(kind="deliver", node="client").events
         assert len(sends) == len(delivers) == 600
         assert {e.get("re") for e in delivers} == {e.id for e in sends}
+
+
+def test_closing_the_cluster_while_another_thread_waits_for_a_reply():
+    """close() from one thread while another waits in the inbox for a reply: close waits for
+    the reader to leave ZeroMQ's recv (a socket closed under a blocked recv is undefined
+    behaviour in libzmq) and the waiting request ends at once with an error, not its timeout."""
+    c = labkit.Cluster(Lab, n=1, seed=37)
+    outcome: list = []
+
+    def wait() -> None:
+        t0 = time.monotonic()
+        try:
+            c.request("n1", "echo", timeout=20_000, x=1)
+            outcome.append(("reply", time.monotonic() - t0))
+        except BaseException as e:
+            outcome.append((type(e).__name__, time.monotonic() - t0))
+
+    try:
+        c.pause("n1")                           # the request waits: nobody answers it
+        t = threading.Thread(target=wait, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not c._rt._awaiting and time.monotonic() < deadline:   # (the request is sent)
+            time.sleep(0.005)
+        assert c._rt._awaiting
+    finally:
+        c.close()
+    t.join(15)
+    assert not t.is_alive() and outcome, outcome
+    kind, waited = outcome[0]
+    assert kind == "NodeDown" and waited < 15, outcome

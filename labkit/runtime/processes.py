@@ -237,8 +237,9 @@ class ProcessRuntime(RuntimeBase):
         self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self.inbox.bind("ipc://" + os.path.join(self.dir, "client.in"))
         # One thread at a time reads the inbox (ZeroMQ sockets are not thread-safe): the one
-        # holding ``_reader``, taken without blocking; the others wait on ``_arrived``.
-        self._reader = threading.Lock()
+        # holding ``_reader``, taken without blocking; the others wait on ``_arrived``. close()
+        # takes it (then the lock: the order every reader takes them in) before closing it.
+        self._reader = threading.RLock()
         self._arrived = threading.Condition(threading.Lock())
         self._rcvtimeo = -1
         self._versions = ChangeVersions(os.path.join(self.dir, "changes.v"), len(self.node_ids), create=True)
@@ -748,6 +749,8 @@ class ProcessRuntime(RuntimeBase):
                 self._arrived.wait(ms / 1000.0)
             return
         try:
+            if self._closed:                      # (closed by another thread meanwhile)
+                return
             inbox = self.inbox
             if ms != self._rcvtimeo:
                 inbox.set(_RCVTIMEO, ms)
@@ -942,8 +945,15 @@ class ProcessRuntime(RuntimeBase):
     def close(self) -> None:
         if self._closed:
             return
-        with self._lock:
-            self._close_locked()
+        # No thread may be in the inbox's recv when it is closed: wait for the reader (its
+        # recv returns within RCVTIMEO, <= 50 ms), then take the lock.
+        reading = self._reader.acquire(timeout=5.0)
+        try:
+            with self._lock:
+                self._close_locked()
+        finally:
+            if reading:
+                self._reader.release()
 
     def _close_locked(self) -> None:
         try:
