@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import json as _json
 from json.encoder import encode_basestring as _encode_str   # (what labkit's dumps writes a str with)
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
@@ -219,40 +220,25 @@ def query_string(path: str, params: Any, where: str) -> tuple[str, str]:
     return wire_target(path, qs)
 
 
-_TARGETS: dict[str, tuple[str, str]] = {}
-_VIEWS: dict[str, tuple[str, str]] = {}
-
-
+@lru_cache(maxsize=4096)                  # (paths repeat: yarl parses each once)
 def wire_target(path: str, qs: str = "") -> tuple[str, str]:
     """(path, query string) as an aiohttp client puts them on the wire (RFC 3986, section 2):
     ``yarl.URL``'s quoting -- non-ASCII and unsafe characters percent-encoded, valid escapes
     kept (upper-cased), dot segments resolved, a fragment dropped. Both runtimes send, journal
     and route this form; a handler sees the decoded views (``path_views``)."""
-    key = f"{path}?{qs}" if qs else path
-    hit = _TARGETS.get(key)
-    if hit is None:
-        from yarl import URL
-        u = URL("http://h" + key)
-        hit = (u.raw_path, u.raw_query_string)
-        if len(_TARGETS) >= 4096:      # (paths repeat; a bound for those that do not)
-            _TARGETS.clear()
-        _TARGETS[key] = hit
-    return hit
+    from yarl import URL
+    u = URL("http://h" + (f"{path}?{qs}" if qs else path))
+    return u.raw_path, u.raw_query_string
 
 
+@lru_cache(maxsize=4096)
 def path_views(raw: str) -> tuple[str, str]:
     """(path_safe, path) of a wire path, as aiohttp's request has them: routes match
     ``path_safe`` (decoded but for ``%2F`` and ``%25``, so an escaped "/" stays inside one
     route part); ``req.path`` is fully decoded. (yarl's ``URL.path_safe`` and ``URL.path``.)"""
-    hit = _VIEWS.get(raw)
-    if hit is None:
-        from yarl import URL
-        u = URL.build(path=raw, encoded=True)
-        hit = (u.path_safe, u.path)
-        if len(_VIEWS) >= 4096:
-            _VIEWS.clear()
-        _VIEWS[raw] = hit
-    return hit
+    from yarl import URL
+    u = URL.build(path=raw, encoded=True)
+    return u.path_safe, u.path
 
 
 def query_view(raw: str) -> str:

@@ -522,14 +522,17 @@ class _Node:
                 self.control_v = slots[i]
                 return
 
-    def _take(self, frame: bytes) -> None:
-        """One frame from the inbox: changes announced before it first, then its messages."""
+    def _take(self, frame: bytes) -> bool:
+        """One frame from the inbox: changes announced before it first, then its messages.
+        Returns True when the frame held several (its sender is busy: more may wait)."""
         if self.slots[self.slot] > self.control_v:
             self._catch_up()
         if b"\n" in frame:
             self._arrive_frame(frame)
-        elif frame != WAKE:
+            return True
+        if frame != WAKE:
             self._arrive(frame)
+        return False
 
     def _watch_parent(self) -> None:
         """End the process when the notebook is gone (the watchdog pipe reports EOF), from a
@@ -617,8 +620,7 @@ class _Node:
         inbox_fd = inbox_get(zmq.FD)
         poller.register(inbox_fd, select.POLLIN)
         poll = poller.poll
-        slots, slot = self.slots, self.slot
-        take, arrive = self._take, self._arrive
+        take = self._take
         timers = self.timers
         heap = timers.heap          # (timers.next_time() and pop_due(), inline on the hot path)
         self._watch_parent()
@@ -663,14 +665,7 @@ class _Node:
                 except Again:               # the next timer is due
                     frame = None
                 if frame is not None:
-                    # (_take, inline: the hot path)
-                    if slots[slot] > self.control_v:
-                        self._catch_up()
-                    if b"\n" in frame:
-                        self._arrive_frame(frame)
-                        busy = True
-                    elif frame != WAKE:
-                        arrive(frame)
+                    busy = take(frame)
                     frames += 1
                     if not frames & 15:
                         busy = True

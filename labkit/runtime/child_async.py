@@ -14,11 +14,12 @@ node object, its sockets, scheduler and context are the same; only the loop diff
   time, re-armed at the end of every round;
 * every callback that runs node code (a frame from the inbox, a control command, a timer, an
   HTTP request or response) ends its round with ``_flush``: the round's journal lines are
-  appended to the journal file (``labkit.runtime.journal_file``) *before* anything the round sent -- ZeroMQ frames, HTTP responses (handed
-  to the aiohttp handlers waiting on them: a future's result, or, when the round that answered
-  is the request's own, the value its ``_handle`` returns) and HTTP calls (tasks started; a
-  call started by the round that ends another call runs on in that call's task, see
-  ``_calls``) -- so the journal never shows a delivery whose send it lacks.
+  appended to the journal file (``labkit.runtime.journal_file``) *before* anything the round
+  sent -- ZeroMQ frames, HTTP responses (handed to the aiohttp handlers waiting on them: a
+  future's result, or, when the round that answered is the request's own, the value its
+  ``_handle`` returns) and HTTP calls (tasks started; a call started by the round that ends
+  another call runs on in that call's task, see ``_calls``) -- so the journal never shows a
+  delivery whose send it lacks.
 
 The server listens on an ephemeral loopback TCP port (``127.0.0.1:0``) and writes it to
 ``<id>.port`` in the cluster's private 0700 directory (atomically; removed when the node
