@@ -34,6 +34,9 @@ with _held_interrupts():
     from .runtime import pickling as _pickling  # noqa: F401
     from .runtime import processes  # noqa: F401
     from .runtime import sim  # noqa: F401
+    from .runtime.host import NODE_PROCESS_ENV as _NODE_PROCESS_ENV
+    if not __import__("os").environ.get(_NODE_PROCESS_ENV):   # a notebook: it reads journals
+        import numpy as _numpy  # noqa: F401
 from .cluster import Cluster, NodeStatus
 from .context import Context
 from .errors import (ArgumentError, ClusterClosed, Interrupted, LabkitError, MessageError, NodeCrashed,

@@ -189,6 +189,9 @@ class Event:
 
 
 # -- journal lines read from text -------------------------------------------------------------
+#: Journal files are read and indexed in blocks of about this many bytes.
+BLOCK_BYTES = 2 << 20
+
 # The header of a journal line as labkit writes it, then anything, then the closing brace.
 _LINE = re.compile(rb'^\{"t":(-?[0-9][0-9.eE+-]*),"kind":"([A-Za-z_][A-Za-z0-9_]*)","node":"([^"\\\n]*)"'
                    rb'(?:,[^\n]*)?\}$', re.M)
@@ -451,7 +454,7 @@ class Journal:
         Each line's header (``t``, ``kind``, ``node``) and shape are checked as it is read
         (ValueError names the line); the rest of a line is decoded when its event is read.
         A journal of more than ``limits.max_events`` events raises ``JournalFull``."""
-        from .journal_store import BLOCK_BYTES, EventStore
+        from .journal_store import EventStore
         store = EventStore(limits=limits)
         f = None
         if "\n" in source or source.lstrip().startswith("{"):

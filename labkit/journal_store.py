@@ -47,13 +47,20 @@ import tempfile
 import threading
 from typing import Any, Iterable, Iterator
 
-import numpy as np
-
-from .journal import _LINE, Event, JournalFull, JournalLimits, event_line, line_id
+from .journal import _LINE, BLOCK_BYTES, Event, JournalFull, JournalLimits, event_line, line_id  # noqa: F401
 from .message import loads as _loads
 
-#: Lines are read and indexed in blocks of about this many bytes.
-BLOCK_BYTES = 2 << 20
+#: numpy, imported by the first ``EventStore`` (``_numpy``): a node process never reads a
+#: journal, and numpy is a fifth of labkit's import time, which every cold start pays in the
+#: forkserver (see ``labkit.runtime.processes._start_forkserver``).
+np: Any = None
+
+
+def _numpy() -> None:
+    global np
+    if np is None:
+        import numpy
+        np = numpy
 #: Events built per batch when a journal is iterated.
 BATCH = 4096
 
@@ -223,6 +230,7 @@ class EventStore:
     """The events of one journal; see the module's docstring. Thread-safe."""
 
     def __init__(self, *, by_time: bool = False, limits: JournalLimits | None = None) -> None:
+        _numpy()
         self.by_time = by_time
         self.limits = limits if limits is not None else JournalLimits.from_env()
         self._lock = threading.RLock()

@@ -70,6 +70,23 @@ def test_request_reply_every_node():
         assert len(set(pids)) == 3 and os.getpid() not in pids
 
 
+class _Modules(labkit.Node):
+    def on_message(self, ctx, msg):
+        ctx.reply(msg, numpy="numpy" in sys.modules, mark=os.environ.get("LABKIT_NODE_PROCESS"))
+
+
+def test_node_processes_skip_the_notebooks_imports_and_leave_no_mark_behind():
+    """The forkserver runs nodes only: ``import labkit`` there skips numpy (the notebook's,
+    for reading journals), a fifth of a cold start. The mark that says so is not left in a
+    node's environment (its programs inherit it) nor in the notebook's."""
+    with labkit.Cluster(_Modules, n=2, runtime="processes", seed=3) as c:
+        for n in c.ids:
+            assert c.request(n, "q", timeout=OK_MS).body == {"numpy": False, "mark": None}
+        c.journal.filter(kind="deliver")            # the notebook reads journals with numpy
+    assert "numpy" in sys.modules
+    assert "LABKIT_NODE_PROCESS" not in os.environ
+
+
 def test_node_to_node_rpc_via_coroutine():
     with labkit.Cluster(Lab, n=3, runtime="processes", seed=12) as c:
         r = c.request("n1", "relay", timeout=OK_MS, to="n3", x=42)

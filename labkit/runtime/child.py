@@ -39,6 +39,7 @@ import traceback
 from typing import Any, Callable
 
 from ..message import _SURELY_SMALL, MAX_FRAME_BYTES, dumps as _dumps, split_frames, too_large
+from .host import NODE_PROCESS_ENV
 from .journal_file import JournalWriter, append_line, write_all
 from .versions import WAKE, ChangeVersions
 
@@ -104,6 +105,7 @@ def raise_fd_limit(need: int) -> tuple[bool, int, int]:
 
 def main(spec: dict, factory_blob: bytes, watch: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.pop(NODE_PROCESS_ENV, None)   # (the forkserver's mark: not for a node's programs)
     _die_with_parent()
     _drop_inherited_keepalives()
     raise_fd_limit(fds_needed(len(spec["nodes"]), parent=False))   # the notebook checked it can

@@ -21,6 +21,11 @@ from typing import Any
 
 from ..errors import LabkitError
 
+#: Set (to "1") in the environment of the processes that run nodes only -- the forkserver,
+#: and so every node it forks, or a spawned node: ``import labkit`` there skips the modules
+#: only a notebook needs (numpy, for reading journals), which every cold start would pay for.
+NODE_PROCESS_ENV = "LABKIT_NODE_PROCESS"
+
 OWNER_FILE = "owner.pid"
 
 

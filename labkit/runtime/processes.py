@@ -47,11 +47,10 @@ from typing import Any, Callable
 
 import zmq
 
-from .host import OWNER_FILE, dead_forkserver_dir, ensure_fd_limit, own_mp_tempdir, short_base
+from .host import NODE_PROCESS_ENV, OWNER_FILE, dead_forkserver_dir, ensure_fd_limit, own_mp_tempdir, short_base
 from .._interrupts import held_interrupts
 from ..errors import LabkitError
-from ..journal import Event, JournalFull
-from ..journal_store import BLOCK_BYTES
+from ..journal import BLOCK_BYTES, Event, JournalFull
 from .journal_file import PROBE, readable_length
 from .versions import WAKE, ChangeVersions
 from ..message import MAX_FRAME_BYTES, decode, dumps as _dumps, split_frames, wire
@@ -90,7 +89,8 @@ _START_LOCK = threading.Lock()  # _MainHidden swaps attributes of the one __main
 
 
 class _MainHidden:
-    """Hide ``__main__``'s file and spec while a node process starts.
+    """Hide ``__main__``'s file and spec while a node process starts, and mark the
+    environment (``NODE_PROCESS_ENV``) that the forkserver, if this start makes it, inherits.
 
     multiprocess would otherwise re-run the main script in every child (the reason scripts need
     ``if __name__ == "__main__":``). Nodes never need it: dill sends classes defined in
@@ -101,6 +101,9 @@ class _MainHidden:
     def __enter__(self) -> None:
         _START_LOCK.acquire()
         try:
+            # The forkserver (started by the first start) and a spawned child run nodes only:
+            # ``import labkit`` there skips what only the notebook needs (see labkit/__init__).
+            os.environ[NODE_PROCESS_ENV] = "1"
             main = sys.modules["__main__"]
             self.main = main
             self.spec = main.__dict__.get("__spec__", self._missing)
@@ -112,6 +115,7 @@ class _MainHidden:
             raise
 
     def __exit__(self, *exc: Any) -> None:
+        os.environ.pop(NODE_PROCESS_ENV, None)
         main = self.main
         for name, value in (("__spec__", self.spec), ("__file__", self.file)):
             if value is self._missing:
