@@ -661,7 +661,7 @@ class Context(ServingMixin, CapacityMixin):
             pass
         return True
 
-    def _trip(self, reason: str, limit: str) -> None:
+    def _trip(self, reason: str, limit: str, frame: Any = None) -> None:
         """Crash the node over a guard limit, here and now, then raise ``GuardTripped`` to
         unwind the handler. Crashing first means a handler that swallows the exception
         (``except BaseException``) cannot keep the node going: it is dead, and each further
@@ -672,7 +672,8 @@ class Context(ServingMixin, CapacityMixin):
         self._guard_limit = limit
         exc = GuardTripped(msg)
         # The traceback of where the node was: the handler's frames, not labkit's own.
-        frames = traceback.extract_stack()[:-1]
+        # (``frame``: where a signal handler interrupted the node, else here)
+        frames = traceback.extract_stack(frame) if frame is not None else traceback.extract_stack()[:-1]
         first = max((i + 1 for i, f in enumerate(frames) if f.filename == __file__ and f.name in _HANDLER_RUNNERS),
                     default=len(frames))          # (no handler running: a wake-up, no frames to show)
         while len(frames) > first and frames[-1].filename == __file__:

@@ -11,7 +11,13 @@ simulator, real time in the processes runtime):
 
 * ``per_handler`` events in one call of a handler (before it returns or awaits);
 * ``events`` events, or ``wakeups`` wake-ups, within ``window_ms`` of cluster time;
-* ``queue`` (simulator only): entries waiting on the event heap, all nodes together.
+* ``queue`` (simulator only): entries waiting on the event heap, all nodes together;
+* ``handler_s`` (simulator only): wall seconds one call of a handler may run without
+  returning -- an endless loop that produces nothing, which the other limits cannot see
+  and which would hang the cell (or a grading sweep) until someone interrupts it. It is
+  stopped where it is, like a Ctrl-C after ``INTERRUPT_GRACE_S``; only a run on the main
+  thread can be stopped this way (signals reach no other), and a loop inside one C call
+  (``sum(itertools.count())``) cannot be stopped by anything short of killing the process.
 
 A node over a per-node limit is crashed, like a handler that raised; its crash event names the
 limit, the node and the message type (or timer) it was producing, with the traceback of the
@@ -30,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import argcheck
-from .errors import LabkitError
+from .errors import ArgumentError, LabkitError
 
 
 class StormError(LabkitError):
@@ -46,7 +52,7 @@ class GuardTripped(BaseException):
 
 
 #: What ``Guard`` fields mean, for error messages and the docs.
-_FIELDS = ("per_handler", "events", "wakeups", "window_ms", "queue")
+_FIELDS = ("per_handler", "events", "wakeups", "window_ms", "queue", "handler_s")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class Guard:
     ``wakeups`` per window    10,000              10,000
     ``window_ms``             1 (virtual ms)      1000 (real ms)
     ``queue`` (heap entries)  300,000             -- (ZeroMQ bounds it)
+    ``handler_s`` (wall s)    10                  -- (a stuck node only
+                                                  stops itself)
     ========================  ==================  =======================
     """
 
@@ -69,6 +77,7 @@ class Guard:
     wakeups: int | None = None
     window_ms: float | None = None
     queue: int | None = None
+    handler_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("per_handler", "events", "wakeups", "queue"):
@@ -77,6 +86,10 @@ class Guard:
                 argcheck.whole(v, f"Guard({name})", lo=1)
         if self.window_ms is not None:
             argcheck.ms(self.window_ms, "Guard(window_ms)", positive=True)
+        if self.handler_s is not None:
+            v = self.handler_s
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1e9:
+                raise ArgumentError(f"Guard(handler_s) must be a number of wall seconds above 0, got {v!r}")
 
     def resolved(self, runtime: str) -> "Guard":
         """This guard with every ``None`` replaced by ``runtime``'s default."""
@@ -88,7 +101,7 @@ class Guard:
 
 
 DEFAULTS = {
-    "sim": Guard(per_handler=40_000, events=50_000, wakeups=10_000, window_ms=1.0, queue=300_000),
+    "sim": Guard(per_handler=40_000, events=50_000, wakeups=10_000, window_ms=1.0, queue=300_000, handler_s=10.0),
     "processes": Guard(per_handler=50_000, events=1_000_000, wakeups=10_000, window_ms=1000.0, queue=None),
 }
 

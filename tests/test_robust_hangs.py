@@ -140,7 +140,8 @@ def test_argument_errors_name_the_range_and_are_value_and_type_errors():
 
 
 def test_guard_limits_are_checked_too():
-    for bad in ({"events": 0}, {"wakeups": -1}, {"window_ms": NAN}, {"per_handler": 1.5}, {"queue": True}):
+    for bad in ({"events": 0}, {"wakeups": -1}, {"window_ms": NAN}, {"per_handler": 1.5}, {"queue": True},
+                {"handler_s": 0}, {"handler_s": -1}, {"handler_s": NAN}, {"handler_s": "5"}, {"handler_s": True}):
         with pytest.raises(ArgumentError):
             Guard(**bad)
     with pytest.raises(TypeError, match="unknown guard limit"):
@@ -204,6 +205,79 @@ def test_ctrl_c_stops_a_handler_that_never_returns_and_crashes_only_its_node():
         assert c.request("n2", "echo").type == "echo_ok"
         c.run_for(0.5)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class Stuck(labkit.Node):
+    """Handlers that do not return: a busy loop, a blocking call, one after an await, one in a
+    timer, one that swallows what stops it; or that run ``busy`` s and then answer."""
+
+    def on_message(self, ctx, msg):
+        if msg.type == "spin":
+            while True:
+                pass                                    # the line the crash report points at
+        elif msg.type == "block":
+            time.sleep(3600)
+        elif msg.type == "later":
+            return self.spin_after_sleep(ctx)
+        elif msg.type == "timer":
+            ctx.set_timer("spin", after=5)
+        elif msg.type == "swallow":
+            for _ in range(3):
+                try:
+                    while True:
+                        pass
+                except BaseException:
+                    pass
+        elif msg.type == "busy":
+            end = time.monotonic() + msg["s"]
+            while time.monotonic() < end:
+                pass
+        ctx.reply(msg)
+
+    async def spin_after_sleep(self, ctx):
+        await ctx.sleep(10)
+        while True:
+            pass
+
+    def on_timer(self, ctx, name):
+        while True:
+            pass
+
+
+@pytest.mark.parametrize("kind,cause", [("spin", "message client.1.1 (type 'spin' from client)"),
+                                        ("block", "message client.1.1 (type 'block' from client)"),
+                                        ("later", "message client.1.1 (type 'later' from client)"),
+                                        ("timer", "timer 'spin'"),
+                                        ("swallow", "message client.1.1 (type 'swallow' from client)")])
+def test_a_handler_that_never_returns_is_stopped_in_the_simulator(kind, cause):
+    """No events, so no other guard limit sees it: Guard.handler_s (wall s) stops it where it
+    is, crashes its node only and ends the run with StormError, instead of hanging the cell."""
+    with quiet(labkit.Cluster(Stuck, n=2, runtime="sim", seed=4, guard=Guard(handler_s=0.6))) as c:
+        c.client_send("n1", kind)
+        t0 = time.monotonic()
+        with pytest.raises(StormError) as ei:
+            c.run_for(1000)
+        took = time.monotonic() - t0
+        assert took < 30, f"stopped only after {took:.1f} s"
+        text = str(ei.value)
+        assert f"one call of its handler for {cause} ran" in text and "wall time without returning" in text
+        assert "Guard(handler_s=...)" in text and "node n1" in text
+        (crash,) = c.crashes
+        assert crash.node == "n1" and crash.get("guard") == "handler_s"
+        tb = crash.get("traceback")
+        assert "test_robust_hangs.py" in tb and "labkit/runtime/sim.py" not in tb, tb  # the node's own lines
+        assert c.status()["n1"].state == "crashed" and c.status()["n2"].state == "up"
+        assert c.request("n2", "busy", s=0).type == "busy_ok"         # the cluster goes on
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_long_handler_within_the_limit_and_a_switched_off_guard_are_left_alone():
+    with quiet(labkit.Cluster(Stuck, n=1, runtime="sim", seed=4, guard=Guard(handler_s=5))) as c:
+        assert c.request("n1", "busy", s=1.2).type == "busy_ok"
+        assert c.crashes == []
+    with quiet(labkit.Cluster(Stuck, n=1, runtime="sim", seed=4, guard=None)) as c:
+        assert c.request("n1", "busy", s=1.2).type == "busy_ok"
+    assert Guard().resolved("sim").handler_s == 10.0 and Guard().resolved("processes").handler_s is None
 
 
 def test_ctrl_c_during_a_long_simulation_stops_between_events_and_crashes_nothing():

@@ -22,8 +22,10 @@ more than ``Guard.queue`` entries. While the simulator runs (a run, a request, s
 restarting or resuming nodes), SIGINT -- Ctrl-C, "interrupt kernel" -- is caught: the run
 stops between two events with ``labkit.Interrupted`` (a ``KeyboardInterrupt``); a handler
 that has not returned ``INTERRUPT_GRACE_S`` later is interrupted where it is, and its node
-crashed. A ``KeyboardInterrupt`` raised by node code itself is that node's crash, like
-``SystemExit`` or any other exception.
+crashed. A handler that produces nothing and never returns (``while True: pass``) is found
+by a watcher thread (``_StuckWatch``) after ``Guard.handler_s`` wall seconds and stopped the
+same way, with a ``StormError``. A ``KeyboardInterrupt`` raised by node code itself is that
+node's crash, like ``SystemExit`` or any other exception.
 
 Faults map onto the heap: a killed node's context is dead and its entries are skipped; a
 paused node's entries are set aside and run, in order, when it resumes (as a SIGSTOPped
@@ -35,14 +37,17 @@ from __future__ import annotations
 import _thread
 import gc
 import heapq
+import os
 import random
 import signal
+import sys
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
 from .sim_http import SimHttpMixin
-from ..context import Context
+from ..context import _HANDLER_RUNNERS, Context
 from ..errors import Interrupted, LabkitError
 from ..guard import StormError
 from ..journal import Event
@@ -66,6 +71,78 @@ FREEZE_MAX_OBJECTS = 1_000_000
 #: After a Ctrl-C, how long (wall seconds) a handler may go on before it is stopped where it is.
 INTERRUPT_GRACE_S = 0.5
 INTERRUPTED = "the simulator was interrupted (Ctrl-C / interrupt kernel); the cluster is still there"
+
+
+#: How often (wall s) the watcher looks for a handler that does not return (Guard.handler_s).
+WATCH_PERIOD_S = 0.5
+
+
+def _outermost_handler(frame: Any) -> Any:
+    """The outermost frame of a ``Context`` running a node's handler in ``frame``'s stack, or None."""
+    found = None
+    ctx_file = Context._run.__code__.co_filename
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename == ctx_file and code.co_name in _HANDLER_RUNNERS:
+            found = frame
+        frame = frame.f_back
+    return found
+
+
+class _StuckWatch:
+    """Finds a node handler that runs on without returning (``Guard.handler_s``).
+
+    One daemon thread per process, started by the first simulator run on the main thread: it
+    wakes every ``WATCH_PERIOD_S``, only looks while such a run is on (``arm``), and takes the
+    main thread's stack (``sys._current_frames``) -- nothing on the simulator's hot path. When
+    the same call of a handler (the same frame object of the ``Context`` method running it) is
+    still there after ``handler_s``, it signals the main thread, whose SIGINT handler (the
+    run's, see ``SimRuntime._with_sigint``) crashes that node where it is."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.run: Any = None            # (runtime, limit s, the run's state dict, its lock)
+        threading.Thread(target=self._loop, name="labkit-sim-watch", daemon=True).start()
+
+    def arm(self, run: Any) -> None:
+        with self.lock:
+            self.run = run
+
+    def _loop(self) -> None:
+        main = threading.main_thread().ident
+        seen, since = None, 0.0
+        while True:
+            time.sleep(WATCH_PERIOD_S)
+            with self.lock:
+                run = self.run
+            if run is None:
+                seen = None
+                continue
+            rt, limit, state, lock = run
+            frame = sys._current_frames().get(main)
+            handler = _outermost_handler(frame)
+            del frame
+            now = time.monotonic()
+            if handler is None or handler is not seen:
+                seen, since = handler, now
+                continue
+            if now - since >= limit:
+                with lock:                       # (as the grace timer: never after the run ends)
+                    if not state["finishing"] and rt._stuck is None:
+                        rt._stuck = now - since
+                        signal.pthread_kill(main, signal.SIGINT)
+                seen = None
+
+
+_watch: "_StuckWatch | None" = None
+
+
+def _stuck_watch() -> _StuckWatch:
+    global _watch
+    if _watch is None or _watch.pid != os.getpid():      # (a forked sweep worker starts its own)
+        _watch = _StuckWatch()
+    return _watch
 
 
 class _SimHost:
@@ -147,6 +224,7 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._sigint_installed = False
         self._running = False       # inside _run_until: a storm stops the run (see _node_crashed)
         self._storm: str | None = None
+        self._stuck: float | None = None    # set by _StuckWatch: a handler ran this long (s)
         self._http_setup()
         self._row = self.events.append      # a journal row (see labkit.journal_store)
         self._arrive_cb = self._arrive      # (one bound method for every arrival on the heap)
@@ -312,6 +390,10 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         def on_sigint(signum, frame):
             if state["finishing"]:
                 return              # the interrupt is already being honoured
+            if self._stuck is not None:     # not a Ctrl-C: the watcher found a handler stuck
+                ran, self._stuck = self._stuck, None
+                self._stop_stuck(frame, ran)
+                return
             if self._interrupted:   # a second one (the reader's or the grace timer's): stop here
                 arm()               # (again later, should the handler swallow this one)
                 raise Interrupted(INTERRUPTED)
@@ -320,10 +402,16 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
 
         old = signal.signal(signal.SIGINT, on_sigint)
         self._sigint_installed = True
+        limit = self.guard.handler_s if self.guard is not None else None
+        watch = _stuck_watch() if limit and hasattr(signal, "pthread_kill") else None
         try:
+            if watch is not None:
+                watch.arm((self, limit, state, lock))
             return body()
         finally:
             state["finishing"] = True   # first, with no call before it: from here on_sigint is a no-op
+            if watch is not None:
+                watch.arm(None)
             with lock:                  # (waits out a nudge that is sending its signal)
                 pass
             t = state["timer"]
@@ -333,6 +421,24 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
             signal.signal(signal.SIGINT, old)
             self._sigint_installed = False
             self._interrupted = False
+            self._stuck = None
+
+    def _stop_stuck(self, frame: Any, ran: float) -> None:
+        """In the main thread's SIGINT handler: crash the node whose handler call has run
+        ``ran`` wall seconds (``Guard.handler_s``), where it is (``Context._trip`` raises
+        ``GuardTripped`` into the handler; the run then stops with ``StormError``)."""
+        runner = _outermost_handler(frame)
+        ctx = runner.f_locals.get("self") if runner is not None else None
+        if not isinstance(ctx, Context):
+            return                  # it returned in the meantime
+        if ctx.dead:                # stopped before, and it swallowed that: again, until it lets go
+            from ..guard import GuardTripped
+            raise GuardTripped(ctx._tripped or f"node {ctx.id} was stopped; its handler still runs")
+        cause = ctx._cause
+        what = (f"message {cause.id} (type {cause.type!r} from {cause.src})" if isinstance(cause, Message)
+                else str(cause))
+        ctx._trip(f"one call of its handler for {what} ran {ran:.1f} s of wall time without returning "
+                  f"(an endless loop?)", "handler_s", frame)
 
     # -- nodes -----------------------------------------------------------------------------
     def _start_node(self, rec: NodeRecord) -> None:
