@@ -15,8 +15,8 @@ from labkit.maelstrom import test as run_test
 from maelstrom_elle_nodes import TxnNoIsolation, TxnStore
 
 PROGRAMS = os.path.join(os.path.dirname(__file__), "maelstrom", "programs")
-CYCLES = {"G0", "G1c", "G-single", "G2-item", "G0-realtime", "G1c-realtime", "G-single-realtime",
-          "G2-item-realtime"}
+CYCLES = {"G0", "G1c", "G-single", "G-nonadjacent", "G2-item", "G0-realtime", "G1c-realtime",
+          "G-single-realtime", "G-nonadjacent-realtime", "G2-item-realtime"}
 
 
 def test_generator_and_wire_format():

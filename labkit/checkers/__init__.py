@@ -12,7 +12,7 @@
   (``election_safety``, ``log_matching``, ``state_machine_safety``, ``leader_completeness``,
   ``commit_monotonic``, ``applied_exactly_once``), liveness ``leader_within`` / ``progress``, cost ``message_budget``.
 * Transactions (Elle, Kingsbury & Alvaro 2020): ``check_list_append``, ``check_rw_register``
-  (``check_txn`` picks one) -- G0, G1a, G1b, G1c, G-single, G2-item (and -realtime),
+  (``check_txn`` picks one) -- G0, G1a, G1b, G1c, G-single, G-nonadjacent, G2-item (and -realtime),
   internal, lost-update, ... against a consistency model; see ``labkit.checkers.elle``.
 * Kafka-style logs (Maelstrom's kafka workload): ``check_kafka`` -- lost writes, poll skips,
   nonmonotonic polls, duplicates, inconsistent offsets; see ``labkit.checkers.kafka``.

@@ -120,34 +120,42 @@ class Budget:
 
 
 def path(graph: DepGraph, src: Hashable, dst: Hashable, within: set, kinds: frozenset[str],
-         budget: Budget, max_rw: int | None = None, min_rw: int = 0) -> list[Hashable] | None:
+         budget: Budget, max_rw: int | None = None, min_rw: int = 0,
+         nonadjacent: bool = False, start_rw: bool = False) -> list[Hashable] | None:
     """Shortest path src -> dst inside ``within`` over edges with a kind in ``kinds`` that uses
     at most ``max_rw`` (``None``: any number) and at least ``min_rw`` edges usable *only* as
-    ``rw``. Vertices of the path, src first; ``None`` if there is none or the budget ran out."""
+    ``rw``. With ``nonadjacent``, no two such edges follow each other, counting the cycle's
+    closing edge dst -> src (an rw edge when ``start_rw``) before the first edge and after the
+    last (Elle's G-nonadjacent). Vertices of the path, src first; ``None`` if there is none or
+    the budget ran out."""
     cap = max_rw if max_rw is not None else min_rw
 
     def rw_cost(k: set[str]) -> int:
         return 0 if (k & kinds) - {"rw"} else 1
 
-    start = (src, 0)
+    start = (src, 0, nonadjacent and start_rw)      # (vertex, rw edges used, the last was rw)
     prev: dict[tuple, tuple | None] = {start: None}
     q = deque([start])
     while q:
-        v, used = q.popleft()
+        state0 = q.popleft()
+        v, used, last_rw = state0
         for w, k in graph.out.get(v, {}).items():
             if w not in within or not (k & kinds):
                 continue
             if not budget.spend():
                 return None
-            u = used + rw_cost(k)
+            c = rw_cost(k)
+            if c and nonadjacent and (last_rw or (w == dst and start_rw)):
+                continue  # two rw edges in a row (around the cycle, too)
+            u = used + c
             if max_rw is not None and u > max_rw:
                 continue
             if w == src or (w == dst and u < min_rw):
                 continue  # the path must not pass through its ends
-            state = (w, min(u, cap))
+            state = (w, min(u, cap), nonadjacent and c == 1)
             if state in prev:
                 continue
-            prev[state] = (v, used)
+            prev[state] = state0
             if w == dst and u >= min_rw:
                 out = [w]
                 s = prev[state]

@@ -3,7 +3,8 @@
 
 Sources: Kingsbury & Alvaro, "Elle: Inferring Isolation Anomalies from Experimental
 Observations" (VLDB 2020); Adya, "Weak Consistency" (MIT PhD thesis, 1999) for G0, G1a,
-G1b, G1c, G-single and G2; the anomaly and model tables of jepsen-io/elle
+G1b, G1c, G-single and G2; Cerone & Gotsman, "Analysing Snapshot Isolation" (PODC 2016)
+for G-nonadjacent; the anomaly and model tables of jepsen-io/elle
 (``elle.consistency-model``). This is labkit's own implementation, not a port.
 
 History form (labkit ``History``; Maelstrom's): ``f="txn"``, the value a list of micro-ops.
@@ -35,16 +36,18 @@ How (Elle, sections 3-4). Each ok transaction is a vertex; edges are inferred:
 Cycles: Tarjan's strongly connected components, then in each a breadth-first search for a
 short cycle of each class, started from an edge of the kind the class needs:
 ``G0`` (ww only), ``G1c`` (ww and wr, at least one wr), ``G-single`` (exactly one rw),
-``G2-item`` (two or more rw); with realtime edges, the same classes with ``-realtime``
+``G-nonadjacent`` (two or more rw, never two in a row around the cycle: the long fork that
+snapshot isolation forbids; Elle's class, after Cerone & Gotsman's characterisation of SI),
+``G2-item`` (two or more rw, two of them in a row); with realtime edges, the same classes with ``-realtime``
 appended when the cycle needs an rt edge. Roughly linear in the history; each component's
 searches share a budget of ``search_budget`` visited edges -- exhausting it is reported
 (``details["truncated"]``) and, if nothing forbidden was found, the verdict is unknown.
 
 Models (``CONSISTENCY_MODELS``, after Elle's table): ``read-uncommitted`` forbids G0 (and
 duplicate-elements, cyclic-versions, garbage-read); ``read-committed`` adds G1a, G1b, G1c,
-incompatible-order; ``repeatable-read`` adds G-single, G2-item, lost-update;
-``snapshot-isolation`` is read-committed plus internal, G-single, lost-update (G2-item is
-allowed: write skew); ``serializable`` forbids all of those; ``strict-serializable`` (the
+incompatible-order; ``repeatable-read`` adds G-single, G-nonadjacent, G2-item, lost-update;
+``snapshot-isolation`` is read-committed plus internal, G-single, G-nonadjacent, lost-update
+(G2-item is allowed: write skew, whose rw edges are in a row); ``serializable`` forbids all of those; ``strict-serializable`` (the
 default of Maelstrom's ``--consistency-models``) adds the ``-realtime`` cycles.
 
 Non-cycle anomalies: ``G1a`` (aborted read: a read saw a failed txn's write), ``G1b``
@@ -67,7 +70,7 @@ __all__ = ["check_list_append", "check_rw_register", "check_txn", "Anomaly", "CO
 
 _RC = ("G0", "duplicate-elements", "cyclic-versions", "garbage-read")
 _RC2 = _RC + ("G1a", "G1b", "G1c", "incompatible-order")
-_REALTIME = ("G0-realtime", "G1c-realtime", "G-single-realtime", "G2-item-realtime")
+_REALTIME = ("G0-realtime", "G1c-realtime", "G-single-realtime", "G-nonadjacent-realtime", "G2-item-realtime")
 
 #: Consistency model -> the anomalies it forbids (after ``elle.consistency-model``: each
 #: model's directly proscribed anomalies, those of the weaker models it implies, and the
@@ -75,10 +78,11 @@ _REALTIME = ("G0-realtime", "G1c-realtime", "G-single-realtime", "G2-item-realti
 CONSISTENCY_MODELS: dict[str, frozenset[str]] = {
     "read-uncommitted": frozenset(_RC),
     "read-committed": frozenset(_RC2),
-    "repeatable-read": frozenset(_RC2 + ("G-single", "G2-item", "lost-update")),
-    "snapshot-isolation": frozenset(_RC2 + ("internal", "G-single", "lost-update")),
-    "serializable": frozenset(_RC2 + ("internal", "G-single", "G2-item", "lost-update")),
-    "strict-serializable": frozenset(_RC2 + ("internal", "G-single", "G2-item", "lost-update") + _REALTIME),
+    "repeatable-read": frozenset(_RC2 + ("G-single", "G-nonadjacent", "G2-item", "lost-update")),
+    "snapshot-isolation": frozenset(_RC2 + ("internal", "G-single", "G-nonadjacent", "lost-update")),
+    "serializable": frozenset(_RC2 + ("internal", "G-single", "G-nonadjacent", "G2-item", "lost-update")),
+    "strict-serializable": frozenset(_RC2 + ("internal", "G-single", "G-nonadjacent", "G2-item", "lost-update")
+                                     + _REALTIME),
 }
 
 #: Every anomaly this checker can report, with a one-line meaning.
@@ -88,7 +92,9 @@ ANOMALIES: dict[str, str] = {
     "G1b": "intermediate read: a txn read a state another txn later overwrote within itself",
     "G1c": "circular information flow: a cycle of ww and wr edges with at least one wr",
     "G-single": "read skew: a dependency cycle with exactly one anti-dependency (rw) edge",
-    "G2-item": "write skew: a dependency cycle with two or more rw edges",
+    "G-nonadjacent": ("a dependency cycle with two or more rw edges, no two of them in a row (e.g. a "
+                      "long fork); snapshot isolation forbids it"),
+    "G2-item": "write skew: a dependency cycle with two or more rw edges, two of them in a row",
     "lost-update": "two txns read the same version of a key and both wrote it",
     "internal": "a txn's read disagrees with its own earlier reads and writes",
     "duplicate-elements": "a list read holds an element twice (list append)",
@@ -99,7 +105,7 @@ ANOMALIES: dict[str, str] = {
 }
 
 
-_CYCLES = ("G0", "G1c", "G-single", "G2-item") + _REALTIME
+_CYCLES = ("G0", "G1c", "G-single", "G-nonadjacent", "G2-item") + _REALTIME
 #: What each workload's inference can report. Registers: cycles only where the inferred
 #: (partial) version order provides the edges -- see the module docstring.
 INFERABLE: dict[str, frozenset[str]] = {
@@ -260,7 +266,11 @@ _ALL = frozenset({"ww", "wr", "rw", "rt"})
 def classify(labels: list[str]) -> str:
     """Cycle class from its edge labels (Adya; Elle's -realtime suffix when rt is needed)."""
     n_rw = labels.count("rw")
-    base = "G2-item" if n_rw >= 2 else "G-single" if n_rw == 1 else "G1c" if "wr" in labels else "G0"
+    if n_rw >= 2:
+        in_a_row = any(a == b == "rw" for a, b in zip(labels, labels[1:] + labels[:1]))
+        base = "G2-item" if in_a_row else "G-nonadjacent"
+    else:
+        base = "G-single" if n_rw == 1 else "G1c" if "wr" in labels else "G0"
     return base + ("-realtime" if "rt" in labels else "")
 
 
@@ -268,19 +278,20 @@ def _cycles(g: eg.DepGraph, by_id: dict[int, Txn], realtime: bool, budget_n: int
             out: list[Anomaly]) -> bool:
     """Append cycle anomalies to ``out``; True if some search ran out of budget."""
     truncated = False
-    searches = [  # (start-edge kind, kinds allowed, max_rw, min_rw) counting the start edge
-        ("ww", frozenset({"ww"}), 0, 0),
-        ("wr", frozenset({"ww", "wr"}), 0, 0),
-        ("rw", _NON_RT, 1, 1),
-        ("rw", _NON_RT, None, 2),
+    searches = [  # (start-edge kind, kinds allowed, max_rw, min_rw, rw never in a row) counting the start edge
+        ("ww", frozenset({"ww"}), 0, 0, False),
+        ("wr", frozenset({"ww", "wr"}), 0, 0, False),
+        ("rw", _NON_RT, 1, 1, False),
+        ("rw", _NON_RT, None, 2, True),      # G-nonadjacent, before G2-item: the shortest cycle
+        ("rw", _NON_RT, None, 2, False),     # with two rw may have them in a row, and SI allows that
     ]
     phases = [(_NON_RT, searches)]
     if realtime:
-        phases.append((_ALL, [("rt", frozenset({"ww", "wr", "rt"}), 0, 0), ("rt", _ALL, 1, 1),
-                              ("rt", _ALL, None, 2)]))
+        phases.append((_ALL, [("rt", frozenset({"ww", "wr", "rt"}), 0, 0, False), ("rt", _ALL, 1, 1, False),
+                              ("rt", _ALL, None, 2, True), ("rt", _ALL, None, 2, False)]))
     sub: dict[frozenset, dict] = {}  # kinds without rw -> vertex -> its SCC number there
     for _, specs in phases:
-        for _, allowed, _, _ in specs:
+        for _, allowed, _, _, _ in specs:
             if "rw" not in allowed and allowed not in sub:
                 sub[allowed] = {v: i for i, c in enumerate(eg.sccs(g, allowed)) for v in c}
     topo = {v: i for i, c in enumerate(eg.sccs(g, ("ww", "wr"), singletons=True)) for v in c}
@@ -289,7 +300,7 @@ def _cycles(g: eg.DepGraph, by_id: dict[int, Txn], realtime: bool, budget_n: int
             within = set(comp)
             budget = eg.Budget(budget_n)
             seen_types: set[str] = set()
-            for start_kind, allowed, max_rw, min_rw in specs:
+            for start_kind, allowed, max_rw, min_rw, nonadjacent in specs:
                 same = sub.get(allowed)
                 # a G-single closes through ww/wr edges: b must reach a there, which needs
                 # b's ww/wr component to come no earlier than a's in Tarjan's order
@@ -301,7 +312,8 @@ def _cycles(g: eg.DepGraph, by_id: dict[int, Txn], realtime: bool, budget_n: int
                         continue  # b cannot reach a through ww/wr edges
                     cost = 1 if start_kind == "rw" else 0
                     p = eg.path(g, b, a, within, allowed, budget,
-                                None if max_rw is None else max_rw - cost, max(0, min_rw - cost))
+                                None if max_rw is None else max_rw - cost, max(0, min_rw - cost),
+                                nonadjacent, start_kind == "rw")
                     if budget.truncated:
                         truncated = True
                         break
