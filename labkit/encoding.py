@@ -53,7 +53,8 @@ def _problem_of_leaf(o: Any, allow_nan: bool) -> str | None:
     name = type(o).__name__
     hint = {"set": "convert it to a sorted list", "frozenset": "convert it to a sorted list",
             "bytes": "decode it to a str", "bytearray": "decode it to a str"}.get(name, "convert it to a dict, list, str or number")
-    return f"is a {name}, which JSON cannot carry: {hint}"
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"is {article} {name}, which JSON cannot carry: {hint}"
 
 
 def find_unencodable(o: Any, allow_nan: bool = False, limit: int = MAX_NESTING) -> EncodeError | None:

@@ -174,12 +174,15 @@ def encode_response(status: int, reason: str | None, headers: list | None,
     return f'{{"http":"1.1","status":{status}{r}{h}{_payload_json(payload)}}}'
 
 
-def encode_json(data: Any, where: str) -> str:
+def encode_json(data: Any, where: str, root: str = "data") -> str:
+    """``data`` as JSON; ArgumentError naming ``where``, and the part that cannot be sent as a
+    path from ``root`` (the argument's name: ``json['a'][1]``)."""
     try:
         return _dumps(data)
     except EncodeError as e:
-        raise ArgumentError(f"{where}: cannot encode {e.at('data')} as JSON. Send only dicts with str keys, "
-                            f"lists, str, int, float, bool and None, nested at most {MAX_NESTING} levels.") from None
+        raise ArgumentError(f"{where}: cannot encode {root}= as JSON: {e.at(root)}. Send only dicts with str "
+                            f"keys, lists, str, int, float, bool and None, nested at most {MAX_NESTING} "
+                            f"levels.") from None
 
 
 def request_payload(json: Any, data: Any, headers: list, where: str) -> tuple[str, str] | None:
@@ -188,7 +191,7 @@ def request_payload(json: Any, data: Any, headers: list, where: str) -> tuple[st
     if json is not None and data is not None:
         raise ArgumentError(f"{where}: give json= or data=, not both (as aiohttp)")
     if json is not None:
-        ctype, payload = "application/json", ("json", encode_json(json, where))
+        ctype, payload = "application/json", ("json", encode_json(json, where, "json"))
     elif data is None:
         return None
     elif isinstance(data, str):
