@@ -165,9 +165,16 @@ def sweep(scenario: Callable[[Any], Any], seeds: Iterable[Any] = range(100), *, 
     progress where somebody watches after a second, ``False`` never, ``True`` always, a
     callable gets a dict per update (``labkit._progress``). ``quiet``: print nothing.
 
-    Raises ArgumentError for a bad ``stop_after`` or ``executor``; SweepError (a RuntimeError)
+    Raises ArgumentError for a ``scenario`` that is not callable, ``seeds`` that are not an
+    iterable (or are a str), a bad ``stop_after`` or ``executor``; SweepError (a RuntimeError)
     when the executor itself fails -- a worker died, the scenario cannot be sent to it --
     never for a failing scenario; KeyboardInterrupt on Ctrl-C, after stopping the workers."""
+    if not callable(scenario):
+        raise ArgumentError(f"sweep(scenario={scenario!r}): give a function of one seed, e.g. "
+                            f"def scenario(seed): ... that raises (an assert, say) when the seed fails")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ArgumentError(f"sweep(seeds={seeds!r}): give the seeds as an iterable, e.g. range(200) or "
+                            f"[3, 7, 11]")
     if stop_after is not None and (type(stop_after) is not int or stop_after < 1):
         raise ArgumentError(f"sweep(stop_after={stop_after!r}): give a positive int (failures to stop after) or None")
     if not (executor is None or executor == "inline" or isinstance(executor, cf.Executor)

@@ -112,6 +112,12 @@ def test_bad_arguments_are_named():
         sweep(lambda s: None, seeds=range(3), executor="threads")
     with pytest.raises(ValueError, match="stop_after=0"):
         sweep(lambda s: None, seeds=range(3), stop_after=0)
+    with pytest.raises(ValueError, match=r"sweep\(seeds=200\): give the seeds as an iterable, e.g. range\(200\)"):
+        sweep(lambda s: None, seeds=200)
+    with pytest.raises(ValueError, match="seeds='abc'"):
+        sweep(lambda s: None, seeds="abc")          # a str is iterable, but not seeds
+    with pytest.raises(ValueError, match="scenario=5.*function of one seed"):
+        sweep(5, seeds=range(3))
 
 
 def _exits(seed):
