@@ -43,8 +43,9 @@ def number(value: Any, name: "str | Callable[[], str]", *, lo: float | None = No
     if callable(name):
         name = name()
     low = "(" if lo_open else "["
-    rng = f"{low}{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'}]"
-    what = f"{name} must be a finite number in {rng}" + (f" ({unit})" if unit else "")
+    rng = ("" if lo is None and hi is None else
+           f" in {low}{_fmt(lo) if lo is not None else '-inf'}, {_fmt(hi) if hi is not None else 'inf'}]")
+    what = f"{name} must be a finite number{rng}" + (f" ({unit})" if unit else "")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             import numpy as _np  # numpy scalars are numbers too (a slider's value, an array's item)

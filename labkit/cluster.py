@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from . import argcheck
 from ._interrupts import held_interrupts
 from .capacity import MAX_SLOW, MIN_SLOW, check_capacity
-from .errors import ClusterClosed, LabkitError, MessageError, UnknownNode
+from .errors import ArgumentError, ClusterClosed, LabkitError, MessageError, UnknownNode
 from .guard import resolve as resolve_guard
 from .journal import Event, Journal, JournalFull, _dumps as _journal_dumps
 from .message import ID_CHARS, EncodeError, Message, check_body
@@ -51,7 +51,6 @@ def _check_no_arguments(cls: type, where: str) -> None:
     try:
         inspect.signature(cls).bind()
     except TypeError as e:
-        from .errors import ArgumentError
         example = "labkit.Program('./prog')" if getattr(cls, "_labkit_program", False) else f"{cls.__name__}(...)"
         raise ArgumentError(f"{where}: {cls.__name__} cannot be made without arguments ({e}); give an instance, "
                             f"e.g. {example}") from None
@@ -239,6 +238,9 @@ class Cluster:
         self._rec(node)
         if not is_client_id(as_client):
             raise ValueError(f"client ids are 'client' or c0, c1, ...; got {as_client!r}")
+        if on_reply is not None and not callable(on_reply):
+            raise ArgumentError(f"client_send(on_reply={on_reply!r}): give a function of the reply's "
+                                         f"deliver event, or None")
         check_body(as_client, type, body)
         return self._rt.client_send(as_client, node, type, body, on_reply)
 
@@ -505,7 +507,10 @@ class Cluster:
         return list(self._rt.crashes)
 
     def logs(self, node: str | None = None, last: int = 20) -> str:
-        """The last ``last`` log lines, one per line."""
+        """The last ``last`` log lines (of ``node``, or of every node), one per line. Raises
+        UnknownNode for a node the cluster does not have."""
+        if node is not None and node not in self.ids:
+            raise UnknownNode(f"unknown node {node!r}; nodes are {list(self.ids)}")
         last = argcheck.whole(last, "logs(last)", lo=0)
         if last == 0:
             return ""

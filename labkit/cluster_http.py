@@ -134,6 +134,9 @@ class ClusterHttp:
         gets ``ClientConnectorError`` before ``send`` returns (raised if there is no
         ``on_error``), and the attempt is journaled as dropped."""
         timeout = argcheck.ms(timeout, "cluster.http(...).send timeout", positive=True)
+        for name, fn in (("on_response", on_response), ("on_error", on_error)):
+            if fn is not None and not callable(fn):
+                raise ArgumentError(f"cluster.http(...).send({name}={fn!r}): give a function, or None")
         type, body = self._build(method, path, json, data, headers, params)
         cluster = self._cluster
         rt = cluster._live()

@@ -139,6 +139,33 @@ def test_argument_errors_name_the_range_and_are_value_and_type_errors():
             c.skew("n1", rate=NAN)
 
 
+def test_callbacks_and_node_names_that_cannot_work_are_refused_at_once():
+    """A callback that is not callable would fail only when its reply came, inside a later
+    run_for; an unknown node's logs would read as 'no logs'."""
+    class Echo(labkit.Node):
+        def on_message(self, ctx, msg):
+            ctx.reply(msg)
+
+    with labkit.Cluster(Echo, n=2, runtime="sim", seed=1) as c:
+        with pytest.raises(ArgumentError, match=r"client_send\(on_reply=5\): give a function"):
+            c.client_send("n1", "x", on_reply=5)
+        with pytest.raises(labkit.UnknownNode, match="unknown node 'n9'"):
+            c.logs("n9")
+        assert c.logs("n1") == ""
+        with pytest.raises(ArgumentError, match="call_at\\(t_ms\\) must be a finite number \\(ms\\), got nan"):
+            c.call_at(NAN, print)
+    with labkit.Cluster(HttpEcho, n=1, runtime="sim", seed=1) as c:
+        for kw in ({"on_response": 1}, {"on_error": "print"}):
+            with pytest.raises(ArgumentError, match=f"send\\({next(iter(kw))}="):
+                c.http("n1").send("GET", "/x", **kw)
+
+
+class HttpEcho(labkit.Service):
+    @labkit.get("/x")
+    async def x(self, ctx, req):
+        return labkit.Response(text="x")
+
+
 def test_guard_limits_are_checked_too():
     for bad in ({"events": 0}, {"wakeups": -1}, {"window_ms": NAN}, {"per_handler": 1.5}, {"queue": True},
                 {"handler_s": 0}, {"handler_s": -1}, {"handler_s": NAN}, {"handler_s": "5"}, {"handler_s": True}):
