@@ -2,6 +2,8 @@
 timeout / refused / reset) in both runtimes, for a node's calls and for the notebook's."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import labkit
@@ -65,6 +67,17 @@ SCENARIOS = [
 ]
 
 
+#: What the caller's exception says, the same words in both runtimes (request ids aside).
+ERRORS = {
+    "killed server": r"caller: cannot connect to inv for GET /stock/apple \(request caller\.\d+\.\d+\): "
+                     r"connection refused; inv is down \(killed or crashed\): nothing listens$",
+    "plain node as server": r"caller: cannot connect to caller for GET /stock/apple \(request caller\.\d+\.\d+\): "
+                            r"connection refused; caller is a plain labkit.Node, not a labkit.Service",
+    "killed while the request is open": r"caller: inv went down while request caller\.\d+\.\d+ "
+                                        r"\(GET /slow/3000\) was open: server disconnected",
+}
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_node_calls_same_outcome_under_each_fault(runtime):
     outcomes = {}
@@ -73,6 +86,8 @@ def test_node_calls_same_outcome_under_each_fault(runtime):
         for name, act, undo, _ in SCENARIOS:
             body = act(c)
             outcomes[name] = body["outcome"]
+            if name in ERRORS:
+                assert re.match(ERRORS[name], body["error"]), (name, body["error"])
             if name == "delay within the timeout":
                 assert body["ms"] >= 60, body
             if undo is not None:

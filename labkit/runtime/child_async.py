@@ -285,8 +285,8 @@ class AsyncNode(_Node):
                     f"{self._what(mid, dst, call)}: connection refused ({e})"))
             except (aiohttp.ClientError, OSError) as e:
                 self._fail(mid, dst, w, "connection reset", ServerDisconnectedError(
-                    f"{self._what(mid, dst, call)}: {dst} went away while the request was open: server "
-                    f"disconnected ({type(e).__name__}: {e})"))
+                    f"{self.id}: {dst} went down while request {mid} ({call.method} {call.path}) was open: "
+                    f"server disconnected ({type(e).__name__}: {e})"))
             else:
                 self._response(mid, dst, resp, body)
             finally:
@@ -310,7 +310,8 @@ class AsyncNode(_Node):
         return url
 
     def _what(self, mid: str, dst: str, call: Any) -> str:
-        return f"{self.id}: {call.method} {call.path} to {dst} (request {mid})"
+        """How a failed call's error starts -- in the simulator's words (``runtime.sim_http``)."""
+        return f"{self.id}: cannot connect to {dst} for {call.method} {call.path} (request {mid})"
 
     def _request(self, mid: str, dst: str, call: Any, w: str, at: float) -> Any:
         """The aiohttp request (a context manager) of call ``mid`` -- or None, the call ended
