@@ -120,6 +120,23 @@ def test_bad_arguments_are_named():
         sweep(5, seeds=range(3))
 
 
+def _sees_no_node_mark(seed):
+    assert "LABKIT_NODE_PROCESS" not in os.environ, "a sweep worker was started as a node process"
+
+
+def test_sweep_workers_are_not_marked_as_node_processes(pool_always):
+    """Only node starts mark the environment (their forkserver skips numpy); a sweep's pool
+    starts under the same start lock but unmarked, so its workers keep numpy preloaded."""
+    from labkit.runtime.processes import _MainHidden
+    with _MainHidden():
+        assert "LABKIT_NODE_PROCESS" not in os.environ
+    with _MainHidden(node=True):
+        assert os.environ["LABKIT_NODE_PROCESS"] == "1"
+    assert "LABKIT_NODE_PROCESS" not in os.environ
+    r = sweep(_sees_no_node_mark, seeds=range(6), quiet=True)
+    assert r.ran_on.endswith("2 processes") and not r.failures, (r.ran_on, r.failures)
+
+
 def _exits(seed):
     if seed == 7:
         os._exit(3)                     # takes its worker with it

@@ -89,8 +89,10 @@ _START_LOCK = threading.Lock()  # _MainHidden swaps attributes of the one __main
 
 
 class _MainHidden:
-    """Hide ``__main__``'s file and spec while a node process starts, and mark the
-    environment (``NODE_PROCESS_ENV``) that the forkserver, if this start makes it, inherits.
+    """Hide ``__main__``'s file and spec while a process starts -- and, for a node process
+    (``node=True``), mark the environment (``NODE_PROCESS_ENV``) that the node forkserver, if
+    this start makes it, inherits. (A sweep's pool starts its own forkserver unmarked: its
+    workers read journals.)
 
     multiprocess would otherwise re-run the main script in every child (the reason scripts need
     ``if __name__ == "__main__":``). Nodes never need it: dill sends classes defined in
@@ -98,12 +100,16 @@ class _MainHidden:
 
     _missing = object()
 
+    def __init__(self, node: bool = False) -> None:
+        self.node = node
+
     def __enter__(self) -> None:
         _START_LOCK.acquire()
         try:
-            # The forkserver (started by the first start) and a spawned child run nodes only:
-            # ``import labkit`` there skips what only the notebook needs (see labkit/__init__).
-            os.environ[NODE_PROCESS_ENV] = "1"
+            if self.node:
+                # The forkserver (started by the first start) and a spawned child run nodes
+                # only: ``import labkit`` there skips what only a notebook needs (labkit/__init__).
+                os.environ[NODE_PROCESS_ENV] = "1"
             main = sys.modules["__main__"]
             self.main = main
             self.spec = main.__dict__.get("__spec__", self._missing)
@@ -115,7 +121,8 @@ class _MainHidden:
             raise
 
     def __exit__(self, *exc: Any) -> None:
-        os.environ.pop(NODE_PROCESS_ENV, None)
+        if self.node:
+            os.environ.pop(NODE_PROCESS_ENV, None)
         main = self.main
         for name, value in (("__spec__", self.spec), ("__file__", self.file)):
             if value is self._missing:
@@ -294,7 +301,7 @@ class ProcessRuntime(RuntimeBase):
             with held_interrupts():
                 p = self._mp.Process(target=_child.main, args=(self._spec(rec), self._blobs[rec.id], self._watch_r),
                                      name=f"labkit-{rec.id}", daemon=True)
-                with _MainHidden():
+                with _MainHidden(node=True):
                     p.start()
                 if rec.proc is not None:                      # the previous incarnation's
                     _close_process(rec.proc)
