@@ -364,12 +364,14 @@ class Journal:
                type: str | Iterable[str] | None = None, since: float | None = None,
                until: float | None = None, id: str | None = None,
                where: Callable[[Event], bool] | None = None) -> "Journal":
-        """Events matching every given condition. ``since``/``until`` are ms, inclusive.
+        """Events matching every given condition. ``since``/``until`` are ms, inclusive
+        (numbers, infinities included; ``ArgumentError`` for NaN or anything else).
 
         ``type`` matches a message event's message type; ``where`` is any predicate. Node,
         kind and time are answered from the index; ``type``, ``id`` and ``where`` look at the
         events left after those."""
         import numpy as np
+        since, until = _bound(since, "since"), _bound(until, "until")
         nodes = _as_set(node)
         kinds = _as_set(kind)
         types = _as_set(type)
@@ -509,6 +511,23 @@ def _load_block(store: Any, data: bytes, line: int, where: str) -> int:
                           f"limits=labkit.JournalLimits(max_events={2 * store.limits.max_events})), "
                           f"or split the file.")
     return line + data.count(b"\n")
+
+
+def _bound(x: Any, name: str) -> float | None:
+    """A time bound of ``filter``: None, or a number of ms that is not NaN (which no time is
+    before or after: every event would silently be left out)."""
+    if x is None:
+        return None
+    from .errors import ArgumentError
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
+        try:
+            import numpy as np
+            ok = isinstance(x, (np.integer, np.floating)) and x == x
+        except ImportError:
+            ok = False
+        if not ok:
+            raise ArgumentError(f"filter({name}) must be a number of ms (or None), got {x!r}")
+    return float(x)
 
 
 def _as_set(x) -> set | None:

@@ -128,6 +128,13 @@ def test_filter_by_node(journal):
     assert len(only) + len(both) + len(journal.filter(node=["client", "cluster"])) == len(journal)
 
 
+def test_filter_time_bounds_take_infinities_and_refuse_nan(journal):
+    assert len(journal.filter(since=float("-inf"), until=float("inf"))) == len(journal)
+    for bad in (float("nan"), "5", True):
+        with pytest.raises(labkit.ArgumentError, match="filter\\(since\\) must be a number of ms"):
+            journal.filter(since=bad)
+
+
 def test_filter_by_kind(journal):
     sends = journal.filter(kind="send")
     assert len(sends) > 0 and all(e.kind == "send" for e in sends)

@@ -234,6 +234,20 @@ def test_spacetime_filters_reduce_what_is_drawn(tiny, big):
     assert arrows(plots.spacetime(big, types=["ping"], max_messages=n)) < arrows(plots.spacetime(big, max_messages=n))
 
 
+def test_spacetime_and_rate_refuse_what_would_draw_nonsense(tiny):
+    """A str is one node (one type), not its characters; a node with no events is named, not
+    drawn as an empty lifeline; NaN windows and a zero bin are refused."""
+    one = plots.spacetime(tiny, nodes="n1")
+    assert [t.get_text() for t in one.axes[0].get_yticklabels()] == ["n1"]
+    assert arrows(plots.spacetime(tiny, types="ping")) == arrows(plots.spacetime(tiny, types=["ping"])) == 1
+    with pytest.raises(ValueError, match=r"\['n9'\] has no events in this journal; its nodes are \['n1'"):
+        plots.spacetime(tiny, nodes=["n1", "n9"])
+    with pytest.raises(labkit.ArgumentError, match="spacetime\\(since\\)"):
+        plots.spacetime(tiny, since=float("nan"))
+    with pytest.raises(labkit.ArgumentError, match="rate\\(bin_ms\\)"):
+        plots.rate(tiny, bin_ms=0)
+
+
 # -- fault spans --------------------------------------------------------------------------------
 
 def test_fault_spans_of_the_tiny_journal(tiny, empty):

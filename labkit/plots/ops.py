@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from .. import argcheck
 from ..journal import Journal
 from ._base import (FAIL, INFO, MAX_WIDTH_IN, OK, Op, PlotFigure, add_legend, as_spans, axes_size_pt, field, headroom,
                     natural_key, new_figure, operations, shade_faults)
@@ -188,6 +189,8 @@ def latency(source: Any, *, faults: Any = None, log: bool | None = None, title: 
 def rate(source: Any, *, bin_ms: float | None = None, faults: Any = None, title: str | None = None) -> PlotFigure:
     """Operations completed per second over time (by completion time; info operations by
     invocation time), one line per outcome, faults shaded."""
+    if bin_ms is not None:
+        bin_ms = argcheck.ms(bin_ms, "rate(bin_ms)", positive=True)
     ops = operations(source)
     spans = _faults_of(source, faults)
     lo, hi = _window(ops, spans)

@@ -21,6 +21,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .. import argcheck
 from ..journal import Journal
 from ..runtime.base import is_client_id
 from ._base import (FAULT_STYLE, MAX_WIDTH_IN, NOT_NODES, PlotFigure, add_legend, axes_size_pt, fault_spans,
@@ -48,11 +49,19 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
     beyond that an evenly spaced sample is drawn and the subtitle says which."""
     if not isinstance(max_messages, int) or max_messages < 1:
         raise ValueError(f"max_messages must be a whole number >= 1, got {max_messages!r}")
+    if isinstance(nodes, str):
+        nodes = [nodes]                 # one node, not its characters
+    if isinstance(types, str):
+        types = [types]
+    if since is not None:
+        since = argcheck.number(since, "spacetime(since)", unit="ms")
+    if until is not None:
+        until = argcheck.number(until, "spacetime(until)", unit="ms")
     events = sorted(getattr(journal, "journal", journal), key=lambda e: e.t)   # a Cluster works too
     t_first = events[0].t if events else 0.0
     t_last = events[-1].t if events else 1.0
-    x0 = t_first if since is None else float(since)
-    x1 = max(t_last, x0 + 1.0) if until is None else float(until)
+    x0 = t_first if since is None else since
+    x1 = max(t_last, x0 + 1.0) if until is None else until
     if x1 <= x0:
         x1 = x0 + 1.0
 
@@ -74,6 +83,10 @@ def spacetime(journal: Journal, *, nodes: Iterable[str] | None = None, types: It
     all_nodes = sorted((n for n in seen if not is_client_id(n)), key=natural_key)
     if nodes is not None:
         wanted = [str(n) for n in nodes]
+        unknown = [n for n in wanted if n not in seen and not is_client_id(n) and n != CLIENTS]
+        if unknown and events:
+            raise ValueError(f"spacetime(nodes=...): {unknown} has no events in this journal; its nodes are "
+                             f"{all_nodes}")
         clients = clients and any(is_client_id(n) or n == CLIENTS for n in wanted)
         all_nodes = [n for n in wanted if not is_client_id(n) and n != CLIENTS]
     lanes = ([CLIENTS] if clients else []) + all_nodes
