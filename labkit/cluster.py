@@ -58,6 +58,13 @@ def _check_no_arguments(cls: type, where: str) -> None:
         pass
 
 
+def check_node_id(k: Any) -> None:
+    """ValueError unless ``k`` can name a node: 1 to 32 of ``ID_CHARS``, not a client id."""
+    if not isinstance(k, str) or not k or is_client_id(k) or not set(k) <= ID_CHARS or len(k) > 32:
+        raise ValueError(f"bad node id {k!r}: use short names of letters, digits, '_', '-', '.' "
+                         f"like 'n1' or 'db' ('client', 'c0', 'c1', ... are reserved for clients)")
+
+
 def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
     """Normalise the ``nodes`` argument into ``{node id: zero-argument factory}``."""
     def factory(x: Any, where: str) -> Callable[[], Node]:
@@ -77,9 +84,7 @@ def _factories(nodes: Any, n: int | None) -> dict[str, Callable[[], Node]]:
             raise TypeError("give n only with a single node class; a dict already names the nodes")
         out = {}
         for k, v in nodes.items():
-            if not isinstance(k, str) or not k or is_client_id(k) or not set(k) <= ID_CHARS or len(k) > 32:
-                raise ValueError(f"bad node id {k!r}: use short names of letters, digits, '_', '-', '.' "
-                                 f"like 'n1' or 'db' ('client', 'c0', 'c1', ... are reserved for clients)")
+            check_node_id(k)
             out[k] = factory(v, f"node {k!r}")
         if not out:
             raise ValueError("a cluster needs at least one node")

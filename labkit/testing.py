@@ -29,7 +29,8 @@ from . import argcheck
 from .capacity import MAX_SLOW, MIN_SLOW, check_capacity
 from .context import Context
 from .journal import Event
-from .message import Message, decode, encode, wire
+from .errors import ArgumentError
+from .message import Message, check_body, decode, encode, wire
 from .node import Node
 from .runtime.base import is_client_id
 from .runtime.scheduler import Scheduler
@@ -103,7 +104,12 @@ class FakeContext(Context):
     def __init__(self, node_id: str = "n1", peers: Iterable[str] = ("n2", "n3"), *, seed: int = 0,
                  incarnation: int = 1, storage: dict[str, Any] | None = None,
                  node: Node | None = None, raise_on_crash: bool = True) -> None:
-        peers = tuple(peers)
+        from .cluster import check_node_id
+        peers = (peers,) if isinstance(peers, str) else tuple(peers)     # one peer, not its characters
+        for k in (node_id, *peers):
+            check_node_id(k)
+        if node_id in peers or len(set(peers)) != len(peers):
+            raise ValueError(f"FakeContext({node_id!r}, peers={list(peers)!r}): peers are the other nodes, each once")
         host = _FakeHost(seed, frozenset((node_id, *peers)))
         store = Storage(node_id)
         for k, v in (storage or {}).items():
@@ -149,7 +155,13 @@ class FakeContext(Context):
 
     def deliver(self, node: Node, type: str, src: str = "n2", in_reply_to: str | None = None,
                 **body: Any) -> Message:
-        """Deliver a message from ``src`` to ``node`` and run its handler."""
+        """Deliver a message from ``src`` (a peer, the node itself or a client id) to ``node``; run its
+        handler. Raises ValueError for another ``src`` (a real node hears from no one else) and
+        MessageError for a ``type`` that is not a non-empty str."""
+        if src != self.id and src not in self.peers and not is_client_id(src):
+            raise ValueError(f"FakeContext.deliver(src={src!r}): {src!r} is not {self.id}, one of its peers "
+                             f"({', '.join(self.peers) or 'none'}) or a client id ('client', 'c0', ...)")
+        check_body(src, type, body)
         self._use(node)
         self._n += 1
         msg = decode(encode(src, self.id, type, f"{src}.0.{self._n}", in_reply_to, self.now, body))
@@ -181,11 +193,16 @@ class FakeContext(Context):
         handler waits (``ctx.sleep``, ``ctx.work``, its own HTTP calls), the clock moves to
         each due timer in turn, for at most ``timeout`` ms; no response by then raises
         AssertionError (answer the node's own calls first with ``respond``)."""
-        from .http_types import HttpResponse, encode_request, header_list, query_string, request_payload
+        from .http_types import (METHODS, HttpResponse, encode_request, header_list, query_string,
+                                 request_payload)
         self._use(node)
         if self._routes is None:
             raise TypeError(f"FakeContext.fetch: {type(node).__name__} is not a labkit.Service; it serves no HTTP")
         where = f"FakeContext.fetch({method!r}, {path!r})"
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            raise ArgumentError(f"{where}: method must be one of {sorted(METHODS)}, got {method!r}")
+        if src != self.id and src not in self.peers and not is_client_id(src):
+            raise ValueError(f"{where}: src={src!r} is not {self.id}, one of its peers or a client id")
         timeout = argcheck.ms(timeout, f"{where} timeout", positive=True)
         p, qs = query_string(path, params, where)
         hl = header_list(headers, where)

@@ -579,3 +579,40 @@ def test_recent_rpc_ids_keep_at_least_the_last_keep_and_at_most_twice_that():
         assert len(r) <= 200, (i, len(r))
     assert "n1.1.0" not in r and "n1.1.799" not in r
     assert "n1.1.900" in r and "n1.1.999" in r
+
+
+def test_fake_context_refuses_what_a_cluster_would_refuse():
+    """Ids a Cluster refuses, a node among its own peers, a message from a node that is not
+    there and a bad type or HTTP method fail at the call that made them -- not later, as a
+    crash inside the handler."""
+    class Echo(labkit.Node):
+        def on_message(self, ctx, msg):
+            ctx.reply(msg)
+
+    with pytest.raises(ValueError, match="bad node id 'n 1'"):
+        FakeContext("n 1")
+    with pytest.raises(ValueError, match="bad node id 'c0'"):
+        FakeContext("n1", peers=["c0"])
+    with pytest.raises(ValueError, match="peers are the other nodes, each once"):
+        FakeContext("n1", peers=["n1", "n2"])
+    assert FakeContext("n1", peers="n2").peers == ("n2",)          # one peer, not 'n' and '2'
+    ctx = FakeContext("n1", peers=["n2"])
+    with pytest.raises(ValueError, match=r"deliver\(src='n9'\): 'n9' is not n1, one of its peers \(n2\)"):
+        ctx.deliver(Echo(), "x", src="n9")
+    with pytest.raises(MessageError, match="non-empty string type, got None"):
+        ctx.deliver(Echo(), None)
+    for src in ("n1", "n2", "client", "c3"):                          # itself, a peer, clients
+        assert ctx.deliver(Echo(), "x", src=src).src == src
+    assert [m.dst for m in ctx.outbox()] == ["n1", "n2", "client", "c3"]
+
+
+def test_fake_context_fetch_refuses_a_method_cluster_http_refuses():
+    class Svc(labkit.Service):
+        @labkit.get("/a")
+        async def a(self, ctx, req):
+            return labkit.Response(text="a")
+
+    ctx = FakeContext("n1")
+    assert ctx.fetch(Svc(), "get", "/a").status == 200
+    with pytest.raises(labkit.ArgumentError, match="method must be one of"):
+        ctx.fetch(Svc(), "FETCH", "/a")
