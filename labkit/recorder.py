@@ -110,6 +110,8 @@ class Recorder:
         self.cluster = cluster
         self.timeout_ms = argcheck.ms(timeout_ms, "Recorder(timeout_ms)", positive=True)
         self.protocol = protocol or KVProtocol()
+        if isinstance(nodes, str):
+            nodes = [nodes]                     # one node, not its characters
         self.nodes = list(nodes) if nodes is not None else list(cluster.ids)
         unknown = [n for n in self.nodes if n not in cluster.ids]
         if unknown or not self.nodes:

@@ -197,6 +197,14 @@ def test_ctrl_c_inside_a_handler_says_which_handler_and_line():
     assert "in wait_for_more, from " in res.message and " in on_message (does that handler ever return?)" \
         in res.message, res.message
 
+def test_invariants_that_are_not_functions_are_named():
+    for bad in (5, "agreement"):
+        with pytest.raises(labkit.ArgumentError, match="invariants must be a function of the state view s, or a list"):
+            labkit.explore(TwoPhaseCommit, n=3, invariants=bad)
+    with pytest.raises(labkit.ArgumentError, match="goals must be functions"):
+        labkit.explore(TwoPhaseCommit, n=3, goals=[5])
+
+
 def test_an_invariant_returning_none_is_an_error():
     with pytest.raises(TypeError, match="returned None"):
         labkit.explore(TwoPhaseCommit, n=3, invariants=[lambda s: None])

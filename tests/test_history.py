@@ -273,6 +273,15 @@ def test_workload_is_deterministic_in_the_simulator():
     assert c["ok"] > 0 and c["fail"] > 0 and c["info"] == 0    # cas precondition failures
 
 
+def test_workload_nodes_given_as_one_name_or_unknown():
+    with labkit.Cluster(KVStore, n=2, runtime="sim", seed=5) as c:
+        h = workload(c, clients=2, rate=100, duration=0.3, nodes="n2", timeout_ms=100)   # not 'n' and '2'
+        assert len(h) > 0
+        assert {e.dst for e in c.journal.filter(kind="send") if e.src.startswith("c")} == {"n2"}
+        with pytest.raises(ValueError, match=r"nodes \['n9'\] are not nodes of this cluster"):
+            workload(c, nodes=["n9"], duration=0.1)
+
+
 def test_workload_rate_and_mix_are_respected():
     with labkit.Cluster(KVStore, n=1, runtime="sim", seed=6) as c:
         h = workload(c, clients=3, rate=50, duration=4.0, keys=None, mix={"write": 1, "append": 1},

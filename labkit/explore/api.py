@@ -83,6 +83,8 @@ def _fns(x: Any, what: str) -> list[Callable]:
         return []
     if callable(x):
         return [x]
+    if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
+        raise ArgumentError(f"{what} must be a function of the state view s, or a list of them, got {x!r}")
     out = list(x)
     for f in out:
         if not callable(f):
