@@ -298,6 +298,27 @@ def test_a_handler_that_never_returns_is_stopped_in_the_simulator(kind, cause):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_stuck_handler_is_still_found_after_a_nested_run_of_another_cluster():
+    """A reply callback of cluster a runs a request on cluster b (a nested run, which ends);
+    then a's node hangs, in a's run: it is still watched."""
+    a = quiet(labkit.Cluster(Stuck, n=1, runtime="sim", seed=1, guard=Guard(handler_s=0.6)))
+    b = quiet(labkit.Cluster(Stuck, n=1, runtime="sim", seed=2, guard=Guard(handler_s=0.6)))
+    safety = threading.Timer(30, _thread.interrupt_main)     # a regression fails, it does not hang
+    try:
+        def nested(ev):
+            assert b.request("n1", "busy", s=0).type == "busy_ok"
+            a.client_send("n1", "spin")
+
+        a.client_send("n1", "busy", s=0, on_reply=nested)
+        safety.start()
+        with pytest.raises(StormError, match="type 'spin' from client"):
+            a.run_for(1000)
+    finally:
+        safety.cancel()
+        a.close()
+        b.close()
+
+
 def test_a_long_handler_within_the_limit_and_a_switched_off_guard_are_left_alone():
     with quiet(labkit.Cluster(Stuck, n=1, runtime="sim", seed=4, guard=Guard(handler_s=5))) as c:
         assert c.request("n1", "busy", s=1.2).type == "busy_ok"

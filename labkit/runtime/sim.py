@@ -105,9 +105,12 @@ class _StuckWatch:
         self.run: Any = None            # (runtime, limit s, the run's state dict, its lock)
         threading.Thread(target=self._loop, name="labkit-sim-watch", daemon=True).start()
 
-    def arm(self, run: Any) -> None:
+    def arm(self, run: Any) -> Any:
+        """Watch ``run`` (None: nothing) from now on; returns what was watched before (a run
+        of another cluster that this one's run is nested in, e.g. from a reply callback)."""
         with self.lock:
-            self.run = run
+            outer, self.run = self.run, run
+        return outer
 
     def _loop(self) -> None:
         main = threading.main_thread().ident
@@ -404,14 +407,15 @@ class SimRuntime(SimHttpMixin, RuntimeBase):
         self._sigint_installed = True
         limit = self.guard.handler_s if self.guard is not None else None
         watch = _stuck_watch() if limit and hasattr(signal, "pthread_kill") else None
+        outer_run = None
         try:
             if watch is not None:
-                watch.arm((self, limit, state, lock))
+                outer_run = watch.arm((self, limit, state, lock))
             return body()
         finally:
             state["finishing"] = True   # first, with no call before it: from here on_sigint is a no-op
             if watch is not None:
-                watch.arm(None)
+                watch.arm(outer_run)
             with lock:                  # (waits out a nudge that is sending its signal)
                 pass
             t = state["timer"]
