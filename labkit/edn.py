@@ -58,6 +58,7 @@ _INT = re.compile(r"[+-]?\d+N?\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?M?\Z")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "b": "\b", "f": "\f", "/": "/"}
 _END = object()
+_OPENER = {"}": "{", "]": "[", ")": "("}
 _SYMBOLIC = {"NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
 
 
@@ -126,8 +127,19 @@ class _Reader:
 
     def read_seq(self, closer: str) -> list:
         out = []
+        opened = self.line              # (the opener was just read, on this line)
         while True:
-            x = self.read(closer)
+            try:
+                x = self.read(closer)
+            except EdnError as e:
+                if e.reason.startswith("unexpected end of input") and not hasattr(e, "opened"):
+                    # The innermost collection left open names the line it was opened on: the
+                    # line of the missing closer, not the end of the text.
+                    e = EdnError(f"unexpected end of input: the {_OPENER[closer]!r} opened on this line is "
+                                 f"never closed (a {closer!r} is missing)", opened)
+                    e.opened = True         # type: ignore[attr-defined]
+                    raise e from None
+                raise
             if x is _END:
                 return out
             out.append(x)

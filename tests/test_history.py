@@ -169,6 +169,12 @@ def test_edn_reader_subset():
         edn.loads('1\n"abc')
     with pytest.raises(edn.EdnError, match="bad number"):
         edn.loads("12abc")
+    # an unclosed collection is reported where it was opened, not at the end of the text
+    with pytest.raises(edn.EdnError, match=r"line 2: unexpected end of input: the '\{' opened on this line is "
+                                           r"never closed \(a '\}' is missing\)"):
+        edn.loads_all('{:type :invoke}\n{:type :ok :value [1 2]\n\n\n')
+    with pytest.raises(edn.EdnError, match=r"line 1: .*the '\[' opened on this line"):
+        edn.loads_all('[{:a 1}\n {:a 2}\n {:a 3}\n')
     with pytest.raises(TypeError):
         edn.dumps(math.nan)
 
