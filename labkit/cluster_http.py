@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import argcheck
 from .errors import ArgumentError, NodeCrashed, NodeDown, RequestTimeout
 from .http_errors import ClientConnectorError, ServerDisconnectedError, ServerTimeoutError
-from .http_types import METHODS, HttpResponse, encode_request, header_list, query_string, request_payload
+from .http_types import HttpResponse, check_method, encode_request, header_list, query_string, request_payload
 from .message import Message, loads
 from .runtime.base import is_client_id
 from .service import is_service
@@ -58,10 +58,8 @@ class ClusterHttp:
         self._service = is_service(cluster._rt.factories[rec.id])
 
     def _build(self, method: str, path: str, json: Any, data: Any, headers: Any, params: Any) -> tuple[str, dict]:
-        method = method.upper() if isinstance(method, str) else method
-        where = f"cluster.http({self.node!r}).{str(method).lower()}({path!r})"
-        if method not in METHODS:
-            raise ArgumentError(f"{where}: method must be one of {sorted(METHODS)}, got {method!r}")
+        method = check_method(method, f"cluster.http({self.node!r}).{str(method).lower()}({path!r})")
+        where = f"cluster.http({self.node!r}).{method.lower()}({path!r})"
         if not self._service:
             raise ClientConnectorError(f"{where}: connection refused: {self.node} is a plain labkit.Node, not a "
                                        f"labkit.Service; it serves no HTTP")

@@ -59,6 +59,10 @@ _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?M?\Z")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "b": "\b", "f": "\f", "/": "/"}
 _END = object()
 _OPENER = {"}": "{", "]": "[", ")": "("}
+
+
+class _Unclosed(EdnError):
+    """The text ended inside a collection (``read_seq`` says which, and where it opened)."""
 _SYMBOLIC = {"NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
 
 
@@ -92,7 +96,7 @@ class _Reader:
         s = self.s
         if self.i >= len(s):
             if closer is not None:
-                raise self.error(f"unexpected end of input: a {closer!r} is missing")
+                raise _Unclosed("", self.line)      # read_seq names the line of the opener
             return _END
         c = s[self.i]
         if closer is not None and c == closer:
@@ -131,15 +135,11 @@ class _Reader:
         while True:
             try:
                 x = self.read(closer)
-            except EdnError as e:
-                if e.reason.startswith("unexpected end of input") and not hasattr(e, "opened"):
-                    # The innermost collection left open names the line it was opened on: the
-                    # line of the missing closer, not the end of the text.
-                    e = EdnError(f"unexpected end of input: the {_OPENER[closer]!r} opened on this line is "
-                                 f"never closed (a {closer!r} is missing)", opened)
-                    e.opened = True         # type: ignore[attr-defined]
-                    raise e from None
-                raise
+            except _Unclosed:
+                # The innermost collection left open is named on the line it was opened on (the
+                # line of the missing closer), not at the end of the text.
+                raise EdnError(f"unexpected end of input: the {_OPENER[closer]!r} opened on this line is "
+                               f"never closed (a {closer!r} is missing)", opened) from None
             if x is _END:
                 return out
             out.append(x)

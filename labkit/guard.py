@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import argcheck
-from .errors import ArgumentError, LabkitError
+from .errors import LabkitError
 
 
 class StormError(LabkitError):
@@ -87,9 +87,7 @@ class Guard:
         if self.window_ms is not None:
             argcheck.ms(self.window_ms, "Guard(window_ms)", positive=True)
         if self.handler_s is not None:
-            v = self.handler_s
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1e9:
-                raise ArgumentError(f"Guard(handler_s) must be a number of wall seconds above 0, got {v!r}")
+            argcheck.seconds(self.handler_s, "Guard(handler_s)", positive=True)
 
     def resolved(self, runtime: str) -> "Guard":
         """This guard with every ``None`` replaced by ``runtime``'s default."""

@@ -174,6 +174,14 @@ def encode_response(status: int, reason: str | None, headers: list | None,
     return f'{{"http":"1.1","status":{status}{r}{h}{_payload_json(payload)}}}'
 
 
+def check_method(method: Any, where: str) -> str:
+    """``method`` in upper case if it is one of ``METHODS``; ArgumentError naming ``where`` else."""
+    up = method.upper() if isinstance(method, str) else method
+    if up not in METHODS:
+        raise ArgumentError(f"{where}: method must be one of {sorted(METHODS)}, got {method!r}")
+    return up
+
+
 def encode_json(data: Any, where: str, root: str = "data") -> str:
     """``data`` as JSON; ArgumentError naming ``where``, and the part that cannot be sent as a
     path from ``root`` (the argument's name: ``json['a'][1]``)."""

@@ -518,16 +518,14 @@ def _bound(x: Any, name: str) -> float | None:
     before or after: every event would silently be left out)."""
     if x is None:
         return None
+    if isinstance(x, float) and math.isinf(x):
+        return x
+    from . import argcheck
     from .errors import ArgumentError
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
-        try:
-            import numpy as np
-            ok = isinstance(x, (np.integer, np.floating)) and x == x
-        except ImportError:
-            ok = False
-        if not ok:
-            raise ArgumentError(f"filter({name}) must be a number of ms (or None), got {x!r}")
-    return float(x)
+    try:
+        return argcheck.number(x, f"filter({name})", unit="ms")
+    except ArgumentError:
+        raise ArgumentError(f"filter({name}) must be a number of ms (or None), got {x!r}") from None
 
 
 def _as_set(x) -> set | None:

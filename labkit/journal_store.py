@@ -52,7 +52,7 @@ from .message import loads as _loads
 
 #: numpy, imported by the first ``EventStore`` (``_numpy``): a node process never reads a
 #: journal, and numpy is a fifth of labkit's import time, which every cold start pays in the
-#: forkserver (see ``labkit.runtime.processes._start_forkserver``).
+#: forkserver (see ``labkit.runtime.host.NODE_PROCESS_ENV``).
 np: Any = None
 
 

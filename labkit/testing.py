@@ -29,7 +29,6 @@ from . import argcheck
 from .capacity import MAX_SLOW, MIN_SLOW, check_capacity
 from .context import Context
 from .journal import Event
-from .errors import ArgumentError
 from .message import Message, check_body, decode, encode, wire
 from .node import Node
 from .runtime.base import is_client_id
@@ -158,9 +157,7 @@ class FakeContext(Context):
         """Deliver a message from ``src`` (a peer, the node itself or a client id) to ``node``; run its
         handler. Raises ValueError for another ``src`` (a real node hears from no one else) and
         MessageError for a ``type`` that is not a non-empty str."""
-        if src != self.id and src not in self.peers and not is_client_id(src):
-            raise ValueError(f"FakeContext.deliver(src={src!r}): {src!r} is not {self.id}, one of its peers "
-                             f"({', '.join(self.peers) or 'none'}) or a client id ('client', 'c0', ...)")
+        self._check_src(src, f"FakeContext.deliver(src={src!r})")
         check_body(src, type, body)
         self._use(node)
         self._n += 1
@@ -168,6 +165,12 @@ class FakeContext(Context):
         self._deliver(msg)
         self._reraise()
         return msg
+
+    def _check_src(self, src: str, where: str) -> None:
+        """ValueError unless ``src`` could send to this node: itself, a peer or a client."""
+        if src != self.id and src not in self.peers and not is_client_id(src):
+            raise ValueError(f"{where}: {src!r} is not {self.id}, one of its peers "
+                             f"({', '.join(self.peers) or 'none'}) or a client id ('client', 'c0', ...)")
 
     def advance(self, ms: float) -> None:
         """Move the clock ``ms`` (finite, >= 0) forward, running everything that falls due, in order."""
@@ -193,23 +196,21 @@ class FakeContext(Context):
         handler waits (``ctx.sleep``, ``ctx.work``, its own HTTP calls), the clock moves to
         each due timer in turn, for at most ``timeout`` ms; no response by then raises
         AssertionError (answer the node's own calls first with ``respond``)."""
-        from .http_types import (METHODS, HttpResponse, encode_request, header_list, query_string,
+        from .http_types import (HttpResponse, check_method, encode_request, header_list, query_string,
                                  request_payload)
         self._use(node)
         if self._routes is None:
             raise TypeError(f"FakeContext.fetch: {type(node).__name__} is not a labkit.Service; it serves no HTTP")
         where = f"FakeContext.fetch({method!r}, {path!r})"
-        if not isinstance(method, str) or method.upper() not in METHODS:
-            raise ArgumentError(f"{where}: method must be one of {sorted(METHODS)}, got {method!r}")
-        if src != self.id and src not in self.peers and not is_client_id(src):
-            raise ValueError(f"{where}: src={src!r} is not {self.id}, one of its peers or a client id")
+        method = check_method(method, where)
+        self._check_src(src, where)
         timeout = argcheck.ms(timeout, f"{where} timeout", positive=True)
         p, qs = query_string(path, params, where)
         hl = header_list(headers, where)
-        body_json = encode_request(method.upper(), p, qs, hl, request_payload(json, data, hl, where))
+        body_json = encode_request(method, p, qs, hl, request_payload(json, data, hl, where))
         self._n += 1
         mid = f"{src}.0.{self._n}"
-        msg = decode(wire(src, self.id, f"{method.upper()} {p}", mid, None, self.now, body_json))
+        msg = decode(wire(src, self.id, f"{method} {p}", mid, None, self.now, body_json))
         self._deliver(msg)
         self._reraise()
         host = self._fake
